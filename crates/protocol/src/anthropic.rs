@@ -1,0 +1,1 @@
+//! Anthropic Messages API wire types (https://docs.anthropic.com/en/api/messages).

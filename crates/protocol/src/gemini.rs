@@ -1,0 +1,1 @@
+//! Gemini generateContent API wire types (https://ai.google.dev/api/generate-content).

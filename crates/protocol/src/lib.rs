@@ -1,0 +1,8 @@
+//! Wire types of the APIs Plexus speaks. No logic beyond (de)serialization helpers.
+//!
+//! The OpenAI types double as Plexus's canonical request, response and chunk types.
+#![forbid(unsafe_code)]
+
+pub mod anthropic;
+pub mod gemini;
+pub mod openai;

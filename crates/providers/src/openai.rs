@@ -1,0 +1,1 @@
+//! OpenAI Chat Completions (also Azure OpenAI and OpenAI-compatible servers).
