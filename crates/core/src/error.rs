@@ -217,7 +217,9 @@ impl ApiError {
     pub fn unsupported(param: &str, provider_kind: &str) -> Self {
         ApiError::new(
             ErrorCode::UnsupportedParameter,
-            format!("`{param}` is not supported by the {provider_kind} provider this model routes to"),
+            format!(
+                "`{param}` is not supported by the {provider_kind} provider this model routes to"
+            ),
         )
         .with_param(param.to_owned())
     }
@@ -288,7 +290,8 @@ mod tests {
         let published = include_str!("../../../docs/errors.md");
         assert!(
             published.contains(&error_table_markdown()),
-            "docs/errors.md is stale: regenerate the table with `plexus errors`"
+            "docs/errors.md is stale: regenerate the table with `plexus errors`; expected:\n{}",
+            error_table_markdown()
         );
     }
 

@@ -51,3 +51,14 @@ pub fn reasoning_budget(effort: &str) -> Option<u32> {
         _ => None,
     }
 }
+
+/// A non-JSON error body as text, cut to a readable length.
+pub fn truncate_text(body: &[u8]) -> String {
+    const MAX: usize = 500;
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}

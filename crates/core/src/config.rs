@@ -1,0 +1,922 @@
+//! Configuration: parse, don't validate.
+//!
+//! A YAML file (with `${ENV_VAR}` references) is read into `Raw*` structs that deny unknown
+//! keys, then turned into the validated [`Config`], the only type the rest of the code sees.
+//! Every error names the offending key. Precedence is CLI > environment > file: the CLI's
+//! values arrive as [`Overrides`].
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The wire format family of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    OpenAi,
+    Azure,
+    Anthropic,
+    Gemini,
+    OpenAiCompatible,
+}
+
+impl ProviderKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "openai" => ProviderKind::OpenAi,
+            "azure" => ProviderKind::Azure,
+            "anthropic" => ProviderKind::Anthropic,
+            "gemini" => ProviderKind::Gemini,
+            "openai-compatible" => ProviderKind::OpenAiCompatible,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::OpenAiCompatible => "openai-compatible",
+        }
+    }
+
+    /// Whether the upstream speaks the OpenAI wire format (unknown fields pass through).
+    pub fn is_openai_format(self) -> bool {
+        matches!(
+            self,
+            ProviderKind::OpenAi | ProviderKind::Azure | ProviderKind::OpenAiCompatible
+        )
+    }
+
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::OpenAi => Some("https://api.openai.com/v1"),
+            ProviderKind::Anthropic => Some("https://api.anthropic.com"),
+            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com"),
+            ProviderKind::Azure | ProviderKind::OpenAiCompatible => None,
+        }
+    }
+}
+
+/// Known OpenAI-compatible servers: base URL, key variable and quirks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preset {
+    pub name: &'static str,
+    pub base_url: &'static str,
+    pub api_key_env: Option<&'static str>,
+    /// Whether the server accepts `n > 1`.
+    pub supports_n: bool,
+    /// Whether the server honours `stream_options.include_usage`.
+    pub stream_usage: bool,
+}
+
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "ollama",
+        base_url: "http://127.0.0.1:11434/v1",
+        api_key_env: None,
+        supports_n: false,
+        stream_usage: true,
+    },
+    Preset {
+        name: "vllm",
+        base_url: "http://127.0.0.1:8000/v1",
+        api_key_env: Some("VLLM_API_KEY"),
+        supports_n: true,
+        stream_usage: true,
+    },
+    Preset {
+        name: "groq",
+        base_url: "https://api.groq.com/openai/v1",
+        api_key_env: Some("GROQ_API_KEY"),
+        supports_n: false,
+        stream_usage: true,
+    },
+    Preset {
+        name: "mistral",
+        base_url: "https://api.mistral.ai/v1",
+        api_key_env: Some("MISTRAL_API_KEY"),
+        supports_n: true,
+        stream_usage: false,
+    },
+    Preset {
+        name: "deepseek",
+        base_url: "https://api.deepseek.com/v1",
+        api_key_env: Some("DEEPSEEK_API_KEY"),
+        supports_n: false,
+        stream_usage: true,
+    },
+    Preset {
+        name: "together",
+        base_url: "https://api.together.xyz/v1",
+        api_key_env: Some("TOGETHER_API_KEY"),
+        supports_n: true,
+        stream_usage: true,
+    },
+    Preset {
+        name: "openrouter",
+        base_url: "https://openrouter.ai/api/v1",
+        api_key_env: Some("OPENROUTER_API_KEY"),
+        supports_n: false,
+        stream_usage: true,
+    },
+    Preset {
+        name: "xai",
+        base_url: "https://api.x.ai/v1",
+        api_key_env: Some("XAI_API_KEY"),
+        supports_n: true,
+        stream_usage: true,
+    },
+    Preset {
+        name: "fireworks",
+        base_url: "https://api.fireworks.ai/inference/v1",
+        api_key_env: Some("FIREWORKS_API_KEY"),
+        supports_n: true,
+        stream_usage: true,
+    },
+];
+
+pub fn preset(name: &str) -> Option<&'static Preset> {
+    PRESETS.iter().find(|p| p.name == name)
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub api_key: Option<SecretString>,
+    /// Azure `api-version`.
+    pub api_version: Option<String>,
+    /// Extra headers sent on every upstream request (e.g. OpenRouter's `HTTP-Referer`).
+    pub headers: Vec<(String, String)>,
+    pub preset: Option<&'static str>,
+    pub supports_n: bool,
+    pub stream_usage: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetConfig {
+    /// Index into [`Config::providers`].
+    pub provider: usize,
+    pub model: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelConfig {
+    pub name: String,
+    pub targets: Vec<TargetConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Until the response head (and for streams, the first event).
+    pub first_byte: Duration,
+    /// Between two chunks of a stream.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(300),
+            idle: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database: String,
+    pub master_key: Option<SecretString>,
+    pub max_request_bytes: usize,
+    pub timeouts: Timeouts,
+    pub tls: Option<TlsConfig>,
+    /// Extra CA certificates (PEM) trusted for upstream calls.
+    pub ca_bundle: Option<PathBuf>,
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelConfig>,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+pub const DEFAULT_DATABASE: &str = "sqlite://plexus.db";
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+
+impl Config {
+    pub fn provider(&self, name: &str) -> Option<(usize, &ProviderConfig)> {
+        self.providers
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.name == name)
+    }
+
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
+    }
+}
+
+/// Values from the command line, which win over the environment and the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub database: Option<String>,
+    pub master_key: Option<SecretString>,
+}
+
+// ---- raw (file) shape ----
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    database: Option<String>,
+    master_key: Option<String>,
+    max_request_bytes: Option<RawSize>,
+    timeouts: Option<RawTimeouts>,
+    tls: Option<RawTls>,
+    ca_bundle: Option<PathBuf>,
+    shutdown_grace: Option<String>,
+    #[serde(default)]
+    providers: Vec<RawProvider>,
+    #[serde(default)]
+    models: Vec<RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    connect: Option<String>,
+    first_byte: Option<String>,
+    idle: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: String,
+    kind: String,
+    base_url: Option<String>,
+    api_key: Option<String>,
+    api_version: Option<String>,
+    preset: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    supports_n: Option<bool>,
+    stream_usage: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: String,
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    provider: String,
+    model: String,
+}
+
+/// Reads and validates a config file.
+pub fn load_file(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    from_yaml_str(&text, overrides, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates YAML text; `env` resolves `${VAR}` references.
+pub fn from_yaml_str(
+    text: &str,
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut value: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+    if value.is_null() {
+        value = serde_yaml::Value::Mapping(Default::default());
+    }
+    expand_env(&mut value, "", env)?;
+    let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        invalid(path, e.into_inner().to_string())
+    })?;
+    validate(raw, overrides, env)
+}
+
+/// The configuration used without a file: embedded SQLite and providers found in the usual
+/// environment variables.
+pub fn embedded_default(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut raw = RawConfig::default();
+    let detected: [(&str, &str, Option<&str>, &[&str]); 3] = [
+        ("openai", "openai", None, &["OPENAI_API_KEY"]),
+        ("anthropic", "anthropic", None, &["ANTHROPIC_API_KEY"]),
+        (
+            "gemini",
+            "gemini",
+            None,
+            &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+        ),
+    ];
+    for (name, kind, preset_name, vars) in detected {
+        if let Some(key) = vars.iter().find_map(|v| env(v)) {
+            raw.providers.push(RawProvider {
+                name: name.into(),
+                kind: kind.into(),
+                base_url: None,
+                api_key: Some(key),
+                api_version: None,
+                preset: preset_name.map(str::to_owned),
+                headers: BTreeMap::new(),
+                supports_n: None,
+                stream_usage: None,
+            });
+        }
+    }
+    for p in PRESETS {
+        if let Some(key) = p.api_key_env.and_then(env) {
+            raw.providers.push(RawProvider {
+                name: p.name.into(),
+                kind: "openai-compatible".into(),
+                base_url: None,
+                api_key: Some(key),
+                api_version: None,
+                preset: Some(p.name.into()),
+                headers: BTreeMap::new(),
+                supports_n: None,
+                stream_usage: None,
+            });
+        }
+    }
+    raw.master_key = env("PLEXUS_MASTER_KEY");
+    validate(raw, overrides, env)
+}
+
+fn expand_env(
+    value: &mut serde_yaml::Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    match value {
+        serde_yaml::Value::String(s) if s.contains("${") => {
+            *s = expand_str(s, path, env)?;
+        }
+        serde_yaml::Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_env(item, &format!("{path}[{i}]"), env)?;
+            }
+        }
+        serde_yaml::Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                let key = k.as_str().unwrap_or("?");
+                let child = if path.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{path}.{key}")
+                };
+                expand_env(v, &child, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand_str(
+    s: &str,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| invalid(path, "unterminated `${` reference"))?;
+        let name = &after[..end];
+        if name.is_empty() {
+            return Err(invalid(path, "empty `${}` reference"));
+        }
+        let value = env(name)
+            .ok_or_else(|| invalid(path, format!("environment variable `{name}` is not set")))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, `1d`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(Duration::from_secs(n));
+    }
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// `32MiB`, `1MB`, `512KiB`, `1024`.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(n);
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "B" => 1,
+        "KB" | "kB" => 1000,
+        "KiB" => 1024,
+        "MB" => 1000 * 1000,
+        "MiB" => 1024 * 1024,
+        "GB" => 1000 * 1000 * 1000,
+        "GiB" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+fn duration_key(
+    value: Option<&str>,
+    key: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => parse_duration(v).ok_or_else(|| {
+            invalid(
+                key,
+                format!("`{v}` is not a duration (e.g. 10s, 500ms, 2m)"),
+            )
+        }),
+    }
+}
+
+fn validate(
+    raw: RawConfig,
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let listen = match overrides.listen {
+        Some(addr) => addr,
+        None => {
+            let text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+            text.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "listen",
+                    format!("`{text}` is not an address such as 127.0.0.1:4000"),
+                )
+            })?
+        }
+    };
+    let database = overrides
+        .database
+        .clone()
+        .or(raw.database)
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+    if !(database.starts_with("sqlite:")
+        || database.starts_with("postgres://")
+        || database.starts_with("postgresql://"))
+    {
+        return Err(invalid(
+            "database",
+            "must be a sqlite:// or postgres:// URL",
+        ));
+    }
+    let master_key = match &overrides.master_key {
+        Some(k) => Some(k.clone()),
+        None => raw
+            .master_key
+            .filter(|k| !k.is_empty())
+            .map(SecretString::from),
+    };
+    if let Some(k) = &master_key {
+        if k.expose_secret().len() < 8 {
+            return Err(invalid("master_key", "must be at least 8 characters"));
+        }
+    }
+    if !listen.ip().is_loopback() && master_key.is_none() {
+        return Err(invalid(
+            "master_key",
+            format!("refusing to listen on non-loopback address {listen} without a master_key"),
+        ));
+    }
+    let max_request_bytes = match raw.max_request_bytes {
+        None => DEFAULT_MAX_REQUEST_BYTES,
+        Some(RawSize::Bytes(n)) => n as usize,
+        Some(RawSize::Text(t)) => parse_size(&t).ok_or_else(|| {
+            invalid(
+                "max_request_bytes",
+                format!("`{t}` is not a size (e.g. 32MiB)"),
+            )
+        })? as usize,
+    };
+    if max_request_bytes == 0 {
+        return Err(invalid("max_request_bytes", "must be positive"));
+    }
+    let defaults = Timeouts::default();
+    let timeouts = match raw.timeouts {
+        None => defaults,
+        Some(t) => Timeouts {
+            connect: duration_key(t.connect.as_deref(), "timeouts.connect", defaults.connect)?,
+            first_byte: duration_key(
+                t.first_byte.as_deref(),
+                "timeouts.first_byte",
+                defaults.first_byte,
+            )?,
+            idle: duration_key(t.idle.as_deref(), "timeouts.idle", defaults.idle)?,
+        },
+    };
+    let shutdown_grace = duration_key(
+        raw.shutdown_grace.as_deref(),
+        "shutdown_grace",
+        Duration::from_secs(30),
+    )?;
+
+    let mut providers = Vec::with_capacity(raw.providers.len());
+    let mut names = HashSet::new();
+    for (i, p) in raw.providers.into_iter().enumerate() {
+        let key = |field: &str| format!("providers[{i}].{field}");
+        if p.name.is_empty() || p.name.contains('/') {
+            return Err(invalid(key("name"), "must be non-empty and contain no `/`"));
+        }
+        if !names.insert(p.name.clone()) {
+            return Err(invalid(
+                key("name"),
+                format!("duplicate provider `{}`", p.name),
+            ));
+        }
+        let kind = ProviderKind::parse(&p.kind).ok_or_else(|| {
+            invalid(
+                key("kind"),
+                format!(
+                    "unknown kind `{}` (expected openai, azure, anthropic, gemini or openai-compatible)",
+                    p.kind
+                ),
+            )
+        })?;
+        let preset = match &p.preset {
+            None => None,
+            Some(name) => {
+                if kind != ProviderKind::OpenAiCompatible {
+                    return Err(invalid(
+                        key("preset"),
+                        "presets apply to kind openai-compatible",
+                    ));
+                }
+                let known: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+                Some(preset(name).ok_or_else(|| {
+                    invalid(
+                        key("preset"),
+                        format!("unknown preset `{name}` (known: {})", known.join(", ")),
+                    )
+                })?)
+            }
+        };
+        let base_url = p
+            .base_url
+            .or_else(|| kind.default_base_url().map(str::to_owned))
+            .or_else(|| preset.map(|pr| pr.base_url.to_owned()))
+            .ok_or_else(|| invalid(key("base_url"), "required for this kind"))?;
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(invalid(
+                key("base_url"),
+                "must start with http:// or https://",
+            ));
+        }
+        let base_url = base_url.trim_end_matches('/').to_owned();
+        let api_key = p
+            .api_key
+            .filter(|k| !k.is_empty())
+            .or_else(|| preset.and_then(|pr| pr.api_key_env).and_then(env))
+            .map(SecretString::from);
+        if kind == ProviderKind::Azure && p.api_version.is_none() {
+            return Err(invalid(
+                key("api_version"),
+                "required for azure (e.g. 2024-10-21)",
+            ));
+        }
+        let mut headers = Vec::with_capacity(p.headers.len());
+        for (name, value) in p.headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || http::HeaderValue::from_str(&value).is_err()
+            {
+                return Err(invalid(key("headers"), format!("invalid header `{name}`")));
+            }
+            headers.push((name.to_ascii_lowercase(), value));
+        }
+        providers.push(ProviderConfig {
+            name: p.name,
+            kind,
+            base_url,
+            api_key,
+            api_version: p.api_version,
+            headers,
+            preset: preset.map(|pr| pr.name),
+            supports_n: p
+                .supports_n
+                .unwrap_or(preset.map(|pr| pr.supports_n).unwrap_or(true)),
+            stream_usage: p
+                .stream_usage
+                .unwrap_or(preset.map(|pr| pr.stream_usage).unwrap_or(true)),
+        });
+    }
+
+    let mut models = Vec::with_capacity(raw.models.len());
+    let mut model_names = HashSet::new();
+    for (i, m) in raw.models.into_iter().enumerate() {
+        if m.name.is_empty() {
+            return Err(invalid(format!("models[{i}].name"), "must be non-empty"));
+        }
+        if !model_names.insert(m.name.clone()) {
+            return Err(invalid(
+                format!("models[{i}].name"),
+                format!("duplicate model `{}`", m.name),
+            ));
+        }
+        if m.targets.is_empty() {
+            return Err(invalid(
+                format!("models[{i}].targets"),
+                "needs at least one target",
+            ));
+        }
+        let mut targets = Vec::with_capacity(m.targets.len());
+        for (j, t) in m.targets.into_iter().enumerate() {
+            let idx = providers
+                .iter()
+                .position(|p| p.name == t.provider)
+                .ok_or_else(|| {
+                    invalid(
+                        format!("models[{i}].targets[{j}].provider"),
+                        format!("no provider named `{}`", t.provider),
+                    )
+                })?;
+            if t.model.is_empty() {
+                return Err(invalid(
+                    format!("models[{i}].targets[{j}].model"),
+                    "must be non-empty",
+                ));
+            }
+            targets.push(TargetConfig {
+                provider: idx,
+                model: t.model,
+            });
+        }
+        models.push(ModelConfig {
+            name: m.name,
+            targets,
+        });
+    }
+
+    let tls = raw.tls.map(|t| TlsConfig {
+        cert: t.cert,
+        key: t.key,
+    });
+
+    Ok(Config {
+        listen,
+        database,
+        master_key,
+        max_request_bytes,
+        timeouts,
+        tls,
+        ca_bundle: raw.ca_bundle,
+        providers,
+        models,
+        shutdown_grace,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    const CONTRACT: &str = r#"
+listen: 127.0.0.1:4000
+database: sqlite://plexus.db
+master_key: ${PLEXUS_MASTER_KEY}
+providers:
+  - name: oai
+    kind: openai
+    base_url: https://api.openai.com/v1
+    api_key: ${OPENAI_API_KEY}
+models:
+  - name: gpt
+    targets: [{provider: oai, model: gpt-4o-mini}]
+"#;
+
+    #[test]
+    fn the_documented_shape_parses() {
+        let env = env_of(&[
+            ("PLEXUS_MASTER_KEY", "sk-master-123"),
+            ("OPENAI_API_KEY", "sk-x"),
+        ]);
+        let cfg = from_yaml_str(CONTRACT, &Overrides::default(), &env).unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:4000");
+        assert_eq!(cfg.master_key.unwrap().expose_secret(), "sk-master-123");
+        assert_eq!(cfg.providers[0].kind, ProviderKind::OpenAi);
+        assert_eq!(
+            cfg.providers[0].api_key.as_ref().unwrap().expose_secret(),
+            "sk-x"
+        );
+        assert_eq!(cfg.models[0].targets[0].model, "gpt-4o-mini");
+        assert_eq!(cfg.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+    }
+
+    #[test]
+    fn unset_env_var_names_the_key() {
+        let env = env_of(&[("PLEXUS_MASTER_KEY", "sk-master-123")]);
+        let err = from_yaml_str(CONTRACT, &Overrides::default(), &env).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("providers[0].api_key"), "{msg}");
+        assert!(msg.contains("OPENAI_API_KEY"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = from_yaml_str(
+            "providers:\n  - name: a\n    kind: openai\n    api_kye: x\n",
+            &Overrides::default(),
+            &|_| None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("providers[0]"), "{err}");
+        assert!(err.contains("api_kye"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            ("listen: nowhere", "listen"),
+            ("providers: [{name: a, kind: bogus}]", "providers[0].kind"),
+            (
+                "providers: [{name: a, kind: azure, base_url: 'https://x'}]",
+                "providers[0].api_version",
+            ),
+            (
+                "providers: [{name: a, kind: openai-compatible}]",
+                "providers[0].base_url",
+            ),
+            (
+                "models: [{name: m, targets: [{provider: nope, model: x}]}]",
+                "models[0].targets[0].provider",
+            ),
+            ("timeouts: {connect: forever}", "timeouts.connect"),
+            ("max_request_bytes: lots", "max_request_bytes"),
+            (
+                "providers: [{name: a, kind: openai}, {name: a, kind: openai}]",
+                "providers[1].name",
+            ),
+        ];
+        for (yaml, key) in cases {
+            let err = from_yaml_str(yaml, &Overrides::default(), &|_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn non_loopback_requires_master_key() {
+        let err = from_yaml_str("listen: 0.0.0.0:4000", &Overrides::default(), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("master_key"), "{err}");
+        let ok = from_yaml_str(
+            "listen: 0.0.0.0:4000\nmaster_key: sk-long-enough",
+            &Overrides::default(),
+            &|_| None,
+        );
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn cli_overrides_win() {
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:9999".parse().unwrap()),
+            ..Default::default()
+        };
+        let cfg = from_yaml_str("listen: 127.0.0.1:1234", &overrides, &|_| None).unwrap();
+        assert_eq!(cfg.listen.port(), 9999);
+    }
+
+    #[test]
+    fn presets_fill_base_url_and_quirks() {
+        let cfg = from_yaml_str(
+            "providers: [{name: g, kind: openai-compatible, preset: groq}]",
+            &Overrides::default(),
+            &env_of(&[("GROQ_API_KEY", "gk")]),
+        )
+        .unwrap();
+        let p = &cfg.providers[0];
+        assert_eq!(p.base_url, "https://api.groq.com/openai/v1");
+        assert!(!p.supports_n);
+        assert_eq!(p.api_key.as_ref().unwrap().expose_secret(), "gk");
+    }
+
+    #[test]
+    fn embedded_default_detects_env_providers() {
+        let cfg = embedded_default(
+            &Overrides::default(),
+            &env_of(&[("ANTHROPIC_API_KEY", "a"), ("GEMINI_API_KEY", "g")]),
+        )
+        .unwrap();
+        let names: Vec<_> = cfg.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["anthropic", "gemini"]);
+        assert_eq!(cfg.database, DEFAULT_DATABASE);
+        assert!(cfg.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_size("32MiB"), Some(32 * 1024 * 1024));
+        assert_eq!(parse_size("1KB"), Some(1000));
+        assert_eq!(parse_size("many"), None);
+    }
+}

@@ -1,0 +1,556 @@
+//! The one place where provider adapters do network I/O, over one shared pooled HTTP client.
+//!
+//! Timeouts are per phase (connect, first byte, idle between chunks), never for the whole
+//! request, so long streams live as long as they keep moving. Dropping a returned stream drops
+//! the upstream connection, which cancels the upstream call.
+
+use crate::{
+    anthropic, gemini, openai, ConvertCtx, ProviderError, TimeoutPhase, UpstreamErrorBody,
+};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use plexus_core::config::{ProviderConfig, ProviderKind, Timeouts};
+use plexus_protocol::openai::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingRequest, EmbeddingResponse,
+};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use secrecy::ExposeSecret;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::timeout;
+
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Error bodies larger than this are cut (a misbehaving upstream must not exhaust memory).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Options of the shared client.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    pub timeouts: Timeouts,
+    /// PEM file with extra CA certificates to trust.
+    pub ca_bundle: Option<std::path::PathBuf>,
+}
+
+/// The shared upstream client. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    timeouts: Timeouts,
+}
+
+impl UpstreamClient {
+    pub fn new(opts: &ClientOptions) -> Result<Self, ProviderError> {
+        let mut builder = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(opts.timeouts.connect)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            // HTTP/1.1 keep-alive pool: many connections rather than one HTTP/2 connection
+            // whose `max_concurrent_streams` would queue requests under load.
+            .http1_only()
+            .user_agent(concat!("plexus/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &opts.ca_bundle {
+            for cert in load_ca_bundle(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ProviderError::Connect(format!("cannot build HTTP client: {e}")))?;
+        Ok(UpstreamClient {
+            http,
+            timeouts: opts.timeouts,
+        })
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+}
+
+fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, ProviderError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        ProviderError::Connect(format!("cannot read CA bundle {}: {e}", path.display()))
+    })?;
+    reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| ProviderError::Connect(format!("invalid CA bundle {}: {e}", path.display())))
+}
+
+/// A configured provider with its request headers built once.
+#[derive(Debug)]
+pub struct ProviderHandle {
+    pub config: ProviderConfig,
+    headers: HeaderMap,
+}
+
+impl ProviderHandle {
+    pub fn new(config: ProviderConfig) -> Result<Arc<Self>, ProviderError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let key = config
+            .api_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_owned());
+        let bad = |what: &str| ProviderError::InvalidRequest {
+            param: format!("providers.{}", config.name),
+            message: format!("invalid {what} for provider `{}`", config.name),
+        };
+        let mut secret = |name: &'static str, value: String| -> Result<(), ProviderError> {
+            let mut v = HeaderValue::from_str(&value).map_err(|_| bad("api_key"))?;
+            v.set_sensitive(true);
+            headers.insert(HeaderName::from_static(name), v);
+            Ok(())
+        };
+        match config.kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+                if let Some(k) = key {
+                    secret("authorization", format!("Bearer {k}"))?;
+                }
+            }
+            ProviderKind::Azure => {
+                if let Some(k) = key {
+                    secret("api-key", k)?;
+                }
+            }
+            ProviderKind::Anthropic => {
+                if let Some(k) = key {
+                    secret("x-api-key", k)?;
+                }
+                headers.insert(
+                    HeaderName::from_static("anthropic-version"),
+                    HeaderValue::from_static(ANTHROPIC_VERSION),
+                );
+            }
+            ProviderKind::Gemini => {
+                if let Some(k) = key {
+                    secret("x-goog-api-key", k)?;
+                }
+            }
+        }
+        for (name, value) in &config.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("header name"))?;
+            let value = HeaderValue::from_str(value).map_err(|_| bad("header value"))?;
+            headers.insert(name, value);
+        }
+        Ok(Arc::new(ProviderHandle { config, headers }))
+    }
+
+    pub fn kind(&self) -> ProviderKind {
+        self.config.kind
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn chat_url(&self, model: &str, stream: bool) -> String {
+        let base = &self.config.base_url;
+        match self.config.kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+                format!("{base}/chat/completions")
+            }
+            ProviderKind::Azure => format!(
+                "{base}/openai/deployments/{model}/chat/completions?api-version={}",
+                self.config.api_version.as_deref().unwrap_or_default()
+            ),
+            ProviderKind::Anthropic => format!("{base}/v1/messages"),
+            ProviderKind::Gemini if stream => {
+                format!("{base}/v1beta/models/{model}:streamGenerateContent?alt=sse")
+            }
+            ProviderKind::Gemini => format!("{base}/v1beta/models/{model}:generateContent"),
+        }
+    }
+
+    fn embeddings_url(&self, model: &str) -> Option<String> {
+        let base = &self.config.base_url;
+        match self.config.kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+                Some(format!("{base}/embeddings"))
+            }
+            ProviderKind::Azure => Some(format!(
+                "{base}/openai/deployments/{model}/embeddings?api-version={}",
+                self.config.api_version.as_deref().unwrap_or_default()
+            )),
+            ProviderKind::Gemini => {
+                Some(format!("{base}/v1beta/models/{model}:batchEmbedContents"))
+            }
+            ProviderKind::Anthropic => None,
+        }
+    }
+
+    fn openai_options(&self) -> openai::OpenAiOptions {
+        openai::OpenAiOptions {
+            supports_n: self.config.supports_n,
+            stream_usage: self.config.stream_usage,
+            provider: self.config.kind.as_str(),
+        }
+    }
+
+    /// Builds the upstream body for a chat request (pure; exposed for tests and dry runs).
+    pub fn chat_body(
+        &self,
+        req: &ChatCompletionRequest,
+        ctx: &ConvertCtx,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let body = match self.config.kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
+                serde_json::to_vec(&openai::to_request(req, ctx, self.openai_options())?)
+            }
+            ProviderKind::Anthropic => {
+                let mut wire = anthropic::to_request(req, ctx)?;
+                wire.stream = req.stream.filter(|s| *s);
+                serde_json::to_vec(&wire)
+            }
+            ProviderKind::Gemini => serde_json::to_vec(&gemini::to_request(req, ctx)?),
+        };
+        body.map_err(|e| ProviderError::Decode(format!("cannot encode request: {e}")))
+    }
+
+    fn parse_error(&self, status: u16, body: &[u8]) -> UpstreamErrorBody {
+        match self.config.kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
+                openai::parse_error(status, body)
+            }
+            ProviderKind::Anthropic => anthropic::parse_error(status, body),
+            ProviderKind::Gemini => gemini::parse_error(status, body),
+        }
+    }
+}
+
+/// A non-streamed completion and what the log needs to know about it.
+#[derive(Debug)]
+pub struct ChatOutcome {
+    pub response: ChatCompletion,
+    pub upstream_request_id: Option<String>,
+}
+
+pub type ChunkStream =
+    Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, ProviderError>> + Send + 'static>>;
+
+/// A streamed completion: the upstream answered 2xx; chunks follow.
+pub struct ChatStream {
+    pub upstream_request_id: Option<String>,
+    pub chunks: ChunkStream,
+}
+
+#[derive(Debug)]
+pub struct EmbeddingOutcome {
+    pub response: EmbeddingResponse,
+    pub upstream_request_id: Option<String>,
+}
+
+fn upstream_request_id(headers: &HeaderMap) -> Option<String> {
+    [
+        "x-request-id",
+        "request-id",
+        "apim-request-id",
+        "x-goog-request-id",
+    ]
+    .iter()
+    .find_map(|h| headers.get(*h))
+    .and_then(|v| v.to_str().ok())
+    .map(str::to_owned)
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_secs_f64(ms / 1000.0));
+        }
+    }
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::parse_retry_after)
+}
+
+fn send_error(err: reqwest::Error) -> ProviderError {
+    if err.is_timeout() {
+        ProviderError::Timeout(TimeoutPhase::Connect)
+    } else {
+        // Show the whole chain: reqwest's top-level message alone hides the cause.
+        let mut msg = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            source = s.source();
+        }
+        ProviderError::Connect(msg)
+    }
+}
+
+impl UpstreamClient {
+    async fn send(
+        &self,
+        provider: &ProviderHandle,
+        url: String,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let request = self
+            .http
+            .post(url)
+            .headers(provider.headers.clone())
+            .body(body);
+        let response = timeout(self.timeouts.first_byte, request.send())
+            .await
+            .map_err(|_| ProviderError::Timeout(TimeoutPhase::FirstByte))?
+            .map_err(send_error)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = retry_after(response.headers());
+        let body = read_limited(response, self.timeouts.idle, MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default();
+        let parsed = provider.parse_error(status.as_u16(), &body);
+        Err(ProviderError::Upstream {
+            status: status.as_u16(),
+            code: parsed.code,
+            message: parsed.message,
+            retry_after,
+        })
+    }
+
+    /// A non-streamed chat completion.
+    pub async fn chat(
+        &self,
+        provider: &ProviderHandle,
+        req: &ChatCompletionRequest,
+        ctx: &ConvertCtx<'_>,
+    ) -> Result<ChatOutcome, ProviderError> {
+        let body = provider.chat_body(req, ctx)?;
+        let url = provider.chat_url(ctx.upstream_model, false);
+        let response = self.send(provider, url, body).await?;
+        let upstream_request_id = upstream_request_id(response.headers());
+        let bytes = read_limited(response, self.timeouts.first_byte, usize::MAX).await?;
+        let response = match provider.kind() {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
+                openai::from_response(&bytes)?
+            }
+            ProviderKind::Anthropic => {
+                let wire = serde_json::from_slice(&bytes).map_err(ProviderError::decode)?;
+                anthropic::from_response(wire, ctx)?
+            }
+            ProviderKind::Gemini => {
+                let wire = serde_json::from_slice(&bytes).map_err(ProviderError::decode)?;
+                gemini::from_response(wire, ctx)?
+            }
+        };
+        Ok(ChatOutcome {
+            response,
+            upstream_request_id,
+        })
+    }
+
+    /// A streamed chat completion. Errors before the first chunk are returned here (so the
+    /// caller can still answer with a proper status); later ones arrive in the stream.
+    pub async fn chat_stream(
+        &self,
+        provider: &ProviderHandle,
+        req: &ChatCompletionRequest,
+        ctx: &ConvertCtx<'_>,
+    ) -> Result<ChatStream, ProviderError> {
+        let body = provider.chat_body(req, ctx)?;
+        let url = provider.chat_url(ctx.upstream_model, true);
+        let response = self.send(provider, url, body).await?;
+        let upstream_request_id = upstream_request_id(response.headers());
+        let decoder = Decoder::new(provider.kind(), ctx);
+        let chunks = decode_stream(response, decoder, self.timeouts);
+        Ok(ChatStream {
+            upstream_request_id,
+            chunks,
+        })
+    }
+
+    /// Embeddings; `None` from [`ProviderHandle::embeddings_url`] means the provider has no
+    /// embeddings API.
+    pub async fn embeddings(
+        &self,
+        provider: &ProviderHandle,
+        req: &EmbeddingRequest,
+        upstream_model: &str,
+    ) -> Result<EmbeddingOutcome, ProviderError> {
+        let url = provider
+            .embeddings_url(upstream_model)
+            .ok_or(ProviderError::Unsupported {
+                param: "model",
+                provider: provider.kind().as_str(),
+            })?;
+        let body = match provider.kind() {
+            ProviderKind::Gemini => {
+                serde_json::to_vec(&gemini::to_embed_request(req, upstream_model)?)
+            }
+            _ => serde_json::to_vec(&openai::to_embed_request(req, upstream_model)),
+        }
+        .map_err(|e| ProviderError::Decode(format!("cannot encode request: {e}")))?;
+        let response = self.send(provider, url, body).await?;
+        let upstream_request_id = upstream_request_id(response.headers());
+        let bytes = read_limited(response, self.timeouts.first_byte, usize::MAX).await?;
+        let response = match provider.kind() {
+            ProviderKind::Gemini => {
+                let wire = serde_json::from_slice(&bytes).map_err(ProviderError::decode)?;
+                gemini::from_embed_response(wire, upstream_model)
+            }
+            _ => openai::from_embed_response(&bytes)?,
+        };
+        Ok(EmbeddingOutcome {
+            response,
+            upstream_request_id,
+        })
+    }
+
+    /// Whether the provider has an embeddings API at all.
+    pub fn has_embeddings(provider: &ProviderHandle) -> bool {
+        provider.embeddings_url("m").is_some()
+    }
+}
+
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: Duration,
+    max: usize,
+) -> Result<Bytes, ProviderError> {
+    let mut buf = Vec::new();
+    loop {
+        let next = timeout(limit, response.chunk())
+            .await
+            .map_err(|_| ProviderError::Timeout(TimeoutPhase::Idle))?
+            .map_err(|e| ProviderError::Stream(format!("reading the answer failed: {e}")))?;
+        match next {
+            Some(chunk) => {
+                let room = max.saturating_sub(buf.len());
+                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if buf.len() >= max {
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Per-format stream decoding, statically dispatched.
+enum Decoder {
+    OpenAi(openai::StreamState),
+    Anthropic(anthropic::StreamState),
+    Gemini(gemini::StreamState),
+}
+
+impl Decoder {
+    fn new(kind: ProviderKind, ctx: &ConvertCtx) -> Self {
+        match kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
+                Decoder::OpenAi(openai::StreamState::new())
+            }
+            ProviderKind::Anthropic => Decoder::Anthropic(anthropic::StreamState::new(ctx)),
+            ProviderKind::Gemini => Decoder::Gemini(gemini::StreamState::new(ctx)),
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        event: &str,
+        data: &str,
+        out: &mut Vec<ChatCompletionChunk>,
+    ) -> Result<(), ProviderError> {
+        match self {
+            Decoder::OpenAi(s) => out.extend(s.on_event(event, data)?),
+            Decoder::Anthropic(s) => out.extend(s.on_event(event, data)?),
+            Decoder::Gemini(s) => out.extend(s.on_event(event, data)?),
+        }
+        Ok(())
+    }
+
+    /// Called when the upstream closed the stream; `Err` if it had not finished.
+    fn on_end(&mut self, out: &mut Vec<ChatCompletionChunk>) -> Result<(), ProviderError> {
+        let done = match self {
+            Decoder::OpenAi(s) => s.is_done(),
+            Decoder::Anthropic(s) => s.is_done(),
+            Decoder::Gemini(s) => {
+                let done = s.is_done();
+                if done {
+                    out.extend(s.finish());
+                }
+                done
+            }
+        };
+        if done {
+            Ok(())
+        } else {
+            Err(ProviderError::Stream(
+                "the provider closed the stream before it finished".into(),
+            ))
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self {
+            Decoder::OpenAi(s) => s.is_done(),
+            Decoder::Anthropic(s) => s.is_done(),
+            // Gemini signals the end only by closing the stream.
+            Decoder::Gemini(_) => false,
+        }
+    }
+}
+
+fn decode_stream(
+    response: reqwest::Response,
+    mut decoder: Decoder,
+    timeouts: Timeouts,
+) -> ChunkStream {
+    use eventsource_stream::Eventsource;
+    let mut events = response.bytes_stream().eventsource();
+    let stream = async_stream::stream! {
+        let mut out: Vec<ChatCompletionChunk> = Vec::with_capacity(4);
+        let mut first = true;
+        loop {
+            let wait = if first { timeouts.first_byte } else { timeouts.idle };
+            let next = match timeout(wait, events.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    yield Err(ProviderError::Timeout(if first { TimeoutPhase::FirstByte } else { TimeoutPhase::Idle }));
+                    return;
+                }
+            };
+            first = false;
+            match next {
+                Some(Ok(event)) => {
+                    if let Err(e) = decoder.on_event(&event.event, &event.data, &mut out) {
+                        yield Err(e);
+                        return;
+                    }
+                    for chunk in out.drain(..) {
+                        yield Ok(chunk);
+                    }
+                    if decoder.is_done() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    yield Err(ProviderError::Stream(format!("the stream broke: {e}")));
+                    return;
+                }
+                None => {
+                    let end = decoder.on_end(&mut out);
+                    for chunk in out.drain(..) {
+                        yield Ok(chunk);
+                    }
+                    if let Err(e) = end {
+                        yield Err(e);
+                    }
+                    return;
+                }
+            }
+        }
+    };
+    Box::pin(stream)
+}
