@@ -1,1 +1,184 @@
+//! The HTTP face of Plexus: the OpenAI-compatible API, health, readiness and metrics.
+//!
+//! **Invariant:** this is the only crate that knows inbound HTTP. Handlers parse, call the
+//! components and shape responses; the components never see a request or a header map.
 #![forbid(unsafe_code)]
+
+mod chat;
+mod embeddings;
+pub mod error;
+pub mod metrics;
+mod middleware;
+pub mod runtime;
+mod serve;
+mod stream;
+
+pub use error::HttpError;
+pub use runtime::Runtime;
+pub use serve::{serve, Listener, ServeOptions};
+
+use arc_swap::ArcSwap;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use plexus_core::clock::{SharedClock, SystemClock};
+use plexus_core::{ApiError, ErrorCode};
+use plexus_protocol::openai::{ModelList, ModelObject};
+use plexus_providers::client::UpstreamClient;
+use plexus_store::{LogWriter, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a request needs, shared by all of them.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: ArcSwap<Runtime>,
+    client: UpstreamClient,
+    store: Store,
+    writer: LogWriter,
+    metrics: Option<PrometheusHandle>,
+    clock: SharedClock,
+    started_unix: i64,
+}
+
+impl AppState {
+    pub fn new(runtime: Runtime, client: UpstreamClient, store: Store, writer: LogWriter) -> Self {
+        let clock: SharedClock = Arc::new(SystemClock);
+        let started_unix = clock.now_unix_secs();
+        AppState {
+            inner: Arc::new(Inner {
+                runtime: ArcSwap::from_pointee(runtime),
+                client,
+                store,
+                writer,
+                metrics: metrics::install(),
+                clock,
+                started_unix,
+            }),
+        }
+    }
+
+    /// The current runtime snapshot.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.inner.runtime.load_full()
+    }
+
+    /// Swaps in a new snapshot (config reload); in-flight requests keep the old one.
+    pub fn replace_runtime(&self, runtime: Runtime) {
+        self.inner.runtime.store(Arc::new(runtime));
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn writer(&self) -> &LogWriter {
+        &self.inner.writer
+    }
+
+    pub(crate) fn client(&self) -> &UpstreamClient {
+        &self.inner.client
+    }
+
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+}
+
+/// The whole HTTP API as a router, so tests can drive it in-process.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/chat/completions", post(chat::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/embeddings", post(embeddings::embeddings))
+        .route("/v1/models", get(list_models))
+        .route("/models", get(list_models))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(middleware::request_id))
+        .with_state(state)
+}
+
+async fn health() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let db = tokio::time::timeout(Duration::from_secs(2), state.store().ping()).await;
+    match db {
+        Ok(Ok(())) => Json(serde_json::json!({"status": "ready", "database": "ok"})).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "not_ready", "database": e.to_string()})),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "not_ready", "database": "timeout"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let body = state
+        .inner
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
+    let rt = state.runtime();
+    let created = state.inner.started_unix;
+    let data = rt
+        .model_names()
+        .map(|(name, owner)| ModelObject {
+            id: name.to_owned(),
+            object: "model".into(),
+            created,
+            owned_by: owner.to_owned(),
+        })
+        .collect();
+    Json(ModelList {
+        object: "list".into(),
+        data,
+    })
+}
+
+async fn not_found() -> HttpError {
+    HttpError(ApiError::new(ErrorCode::NotFound, "Unknown route."))
+}
+
+async fn method_not_allowed() -> HttpError {
+    HttpError(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "This route does not accept this method.",
+    ))
+}

@@ -1,0 +1,393 @@
+//! `POST /v1/chat/completions`: parse, validate, resolve, call the provider, answer, record.
+
+use crate::error::HttpError;
+use crate::middleware::{Principal, RequestId};
+use crate::runtime::Target;
+use crate::stream::{self, StreamGuard};
+use crate::{metrics, AppState};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use bytes::Bytes;
+use plexus_core::catalog::Catalog;
+use plexus_core::log::RequestRecord;
+use plexus_core::{ApiError, ErrorCode};
+use plexus_protocol::openai::{ChatCompletion, ChatCompletionRequest, Usage};
+use plexus_providers::{ConvertCtx, ProviderError};
+use serde::de::DeserializeOwned;
+use std::time::Instant;
+
+/// Output cap sent to providers that require one when neither the client nor the catalog
+/// gives one.
+const FALLBACK_MAX_OUTPUT: u32 = 4096;
+
+/// Reads the body, refusing more than `limit` bytes with a 413.
+pub(crate) async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!("The request body exceeds the limit of {limit} bytes."),
+        )
+    };
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(too_large());
+        }
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = source {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                source = s.source();
+            }
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("Could not read the request body: {e}"),
+            )
+        })
+}
+
+/// Parses JSON, naming the offending parameter on failure.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("We could not parse the JSON body of your request: {inner}"),
+            );
+        }
+        let text = inner.to_string();
+        let param = match text
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            Some(field) if path == "." => field.to_owned(),
+            Some(field) => format!("{path}.{field}"),
+            None => path,
+        };
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("Invalid request: `{param}`: {text}"),
+        )
+        .with_param(param)
+    })?;
+    de.end().map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("We could not parse the JSON body of your request: {e}"),
+        )
+    })?;
+    Ok(value)
+}
+
+fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
+    if req.model.is_empty() {
+        return Err(ApiError::invalid_request("`model` must not be empty.", "model"));
+    }
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid_request(
+            "`messages` must contain at least one message.",
+            "messages",
+        ));
+    }
+    if req.n == Some(0) {
+        return Err(ApiError::invalid_request("`n` must be at least 1.", "n"));
+    }
+    if let Some(t) = req.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(ApiError::invalid_request(
+                "`temperature` must be between 0 and 2.",
+                "temperature",
+            ));
+        }
+    }
+    if let Some(p) = req.top_p {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(ApiError::invalid_request(
+                "`top_p` must be between 0 and 1.",
+                "top_p",
+            ));
+        }
+    }
+    if req.stream_options.is_some() && !req.is_stream() {
+        return Err(ApiError::invalid_request(
+            "`stream_options` is only allowed when `stream` is true.",
+            "stream_options",
+        ));
+    }
+    if req.max_output_tokens() == Some(0) {
+        return Err(ApiError::invalid_request(
+            "`max_tokens` must be at least 1.",
+            "max_tokens",
+        ));
+    }
+    Ok(())
+}
+
+/// Rough token count for text when the provider reports none (about 4 characters a token).
+pub(crate) fn estimate_tokens(chars: usize) -> u64 {
+    (chars as u64).div_ceil(4)
+}
+
+pub(crate) fn cost_usd(target: &Target, usage: &Usage) -> f64 {
+    Catalog::builtin()
+        .lookup(target.provider.kind().as_str(), &target.upstream_model)
+        .map(|m| {
+            m.cost_usd(
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens(),
+                usage.reasoning_tokens(),
+            )
+        })
+        .unwrap_or(0.0)
+}
+
+/// The parts of a log record known before the call.
+pub(crate) fn base_record(
+    state: &AppState,
+    request_id: &str,
+    principal: &Principal,
+    endpoint: &'static str,
+    model: &str,
+    stream: bool,
+) -> RequestRecord {
+    RequestRecord {
+        ts_ms: state.clock().now_unix_ms(),
+        request_id: request_id.to_owned(),
+        key_id: principal.key_id.to_owned(),
+        endpoint,
+        model: model.to_owned(),
+        stream,
+        ..Default::default()
+    }
+}
+
+pub(crate) async fn finish_error(
+    state: &AppState,
+    mut record: RequestRecord,
+    started: Instant,
+    err: ApiError,
+) -> HttpError {
+    record.status = err.status();
+    record.error_code = Some(err.code.as_str());
+    record.latency_ms = started.elapsed().as_millis() as u64;
+    metrics::observe(&record);
+    state.writer().record(record).await;
+    HttpError(err)
+}
+
+pub(crate) fn served_by_header(target: &Target) -> Option<HeaderValue> {
+    HeaderValue::from_str(&target.served_by()).ok()
+}
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(principal): Extension<Principal>,
+    req: Request,
+) -> Result<Response, HttpError> {
+    let started = Instant::now();
+    let rt = state.runtime();
+    let body = read_body(req, rt.config.max_request_bytes).await?;
+    let parsed: Result<ChatCompletionRequest, ApiError> = parse_json(&body).and_then(|r| {
+        validate(&r)?;
+        Ok(r)
+    });
+    let chat = match parsed {
+        Ok(c) => c,
+        Err(e) => {
+            let record = base_record(&state, &request_id, &principal, "chat", "", false);
+            return Err(finish_error(&state, record, started, e).await);
+        }
+    };
+    let mut record = base_record(
+        &state,
+        &request_id,
+        &principal,
+        "chat",
+        &chat.model,
+        chat.is_stream(),
+    );
+    let targets = match rt.resolve(&chat.model) {
+        Ok(t) => t,
+        Err(e) => return Err(finish_error(&state, record, started, e).await),
+    };
+    let created = state.clock().now_unix_secs();
+    let prompt_estimate = estimate_tokens(body.len());
+
+    let mut last_err: Option<ProviderError> = None;
+    for (i, target) in targets.iter().enumerate() {
+        let is_last = i + 1 == targets.len();
+        let info = Catalog::builtin().lookup(target.provider.kind().as_str(), &target.upstream_model);
+        let ctx = ConvertCtx {
+            upstream_model: &target.upstream_model,
+            created,
+            default_max_tokens: info
+                .and_then(|m| m.max_output_tokens)
+                .unwrap_or(FALLBACK_MAX_OUTPUT),
+        };
+        record.provider = target.provider.name().to_owned();
+        record.upstream_model = target.upstream_model.to_string();
+
+        if chat.is_stream() {
+            match state
+                .client()
+                .chat_stream(&target.provider, &chat, &ctx)
+                .await
+            {
+                Ok(upstream) => {
+                    record.upstream_request_id = upstream.upstream_request_id.clone();
+                    let guard = StreamGuard::new(
+                        state.clone(),
+                        record,
+                        target.clone(),
+                        started,
+                        prompt_estimate,
+                    );
+                    return Ok(stream::sse_response(
+                        upstream.chunks,
+                        guard,
+                        chat.wants_stream_usage(),
+                        served_by_header(target),
+                    ));
+                }
+                Err(e) if e.is_retryable() && !is_last => {
+                    tracing::warn!(message = "Target failed; trying the next.", provider = target.provider.name(), error = %e);
+                    last_err = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(finish_error(&state, record, started, e.into()).await),
+            }
+        }
+
+        match state.client().chat(&target.provider, &chat, &ctx).await {
+            Ok(outcome) => {
+                record.upstream_request_id = outcome.upstream_request_id;
+                return Ok(answer(&state, record, target, started, outcome.response, prompt_estimate).await);
+            }
+            Err(e) if e.is_retryable() && !is_last => {
+                tracing::warn!(message = "Target failed; trying the next.", provider = target.provider.name(), error = %e);
+                last_err = Some(e);
+            }
+            Err(e) => return Err(finish_error(&state, record, started, e.into()).await),
+        }
+    }
+    let err = last_err
+        .map(ApiError::from)
+        .unwrap_or_else(|| ApiError::new(ErrorCode::ServiceUnavailable, "No target could serve the request."));
+    Err(finish_error(&state, record, started, err).await)
+}
+
+async fn answer(
+    state: &AppState,
+    mut record: RequestRecord,
+    target: &Target,
+    started: Instant,
+    mut response: ChatCompletion,
+    prompt_estimate: u64,
+) -> Response {
+    let usage = match &response.usage {
+        Some(u) => u.clone(),
+        None => {
+            // The upstream sent no usage: estimate, mark it, and tell the client.
+            let chars: usize = response
+                .choices
+                .iter()
+                .map(|c| {
+                    c.message.content.as_deref().map_or(0, str::len)
+                        + c.message
+                            .tool_calls
+                            .iter()
+                            .flatten()
+                            .map(|t| t.function.arguments.len())
+                            .sum::<usize>()
+                })
+                .sum();
+            record.usage_estimated = true;
+            let u = Usage::new(prompt_estimate, estimate_tokens(chars));
+            response.usage = Some(u.clone());
+            u
+        }
+    };
+    let cost = cost_usd(target, &usage);
+    record.status = 200;
+    record.prompt_tokens = usage.prompt_tokens;
+    record.completion_tokens = usage.completion_tokens;
+    record.cached_tokens = usage.cached_tokens();
+    record.reasoning_tokens = usage.reasoning_tokens();
+    record.cost_usd = cost;
+    record.latency_ms = started.elapsed().as_millis() as u64;
+    metrics::observe(&record);
+    state.writer().record(record).await;
+
+    let body = match serde_json::to_vec(&response) {
+        Ok(b) => b,
+        Err(e) => return HttpError(ApiError::internal(format!("cannot encode response: {e}"))).into_response(),
+    };
+    let mut resp = body.into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&format!("{cost:.8}")) {
+        headers.insert("x-plexus-cost-usd", v);
+    }
+    if let Some(v) = served_by_header(target) {
+        headers.insert("x-plexus-served-by", v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_name_the_param() {
+        let e = parse_json::<ChatCompletionRequest>(br#"{"messages":[]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("model"));
+        let e = parse_json::<ChatCompletionRequest>(
+            br#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+        let e = parse_json::<ChatCompletionRequest>(br#"{"model":"m","messages":[],"temperature":"hot"}"#)
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("temperature"));
+        let e = parse_json::<ChatCompletionRequest>(b"{not json").unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(e.param.is_none());
+        assert!(parse_json::<ChatCompletionRequest>(br#"{"model":"m","messages":[]} trailing"#).is_err());
+    }
+
+    #[test]
+    fn validation_names_the_param() {
+        let base: ChatCompletionRequest =
+            parse_json(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        assert!(validate(&base).is_ok());
+        let cases: [(&str, fn(&mut ChatCompletionRequest)); 5] = [
+            ("messages", |r| r.messages.clear()),
+            ("n", |r| r.n = Some(0)),
+            ("temperature", |r| r.temperature = Some(3.0)),
+            ("top_p", |r| r.top_p = Some(1.5)),
+            ("stream_options", |r| r.stream_options = Some(Default::default())),
+        ];
+        for (param, mutate) in cases {
+            let mut r = base.clone();
+            mutate(&mut r);
+            assert_eq!(validate(&r).unwrap_err().param.as_deref(), Some(param));
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `POST /v1/embeddings`.
+
+use crate::chat::{base_record, cost_usd, estimate_tokens, finish_error, parse_json, read_body, served_by_header};
+use crate::error::HttpError;
+use crate::middleware::{Principal, RequestId};
+use crate::{metrics, AppState};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use base64::Engine;
+use plexus_core::{ApiError, ErrorCode};
+use plexus_protocol::openai::{EmbeddingRequest, EmbeddingUsage, EmbeddingVector, Usage};
+use plexus_providers::client::UpstreamClient;
+use std::time::Instant;
+
+fn validate(req: &EmbeddingRequest) -> Result<(), ApiError> {
+    if req.model.is_empty() {
+        return Err(ApiError::invalid_request("`model` must not be empty.", "model"));
+    }
+    if req.input.is_empty() {
+        return Err(ApiError::invalid_request("`input` must not be empty.", "input"));
+    }
+    match req.encoding_format.as_deref() {
+        None | Some("float") | Some("base64") => Ok(()),
+        Some(other) => Err(ApiError::invalid_request(
+            format!("`encoding_format` must be `float` or `base64`, not `{other}`."),
+            "encoding_format",
+        )),
+    }
+}
+
+/// Little-endian f32 bytes in base64, as OpenAI encodes them.
+pub fn encode_base64(values: &[f32]) -> String {
+    let mut bytes = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(principal): Extension<Principal>,
+    req: Request,
+) -> Result<Response, HttpError> {
+    let started = Instant::now();
+    let rt = state.runtime();
+    let body = read_body(req, rt.config.max_request_bytes).await?;
+    let parsed: Result<EmbeddingRequest, ApiError> = parse_json(&body).and_then(|r| {
+        validate(&r)?;
+        Ok(r)
+    });
+    let emb = match parsed {
+        Ok(e) => e,
+        Err(e) => {
+            let record = base_record(&state, &request_id, &principal, "embeddings", "", false);
+            return Err(finish_error(&state, record, started, e).await);
+        }
+    };
+    let mut record = base_record(&state, &request_id, &principal, "embeddings", &emb.model, false);
+    let targets = match rt.resolve(&emb.model) {
+        Ok(t) => t,
+        Err(e) => return Err(finish_error(&state, record, started, e).await),
+    };
+    let Some(target) = targets.iter().find(|t| UpstreamClient::has_embeddings(&t.provider)) else {
+        let kind = targets.first().map(|t| t.provider.kind().as_str()).unwrap_or("this");
+        let err = ApiError::new(
+            ErrorCode::UnsupportedParameter,
+            format!("The {kind} provider has no embeddings API; route `{}` to an embeddings model.", emb.model),
+        )
+        .with_param("model");
+        return Err(finish_error(&state, record, started, err).await);
+    };
+    record.provider = target.provider.name().to_owned();
+    record.upstream_model = target.upstream_model.to_string();
+    let outcome = match state
+        .client()
+        .embeddings(&target.provider, &emb, &target.upstream_model)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => return Err(finish_error(&state, record, started, e.into()).await),
+    };
+    record.upstream_request_id = outcome.upstream_request_id;
+    let mut response = outcome.response;
+    if emb.encoding_format.as_deref() == Some("base64") {
+        for item in &mut response.data {
+            let encoded = match &item.embedding {
+                EmbeddingVector::Float(values) => Some(encode_base64(values)),
+                EmbeddingVector::Base64(_) => None,
+            };
+            if let Some(encoded) = encoded {
+                item.embedding = EmbeddingVector::Base64(encoded);
+            }
+        }
+    }
+    let usage = match &response.usage {
+        Some(u) if u.prompt_tokens > 0 => u.clone(),
+        _ => {
+            record.usage_estimated = true;
+            let chars: usize = emb.input.texts().map_or(0, |t| t.iter().map(|s| s.len()).sum());
+            let est = estimate_tokens(chars);
+            let u = EmbeddingUsage {
+                prompt_tokens: est,
+                total_tokens: est,
+            };
+            response.usage = Some(u.clone());
+            u
+        }
+    };
+    let cost = cost_usd(target, &Usage::new(usage.prompt_tokens, 0));
+    record.status = 200;
+    record.prompt_tokens = usage.prompt_tokens;
+    record.cost_usd = cost;
+    record.latency_ms = started.elapsed().as_millis() as u64;
+    metrics::observe(&record);
+    state.writer().record(record).await;
+    let body = serde_json::to_vec(&response)
+        .map_err(|e| HttpError(ApiError::internal(format!("cannot encode response: {e}"))))?;
+    let mut resp = body.into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&format!("{cost:.8}")) {
+        headers.insert("x-plexus-cost-usd", v);
+    }
+    if let Some(v) = served_by_header(target) {
+        headers.insert("x-plexus-served-by", v);
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_is_little_endian_f32() {
+        let enc = encode_base64(&[1.0, -2.5]);
+        let bytes = base64::engine::general_purpose::STANDARD.decode(enc).unwrap();
+        assert_eq!(bytes.len(), 8);
+        assert_eq!(f32::from_le_bytes(bytes[4..8].try_into().unwrap()), -2.5);
+    }
+}

@@ -1,0 +1,137 @@
+//! The runtime snapshot derived from one [`Config`]: provider handles with prebuilt headers,
+//! the model table and the master key hash. Requests load it once; SIGHUP swaps a new one in
+//! atomically while in-flight requests finish on the old one.
+
+use plexus_core::config::Config;
+use plexus_core::{ApiError, ErrorCode};
+use plexus_providers::client::ProviderHandle;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub providers: Vec<Arc<ProviderHandle>>,
+    models: HashMap<String, Vec<Target>>,
+    /// SHA-256 of the master key, compared in constant time.
+    pub master_key_hash: Option<[u8; 32]>,
+}
+
+/// One place a model can be served from.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub provider: Arc<ProviderHandle>,
+    pub upstream_model: Arc<str>,
+}
+
+impl Target {
+    /// `provider/upstream_model`, as shown in `x-plexus-served-by`.
+    pub fn served_by(&self) -> String {
+        format!("{}/{}", self.provider.name(), self.upstream_model)
+    }
+}
+
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+impl Runtime {
+    pub fn new(config: Config) -> Result<Runtime, ApiError> {
+        let mut providers = Vec::with_capacity(config.providers.len());
+        for p in &config.providers {
+            let handle = ProviderHandle::new(p.clone()).map_err(ApiError::from)?;
+            providers.push(handle);
+        }
+        let mut models = HashMap::with_capacity(config.models.len());
+        for m in &config.models {
+            let targets = m
+                .targets
+                .iter()
+                .filter_map(|t| {
+                    providers.get(t.provider).map(|p| Target {
+                        provider: p.clone(),
+                        upstream_model: Arc::from(t.model.as_str()),
+                    })
+                })
+                .collect();
+            models.insert(m.name.clone(), targets);
+        }
+        let master_key_hash = config
+            .master_key
+            .as_ref()
+            .map(|k| hash_key(k.expose_secret()));
+        Ok(Runtime {
+            config: Arc::new(config),
+            providers,
+            models,
+            master_key_hash,
+        })
+    }
+
+    /// Resolves what the client sent as `model`: a configured model name wins; otherwise
+    /// `provider/upstream_model` when the prefix before the first `/` is a configured provider.
+    pub fn resolve(&self, model: &str) -> Result<Vec<Target>, ApiError> {
+        if let Some(targets) = self.models.get(model) {
+            return Ok(targets.clone());
+        }
+        if let Some((prefix, rest)) = model.split_once('/') {
+            if !rest.is_empty() {
+                if let Some(p) = self.providers.iter().find(|p| p.name() == prefix) {
+                    return Ok(vec![Target {
+                        provider: p.clone(),
+                        upstream_model: Arc::from(rest),
+                    }]);
+                }
+            }
+        }
+        Err(ApiError::new(
+            ErrorCode::ModelNotFound,
+            format!("The model `{model}` does not exist or you do not have access to it."),
+        )
+        .with_param("model"))
+    }
+
+    /// Configured model names in config order.
+    pub fn model_names(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.config.models.iter().map(|m| {
+            let owner = m
+                .targets
+                .first()
+                .and_then(|t| self.config.providers.get(t.provider))
+                .map(|p| p.name.as_str())
+                .unwrap_or("plexus");
+            (m.name.as_str(), owner)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_core::config::{from_yaml_str, Overrides};
+
+    fn runtime(yaml: &str) -> Runtime {
+        Runtime::new(from_yaml_str(yaml, &Overrides::default(), &|_| None).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn configured_name_wins_then_provider_prefix() {
+        let rt = runtime(
+            "providers: [{name: oai, kind: openai, api_key: k}, {name: tg, kind: openai-compatible, preset: together}]\n\
+             models: [{name: oai/special, targets: [{provider: tg, model: x}]}]",
+        );
+        let t = rt.resolve("oai/special").unwrap();
+        assert_eq!(t[0].provider.name(), "tg");
+        let t = rt.resolve("oai/gpt-4o").unwrap();
+        assert_eq!((t[0].provider.name(), &*t[0].upstream_model), ("oai", "gpt-4o"));
+        // Upstream names with slashes are split at the first one only.
+        let t = rt.resolve("tg/meta-llama/Llama-3-70b").unwrap();
+        assert_eq!(&*t[0].upstream_model, "meta-llama/Llama-3-70b");
+        let err = rt.resolve("nope/x").unwrap_err();
+        assert_eq!(err.code, ErrorCode::ModelNotFound);
+        assert_eq!(err.status(), 404);
+        assert!(rt.resolve("oai/").is_err());
+    }
+}
