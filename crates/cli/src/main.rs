@@ -1,1 +1,360 @@
-fn main() {}
+//! The `plexus` binary: parses arguments, wires the libraries together, handles signals.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use plexus_core::config::{self, Config, ModelConfig, Overrides, ProviderConfig, ProviderKind, TargetConfig};
+use plexus_server::{AppState, Listener, Runtime, ServeOptions};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "plexus", version, about = "One OpenAI-compatible API over many LLM providers.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Run the provider simulator (OpenAI, Anthropic and Gemini wire formats).
+    Mock {
+        #[arg(long, default_value = "127.0.0.1:4010")]
+        listen: SocketAddr,
+        /// YAML or JSON file with model profiles (latency, faults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Send one chat request and stream the answer to the terminal.
+    Chat {
+        #[arg(long, short)]
+        model: String,
+        /// Base URL of Plexus (or any OpenAI-compatible server).
+        #[arg(long, env = "PLEXUS_URL", default_value = "http://127.0.0.1:4000/v1")]
+        url: String,
+        #[arg(long, env = "PLEXUS_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        #[arg(long)]
+        system: Option<String>,
+        #[arg(long)]
+        max_tokens: Option<u32>,
+        prompt: String,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long, env = "PLEXUS_DATABASE", default_value = config::DEFAULT_DATABASE)]
+        database: String,
+    },
+    /// Print the error code table (docs/errors.md).
+    Errors,
+}
+
+#[derive(clap::Args, Clone)]
+struct ServeArgs {
+    /// YAML config file.
+    #[arg(long, env = "PLEXUS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides the file).
+    #[arg(long, env = "PLEXUS_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Database URL (overrides the file).
+    #[arg(long, env = "PLEXUS_DATABASE")]
+    database: Option<String>,
+    /// Add the built-in provider simulator and demo models: answers with no provider key.
+    #[arg(long)]
+    demo: bool,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PLEXUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // One crypto provider for every rustls user in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Mock { listen, config } => mock(listen, config).await,
+            Command::Chat {
+                model,
+                url,
+                api_key,
+                system,
+                max_tokens,
+                prompt,
+            } => chat(model, url, api_key, system, max_tokens, prompt).await,
+            Command::Migrate { database } => {
+                let store = plexus_store::Store::connect(&database).await?;
+                store.close().await;
+                println!("migrations applied to {database}");
+                Ok(())
+            }
+            Command::Errors => {
+                print!("{}", plexus_core::error::error_table_markdown());
+                Ok(())
+            }
+        }
+    })
+}
+
+fn overrides(args: &ServeArgs) -> Overrides {
+    Overrides {
+        listen: args.listen,
+        database: args.database.clone(),
+        master_key: None,
+    }
+}
+
+fn load_config(args: &ServeArgs, demo_url: Option<&str>) -> Result<Config> {
+    let overrides = overrides(args);
+    let mut cfg = match &args.config {
+        Some(path) => config::load_file(path, &overrides)?,
+        None => config::embedded_default(&overrides, &|name| std::env::var(name).ok())?,
+    };
+    if let Some(url) = demo_url {
+        add_demo(&mut cfg, url);
+    }
+    Ok(cfg)
+}
+
+/// Demo providers (one per wire format, all served by the in-process simulator) and models.
+fn add_demo(cfg: &mut Config, mock_url: &str) {
+    let providers = [
+        ("demo-openai", ProviderKind::OpenAi, format!("{mock_url}/v1")),
+        ("demo-anthropic", ProviderKind::Anthropic, mock_url.to_owned()),
+        ("demo-gemini", ProviderKind::Gemini, mock_url.to_owned()),
+    ];
+    for (name, kind, base_url) in providers {
+        if cfg.provider(name).is_some() {
+            continue;
+        }
+        cfg.providers.push(ProviderConfig {
+            name: name.into(),
+            kind,
+            base_url,
+            api_key: Some("demo-key".to_owned().into()),
+            api_version: None,
+            headers: Vec::new(),
+            preset: None,
+            supports_n: true,
+            stream_usage: true,
+        });
+    }
+    let models = [
+        ("demo", "demo-openai", "gpt-4o-mini"),
+        ("demo-claude", "demo-anthropic", "claude-sonnet-4-5"),
+        ("demo-gemini", "demo-gemini", "gemini-2.5-flash"),
+        ("demo-echo", "demo-openai", "echo"),
+        ("demo-tools", "demo-openai", "tool-parallel"),
+        ("demo-embed", "demo-openai", "text-embedding-3-small"),
+    ];
+    for (name, provider, upstream) in models {
+        if cfg.model(name).is_some() {
+            continue;
+        }
+        if let Some((idx, _)) = cfg.provider(provider) {
+            cfg.models.push(ModelConfig {
+                name: name.into(),
+                targets: vec![TargetConfig {
+                    provider: idx,
+                    model: upstream.into(),
+                }],
+            });
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let shutdown = tokio_util_shutdown();
+    let mock = if args.demo {
+        let server = plexus_mock::MockServer::start(plexus_mock::MockConfig::default())
+            .await
+            .context("cannot start the demo simulator")?;
+        tracing::info!(message = "Demo simulator running.", url = %server.url());
+        Some(server)
+    } else {
+        None
+    };
+    let demo_url = mock.as_ref().map(|m| m.url());
+    let cfg = load_config(&args, demo_url.as_deref())?;
+
+    let store = plexus_store::Store::connect(&cfg.database)
+        .await
+        .with_context(|| format!("cannot open database {}", cfg.database))?;
+    let (writer, writer_handle) = plexus_store::LogWriter::spawn(store.clone(), 8192);
+    let client = plexus_providers::client::UpstreamClient::new(&plexus_providers::client::ClientOptions {
+        timeouts: cfg.timeouts,
+        ca_bundle: cfg.ca_bundle.clone(),
+    })?;
+    let listen = cfg.listen;
+    let opts = ServeOptions {
+        tls: cfg.tls.clone(),
+        grace: cfg.shutdown_grace,
+    };
+    let runtime = Runtime::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let state = AppState::new(runtime, client, store.clone(), writer);
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    println!("plexus listening on {scheme}://{local}");
+    tracing::info!(message = "Listening.", address = %local);
+
+    let reload = tokio::spawn(reload_on_sighup(state.clone(), args.clone(), demo_url.clone()));
+    let result = plexus_server::serve(state, Listener::Tcp(listener), opts, shutdown).await;
+    reload.abort();
+    tracing::info!(message = "Draining the request log.");
+    writer_handle.shutdown().await;
+    store.close().await;
+    if let Some(m) = mock {
+        m.shutdown().await;
+    }
+    tracing::info!(message = "Stopped.");
+    result.context("server failed")
+}
+
+/// SIGHUP: re-read the config and swap it in; a bad config is logged and ignored.
+async fn reload_on_sighup(state: AppState, args: ServeArgs, demo_url: Option<String>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match load_config(&args, demo_url.as_deref()).and_then(|cfg| {
+                Runtime::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))
+            }) {
+                Ok(rt) => {
+                    state.replace_runtime(rt);
+                    tracing::info!(message = "Configuration reloaded.");
+                }
+                Err(e) => {
+                    tracing::error!(message = "Configuration reload failed; keeping the old one.", error = %e)
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (state, args, demo_url);
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+fn tokio_util_shutdown() -> impl std::future::Future<Output = ()> + Send + 'static {
+    async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = tokio::signal::ctrl_c() => {},
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!(message = "Shutting down: draining in-flight requests.");
+    }
+}
+
+async fn mock(listen: SocketAddr, config: Option<PathBuf>) -> Result<()> {
+    let cfg = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_yaml_from(&text)?
+        }
+        None => plexus_mock::MockConfig::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    println!("plexus mock listening on http://{local}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    plexus_mock::serve(listener, cfg, tokio_util_shutdown()).await?;
+    Ok(())
+}
+
+fn serde_yaml_from(text: &str) -> Result<plexus_mock::MockConfig> {
+    serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("invalid mock config: {e}"))
+}
+
+async fn chat(
+    model: String,
+    url: String,
+    api_key: Option<String>,
+    system: Option<String>,
+    max_tokens: Option<u32>,
+    prompt: String,
+) -> Result<()> {
+    use plexus_sdk::{ChatCompletionRequest, Message, Role};
+    use std::io::Write;
+    let client = plexus_sdk::Client::new(&url, api_key.as_deref())?;
+    let mut messages = Vec::new();
+    if let Some(s) = system {
+        messages.push(Message::text(Role::System, s));
+    }
+    messages.push(Message::text(Role::User, prompt));
+    let request = ChatCompletionRequest {
+        model,
+        messages,
+        max_tokens,
+        ..Default::default()
+    };
+    let mut stream = client.chat_stream(&request).await?;
+    let mut stdout = std::io::stdout();
+    let mut usage = None;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(600), stream.next())
+        .await
+        .context("no data for 10 minutes")?
+    {
+        let chunk = chunk?;
+        for choice in &chunk.choices {
+            if let Some(text) = &choice.delta.content {
+                write!(stdout, "{text}")?;
+                stdout.flush()?;
+            }
+        }
+        if chunk.usage.is_some() {
+            usage = chunk.usage;
+        }
+    }
+    writeln!(stdout)?;
+    if let Some(u) = usage {
+        eprintln!(
+            "[{} prompt + {} completion tokens]",
+            u.prompt_tokens, u.completion_tokens
+        );
+    }
+    Ok(())
+}
