@@ -1,0 +1,165 @@
+//! Test harness: a gateway served on 127.0.0.1 in front of the in-process simulator.
+#![allow(dead_code)]
+
+use plexus_core::config::{from_yaml_str, Overrides};
+use plexus_mock::{MockConfig, MockServer};
+use plexus_providers::client::{ClientOptions, UpstreamClient};
+use plexus_server::{AppState, Listener, Runtime, ServeOptions};
+use plexus_store::{LogWriter, Store, WriterHandle};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+pub const MASTER_KEY: &str = "sk-test-master-key";
+
+pub struct Gateway {
+    pub url: String,
+    pub mock: MockServer,
+    pub store: Store,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    writer: Option<WriterHandle>,
+    _dir: tempfile::TempDir,
+}
+
+/// Providers of all three wire formats pointing at the simulator, plus `extra` YAML appended
+/// to the `models:` list.
+pub fn config_yaml(mock_url: &str, extra_models: &str, extra_top: &str) -> String {
+    format!(
+        r#"
+master_key: {MASTER_KEY}
+{extra_top}
+providers:
+  - name: oai
+    kind: openai
+    base_url: {mock_url}/v1
+    api_key: sk-upstream
+  - name: claude
+    kind: anthropic
+    base_url: {mock_url}
+    api_key: sk-ant-upstream
+  - name: gem
+    kind: gemini
+    base_url: {mock_url}
+    api_key: gem-upstream
+  - name: az
+    kind: azure
+    base_url: {mock_url}
+    api_key: az-upstream
+    api_version: 2024-10-21
+models:
+  - name: gpt
+    targets: [{{provider: oai, model: gpt-4o-mini}}]
+  - name: sonnet
+    targets: [{{provider: claude, model: claude-sonnet-4-5}}]
+  - name: flash
+    targets: [{{provider: gem, model: gemini-2.5-flash}}]
+  - name: embed
+    targets: [{{provider: oai, model: text-embedding-3-small}}]
+{extra_models}
+"#
+    )
+}
+
+impl Gateway {
+    pub async fn start() -> Gateway {
+        Gateway::start_with("", "").await
+    }
+
+    pub async fn start_with(extra_models: &str, extra_top: &str) -> Gateway {
+        let mock = MockServer::start(MockConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = config_yaml(&mock.url(), extra_models, extra_top);
+        let mut cfg = from_yaml_str(&yaml, &Overrides::default(), &|_| None).unwrap();
+        cfg.database = format!("sqlite://{}", dir.path().join("plexus.db").display());
+        let store = Store::connect(&cfg.database).await.unwrap();
+        let (writer, writer_handle) = LogWriter::spawn(store.clone(), 1024);
+        let client = UpstreamClient::new(&ClientOptions {
+            timeouts: cfg.timeouts,
+            ca_bundle: None,
+        })
+        .unwrap();
+        let opts = ServeOptions {
+            tls: None,
+            grace: cfg.shutdown_grace,
+        };
+        let state = AppState::new(Runtime::new(cfg).unwrap(), client, store.clone(), writer);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(plexus_server::serve(
+            state.clone(),
+            Listener::Tcp(listener),
+            opts,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Gateway {
+            url,
+            mock,
+            store,
+            state,
+            http: reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .build()
+                .unwrap(),
+            stop: Some(stop),
+            server: Some(server),
+            writer: Some(writer_handle),
+            _dir: dir,
+        }
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(MASTER_KEY)
+    }
+
+    pub async fn chat(&self, body: serde_json::Value) -> reqwest::Response {
+        self.post("/v1/chat/completions").json(&body).send().await.unwrap()
+    }
+
+    /// Waits until the request log holds a row for `request_id` (written in the background).
+    pub async fn logged(&self, request_id: &str) -> plexus_store::LoggedRequest {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            self.state.writer().flush().await;
+            if let Some(row) = self.store.request_by_id(request_id).await.unwrap() {
+                return row;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log row for {request_id}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        if let Some(w) = self.writer.take() {
+            w.shutdown().await;
+        }
+    }
+}
+
+pub fn user(model: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+/// Reads an SSE body into its `data:` payloads.
+pub async fn sse_data(resp: reqwest::Response) -> Vec<String> {
+    let text = resp.text().await.unwrap();
+    text.split("\n\n")
+        .filter_map(|ev| ev.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
+}
