@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod anthropic;
+pub mod client;
 pub mod error;
 pub mod gemini;
 pub mod openai;
