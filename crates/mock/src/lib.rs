@@ -1,1 +1,89 @@
+//! The provider simulator behind `plexus mock`: speaks the OpenAI (and Azure OpenAI),
+//! Anthropic and Gemini wire formats, plain and streamed, with deterministic answers and
+//! injectable latency and faults. Used by tests, benchmarks and users' load tests.
+//!
+//! Behaviour comes from the model name, `base+directive+directive…`:
+//!
+//! * base keywords (substring of the part before the first `+`): `echo` repeats the last
+//!   user message; `tool` calls the first offered tool (`parallel` anywhere in the name: the
+//!   first two) and acknowledges tool results; `json` answers a JSON object fitting the
+//!   requested schema; `think` / `reason` adds reasoning. Anything else answers a
+//!   deterministic sentence of `tokens` words derived from the prompt.
+//! * directives: `latency-MS`, `ttft-MS`, `tps-N`, `tokens-N`, `cached-N`, `fault-STATUS`,
+//!   `retry-after-S`, `timeout`, `reset`, `malformed`, `cut-after-N`, `stall-after-N`,
+//!   `fail-first-N`.
+//! * headers override both: `x-mock-latency-ms`, `x-mock-ttft-ms`,
+//!   `x-mock-tokens-per-second`, `x-mock-tokens`, `x-mock-cached-tokens`, and `x-mock-fault`
+//!   (`429;retry-after=2`, `timeout`, `reset`, `malformed`, `cut-after=3`, `stall-after=2`,
+//!   `fail-first=2`, `500`).
+//!
+//! Non-streamed answers take `latency + ttft + tokens / tps`; streamed ones send the head
+//! after `latency`, the first chunk after `ttft`, then one chunk per token at `tps`.
 #![forbid(unsafe_code)]
+
+mod anthropic;
+mod behavior;
+mod common;
+mod config;
+mod gemini;
+mod gen;
+mod openai;
+mod server;
+mod sse;
+mod state;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use http::StatusCode;
+
+pub use config::{MockConfig, ModelProfile};
+pub use server::{run, serve, serve_state, MockServer};
+pub use state::{MockState, RecordedRequest};
+
+/// All endpoints, on `state`. Served by anything axum can run; only the `reset` fault needs
+/// [`serve`] (elsewhere it aborts the response body instead of resetting the connection).
+pub fn router(state: MockState) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/v1/chat/completions", post(openai::chat))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::models))
+        .route(
+            "/v1/models/{target}",
+            get(openai::model).post(gemini::model_action),
+        )
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(openai::azure_chat),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(openai::azure_embeddings),
+        )
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1beta/models", get(gemini::list_models))
+        .route(
+            "/v1beta/models/{target}",
+            get(gemini::get_model).post(gemini::model_action),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(State(state): State<MockState>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let flavor = if path.starts_with("/v1beta") {
+        common::Flavor::Gemini
+    } else {
+        common::Flavor::OpenAi
+    };
+    let ctx = common::Ctx::read(&state, req, flavor).await;
+    ctx.error(
+        StatusCode::NOT_FOUND,
+        &format!("Invalid URL ({method} {path})"),
+    )
+}
