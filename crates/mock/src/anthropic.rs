@@ -227,12 +227,16 @@ enum Block<'a> {
 }
 
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 enum DeltaOut<'a> {
-    TextDelta { text: &'a str },
-    InputJsonDelta { partial_json: &'a str },
-    ThinkingDelta { thinking: &'a str },
-    SignatureDelta { signature: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
 }
 
 #[derive(Serialize)]
@@ -432,14 +436,14 @@ impl Render<'_> {
                 },
             );
             for piece in t.pieces() {
-                let delta = DeltaOut::ThinkingDelta { thinking: piece };
+                let delta = DeltaOut::Thinking { thinking: piece };
                 ev.data(
                     Some("content_block_delta"),
                     &StreamEvent::ContentBlockDelta { index, delta },
                     true,
                 );
             }
-            let delta = DeltaOut::SignatureDelta {
+            let delta = DeltaOut::Signature {
                 signature: &parts.signature,
             };
             ev.data(
@@ -457,7 +461,7 @@ impl Render<'_> {
         if parts.text().is_some() {
             start(&mut ev, index, Block::Text { text: "" });
             for piece in choice.text.iter().flat_map(Text::pieces) {
-                let delta = DeltaOut::TextDelta { text: piece };
+                let delta = DeltaOut::Text { text: piece };
                 ev.data(
                     Some("content_block_delta"),
                     &StreamEvent::ContentBlockDelta { index, delta },
@@ -482,7 +486,7 @@ impl Render<'_> {
                     input: &empty,
                 },
             );
-            let first = DeltaOut::InputJsonDelta { partial_json: "" };
+            let first = DeltaOut::InputJson { partial_json: "" };
             ev.data(
                 Some("content_block_delta"),
                 &StreamEvent::ContentBlockDelta {
@@ -492,7 +496,7 @@ impl Render<'_> {
                 false,
             );
             for piece in Text::chunks(&call.args_json, 8).pieces() {
-                let delta = DeltaOut::InputJsonDelta {
+                let delta = DeltaOut::InputJson {
                     partial_json: piece,
                 };
                 ev.data(

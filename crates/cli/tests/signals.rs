@@ -1,0 +1,159 @@
+//! The binary's lifecycle: SIGHUP reloads the config without disturbing in-flight streams;
+//! SIGTERM drains in-flight requests and flushes the request log before exiting.
+
+use futures::StreamExt;
+use plexus_mock::{MockConfig, MockServer};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const KEY: &str = "sk-signals-test-key";
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn write_config(path: &std::path::Path, mock: &str, db: &str, target: (&str, &str)) {
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ndatabase: sqlite://{db}\nmaster_key: {KEY}\nproviders:\n  - {{name: oai, kind: openai, base_url: '{mock}/v1', api_key: k}}\n  - {{name: claude, kind: anthropic, base_url: '{mock}', api_key: k}}\nmodels:\n  - {{name: m, targets: [{{provider: {}, model: '{}'}}]}}\n",
+        target.0, target.1
+    );
+    std::fs::write(path, yaml).unwrap();
+}
+
+/// Starts `plexus serve` and returns it with its base URL (read from its first stdout line).
+fn start(config: &std::path::Path) -> (Proc, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("PLEXUS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("plexus listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    (Proc(child), url)
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn slow_stream() -> serde_json::Value {
+    serde_json::json!({
+        "model": "m", "stream": true,
+        "messages": [{"role": "user", "content": "a slow story"}]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reroutes_new_requests_while_a_stream_completes() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("plexus.yaml");
+    let db = dir.path().join("p.db");
+    let slow = "gpt-4o-mini+tokens-30+tps-30";
+    write_config(&cfg, &mock.url(), db.to_str().unwrap(), ("oai", slow));
+    let (proc_, url) = start(&cfg);
+    let http = reqwest::Client::new();
+    let chat = format!("{url}/v1/chat/completions");
+
+    let resp = http
+        .post(&chat)
+        .bearer_auth(KEY)
+        .json(&slow_stream())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-plexus-served-by"], format!("oai/{slow}").as_str());
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "));
+
+    write_config(&cfg, &mock.url(), db.to_str().unwrap(), ("claude", "claude-haiku-4-5"));
+    signal(&proc_.0, "-HUP");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http
+            .post(&chat)
+            .bearer_auth(KEY)
+            .json(&serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        if r.headers()["x-plexus-served-by"] == "claude/claude-haiku-4-5" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "reload never took effect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The stream that started before the reload finishes normally.
+    let mut rest = Vec::new();
+    while let Some(chunk) = body.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(String::from_utf8_lossy(&rest).ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_flushes_the_log() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("plexus.yaml");
+    let db = dir.path().join("p.db");
+    write_config(
+        &cfg,
+        &mock.url(),
+        db.to_str().unwrap(),
+        ("oai", "gpt-4o-mini+tokens-30+tps-30"),
+    );
+    let (mut proc_, url) = start(&cfg);
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("x-request-id", "drain-me")
+        .json(&slow_stream())
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let _ = body.next().await.unwrap().unwrap();
+    signal(&proc_.0, "-TERM");
+    let mut rest = Vec::new();
+    while let Some(chunk) = body.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(String::from_utf8_lossy(&rest).ends_with("data: [DONE]\n\n"));
+    let status = tokio::task::spawn_blocking(move || proc_.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let store = plexus_store::Store::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let row = store
+        .request_by_id("drain-me")
+        .await
+        .unwrap()
+        .expect("row flushed at shutdown");
+    assert_eq!(row.status, 200);
+    assert!(row.completion_tokens > 0);
+}
