@@ -24,7 +24,6 @@ MOCK_PID=$!
 PLEXUS_LOG=warn "$BIN" serve --config bench/plexus.yaml >/dev/null &
 GW_PID=$!
 for _ in $(seq 100); do
-  curl -sf http://127.0.0.1:4000/health >/dev/null && curl -sf -o /dev/null -X POST http://127.0.0.1:4010/v1/models 2>/dev/null; 
   curl -sf http://127.0.0.1:4000/health >/dev/null && break
   sleep 0.1
 done
