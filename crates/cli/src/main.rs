@@ -3,7 +3,9 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
-use plexus_core::config::{self, Config, ModelConfig, Overrides, ProviderConfig, ProviderKind, TargetConfig};
+use plexus_core::config::{
+    self, Config, ModelConfig, Overrides, ProviderConfig, ProviderKind, TargetConfig,
+};
 use plexus_server::{AppState, Listener, Runtime, ServeOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +15,11 @@ use std::time::Duration;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "plexus", version, about = "One OpenAI-compatible API over many LLM providers.")]
+#[command(
+    name = "plexus",
+    version,
+    about = "One OpenAI-compatible API over many LLM providers."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -135,8 +141,16 @@ fn load_config(args: &ServeArgs, demo_url: Option<&str>) -> Result<Config> {
 /// Demo providers (one per wire format, all served by the in-process simulator) and models.
 fn add_demo(cfg: &mut Config, mock_url: &str) {
     let providers = [
-        ("demo-openai", ProviderKind::OpenAi, format!("{mock_url}/v1")),
-        ("demo-anthropic", ProviderKind::Anthropic, mock_url.to_owned()),
+        (
+            "demo-openai",
+            ProviderKind::OpenAi,
+            format!("{mock_url}/v1"),
+        ),
+        (
+            "demo-anthropic",
+            ProviderKind::Anthropic,
+            mock_url.to_owned(),
+        ),
         ("demo-gemini", ProviderKind::Gemini, mock_url.to_owned()),
     ];
     for (name, kind, base_url) in providers {
@@ -180,7 +194,7 @@ fn add_demo(cfg: &mut Config, mock_url: &str) {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let shutdown = tokio_util_shutdown();
+    let shutdown = shutdown_signal();
     let mock = if args.demo {
         let server = plexus_mock::MockServer::start(plexus_mock::MockConfig::default())
             .await
@@ -197,10 +211,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot open database {}", cfg.database))?;
     let (writer, writer_handle) = plexus_store::LogWriter::spawn(store.clone(), 8192);
-    let client = plexus_providers::client::UpstreamClient::new(&plexus_providers::client::ClientOptions {
-        timeouts: cfg.timeouts,
-        ca_bundle: cfg.ca_bundle.clone(),
-    })?;
+    let client =
+        plexus_providers::client::UpstreamClient::new(&plexus_providers::client::ClientOptions {
+            timeouts: cfg.timeouts,
+            ca_bundle: cfg.ca_bundle.clone(),
+        })?;
     let listen = cfg.listen;
     let opts = ServeOptions {
         tls: cfg.tls.clone(),
@@ -217,7 +232,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     println!("plexus listening on {scheme}://{local}");
     tracing::info!(message = "Listening.", address = %local);
 
-    let reload = tokio::spawn(reload_on_sighup(state.clone(), args.clone(), demo_url.clone()));
+    let reload = tokio::spawn(reload_on_sighup(
+        state.clone(),
+        args.clone(),
+        demo_url.clone(),
+    ));
     let result = plexus_server::serve(state, Listener::Tcp(listener), opts, shutdown).await;
     reload.abort();
     tracing::info!(message = "Draining the request log.");
@@ -239,9 +258,9 @@ async fn reload_on_sighup(state: AppState, args: ServeArgs, demo_url: Option<Str
             return;
         };
         while hup.recv().await.is_some() {
-            match load_config(&args, demo_url.as_deref()).and_then(|cfg| {
-                Runtime::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))
-            }) {
+            match load_config(&args, demo_url.as_deref())
+                .and_then(|cfg| Runtime::new(cfg).map_err(|e| anyhow::anyhow!("{e}")))
+            {
                 Ok(rt) => {
                     state.replace_runtime(rt);
                     tracing::info!(message = "Configuration reloaded.");
@@ -260,8 +279,8 @@ async fn reload_on_sighup(state: AppState, args: ServeArgs, demo_url: Option<Str
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-fn tokio_util_shutdown() -> impl std::future::Future<Output = ()> + Send + 'static {
-    async {
+async fn shutdown_signal() {
+    {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -301,7 +320,7 @@ async fn mock(listen: SocketAddr, config: Option<PathBuf>) -> Result<()> {
     println!("plexus mock listening on http://{local}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    plexus_mock::serve(listener, cfg, tokio_util_shutdown()).await?;
+    plexus_mock::serve(listener, cfg, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! The binary's lifecycle: SIGHUP reloads the config without disturbing in-flight streams;
 //! SIGTERM drains in-flight requests and flushes the request log before exiting.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use futures::StreamExt;
 use plexus_mock::{MockConfig, MockServer};
 use std::io::{BufRead, BufReader};
@@ -81,19 +83,29 @@ async fn sighup_reroutes_new_requests_while_a_stream_completes() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.headers()["x-plexus-served-by"], format!("oai/{slow}").as_str());
+    assert_eq!(
+        resp.headers()["x-plexus-served-by"],
+        format!("oai/{slow}").as_str()
+    );
     let mut body = resp.bytes_stream();
     let first = body.next().await.unwrap().unwrap();
     assert!(first.starts_with(b"data: "));
 
-    write_config(&cfg, &mock.url(), db.to_str().unwrap(), ("claude", "claude-haiku-4-5"));
+    write_config(
+        &cfg,
+        &mock.url(),
+        db.to_str().unwrap(),
+        ("claude", "claude-haiku-4-5"),
+    );
     signal(&proc_.0, "-HUP");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let r = http
             .post(&chat)
             .bearer_auth(KEY)
-            .json(&serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+            .json(
+                &serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+            )
             .send()
             .await
             .unwrap();
@@ -101,7 +113,10 @@ async fn sighup_reroutes_new_requests_while_a_stream_completes() {
         if r.headers()["x-plexus-served-by"] == "claude/claude-haiku-4-5" {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "reload never took effect");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reload never took effect"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The stream that started before the reload finishes normally.

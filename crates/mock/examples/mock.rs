@@ -19,7 +19,9 @@ fn parse_args() -> Result<(SocketAddr, Option<PathBuf>), String> {
                 let v = args.next().ok_or("--listen needs a value")?;
                 listen = Some(v.parse().map_err(|e| format!("--listen {v}: {e}"))?);
             }
-            "--config" => config = Some(PathBuf::from(args.next().ok_or("--config needs a value")?)),
+            "--config" => {
+                config = Some(PathBuf::from(args.next().ok_or("--config needs a value")?))
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }

@@ -118,7 +118,9 @@ pub fn parse_go_duration(value: &str) -> Option<Duration> {
 impl From<ProviderError> for ApiError {
     fn from(err: ProviderError) -> Self {
         match err {
-            ProviderError::Unsupported { param, provider } => ApiError::unsupported(param, provider),
+            ProviderError::Unsupported { param, provider } => {
+                ApiError::unsupported(param, provider)
+            }
             ProviderError::InvalidRequest { param, message } => {
                 ApiError::new(ErrorCode::InvalidRequest, message).with_param(param)
             }

@@ -100,7 +100,9 @@ impl Client {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut rb = self.http.request(method, format!("{}{path}", self.base_url));
+        let mut rb = self
+            .http
+            .request(method, format!("{}{path}", self.base_url));
         if let Some(k) = &self.api_key {
             rb = rb.bearer_auth(k);
         }
@@ -148,7 +150,10 @@ impl Client {
         let mut req = req.clone();
         req.stream = None;
         let resp = self
-            .send(|| self.request(reqwest::Method::POST, "/chat/completions").json(&req))
+            .send(|| {
+                self.request(reqwest::Method::POST, "/chat/completions")
+                    .json(&req)
+            })
             .await?;
         let bytes = resp.bytes().await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
@@ -163,7 +168,10 @@ impl Client {
             ..Default::default()
         });
         let resp = self
-            .send(|| self.request(reqwest::Method::POST, "/chat/completions").json(&req))
+            .send(|| {
+                self.request(reqwest::Method::POST, "/chat/completions")
+                    .json(&req)
+            })
             .await?;
         let mut events = resp.bytes_stream().eventsource();
         let stream = async_stream_like(move |tx| async move {
@@ -200,7 +208,9 @@ impl Client {
     }
 
     pub async fn models(&self) -> Result<ModelList, Error> {
-        let resp = self.send(|| self.request(reqwest::Method::GET, "/models")).await?;
+        let resp = self
+            .send(|| self.request(reqwest::Method::GET, "/models"))
+            .await?;
         let bytes = resp.bytes().await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
     }
@@ -275,7 +285,10 @@ mod tests {
         for attempt in 1..10 {
             assert!(backoff(attempt, None) <= Duration::from_millis(250 * 64));
         }
-        assert_eq!(backoff(1, Some(Duration::from_secs(2))), Duration::from_secs(2));
+        assert_eq!(
+            backoff(1, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
         assert!(Client::new("ftp://x", None).is_err());
     }
 }

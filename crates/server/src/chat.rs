@@ -95,7 +95,10 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 
 fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
     if req.model.is_empty() {
-        return Err(ApiError::invalid_request("`model` must not be empty.", "model"));
+        return Err(ApiError::invalid_request(
+            "`model` must not be empty.",
+            "model",
+        ));
     }
     if req.messages.is_empty() {
         return Err(ApiError::invalid_request(
@@ -232,7 +235,8 @@ pub async fn chat_completions(
     let mut last_err: Option<ProviderError> = None;
     for (i, target) in targets.iter().enumerate() {
         let is_last = i + 1 == targets.len();
-        let info = Catalog::builtin().lookup(target.provider.kind().as_str(), &target.upstream_model);
+        let info =
+            Catalog::builtin().lookup(target.provider.kind().as_str(), &target.upstream_model);
         let ctx = ConvertCtx {
             upstream_model: &target.upstream_model,
             created,
@@ -277,7 +281,15 @@ pub async fn chat_completions(
         match state.client().chat(&target.provider, &chat, &ctx).await {
             Ok(outcome) => {
                 record.upstream_request_id = outcome.upstream_request_id;
-                return Ok(answer(&state, record, target, started, outcome.response, prompt_estimate).await);
+                return Ok(answer(
+                    &state,
+                    record,
+                    target,
+                    started,
+                    outcome.response,
+                    prompt_estimate,
+                )
+                .await);
             }
             Err(e) if e.is_retryable() && !is_last => {
                 tracing::warn!(message = "Target failed; trying the next.", provider = target.provider.name(), error = %e);
@@ -286,9 +298,12 @@ pub async fn chat_completions(
             Err(e) => return Err(finish_error(&state, record, started, e.into()).await),
         }
     }
-    let err = last_err
-        .map(ApiError::from)
-        .unwrap_or_else(|| ApiError::new(ErrorCode::ServiceUnavailable, "No target could serve the request."));
+    let err = last_err.map(ApiError::from).unwrap_or_else(|| {
+        ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "No target could serve the request.",
+        )
+    });
     Err(finish_error(&state, record, started, err).await)
 }
 
@@ -336,11 +351,17 @@ async fn answer(
 
     let body = match serde_json::to_vec(&response) {
         Ok(b) => b,
-        Err(e) => return HttpError(ApiError::internal(format!("cannot encode response: {e}"))).into_response(),
+        Err(e) => {
+            return HttpError(ApiError::internal(format!("cannot encode response: {e}")))
+                .into_response()
+        }
     };
     let mut resp = body.into_response();
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("{cost:.8}")) {
         headers.insert("x-plexus-cost-usd", v);
     }
@@ -363,13 +384,18 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
-        let e = parse_json::<ChatCompletionRequest>(br#"{"model":"m","messages":[],"temperature":"hot"}"#)
-            .unwrap_err();
+        let e = parse_json::<ChatCompletionRequest>(
+            br#"{"model":"m","messages":[],"temperature":"hot"}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("temperature"));
         let e = parse_json::<ChatCompletionRequest>(b"{not json").unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert!(e.param.is_none());
-        assert!(parse_json::<ChatCompletionRequest>(br#"{"model":"m","messages":[]} trailing"#).is_err());
+        assert!(
+            parse_json::<ChatCompletionRequest>(br#"{"model":"m","messages":[]} trailing"#)
+                .is_err()
+        );
     }
 
     #[test]
@@ -377,12 +403,15 @@ mod tests {
         let base: ChatCompletionRequest =
             parse_json(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
         assert!(validate(&base).is_ok());
-        let cases: [(&str, fn(&mut ChatCompletionRequest)); 5] = [
+        type Mutation = fn(&mut ChatCompletionRequest);
+        let cases: [(&str, Mutation); 5] = [
             ("messages", |r| r.messages.clear()),
             ("n", |r| r.n = Some(0)),
             ("temperature", |r| r.temperature = Some(3.0)),
             ("top_p", |r| r.top_p = Some(1.5)),
-            ("stream_options", |r| r.stream_options = Some(Default::default())),
+            ("stream_options", |r| {
+                r.stream_options = Some(Default::default())
+            }),
         ];
         for (param, mutate) in cases {
             let mut r = base.clone();

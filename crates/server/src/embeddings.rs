@@ -1,6 +1,8 @@
 //! `POST /v1/embeddings`.
 
-use crate::chat::{base_record, cost_usd, estimate_tokens, finish_error, parse_json, read_body, served_by_header};
+use crate::chat::{
+    base_record, cost_usd, estimate_tokens, finish_error, parse_json, read_body, served_by_header,
+};
 use crate::error::HttpError;
 use crate::middleware::{Principal, RequestId};
 use crate::{metrics, AppState};
@@ -16,10 +18,16 @@ use std::time::Instant;
 
 fn validate(req: &EmbeddingRequest) -> Result<(), ApiError> {
     if req.model.is_empty() {
-        return Err(ApiError::invalid_request("`model` must not be empty.", "model"));
+        return Err(ApiError::invalid_request(
+            "`model` must not be empty.",
+            "model",
+        ));
     }
     if req.input.is_empty() {
-        return Err(ApiError::invalid_request("`input` must not be empty.", "input"));
+        return Err(ApiError::invalid_request(
+            "`input` must not be empty.",
+            "input",
+        ));
     }
     match req.encoding_format.as_deref() {
         None | Some("float") | Some("base64") => Ok(()),
@@ -59,16 +67,32 @@ pub async fn embeddings(
             return Err(finish_error(&state, record, started, e).await);
         }
     };
-    let mut record = base_record(&state, &request_id, &principal, "embeddings", &emb.model, false);
+    let mut record = base_record(
+        &state,
+        &request_id,
+        &principal,
+        "embeddings",
+        &emb.model,
+        false,
+    );
     let targets = match rt.resolve(&emb.model) {
         Ok(t) => t,
         Err(e) => return Err(finish_error(&state, record, started, e).await),
     };
-    let Some(target) = targets.iter().find(|t| UpstreamClient::has_embeddings(&t.provider)) else {
-        let kind = targets.first().map(|t| t.provider.kind().as_str()).unwrap_or("this");
+    let Some(target) = targets
+        .iter()
+        .find(|t| UpstreamClient::has_embeddings(&t.provider))
+    else {
+        let kind = targets
+            .first()
+            .map(|t| t.provider.kind().as_str())
+            .unwrap_or("this");
         let err = ApiError::new(
             ErrorCode::UnsupportedParameter,
-            format!("The {kind} provider has no embeddings API; route `{}` to an embeddings model.", emb.model),
+            format!(
+                "The {kind} provider has no embeddings API; route `{}` to an embeddings model.",
+                emb.model
+            ),
         )
         .with_param("model");
         return Err(finish_error(&state, record, started, err).await);
@@ -100,7 +124,10 @@ pub async fn embeddings(
         Some(u) if u.prompt_tokens > 0 => u.clone(),
         _ => {
             record.usage_estimated = true;
-            let chars: usize = emb.input.texts().map_or(0, |t| t.iter().map(|s| s.len()).sum());
+            let chars: usize = emb
+                .input
+                .texts()
+                .map_or(0, |t| t.iter().map(|s| s.len()).sum());
             let est = estimate_tokens(chars);
             let u = EmbeddingUsage {
                 prompt_tokens: est,
@@ -121,7 +148,10 @@ pub async fn embeddings(
         .map_err(|e| HttpError(ApiError::internal(format!("cannot encode response: {e}"))))?;
     let mut resp = body.into_response();
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("{cost:.8}")) {
         headers.insert("x-plexus-cost-usd", v);
     }
@@ -138,7 +168,9 @@ mod tests {
     #[test]
     fn base64_is_little_endian_f32() {
         let enc = encode_base64(&[1.0, -2.5]);
-        let bytes = base64::engine::general_purpose::STANDARD.decode(enc).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(enc)
+            .unwrap();
         assert_eq!(bytes.len(), 8);
         assert_eq!(f32::from_le_bytes(bytes[4..8].try_into().unwrap()), -2.5);
     }

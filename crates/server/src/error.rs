@@ -30,7 +30,10 @@ impl IntoResponse for HttpError {
             StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, error_body_bytes(&err)).into_response();
         let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(ra) = err.retry_after {
             // Whole seconds, rounded up, as `Retry-After` requires.
             let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);

@@ -123,7 +123,9 @@ async fn health() -> impl IntoResponse {
 async fn ready(State(state): State<AppState>) -> Response {
     let db = tokio::time::timeout(Duration::from_secs(2), state.store().ping()).await;
     match db {
-        Ok(Ok(())) => Json(serde_json::json!({"status": "ready", "database": "ok"})).into_response(),
+        Ok(Ok(())) => {
+            Json(serde_json::json!({"status": "ready", "database": "ok"})).into_response()
+        }
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"status": "not_ready", "database": e.to_string()})),

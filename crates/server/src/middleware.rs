@@ -35,9 +35,7 @@ fn new_request_id() -> String {
 
 fn client_request_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_graphic());
+    let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic());
     ok.then(|| s.to_owned())
 }
 
@@ -63,7 +61,10 @@ fn presented_key(req: &Request) -> Option<&str> {
         let (scheme, token) = v.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 pub async fn authenticate(

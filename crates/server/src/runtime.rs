@@ -125,7 +125,10 @@ mod tests {
         let t = rt.resolve("oai/special").unwrap();
         assert_eq!(t[0].provider.name(), "tg");
         let t = rt.resolve("oai/gpt-4o").unwrap();
-        assert_eq!((t[0].provider.name(), &*t[0].upstream_model), ("oai", "gpt-4o"));
+        assert_eq!(
+            (t[0].provider.name(), &*t[0].upstream_model),
+            ("oai", "gpt-4o")
+        );
         // Upstream names with slashes are split at the first one only.
         let t = rt.resolve("tg/meta-llama/Llama-3-70b").unwrap();
         assert_eq!(&*t[0].upstream_model, "meta-llama/Llama-3-70b");

@@ -1,5 +1,7 @@
 //! The gateway end to end in-process: real sockets, the simulator as every provider.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{sse_data, user, Gateway, MASTER_KEY};
@@ -24,7 +26,13 @@ async fn plain_chat_through_every_wire_format() {
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["object"], "chat.completion");
         assert_eq!(body["choices"][0]["message"]["role"], "assistant");
-        assert!(body["choices"][0]["message"]["content"].as_str().unwrap().len() > 3);
+        assert!(
+            body["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .len()
+                > 3
+        );
         assert_eq!(body["choices"][0]["finish_reason"], "stop");
         assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
         assert!(body["usage"]["completion_tokens"].as_u64().unwrap() > 0);
@@ -34,7 +42,10 @@ async fn plain_chat_through_every_wire_format() {
         assert_eq!(row.key_id, "master");
         assert!(row.completion_tokens > 0);
         assert!(!row.usage_estimated);
-        assert!(row.upstream_request_id.is_some() || model == "flash", "{model}: {row:?}");
+        assert!(
+            row.upstream_request_id.is_some() || model == "flash",
+            "{model}: {row:?}"
+        );
     }
     gw.shutdown().await;
 }
@@ -103,7 +114,12 @@ async fn authentication() {
         .unwrap();
     assert_eq!(x_api_key.status(), 200);
     for open in ["/health", "/ready", "/metrics"] {
-        let r = gw.http.get(format!("{}{open}", gw.url)).send().await.unwrap();
+        let r = gw
+            .http
+            .get(format!("{}{open}", gw.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{open}");
     }
     let models = gw
@@ -194,8 +210,11 @@ async fn client_errors_are_openai_shaped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_errors_are_mapped_faithfully() {
     let gw = Gateway::start().await;
-    let (status, body, headers) =
-        error_of(gw.chat(user("oai/gpt-4o+fault-429+retry-after-2", "hi")).await).await;
+    let (status, body, headers) = error_of(
+        gw.chat(user("oai/gpt-4o+fault-429+retry-after-2", "hi"))
+            .await,
+    )
+    .await;
     assert_eq!(status, 429);
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
     assert_eq!(headers["retry-after"], "2");
@@ -216,7 +235,11 @@ async fn upstream_errors_are_mapped_faithfully() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_cut_mid_way_ends_with_an_error_event() {
     let gw = Gateway::start().await;
-    for model in ["oai/gpt+cut-after-2", "claude/claude+cut-after-2", "gem/gemini+cut-after-2"] {
+    for model in [
+        "oai/gpt+cut-after-2",
+        "claude/claude+cut-after-2",
+        "gem/gemini+cut-after-2",
+    ] {
         let mut req = user(model, "long answer please");
         req["stream"] = json!(true);
         let resp = gw
@@ -245,7 +268,11 @@ async fn a_stream_cut_mid_way_ends_with_an_error_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_float_and_base64() {
     let gw = Gateway::start().await;
-    for (model, format) in [("embed", "float"), ("embed", "base64"), ("gem/text-embedding-004", "base64")] {
+    for (model, format) in [
+        ("embed", "float"),
+        ("embed", "base64"),
+        ("gem/text-embedding-004", "base64"),
+    ] {
         let resp = gw
             .post("/v1/embeddings")
             .json(&json!({"model": model, "input": ["one", "two"], "encoding_format": format}))
@@ -272,7 +299,10 @@ async fn failover_to_the_next_target_on_upstream_failure() {
     .await;
     let resp = gw.chat(user("resilient", "hi")).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-plexus-served-by"], "claude/claude-haiku-4-5");
+    assert_eq!(
+        resp.headers()["x-plexus-served-by"],
+        "claude/claude-haiku-4-5"
+    );
     gw.shutdown().await;
 }
 
@@ -290,7 +320,10 @@ async fn metrics_expose_requests_and_latency_buckets() {
         .await
         .unwrap();
     assert!(text.contains("plexus_requests_total"), "{text}");
-    assert!(text.contains("plexus_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("plexus_request_duration_seconds_bucket"),
+        "{text}"
+    );
     assert!(text.contains("plexus_tokens_total"), "{text}");
     assert!(!text.contains(MASTER_KEY));
     gw.shutdown().await;

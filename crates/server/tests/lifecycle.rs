@@ -1,5 +1,7 @@
 //! Streams the client abandons, and upstreams that stall.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{sse_data, user, Gateway};
@@ -10,7 +12,10 @@ use std::time::Duration;
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -18,7 +23,11 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_stream_cancels_upstream_and_is_logged_as_499() {
     let gw = Gateway::start().await;
-    for model in ["oai/gpt+tokens-400+tps-40", "claude/claude+tokens-400+tps-40", "gem/gemini+tokens-400+tps-40"] {
+    for model in [
+        "oai/gpt+tokens-400+tps-40",
+        "claude/claude+tokens-400+tps-40",
+        "gem/gemini+tokens-400+tps-40",
+    ] {
         let rid = format!("drop-{}", &model[..3]);
         let mut req = user(model, "tell me a long story");
         req["stream"] = json!(true);
@@ -46,7 +55,10 @@ async fn a_dropped_stream_cancels_upstream_and_is_logged_as_499() {
         assert_eq!(row.status, 499, "{model}");
         assert!(row.usage_estimated);
         assert!(row.completion_tokens > 0, "{model}: partial usage recorded");
-        assert!(row.completion_tokens < 400, "{model}: only what was forwarded");
+        assert!(
+            row.completion_tokens < 400,
+            "{model}: only what was forwarded"
+        );
     }
     gw.shutdown().await;
 }

@@ -118,7 +118,10 @@ impl Store {
     }
 
     /// The record of one request id, if it was written.
-    pub async fn request_by_id(&self, request_id: &str) -> Result<Option<LoggedRequest>, StoreError> {
+    pub async fn request_by_id(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<LoggedRequest>, StoreError> {
         let row = sqlx::query(
             "SELECT ts_ms, request_id, upstream_request_id, key_id, endpoint, model, provider, \
              upstream_model, stream, status, error_code, prompt_tokens, completion_tokens, \

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 const MAX_BATCH: usize = 512;
 
 enum Msg {
-    Record(RequestRecord),
+    Record(Box<RequestRecord>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -65,7 +65,7 @@ impl LogWriter {
 
     /// Queues a record, waiting while the queue is full.
     pub async fn record(&self, record: RequestRecord) {
-        if let Err(e) = self.tx.send(Msg::Record(record)).await {
+        if let Err(e) = self.tx.send(Msg::Record(Box::new(record))).await {
             lost(e.0);
         }
     }
@@ -73,7 +73,7 @@ impl LogWriter {
     /// Queues a record without waiting (for `Drop` paths): when the queue is full the record
     /// waits in a tracked task that shutdown drains.
     pub fn record_detached(&self, record: RequestRecord) {
-        match self.tx.try_send(Msg::Record(record)) {
+        match self.tx.try_send(Msg::Record(Box::new(record))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(msg)) => {
                 let tx = self.tx.clone();
@@ -162,7 +162,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, cancel: CancellationToke
 
 fn take(msg: Msg, batch: &mut Vec<RequestRecord>, acks: &mut Vec<oneshot::Sender<()>>) {
     match msg {
-        Msg::Record(r) => batch.push(r),
+        Msg::Record(r) => batch.push(*r),
         Msg::Flush(ack) => acks.push(ack),
     }
 }

@@ -1,5 +1,5 @@
 //! Test harness: a gateway served on 127.0.0.1 in front of the in-process simulator.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use plexus_core::config::{from_yaml_str, Overrides};
 use plexus_mock::{MockConfig, MockServer};
@@ -119,7 +119,11 @@ impl Gateway {
     }
 
     pub async fn chat(&self, body: serde_json::Value) -> reqwest::Response {
-        self.post("/v1/chat/completions").json(&body).send().await.unwrap()
+        self.post("/v1/chat/completions")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Waits until the request log holds a row for `request_id` (written in the background).
