@@ -57,40 +57,52 @@ pub(crate) async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiEr
         })
 }
 
-/// Parses JSON, naming the offending parameter on failure.
+/// Parses JSON, naming the offending parameter on failure. The fast path is plain serde; only
+/// a failed parse is redone with path tracking to find the parameter.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(v) => Ok(v),
+        Err(_) => Err(describe_json_error::<T>(body)),
+    }
+}
+
+#[cold]
+fn describe_json_error<T: DeserializeOwned>(body: &[u8]) -> ApiError {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("We could not parse the JSON body of your request: {inner}"),
-            );
-        }
-        let text = inner.to_string();
-        let param = match text
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next())
-        {
-            Some(field) if path == "." => field.to_owned(),
-            Some(field) => format!("{path}.{field}"),
-            None => path,
-        };
-        ApiError::new(
+    let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(_) => match de.end() {
+            Ok(()) => return ApiError::new(ErrorCode::InvalidRequest, "Invalid JSON body."),
+            Err(e) => {
+                return ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("We could not parse the JSON body of your request: {e}"),
+                )
+            }
+        },
+        Err(e) => e,
+    };
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return ApiError::new(
             ErrorCode::InvalidRequest,
-            format!("Invalid request: `{param}`: {text}"),
-        )
-        .with_param(param)
-    })?;
-    de.end().map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("We could not parse the JSON body of your request: {e}"),
-        )
-    })?;
-    Ok(value)
+            format!("We could not parse the JSON body of your request: {inner}"),
+        );
+    }
+    let text = inner.to_string();
+    let param = match text
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        Some(field) if path == "." => field.to_owned(),
+        Some(field) => format!("{path}.{field}"),
+        None => path,
+    };
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        format!("Invalid request: `{param}`: {text}"),
+    )
+    .with_param(param)
 }
 
 fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {

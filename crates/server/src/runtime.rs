@@ -7,6 +7,7 @@ use plexus_core::{ApiError, ErrorCode};
 use plexus_providers::client::ProviderHandle;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -72,17 +73,17 @@ impl Runtime {
 
     /// Resolves what the client sent as `model`: a configured model name wins; otherwise
     /// `provider/upstream_model` when the prefix before the first `/` is a configured provider.
-    pub fn resolve(&self, model: &str) -> Result<Vec<Target>, ApiError> {
+    pub fn resolve(&self, model: &str) -> Result<Cow<'_, [Target]>, ApiError> {
         if let Some(targets) = self.models.get(model) {
-            return Ok(targets.clone());
+            return Ok(Cow::Borrowed(targets));
         }
         if let Some((prefix, rest)) = model.split_once('/') {
             if !rest.is_empty() {
                 if let Some(p) = self.providers.iter().find(|p| p.name() == prefix) {
-                    return Ok(vec![Target {
+                    return Ok(Cow::Owned(vec![Target {
                         provider: p.clone(),
                         upstream_model: Arc::from(rest),
-                    }]);
+                    }]));
                 }
             }
         }

@@ -1,0 +1,157 @@
+//! The binary's other entry points: `serve --demo`, TLS, `plexus chat`, `errors`, and refusing
+//! a non-loopback listener without a master key.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn plexus() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plexus"));
+    cmd.env("PLEXUS_LOG", "warn")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("PLEXUS_MASTER_KEY");
+    cmd
+}
+
+fn start(mut cmd: Command) -> (Proc, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("plexus listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    (Proc(child), url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_mode_answers_without_keys_and_plexus_chat_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = plexus();
+    cmd.current_dir(dir.path())
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"]);
+    let (_proc, url) = start(cmd);
+    let http = reqwest::Client::new();
+    for model in ["demo", "demo-claude", "demo-gemini"] {
+        let r = http
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{model}");
+    }
+    assert!(
+        dir.path().join("plexus.db").exists(),
+        "SQLite in the working directory"
+    );
+
+    let url2 = url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        plexus()
+            .args([
+                "chat",
+                "--model",
+                "demo-echo",
+                "--url",
+                &format!("{url2}/v1"),
+                "ping pong",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ping pong"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("completion tokens"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_tls_when_given_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let cfg = dir.path().join("p.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:0\ndatabase: sqlite://{}\ntls: {{cert: '{}', key: '{}'}}\n",
+            dir.path().join("p.db").display(),
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = plexus();
+    cmd.args(["serve", "--config"]).arg(&cfg);
+    let (_proc, url) = start(cmd);
+    assert!(url.starts_with("https://"), "{url}");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let r = http.get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn refuses_a_public_listener_without_a_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = plexus()
+        .current_dir(dir.path())
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("master_key"));
+}
+
+#[test]
+fn errors_prints_the_published_table() {
+    let out = plexus().arg("errors").output().unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("| `invalid_api_key` | 401 |"));
+}
