@@ -328,3 +328,56 @@ async fn metrics_expose_requests_and_latency_buckets() {
     assert!(!text.contains(MASTER_KEY));
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_reaches_each_upstream() {
+    let gw = Gateway::start().await;
+    let last = |path_part: &str| {
+        gw.mock
+            .requests()
+            .into_iter()
+            .rev()
+            .find(|r| r.path.contains(path_part))
+            .unwrap()
+    };
+
+    // OpenAI format: unknown fields pass through unchanged, the model is rewritten, the
+    // gateway's own key replaces the client's, and streams always ask for usage.
+    let mut req = user("gpt", "hi");
+    req["logit_bias"] = json!({"50256": -100});
+    req["prediction"] = json!({"type": "content", "content": "x"});
+    req["stream"] = json!(true);
+    sse_data(gw.chat(req).await).await;
+    let up = last("/v1/chat/completions");
+    assert_eq!(up.body["model"], "gpt-4o-mini");
+    assert_eq!(up.body["logit_bias"], json!({"50256": -100}));
+    assert_eq!(up.body["prediction"]["content"], "x");
+    assert_eq!(up.body["stream_options"]["include_usage"], true);
+    assert_eq!(up.headers["authorization"], "Bearer sk-upstream");
+
+    // Anthropic: no max_tokens from the client → the catalog's max output for the model.
+    assert_eq!(gw.chat(user("sonnet", "hi")).await.status(), 200);
+    let up = last("/v1/messages");
+    let catalog_max = plexus_core::catalog::Catalog::builtin()
+        .lookup("anthropic", "claude-sonnet-4-5")
+        .and_then(|m| m.max_output_tokens)
+        .unwrap();
+    assert_eq!(up.body["max_tokens"], catalog_max);
+    assert_eq!(up.headers["x-api-key"], "sk-ant-upstream");
+    assert_eq!(up.headers["anthropic-version"], "2023-06-01");
+
+    // Gemini: the key goes in x-goog-api-key, never in the URL.
+    assert_eq!(gw.chat(user("flash", "hi")).await.status(), 200);
+    let up = last(":generateContent");
+    assert_eq!(up.path, "/v1beta/models/gemini-2.5-flash:generateContent");
+    assert_eq!(up.headers["x-goog-api-key"], "gem-upstream");
+    assert_eq!(up.body["contents"][0]["parts"][0]["text"], "hi");
+
+    // Azure: deployment URL, api-version and api-key header.
+    assert_eq!(gw.chat(user("az/my-deployment", "hi")).await.status(), 200);
+    let up = last("/openai/deployments/");
+    assert_eq!(up.path, "/openai/deployments/my-deployment/chat/completions");
+    assert_eq!(up.query, "api-version=2024-10-21");
+    assert_eq!(up.headers["api-key"], "az-upstream");
+    gw.shutdown().await;
+}
