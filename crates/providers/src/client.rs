@@ -83,6 +83,8 @@ fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, ProviderErro
 pub struct ProviderHandle {
     pub config: ProviderConfig,
     headers: HeaderMap,
+    /// The chat URL when it does not depend on the model (parsed once, cloned per request).
+    static_chat_url: Option<reqwest::Url>,
 }
 
 impl ProviderHandle {
@@ -134,7 +136,20 @@ impl ProviderHandle {
             let value = HeaderValue::from_str(value).map_err(|_| bad("header value"))?;
             headers.insert(name, value);
         }
-        Ok(Arc::new(ProviderHandle { config, headers }))
+        let static_chat_url = match config.kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+                reqwest::Url::parse(&format!("{}/chat/completions", config.base_url)).ok()
+            }
+            ProviderKind::Anthropic => {
+                reqwest::Url::parse(&format!("{}/v1/messages", config.base_url)).ok()
+            }
+            ProviderKind::Azure | ProviderKind::Gemini => None,
+        };
+        Ok(Arc::new(ProviderHandle {
+            config,
+            headers,
+            static_chat_url,
+        }))
     }
 
     pub fn kind(&self) -> ProviderKind {
@@ -145,7 +160,14 @@ impl ProviderHandle {
         &self.config.name
     }
 
-    fn chat_url(&self, model: &str, stream: bool) -> String {
+    fn chat_url(&self, model: &str, stream: bool) -> Result<reqwest::Url, ProviderError> {
+        if let Some(url) = &self.static_chat_url {
+            return Ok(url.clone());
+        }
+        parse_url(&self.chat_url_text(model, stream))
+    }
+
+    fn chat_url_text(&self, model: &str, stream: bool) -> String {
         let base = &self.config.base_url;
         match self.config.kind {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
@@ -241,6 +263,13 @@ pub struct EmbeddingOutcome {
     pub upstream_request_id: Option<String>,
 }
 
+fn parse_url(text: &str) -> Result<reqwest::Url, ProviderError> {
+    reqwest::Url::parse(text).map_err(|e| ProviderError::InvalidRequest {
+        param: "model".into(),
+        message: format!("cannot build the upstream URL `{text}`: {e}"),
+    })
+}
+
 fn upstream_request_id(headers: &HeaderMap) -> Option<String> {
     [
         "x-request-id",
@@ -290,7 +319,7 @@ impl UpstreamClient {
     async fn send(
         &self,
         provider: &ProviderHandle,
-        url: String,
+        url: reqwest::Url,
         body: Vec<u8>,
     ) -> Result<reqwest::Response, ProviderError> {
         let request = self
@@ -327,7 +356,7 @@ impl UpstreamClient {
         ctx: &ConvertCtx<'_>,
     ) -> Result<ChatOutcome, ProviderError> {
         let body = provider.chat_body(req, ctx)?;
-        let url = provider.chat_url(ctx.upstream_model, false);
+        let url = provider.chat_url(ctx.upstream_model, false)?;
         let response = self.send(provider, url, body).await?;
         let upstream_request_id = upstream_request_id(response.headers());
         let bytes = read_limited(response, self.timeouts.first_byte, usize::MAX).await?;
@@ -359,7 +388,7 @@ impl UpstreamClient {
         ctx: &ConvertCtx<'_>,
     ) -> Result<ChatStream, ProviderError> {
         let body = provider.chat_body(req, ctx)?;
-        let url = provider.chat_url(ctx.upstream_model, true);
+        let url = provider.chat_url(ctx.upstream_model, true)?;
         let response = self.send(provider, url, body).await?;
         let upstream_request_id = upstream_request_id(response.headers());
         let decoder = Decoder::new(provider.kind(), ctx);
@@ -384,6 +413,7 @@ impl UpstreamClient {
                 param: "model",
                 provider: provider.kind().as_str(),
             })?;
+        let url = parse_url(&url)?;
         let body = match provider.kind() {
             ProviderKind::Gemini => {
                 serde_json::to_vec(&gemini::to_embed_request(req, upstream_model)?)

@@ -2,8 +2,8 @@
 //!
 //! The request path hands records to a bounded channel. When the channel is full, `record`
 //! waits (backpressure) and `record_detached` parks the record in a tracked task: rows are
-//! never dropped. The writer takes whatever has queued up while the previous batch was being
-//! written, so batches grow with load and a lone record is written at once.
+//! never dropped. The writer collects for up to `LINGER` after the first record of a batch (or
+//! until a flush is requested) and writes the batch in one transaction.
 
 use crate::Store;
 use plexus_core::log::RequestRecord;
@@ -13,7 +13,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 1024;
+/// How long the writer keeps collecting after the first record of a batch. One transaction per
+/// batch is what makes the log cheap under load; a lone record still lands within this time.
+const LINGER: Duration = Duration::from_millis(20);
 
 enum Msg {
     Record(Box<RequestRecord>),
@@ -135,10 +138,11 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, cancel: CancellationToke
         };
         let Some(first) = first else { break };
         take(first, &mut batch, &mut acks);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(msg) => take(msg, &mut batch, &mut acks),
-                Err(_) => break,
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < MAX_BATCH && acks.is_empty() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(msg)) => take(msg, &mut batch, &mut acks),
+                Ok(None) | Err(_) => break,
             }
         }
         write(&store, &mut batch, &cancel).await;
