@@ -3,6 +3,7 @@ from the real APIs for them (plain, streamed, tools, embeddings, errors)."""
 
 import json
 import math
+import re
 
 import anthropic
 import openai
@@ -41,6 +42,10 @@ def openai_tools():
         {"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": WEATHER_SCHEMA}},
         {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}}},
     ]
+
+
+def test_listening_line(mock_server):
+    assert re.fullmatch(r"plexus mock listening on http://127\.0\.0\.1:\d+", mock_server.first_line)
 
 
 # --- OpenAI -----------------------------------------------------------------------------------
@@ -264,8 +269,10 @@ def test_anthropic_max_tokens_and_errors(claude):
     assert m.usage.output_tokens == 3
     with pytest.raises(anthropic.RateLimitError):
         claude.messages.create(model="claude+fault-429", max_tokens=10, messages=[{"role": "user", "content": "x"}])
-    with pytest.raises(anthropic.InternalServerError) as e:
+    # OverloadedError or InternalServerError depending on the SDK version.
+    with pytest.raises(anthropic.APIStatusError) as e:
         claude.messages.create(model="claude+fault-529", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 529
     assert e.value.body["error"]["type"] == "overloaded_error"
 
 

@@ -22,6 +22,11 @@ pub(crate) enum Fault {
     StallAfter(u32),
 }
 
+/// Most words an answer may have.
+pub(crate) const MAX_TOKENS: u32 = 100_000;
+const MIN_TPS: f64 = 0.001;
+const MAX_TPS: f64 = 1e9;
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Knobs {
     pub latency_ms: u64,
@@ -61,9 +66,24 @@ impl Knobs {
         for d in model.split('+').skip(1) {
             k.apply_directive(d);
         }
-        if headers.is_empty() {
-            return k;
+        if !headers.is_empty() {
+            k.apply_headers(headers);
         }
+        k.sanitize();
+        k
+    }
+
+    /// Bounds that keep a silly value from allocating gigabytes or overflowing a duration.
+    fn sanitize(&mut self) {
+        self.tokens = self.tokens.min(MAX_TOKENS);
+        self.tokens_per_second = self
+            .tokens_per_second
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .map(|t| t.clamp(MIN_TPS, MAX_TPS));
+    }
+
+    fn apply_headers(&mut self, headers: &HeaderMap) {
+        let k = self;
         if let Some(v) = header_num(headers, "x-mock-latency-ms") {
             k.latency_ms = v;
         }
@@ -84,7 +104,6 @@ impl Knobs {
         if let Some(v) = header_str(headers, "x-mock-fault") {
             k.apply_fault_spec(v);
         }
-        k
     }
 
     /// The header syntax: `429;retry-after=2`, `cut-after=3`, `timeout`, `500`.
@@ -140,7 +159,7 @@ impl Knobs {
                 }
             }
             "fault" => match value.parse::<u16>() {
-                Ok(code) if (100..=599).contains(&code) => self.fault = Some(Fault::Status(code)),
+                Ok(code) if (400..=599).contains(&code) => self.fault = Some(Fault::Status(code)),
                 _ => {}
             },
             _ => {}
@@ -278,6 +297,22 @@ mod tests {
             k.apply_fault_spec(spec);
             assert_eq!(k.fault, Some(fault), "{spec}");
         }
+    }
+
+    #[test]
+    fn silly_values_are_bounded() {
+        let mut cfg = MockConfig::default();
+        cfg.profiles.push(ModelProfile {
+            model: "*".into(),
+            tokens_per_second: Some(0.0),
+            ..Default::default()
+        });
+        let k = Knobs::resolve(&cfg, "m+tokens-4000000000+fault-101", &HeaderMap::new());
+        assert_eq!(k.tokens_per_second, None);
+        assert_eq!(k.tokens, MAX_TOKENS);
+        assert_eq!(k.fault, None);
+        let k = Knobs::resolve(&cfg, "m+tps-0.0000001", &HeaderMap::new());
+        assert_eq!(k.tokens_per_second, Some(MIN_TPS));
     }
 
     #[test]

@@ -330,7 +330,9 @@ impl Ctx {
     pub async fn generation_delay(&self, knobs: &Knobs, tokens: u32) {
         let mut delay = Duration::from_millis(knobs.ttft_ms);
         if let Some(tps) = knobs.tokens_per_second {
-            delay += Duration::from_secs_f64(f64::from(tokens.saturating_sub(1)) / tps);
+            let pacing = Duration::try_from_secs_f64(f64::from(tokens.saturating_sub(1)) / tps)
+                .unwrap_or(Duration::MAX);
+            delay = delay.saturating_add(pacing);
         }
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;

@@ -5,7 +5,7 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use http::StatusCode;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::behavior::{Fault, Knobs};
 use crate::common::{
@@ -534,27 +534,42 @@ async fn embed(state: &MockState, ctx: &Ctx, model: &str, batch: bool) -> Respon
     if knobs.fault == Some(Fault::Malformed) {
         return ctx.finish(malformed_response(ctx.flavor));
     }
-    let embeddings: Vec<Value> = requests
+    let embeddings: Vec<Values> = requests
         .iter()
         .map(|r| {
             let text = r.get("content").map(parts_text).unwrap_or_default();
             let dims = as_u32(field(r, "outputDimensionality", "output_dimensionality"))
                 .filter(|d| *d > 0)
-                .unwrap_or(state.config().embedding_dimensions);
-            let mut m = Map::new();
-            m.insert(
-                "values".to_owned(),
-                json!(gen::embedding(gen::hash_str(&text), dims as usize)),
-            );
-            Value::Object(m)
+                .unwrap_or(state.config().embedding_dimensions)
+                .min(gen::MAX_DIMENSIONS);
+            Values {
+                values: gen::embedding(gen::hash_str(&text), dims as usize),
+            }
         })
         .collect();
-    let body = if batch {
-        json!({ "embeddings": embeddings })
-    } else {
-        json!({ "embedding": embeddings.into_iter().next().unwrap_or(Value::Null) })
-    };
-    ctx.finish(json_response(StatusCode::OK, &body))
+    if batch {
+        return ctx.finish(json_response(StatusCode::OK, &Batch { embeddings }));
+    }
+    match embeddings.into_iter().next() {
+        Some(embedding) => ctx.finish(json_response(StatusCode::OK, &Single { embedding })),
+        None => ctx.error(StatusCode::BAD_REQUEST, "content is not specified"),
+    }
+}
+
+/// Vectors as f32, like OpenAI's, so the same text prints the same numbers in both APIs.
+#[derive(Serialize)]
+struct Values {
+    values: Vec<f32>,
+}
+
+#[derive(Serialize)]
+struct Batch {
+    embeddings: Vec<Values>,
+}
+
+#[derive(Serialize)]
+struct Single {
+    embedding: Values,
 }
 
 fn count_tokens(ctx: &Ctx) -> Response {

@@ -622,6 +622,9 @@ fn resolve<'v>(root: &'v Value, reference: &str) -> Option<&'v Value> {
     root.pointer(pointer)
 }
 
+/// Largest embedding served, whatever the request asks.
+pub(crate) const MAX_DIMENSIONS: u32 = 65_536;
+
 /// A deterministic unit vector for `text`: equal texts give equal vectors.
 pub(crate) fn embedding(text_hash: u64, dims: usize) -> Vec<f32> {
     let dims = dims.max(1);

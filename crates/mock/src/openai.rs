@@ -712,7 +712,8 @@ async fn embeddings_inner(state: &MockState, ctx: &Ctx, deployment: Option<&str>
     }
     let dims = as_u32(body.get("dimensions"))
         .filter(|d| *d > 0)
-        .unwrap_or(state.config().embedding_dimensions) as usize;
+        .unwrap_or(state.config().embedding_dimensions)
+        .min(gen::MAX_DIMENSIONS) as usize;
     let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
     let mut prompt_chars = 0;
     let data: Vec<EmbeddingOut> = inputs

@@ -207,8 +207,9 @@ pub async fn serve_state(
     Ok(())
 }
 
-/// Binds `listen`, prints `plexus mock listening on http://ADDR` on stdout and serves until
-/// Ctrl-C. What `plexus mock` runs.
+/// Binds `listen`, prints `plexus mock listening on http://ADDR` on stdout (flushed, so that
+/// a parent process can read the port) and serves until SIGINT or SIGTERM. What `plexus mock`
+/// runs.
 pub async fn run(listen: SocketAddr, config: MockConfig) -> io::Result<()> {
     use std::io::Write;
     let listener = TcpListener::bind(listen).await?;
@@ -218,10 +219,22 @@ pub async fn run(listen: SocketAddr, config: MockConfig) -> io::Result<()> {
         writeln!(out, "plexus mock listening on http://{addr}")?;
         out.flush()?;
     }
-    serve(listener, config, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    serve(listener, config, stop_signal()).await
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// A simulator running in this process, for tests. Dropping it stops the server.

@@ -179,7 +179,7 @@ pub(crate) fn body(
     let ttft = Duration::from_millis(knobs.ttft_ms);
     let interval = knobs
         .tokens_per_second
-        .map(|tps| Duration::from_secs_f64(1.0 / tps));
+        .and_then(|tps| Duration::try_from_secs_f64(1.0 / tps).ok());
     let fault = knobs.fault;
     let stream = async_stream::stream! {
         if !ttft.is_zero() {
@@ -191,7 +191,9 @@ pub(crate) fn body(
             if ev.content {
                 match fault {
                     Some(Fault::CutAfter(n)) if sent >= n => {
-                        // Our own doing, not a client going away.
+                        // Pending once so that hyper flushes what was sent before the error
+                        // makes it drop the connection; the cut is ours, not a cancellation.
+                        tokio::task::yield_now().await;
                         guard.finish();
                         yield Err(io::Error::other("mock fault: cut"));
                         return;
@@ -205,9 +207,9 @@ pub(crate) fn body(
                     match next {
                         Some(at) => {
                             tokio::time::sleep_until(at).await;
-                            next = Some(at + iv);
+                            next = at.checked_add(iv);
                         }
-                        None => next = Some(Instant::now() + iv),
+                        None => next = Instant::now().checked_add(iv),
                     }
                 }
                 sent += 1;

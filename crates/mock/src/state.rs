@@ -159,11 +159,18 @@ impl MockState {
             headers: headers.clone(),
             body: body.clone(),
         };
-        let mut records = lock(&self.shared.records);
-        while records.len() >= cfg.record_limit {
-            records.pop_front();
-        }
-        records.push_back(raw);
+        let evicted = {
+            let mut records = lock(&self.shared.records);
+            let evicted = if records.len() >= cfg.record_limit {
+                records.pop_front()
+            } else {
+                None
+            };
+            records.push_back(raw);
+            evicted
+        };
+        // Freed outside the lock.
+        drop(evicted);
     }
 
     /// Counts a request for `model` and says whether it is among the first `n`.

@@ -291,10 +291,10 @@ fn split_extra(extra: &oai::Extra) -> Result<TopLevelExtra, ProviderError> {
                 }
             }
             _ => {
-                return Err(invalid(
-                    key.clone(),
-                    format!("`{key}` is not supported by the anthropic provider"),
-                ))
+                return Err(ProviderError::UnsupportedField {
+                    param: key.clone(),
+                    provider: "anthropic",
+                })
             }
         }
     }
@@ -2013,14 +2013,11 @@ mod tests {
         )
         .unwrap_err();
         match err {
-            ProviderError::InvalidRequest { param, message } => {
+            ProviderError::UnsupportedField { param, provider } => {
                 assert_eq!(param, "logit_bias");
-                assert_eq!(
-                    message,
-                    "`logit_bias` is not supported by the anthropic provider"
-                );
+                assert_eq!(provider, "anthropic");
             }
-            other => panic!("InvalidRequest expected, got {other:?}"),
+            other => panic!("UnsupportedField expected, got {other:?}"),
         }
         assert_eq!(
             invalid_param(

@@ -29,6 +29,12 @@ pub enum ProviderError {
         param: &'static str,
         provider: &'static str,
     },
+    /// A field outside the typed request that this provider cannot express.
+    #[error("`{param}` is not supported by the {provider} provider")]
+    UnsupportedField {
+        param: String,
+        provider: &'static str,
+    },
     /// The request is invalid for this provider (names the offending parameter).
     #[error("{message}")]
     InvalidRequest { param: String, message: String },
@@ -120,6 +126,9 @@ impl From<ProviderError> for ApiError {
         match err {
             ProviderError::Unsupported { param, provider } => {
                 ApiError::unsupported(param, provider)
+            }
+            ProviderError::UnsupportedField { param, provider } => {
+                ApiError::unsupported(&param, provider)
             }
             ProviderError::InvalidRequest { param, message } => {
                 ApiError::new(ErrorCode::InvalidRequest, message).with_param(param)

@@ -53,10 +53,10 @@ fn invalid(param: impl Into<String>, message: impl Into<String>) -> ProviderErro
 }
 
 fn unsupported(param: &str) -> ProviderError {
-    invalid(
-        param,
-        format!("`{param}` is not supported by the {PROVIDER} provider"),
-    )
+    ProviderError::UnsupportedField {
+        param: param.to_owned(),
+        provider: PROVIDER,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -78,6 +78,10 @@ pub fn to_request(
     out.contents = contents;
 
     if let Some(tools) = &req.tools {
+        // Gemini has no switch for one call at a time; refusing beats silently ignoring it.
+        if req.parallel_tool_calls == Some(false) && tools.len() > 1 {
+            return Err(unsupported("parallel_tool_calls"));
+        }
         let declarations = tools
             .iter()
             .enumerate()
@@ -1144,6 +1148,10 @@ mod tests {
     fn convert_err(body: Value) -> (String, String) {
         match to_request(&chat(body), &ctx()) {
             Err(ProviderError::InvalidRequest { param, message }) => (param, message),
+            Err(ProviderError::UnsupportedField { param, provider }) => {
+                let message = format!("`{param}` is not supported by the {provider} provider");
+                (param, message)
+            }
             other => panic!("expected InvalidRequest, got {other:?}"),
         }
     }
@@ -2012,7 +2020,7 @@ mod tests {
         let unknown = embedding_request(json!({"model": "embed", "input": "x", "truncate": "END"}));
         assert!(matches!(
             to_embed_request(&unknown, "gemini-embedding-001"),
-            Err(ProviderError::InvalidRequest { param, .. }) if param == "truncate"
+            Err(ProviderError::UnsupportedField { param, .. }) if param == "truncate"
         ));
     }
 

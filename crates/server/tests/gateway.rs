@@ -376,7 +376,10 @@ async fn what_reaches_each_upstream() {
     // Azure: deployment URL, api-version and api-key header.
     assert_eq!(gw.chat(user("az/my-deployment", "hi")).await.status(), 200);
     let up = last("/openai/deployments/");
-    assert_eq!(up.path, "/openai/deployments/my-deployment/chat/completions");
+    assert_eq!(
+        up.path,
+        "/openai/deployments/my-deployment/chat/completions"
+    );
     assert_eq!(up.query, "api-version=2024-10-21");
     assert_eq!(up.headers["api-key"], "az-upstream");
     gw.shutdown().await;
@@ -385,16 +388,26 @@ async fn what_reaches_each_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_and_reasoning_tokens_survive_translation() {
     let gw = Gateway::start().await;
-    for model in ["oai/gpt-think+cached-7", "claude/claude-think+cached-7", "gem/gemini-think+cached-7"] {
+    for model in [
+        "oai/gpt-think+cached-7",
+        "claude/claude-think+cached-7",
+        "gem/gemini-think+cached-7",
+    ] {
         let mut req = user(model, "think about it, at length please");
         req["reasoning_effort"] = json!("low");
         let resp = gw.chat(req.clone()).await;
         assert_eq!(resp.status(), 200, "{model}");
         let body: Value = resp.json().await.unwrap();
         let usage = &body["usage"];
-        assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 7, "{model}: {usage}");
+        assert_eq!(
+            usage["prompt_tokens_details"]["cached_tokens"], 7,
+            "{model}: {usage}"
+        );
         assert!(
-            usage["completion_tokens_details"]["reasoning_tokens"].as_u64().unwrap_or(0) > 0
+            usage["completion_tokens_details"]["reasoning_tokens"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
                 || body["choices"][0]["message"]["reasoning_content"].is_string(),
             "{model}: {body}"
         );
@@ -403,7 +416,10 @@ async fn cached_and_reasoning_tokens_survive_translation() {
         req["stream_options"] = json!({"include_usage": true});
         let events = sse_data(gw.chat(req).await).await;
         let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
-        assert_eq!(last["usage"]["prompt_tokens_details"]["cached_tokens"], 7, "{model}: {last}");
+        assert_eq!(
+            last["usage"]["prompt_tokens_details"]["cached_tokens"], 7,
+            "{model}: {last}"
+        );
     }
     gw.shutdown().await;
 }
