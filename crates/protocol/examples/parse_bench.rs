@@ -1,4 +1,6 @@
-//! Micro-benchmark of the canonical request/response (de)serialization.
+//! Micro-benchmark of the canonical request/response (de)serialization:
+//! `cargo run --release -p plexus-protocol --example parse_bench`.
+#![allow(clippy::unwrap_used)]
 use plexus_protocol::openai::{ChatCompletion, ChatCompletionRequest};
 use std::time::Instant;
 

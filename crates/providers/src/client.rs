@@ -11,7 +11,8 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use plexus_core::config::{ProviderConfig, ProviderKind, Timeouts};
 use plexus_protocol::openai::{
-    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingRequest, EmbeddingResponse,
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingRequest,
+    EmbeddingResponse, Usage,
 };
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use secrecy::ExposeSecret;
@@ -47,6 +48,8 @@ impl UpstreamClient {
             .connect_timeout(opts.timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
+            // Provider APIs do not redirect; following one would replay the body elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             // HTTP/1.1 keep-alive pool: many connections rather than one HTTP/2 connection
             // whose `max_concurrent_streams` would queue requests under load.
             .http1_only()
@@ -244,8 +247,16 @@ impl ProviderHandle {
 /// A non-streamed completion and what the log needs to know about it.
 #[derive(Debug)]
 pub struct ChatOutcome {
-    pub response: ChatCompletion,
+    pub response: ChatBody,
     pub upstream_request_id: Option<String>,
+}
+
+/// A non-streamed answer: translated, or (OpenAI-format upstreams that reported usage) the
+/// upstream's own bytes, forwarded without a parse and re-encode.
+#[derive(Debug)]
+pub enum ChatBody {
+    Parsed(ChatCompletion),
+    Raw { bytes: Bytes, usage: Usage },
 }
 
 pub type ChunkStream =
@@ -362,15 +373,18 @@ impl UpstreamClient {
         let bytes = read_limited(response, self.timeouts.first_byte, usize::MAX).await?;
         let response = match provider.kind() {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
-                openai::from_response(&bytes)?
+                match openai::usage_of(&bytes)? {
+                    Some(usage) => ChatBody::Raw { bytes, usage },
+                    None => ChatBody::Parsed(openai::from_response(&bytes)?),
+                }
             }
             ProviderKind::Anthropic => {
                 let wire = serde_json::from_slice(&bytes).map_err(ProviderError::decode)?;
-                anthropic::from_response(wire, ctx)?
+                ChatBody::Parsed(anthropic::from_response(wire, ctx)?)
             }
             ProviderKind::Gemini => {
                 let wire = serde_json::from_slice(&bytes).map_err(ProviderError::decode)?;
-                gemini::from_response(wire, ctx)?
+                ChatBody::Parsed(gemini::from_response(wire, ctx)?)
             }
         };
         Ok(ChatOutcome {

@@ -7,7 +7,7 @@
 use crate::{ConvertCtx, ProviderError, UpstreamErrorBody};
 use plexus_protocol::openai::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingRequest,
-    EmbeddingResponse, StreamOptions,
+    EmbeddingResponse, StreamOptions, Usage,
 };
 use serde::Deserialize;
 
@@ -47,6 +47,20 @@ pub fn to_request(
 
 pub fn from_response(body: &[u8]) -> Result<ChatCompletion, ProviderError> {
     serde_json::from_slice(body).map_err(ProviderError::decode)
+}
+
+/// The usage of a `chat.completion` body without materializing the rest (which must still be
+/// valid JSON with a `choices` array). `None` when the upstream reported no usage.
+pub fn usage_of(body: &[u8]) -> Result<Option<Usage>, ProviderError> {
+    #[derive(Deserialize)]
+    struct View {
+        #[serde(default)]
+        usage: Option<Usage>,
+        #[allow(dead_code)]
+        choices: Vec<serde::de::IgnoredAny>,
+    }
+    let view: View = serde_json::from_slice(body).map_err(ProviderError::decode)?;
+    Ok(view.usage)
 }
 
 pub fn to_embed_request(req: &EmbeddingRequest, upstream_model: &str) -> EmbeddingRequest {
@@ -237,6 +251,18 @@ mod tests {
             }
         }
         (out, st.is_done())
+    }
+
+    #[test]
+    fn usage_without_a_full_parse() {
+        let u = usage_of(RESPONSE_TOOLS.as_bytes()).unwrap().unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (149, 60));
+        assert_eq!(usage_of(br#"{"choices":[]}"#).unwrap(), None);
+        assert!(usage_of(b"{\"choices\": [").is_err());
+        assert!(
+            usage_of(br#"{"usage":null}"#).is_err(),
+            "choices is required"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use plexus_core::catalog::Catalog;
 use plexus_core::log::RequestRecord;
 use plexus_core::{ApiError, ErrorCode};
 use plexus_protocol::openai::{ChatCompletion, ChatCompletionRequest, Usage};
+use plexus_providers::client::ChatBody;
 use plexus_providers::{ConvertCtx, ProviderError};
 use serde::de::DeserializeOwned;
 use std::time::Instant;
@@ -194,13 +195,14 @@ pub(crate) fn base_record(
 pub(crate) async fn finish_error(
     state: &AppState,
     mut record: RequestRecord,
+    target: Option<&Target>,
     started: Instant,
     err: ApiError,
 ) -> HttpError {
     record.status = err.status();
     record.error_code = Some(err.code.as_str());
     record.latency_ms = started.elapsed().as_millis() as u64;
-    metrics::observe(&record);
+    metrics::observe(&record, target.map(|t| &*t.metrics));
     state.writer().record(record).await;
     HttpError(err)
 }
@@ -226,7 +228,7 @@ pub async fn chat_completions(
         Ok(c) => c,
         Err(e) => {
             let record = base_record(&state, &request_id, &principal, "chat", "", false);
-            return Err(finish_error(&state, record, started, e).await);
+            return Err(finish_error(&state, record, None, started, e).await);
         }
     };
     let mut record = base_record(
@@ -239,7 +241,7 @@ pub async fn chat_completions(
     );
     let targets = match rt.resolve(&chat.model) {
         Ok(t) => t,
-        Err(e) => return Err(finish_error(&state, record, started, e).await),
+        Err(e) => return Err(finish_error(&state, record, None, started, e).await),
     };
     let created = state.clock().now_unix_secs();
     let prompt_estimate = estimate_tokens(body.len());
@@ -286,7 +288,9 @@ pub async fn chat_completions(
                     last_err = Some(e);
                     continue;
                 }
-                Err(e) => return Err(finish_error(&state, record, started, e.into()).await),
+                Err(e) => {
+                    return Err(finish_error(&state, record, Some(target), started, e.into()).await)
+                }
             }
         }
 
@@ -307,7 +311,9 @@ pub async fn chat_completions(
                 tracing::warn!(message = "Target failed; trying the next.", provider = target.provider.name(), error = %e);
                 last_err = Some(e);
             }
-            Err(e) => return Err(finish_error(&state, record, started, e.into()).await),
+            Err(e) => {
+                return Err(finish_error(&state, record, Some(target), started, e.into()).await)
+            }
         }
     }
     let err = last_err.map(ApiError::from).unwrap_or_else(|| {
@@ -316,7 +322,7 @@ pub async fn chat_completions(
             "No target could serve the request.",
         )
     });
-    Err(finish_error(&state, record, started, err).await)
+    Err(finish_error(&state, record, targets.last(), started, err).await)
 }
 
 async fn answer(
@@ -324,30 +330,23 @@ async fn answer(
     mut record: RequestRecord,
     target: &Target,
     started: Instant,
-    mut response: ChatCompletion,
+    response: ChatBody,
     prompt_estimate: u64,
 ) -> Response {
-    let usage = match &response.usage {
-        Some(u) => u.clone(),
-        None => {
-            // The upstream sent no usage: estimate, mark it, and tell the client.
-            let chars: usize = response
-                .choices
-                .iter()
-                .map(|c| {
-                    c.message.content.as_deref().map_or(0, str::len)
-                        + c.message
-                            .tool_calls
-                            .iter()
-                            .flatten()
-                            .map(|t| t.function.arguments.len())
-                            .sum::<usize>()
-                })
-                .sum();
-            record.usage_estimated = true;
-            let u = Usage::new(prompt_estimate, estimate_tokens(chars));
-            response.usage = Some(u.clone());
-            u
+    let (body, usage) = match response {
+        ChatBody::Raw { bytes, usage } => (Ok(bytes), usage),
+        ChatBody::Parsed(mut response) => {
+            let usage = match &response.usage {
+                Some(u) => u.clone(),
+                None => {
+                    // The upstream sent no usage: estimate, mark it, and tell the client.
+                    record.usage_estimated = true;
+                    let u = Usage::new(prompt_estimate, estimate_tokens(response_chars(&response)));
+                    response.usage = Some(u.clone());
+                    u
+                }
+            };
+            (serde_json::to_vec(&response).map(Bytes::from), usage)
         }
     };
     let cost = cost_usd(target, &usage);
@@ -358,10 +357,10 @@ async fn answer(
     record.reasoning_tokens = usage.reasoning_tokens();
     record.cost_usd = cost;
     record.latency_ms = started.elapsed().as_millis() as u64;
-    metrics::observe(&record);
+    metrics::observe(&record, Some(&target.metrics));
     state.writer().record(record).await;
 
-    let body = match serde_json::to_vec(&response) {
+    let body = match body {
         Ok(b) => b,
         Err(e) => {
             return HttpError(ApiError::internal(format!("cannot encode response: {e}")))
@@ -381,6 +380,23 @@ async fn answer(
         headers.insert("x-plexus-served-by", v);
     }
     resp
+}
+
+/// Characters of content and tool arguments, for estimating completion tokens.
+fn response_chars(response: &ChatCompletion) -> usize {
+    response
+        .choices
+        .iter()
+        .map(|c| {
+            c.message.content.as_deref().map_or(0, str::len)
+                + c.message
+                    .tool_calls
+                    .iter()
+                    .flatten()
+                    .map(|t| t.function.arguments.len())
+                    .sum::<usize>()
+        })
+        .sum()
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub async fn embeddings(
         Ok(e) => e,
         Err(e) => {
             let record = base_record(&state, &request_id, &principal, "embeddings", "", false);
-            return Err(finish_error(&state, record, started, e).await);
+            return Err(finish_error(&state, record, None, started, e).await);
         }
     };
     let mut record = base_record(
@@ -77,7 +77,7 @@ pub async fn embeddings(
     );
     let targets = match rt.resolve(&emb.model) {
         Ok(t) => t,
-        Err(e) => return Err(finish_error(&state, record, started, e).await),
+        Err(e) => return Err(finish_error(&state, record, None, started, e).await),
     };
     let Some(target) = targets
         .iter()
@@ -95,7 +95,7 @@ pub async fn embeddings(
             ),
         )
         .with_param("model");
-        return Err(finish_error(&state, record, started, err).await);
+        return Err(finish_error(&state, record, targets.first(), started, err).await);
     };
     record.provider = target.provider.name().to_owned();
     record.upstream_model = target.upstream_model.to_string();
@@ -105,7 +105,7 @@ pub async fn embeddings(
         .await
     {
         Ok(o) => o,
-        Err(e) => return Err(finish_error(&state, record, started, e.into()).await),
+        Err(e) => return Err(finish_error(&state, record, Some(target), started, e.into()).await),
     };
     record.upstream_request_id = outcome.upstream_request_id;
     let mut response = outcome.response;
@@ -142,7 +142,7 @@ pub async fn embeddings(
     record.prompt_tokens = usage.prompt_tokens;
     record.cost_usd = cost;
     record.latency_ms = started.elapsed().as_millis() as u64;
-    metrics::observe(&record);
+    metrics::observe(&record, Some(&target.metrics));
     state.writer().record(record).await;
     let body = serde_json::to_vec(&response)
         .map_err(|e| HttpError(ApiError::internal(format!("cannot encode response: {e}"))))?;

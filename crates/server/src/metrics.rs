@@ -11,7 +11,6 @@ pub const TOKENS: &str = "plexus_tokens_total";
 pub const ERRORS: &str = "plexus_errors_total";
 /// Micro-dollars (counters are integers).
 pub const COST: &str = "plexus_cost_microusd_total";
-pub const IN_FLIGHT: &str = "plexus_in_flight_requests";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -37,41 +36,101 @@ pub fn install() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Records the metrics of one finished request.
-pub fn observe(r: &plexus_core::log::RequestRecord) {
-    let class = match r.status {
-        200..=299 => "2xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+/// Metric handles of one (endpoint, model, provider), registered once so the request path
+/// neither builds label sets nor looks them up.
+#[derive(Debug)]
+pub struct EndpointMetrics {
+    requests: [metrics::Counter; 3],
+    duration: metrics::Histogram,
+    ttft: metrics::Histogram,
+    prompt_tokens: metrics::Counter,
+    completion_tokens: metrics::Counter,
+    cost: metrics::Counter,
+    model: String,
+    provider: String,
+}
+
+impl EndpointMetrics {
+    pub fn new(endpoint: &'static str, model: &str, provider: &str) -> Self {
+        let (m, p) = (model.to_owned(), provider.to_owned());
+        let requests = ["2xx", "4xx", "5xx"].map(|class| {
+            metrics::counter!(REQUESTS, "endpoint" => endpoint, "model" => m.clone(), "provider" => p.clone(), "status_class" => class)
+        });
+        EndpointMetrics {
+            requests,
+            duration: metrics::histogram!(REQUEST_DURATION, "endpoint" => endpoint, "model" => m.clone(), "provider" => p.clone()),
+            ttft: metrics::histogram!(TTFT, "model" => m.clone(), "provider" => p.clone()),
+            prompt_tokens: metrics::counter!(TOKENS, "model" => m.clone(), "provider" => p.clone(), "kind" => "prompt"),
+            completion_tokens: metrics::counter!(TOKENS, "model" => m.clone(), "provider" => p.clone(), "kind" => "completion"),
+            cost: metrics::counter!(COST, "model" => m.clone(), "provider" => p.clone()),
+            model: m,
+            provider: p,
+        }
+    }
+}
+
+/// The handles of one target for each endpoint.
+#[derive(Debug)]
+pub struct TargetMetrics {
+    pub chat: EndpointMetrics,
+    pub embeddings: EndpointMetrics,
+}
+
+impl TargetMetrics {
+    pub fn new(model: &str, provider: &str) -> Self {
+        TargetMetrics {
+            chat: EndpointMetrics::new("chat", model, provider),
+            embeddings: EndpointMetrics::new("embeddings", model, provider),
+        }
+    }
+
+    fn for_endpoint(&self, endpoint: &str) -> &EndpointMetrics {
+        if endpoint == "embeddings" {
+            &self.embeddings
+        } else {
+            &self.chat
+        }
+    }
+}
+
+fn class_index(status: u16) -> (usize, &'static str) {
+    match status {
+        200..=299 => (0, "2xx"),
+        400..=499 => (1, "4xx"),
+        _ => (2, "5xx"),
+    }
+}
+
+/// Records the metrics of one finished request. `target` is `None` when the request failed
+/// before a target was chosen (unknown model, bad body): those share the label `unknown`, so
+/// clients cannot create series.
+pub fn observe(r: &plexus_core::log::RequestRecord, target: Option<&TargetMetrics>) {
+    let (idx, class) = class_index(r.status);
+    let Some(m) = target.map(|t| t.for_endpoint(r.endpoint)) else {
+        metrics::counter!(REQUESTS, "endpoint" => r.endpoint, "model" => "unknown", "provider" => "none", "status_class" => class)
+            .increment(1);
+        if let Some(code) = r.error_code {
+            metrics::counter!(ERRORS, "code" => code, "model" => "unknown", "provider" => "none", "status_class" => class)
+                .increment(1);
+        }
+        return;
     };
-    // Unresolved models (unknown names) share one label value so clients cannot create series.
-    let (model, provider) = if r.provider.is_empty() {
-        ("unknown".to_owned(), "none".to_owned())
-    } else {
-        (r.model.clone(), r.provider.clone())
-    };
-    metrics::counter!(REQUESTS, "endpoint" => r.endpoint, "model" => model.clone(), "provider" => provider.clone(), "status_class" => class)
-        .increment(1);
-    metrics::histogram!(REQUEST_DURATION, "endpoint" => r.endpoint, "model" => model.clone(), "provider" => provider.clone())
-        .record(r.latency_ms as f64 / 1000.0);
+    m.requests[idx].increment(1);
+    m.duration.record(r.latency_ms as f64 / 1000.0);
     if let Some(ttft) = r.ttft_ms {
-        metrics::histogram!(TTFT, "model" => model.clone(), "provider" => provider.clone())
-            .record(ttft as f64 / 1000.0);
+        m.ttft.record(ttft as f64 / 1000.0);
     }
     if r.prompt_tokens > 0 {
-        metrics::counter!(TOKENS, "model" => model.clone(), "provider" => provider.clone(), "kind" => "prompt")
-            .increment(r.prompt_tokens);
+        m.prompt_tokens.increment(r.prompt_tokens);
     }
     if r.completion_tokens > 0 {
-        metrics::counter!(TOKENS, "model" => model.clone(), "provider" => provider.clone(), "kind" => "completion")
-            .increment(r.completion_tokens);
+        m.completion_tokens.increment(r.completion_tokens);
     }
     if r.cost_usd > 0.0 {
-        metrics::counter!(COST, "model" => model.clone(), "provider" => provider.clone())
-            .increment((r.cost_usd * 1_000_000.0) as u64);
+        m.cost.increment((r.cost_usd * 1_000_000.0).round() as u64);
     }
     if let Some(code) = r.error_code {
-        metrics::counter!(ERRORS, "code" => code, "model" => model, "provider" => provider, "status_class" => class)
+        metrics::counter!(ERRORS, "code" => code, "model" => m.model.clone(), "provider" => m.provider.clone(), "status_class" => class)
             .increment(1);
     }
 }

@@ -2,6 +2,7 @@
 //! the model table and the master key hash. Requests load it once; SIGHUP swaps a new one in
 //! atomically while in-flight requests finish on the old one.
 
+use crate::metrics::TargetMetrics;
 use plexus_core::config::Config;
 use plexus_core::{ApiError, ErrorCode};
 use plexus_providers::client::ProviderHandle;
@@ -16,6 +17,8 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub providers: Vec<Arc<ProviderHandle>>,
     models: HashMap<String, Vec<Target>>,
+    /// Metric handles for `provider/model` requests, per provider.
+    direct_metrics: HashMap<String, Arc<TargetMetrics>>,
     /// SHA-256 of the master key, compared in constant time.
     pub master_key_hash: Option<[u8; 32]>,
 }
@@ -25,6 +28,7 @@ pub struct Runtime {
 pub struct Target {
     pub provider: Arc<ProviderHandle>,
     pub upstream_model: Arc<str>,
+    pub metrics: Arc<TargetMetrics>,
 }
 
 impl Target {
@@ -40,6 +44,8 @@ pub fn hash_key(key: &str) -> [u8; 32] {
 
 impl Runtime {
     pub fn new(config: Config) -> Result<Runtime, ApiError> {
+        // Metric handles are registered below: the recorder must exist first.
+        crate::metrics::install();
         let mut providers = Vec::with_capacity(config.providers.len());
         for p in &config.providers {
             let handle = ProviderHandle::new(p.clone()).map_err(ApiError::from)?;
@@ -54,11 +60,22 @@ impl Runtime {
                     providers.get(t.provider).map(|p| Target {
                         provider: p.clone(),
                         upstream_model: Arc::from(t.model.as_str()),
+                        metrics: Arc::new(TargetMetrics::new(&m.name, p.name())),
                     })
                 })
                 .collect();
             models.insert(m.name.clone(), targets);
         }
+        let direct_metrics = providers
+            .iter()
+            .map(|p| {
+                let label = format!("{}/*", p.name());
+                (
+                    p.name().to_owned(),
+                    Arc::new(TargetMetrics::new(&label, p.name())),
+                )
+            })
+            .collect();
         let master_key_hash = config
             .master_key
             .as_ref()
@@ -67,6 +84,7 @@ impl Runtime {
             config: Arc::new(config),
             providers,
             models,
+            direct_metrics,
             master_key_hash,
         })
     }
@@ -80,9 +98,16 @@ impl Runtime {
         if let Some((prefix, rest)) = model.split_once('/') {
             if !rest.is_empty() {
                 if let Some(p) = self.providers.iter().find(|p| p.name() == prefix) {
+                    // Direct addressing: one series per provider, whatever names clients send.
+                    let metrics = self
+                        .direct_metrics
+                        .get(prefix)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(TargetMetrics::new("direct", prefix)));
                     return Ok(Cow::Owned(vec![Target {
                         provider: p.clone(),
                         upstream_model: Arc::from(rest),
+                        metrics,
                     }]));
                 }
             }

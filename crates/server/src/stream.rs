@@ -100,7 +100,7 @@ impl StreamGuard {
         record.ttft_ms = self
             .first_token_at
             .map(|t| t.duration_since(self.started).as_millis() as u64);
-        metrics::observe(&record);
+        metrics::observe(&record, Some(&self.target.metrics));
         // Never wait here: this runs inside the response body (or its Drop).
         self.state.writer().record_detached(record);
     }

@@ -66,8 +66,9 @@ impl Store {
 
     /// Inserts a batch of request records in one transaction.
     pub async fn insert_requests(&self, rows: &[RequestRecord]) -> Result<(), StoreError> {
-        // SQLite allows 32766 bound parameters; 19 per row.
-        const ROWS_PER_STATEMENT: usize = 1000;
+        // Statements are cached by their text, so a fixed chunk size keeps the number of
+        // distinct prepared statements small (one per remainder size at most).
+        const ROWS_PER_STATEMENT: usize = 64;
         let mut tx = self.pool.begin().await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut qb = QueryBuilder::new(
