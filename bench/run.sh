@@ -45,7 +45,10 @@ echo "warm-up (5 s)..."
 BENCH_MODEL=gpt wrk -t"$THREADS" -c"$CONNS" -d5s -s bench/chat.lua http://127.0.0.1:4000/v1/chat/completions >/dev/null
 
 echo "simulator alone (${DURATION}s, ${CONNS} connections)..."
+mb=$(cpu_ticks "$MOCK_PID")
 BASE=$(run_wrk http://127.0.0.1:4010/v1/chat/completions gpt-4o-mini)
+ma=$(cpu_ticks "$MOCK_PID")
+MOCK_US=$(awk -v t=$((ma - mb)) -v hz="$TICKS" -v n="$(total "$BASE")" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
 
 echo "through the gateway (${DURATION}s, ${CONNS} connections)..."
 before=$(cpu_ticks "$GW_PID")
@@ -55,6 +58,6 @@ after=$(cpu_ticks "$GW_PID")
 N=$(total "$GW")
 CPU_US=$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$N" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
 echo
-echo "== simulator alone";  echo "requests/s: $(rps "$BASE")  p50: $(field "$BASE" 50%)  p99: $(field "$BASE" 99%)  $(errors "$BASE")"
+echo "== simulator alone";  echo "requests/s: $(rps "$BASE")  p50: $(field "$BASE" 50%)  p99: $(field "$BASE" 99%)  simulator CPU per request: ${MOCK_US} us  $(errors "$BASE")"
 echo "== via gateway";      echo "requests/s: $(rps "$GW")  p50: $(field "$GW" 50%)  p99: $(field "$GW" 99%)  requests: $N  $(errors "$GW")"
 echo "gateway CPU per request: ${CPU_US} us (utime+stime of the gateway process / requests)"
