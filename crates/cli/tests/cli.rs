@@ -85,11 +85,10 @@ async fn demo_mode_answers_without_keys_and_plexus_chat_streams() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("completion tokens"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serves_tls_when_given_a_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
+/// A self-signed certificate for localhost and 127.0.0.1, made with the openssl command.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
     let ok = Command::new("openssl")
         .args([
             "req",
@@ -112,6 +111,13 @@ async fn serves_tls_when_given_a_certificate() {
         .status()
         .unwrap();
     assert!(ok.success());
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_tls_when_given_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
     let cfg = dir.path().join("p.yaml");
     std::fs::write(
         &cfg,
@@ -154,4 +160,103 @@ fn errors_prints_the_published_table() {
     assert!(out.status.success());
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.contains("| `invalid_api_key` | 401 |"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_calls_honour_the_proxy_environment() {
+    // The simulator routes by path, so it can stand in for a forward proxy: the gateway only
+    // reaches the (unresolvable) upstream host through it if it honours HTTP_PROXY.
+    let mock = plexus_mock::MockServer::start(plexus_mock::MockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:0\ndatabase: sqlite://{}\nproviders: [{{name: far, kind: openai, base_url: 'http://upstream.invalid:9/v1', api_key: k}}]\n",
+            dir.path().join("p.db").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = plexus();
+    cmd.args(["serve", "--config"])
+        .arg(&cfg)
+        .env("HTTP_PROXY", mock.url())
+        .env("http_proxy", mock.url())
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    let (_proc, url) = start(cmd);
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&serde_json::json!({"model": "far/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert!(mock.request_count() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_trusts_the_configured_ca_bundle() {
+    // Upstream: a TLS-serving Plexus in demo mode. Downstream: a Plexus whose provider points
+    // at it over https, trusting its self-signed certificate only through `ca_bundle`.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let upstream_cfg = dir.path().join("up.yaml");
+    std::fs::write(
+        &upstream_cfg,
+        format!(
+            "listen: 127.0.0.1:0\ndatabase: sqlite://{}\ntls: {{cert: '{}', key: '{}'}}\n",
+            dir.path().join("up.db").display(),
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = plexus();
+    cmd.args(["serve", "--demo", "--config"]).arg(&upstream_cfg);
+    let (_up, up_url) = start(cmd);
+    let port = up_url.rsplit(':').next().unwrap().to_owned();
+
+    let downstream = |with_ca: bool, name: &str| {
+        let cfg = dir.path().join(format!("{name}.yaml"));
+        let ca = if with_ca {
+            format!("ca_bundle: '{}'\n", cert.display())
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen: 127.0.0.1:0\ndatabase: sqlite://{}\n{ca}providers: [{{name: up, kind: openai, base_url: 'https://localhost:{port}/v1'}}]\n",
+                dir.path().join(format!("{name}.db")).display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = plexus();
+        cmd.args(["serve", "--config"]).arg(&cfg);
+        start(cmd)
+    };
+    let body =
+        serde_json::json!({"model": "up/demo", "messages": [{"role": "user", "content": "hi"}]});
+    let http = reqwest::Client::new();
+
+    let (_trusting, url) = downstream(true, "trusting");
+    let r = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let (_untrusting, url) = downstream(false, "untrusting");
+    let r = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502, "an unknown CA must not be trusted");
 }

@@ -254,6 +254,31 @@ mod tests {
     }
 
     #[test]
+    fn cached_and_reasoning_usage_details() {
+        #[derive(Deserialize)]
+        struct Wrap {
+            usage: Usage,
+        }
+        let r: Wrap = serde_json::from_str(include_str!(
+            "../tests/fixtures/openai/usage_reasoning.json"
+        ))
+        .unwrap();
+        assert_eq!(r.usage.reasoning_tokens(), 1024);
+        assert_eq!(r.usage.cached_tokens(), 0);
+        let c: Wrap =
+            serde_json::from_str(include_str!("../tests/fixtures/openai/usage_cached.json"))
+                .unwrap();
+        assert_eq!(c.usage.cached_tokens(), 1920);
+        assert_eq!(c.usage.prompt_tokens, 2006);
+        // What the gateway forwards keeps every detail field.
+        let back = serde_json::to_value(&r.usage).unwrap();
+        assert_eq!(
+            back["completion_tokens_details"]["accepted_prediction_tokens"],
+            0
+        );
+    }
+
+    #[test]
     fn usage_without_a_full_parse() {
         let u = usage_of(RESPONSE_TOOLS.as_bytes()).unwrap().unwrap();
         assert_eq!((u.prompt_tokens, u.completion_tokens), (149, 60));
