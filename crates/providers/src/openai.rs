@@ -34,7 +34,10 @@ pub fn to_request(
     }
     let mut out = req.clone();
     out.model = ctx.upstream_model.to_owned();
-    if out.is_stream() && opts.stream_usage {
+    if !opts.stream_usage {
+        // Servers marked as not supporting it may reject the field; usage is estimated.
+        out.stream_options = None;
+    } else if out.is_stream() {
         // Always ask for the usage chunk: the log and cost need it. The server strips it again
         // when the client did not ask.
         let so = out
@@ -204,6 +207,15 @@ mod tests {
             stream_usage: false,
             ..OPTS
         };
+        assert!(to_request(&req, &ctx(), no_usage)
+            .unwrap()
+            .stream_options
+            .is_none());
+        // Even the client's own `stream_options` is not forwarded to such a server.
+        req.stream_options = Some(StreamOptions {
+            include_usage: Some(true),
+            ..Default::default()
+        });
         assert!(to_request(&req, &ctx(), no_usage)
             .unwrap()
             .stream_options

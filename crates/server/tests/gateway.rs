@@ -423,3 +423,43 @@ async fn cached_and_reasoning_tokens_survive_translation() {
     }
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_that_ignore_include_usage_get_estimated_usage() {
+    let gw = Gateway::start().await;
+    let mut req = user("compat/llama-3", "stream without usage");
+    req["stream"] = json!(true);
+    req["stream_options"] = json!({"include_usage": true});
+    let resp = gw
+        .post("/v1/chat/completions")
+        .header("x-request-id", "estimated-usage")
+        .json(&req)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let events = sse_data(resp).await;
+    assert_eq!(status, 200);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert!(
+        last["usage"]["completion_tokens"].as_u64().unwrap_or(0) > 0,
+        "{events:?}"
+    );
+    let up = gw.mock.requests().into_iter().last().unwrap();
+    assert!(
+        up.body.get("stream_options").is_none(),
+        "not asked upstream: {}",
+        up.body
+    );
+    let row = gw.logged("estimated-usage").await;
+    assert!(row.usage_estimated);
+    assert!(row.completion_tokens > 0);
+
+    // The preset's quirk: no n > 1.
+    let mut n2 = user("compat/llama-3", "hi");
+    n2["n"] = json!(2);
+    let resp = gw.chat(n2).await;
+    assert_eq!(resp.status(), 400);
+    gw.shutdown().await;
+}

@@ -43,6 +43,12 @@ providers:
     kind: gemini
     base_url: {mock_url}
     api_key: gem-upstream
+  - name: compat
+    kind: openai-compatible
+    base_url: {mock_url}/v1
+    api_key: sk-compat
+    stream_usage: false
+    supports_n: false
   - name: az
     kind: azure
     base_url: {mock_url}
