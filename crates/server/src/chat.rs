@@ -211,6 +211,48 @@ pub(crate) fn served_by_header(target: &Target) -> Option<HeaderValue> {
     HeaderValue::from_str(&target.served_by()).ok()
 }
 
+/// Reads, parses and validates a request body. A failure is answered, and logged like every
+/// request, before any model is known.
+pub(crate) async fn intake<T: DeserializeOwned>(
+    state: &AppState,
+    req: Request,
+    request_id: &str,
+    principal: &Principal,
+    endpoint: &'static str,
+    validate: fn(&T) -> Result<(), ApiError>,
+) -> Result<(T, usize), HttpError> {
+    let started = Instant::now();
+    let limit = state.runtime().config.max_request_bytes;
+    let parsed = match read_body(req, limit).await {
+        Ok(body) => parse_json::<T>(&body).and_then(|v| validate(&v).map(|()| (v, body.len()))),
+        Err(e) => Err(e),
+    };
+    match parsed {
+        Ok(ok) => Ok(ok),
+        Err(e) => {
+            let record = base_record(state, request_id, principal, endpoint, "", false);
+            Err(finish_error(state, record, None, started, e).await)
+        }
+    }
+}
+
+/// A successful JSON answer with the gateway's headers.
+pub(crate) fn json_response(body: Bytes, cost: f64, target: &Target) -> Response {
+    let mut resp = body.into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("{cost:.8}")) {
+        headers.insert("x-plexus-cost-usd", v);
+    }
+    if let Some(v) = served_by_header(target) {
+        headers.insert("x-plexus-served-by", v);
+    }
+    resp
+}
+
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
@@ -218,19 +260,10 @@ pub async fn chat_completions(
     req: Request,
 ) -> Result<Response, HttpError> {
     let started = Instant::now();
+    let (chat, body_len) =
+        intake::<ChatCompletionRequest>(&state, req, &request_id, &principal, "chat", validate)
+            .await?;
     let rt = state.runtime();
-    let body = read_body(req, rt.config.max_request_bytes).await?;
-    let parsed: Result<ChatCompletionRequest, ApiError> = parse_json(&body).and_then(|r| {
-        validate(&r)?;
-        Ok(r)
-    });
-    let chat = match parsed {
-        Ok(c) => c,
-        Err(e) => {
-            let record = base_record(&state, &request_id, &principal, "chat", "", false);
-            return Err(finish_error(&state, record, None, started, e).await);
-        }
-    };
     let mut record = base_record(
         &state,
         &request_id,
@@ -244,7 +277,7 @@ pub async fn chat_completions(
         Err(e) => return Err(finish_error(&state, record, None, started, e).await),
     };
     let created = state.clock().now_unix_secs();
-    let prompt_estimate = estimate_tokens(body.len());
+    let prompt_estimate = estimate_tokens(body_len);
 
     let mut last_err: Option<ProviderError> = None;
     for (i, target) in targets.iter().enumerate() {
@@ -367,19 +400,7 @@ async fn answer(
                 .into_response()
         }
     };
-    let mut resp = body.into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!("{cost:.8}")) {
-        headers.insert("x-plexus-cost-usd", v);
-    }
-    if let Some(v) = served_by_header(target) {
-        headers.insert("x-plexus-served-by", v);
-    }
-    resp
+    json_response(body, cost, target)
 }
 
 /// Characters of content and tool arguments, for estimating completion tokens.

@@ -1,16 +1,14 @@
 //! `POST /v1/embeddings`.
 
-use crate::chat::{
-    base_record, cost_usd, estimate_tokens, finish_error, parse_json, read_body, served_by_header,
-};
+use crate::chat::{base_record, cost_usd, estimate_tokens, finish_error, intake, json_response};
 use crate::error::HttpError;
 use crate::middleware::{Principal, RequestId};
 use crate::{metrics, AppState};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Extension;
 use base64::Engine;
+use bytes::Bytes;
 use plexus_core::{ApiError, ErrorCode};
 use plexus_protocol::openai::{EmbeddingRequest, EmbeddingUsage, EmbeddingVector, Usage};
 use plexus_providers::client::UpstreamClient;
@@ -54,19 +52,10 @@ pub async fn embeddings(
     req: Request,
 ) -> Result<Response, HttpError> {
     let started = Instant::now();
+    let (emb, _) =
+        intake::<EmbeddingRequest>(&state, req, &request_id, &principal, "embeddings", validate)
+            .await?;
     let rt = state.runtime();
-    let body = read_body(req, rt.config.max_request_bytes).await?;
-    let parsed: Result<EmbeddingRequest, ApiError> = parse_json(&body).and_then(|r| {
-        validate(&r)?;
-        Ok(r)
-    });
-    let emb = match parsed {
-        Ok(e) => e,
-        Err(e) => {
-            let record = base_record(&state, &request_id, &principal, "embeddings", "", false);
-            return Err(finish_error(&state, record, None, started, e).await);
-        }
-    };
     let mut record = base_record(
         &state,
         &request_id,
@@ -146,19 +135,7 @@ pub async fn embeddings(
     state.writer().record(record).await;
     let body = serde_json::to_vec(&response)
         .map_err(|e| HttpError(ApiError::internal(format!("cannot encode response: {e}"))))?;
-    let mut resp = body.into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!("{cost:.8}")) {
-        headers.insert("x-plexus-cost-usd", v);
-    }
-    if let Some(v) = served_by_header(target) {
-        headers.insert("x-plexus-served-by", v);
-    }
-    Ok(resp)
+    Ok(json_response(Bytes::from(body), cost, target))
 }
 
 #[cfg(test)]
