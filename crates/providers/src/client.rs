@@ -167,6 +167,7 @@ impl ProviderHandle {
         if let Some(url) = &self.static_chat_url {
             return Ok(url.clone());
         }
+        check_path_segment(model)?;
         parse_url(&self.chat_url_text(model, stream))
     }
 
@@ -272,6 +273,25 @@ pub struct ChatStream {
 pub struct EmbeddingOutcome {
     pub response: EmbeddingResponse,
     pub upstream_request_id: Option<String>,
+}
+
+/// Model names that go into a URL path (Azure deployments, Gemini models) must not be able to
+/// change the URL: no `/`, `?`, `#`, `%`, `:`, `..` or whitespace.
+fn check_path_segment(model: &str) -> Result<(), ProviderError> {
+    let ok = !model.is_empty()
+        && model != "."
+        && model != ".."
+        && model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ProviderError::InvalidRequest {
+            param: "model".into(),
+            message: format!("`{model}` is not a valid model name for this provider"),
+        })
+    }
 }
 
 fn parse_url(text: &str) -> Result<reqwest::Url, ProviderError> {
@@ -421,6 +441,9 @@ impl UpstreamClient {
         req: &EmbeddingRequest,
         upstream_model: &str,
     ) -> Result<EmbeddingOutcome, ProviderError> {
+        if provider.static_chat_url.is_none() {
+            check_path_segment(upstream_model)?;
+        }
         let url = provider
             .embeddings_url(upstream_model)
             .ok_or(ProviderError::Unsupported {
@@ -597,4 +620,19 @@ fn decode_stream(
         }
     };
     Box::pin(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_cannot_change_the_url() {
+        for bad in ["../admin", "m?key=x", "m#frag", "a/b", "m%2F", "", "..", "with space", "m:countTokens"] {
+            assert!(check_path_segment(bad).is_err(), "{bad}");
+        }
+        for good in ["gemini-2.5-flash", "my-deployment_1", "gpt+fault-429", "org@v2"] {
+            assert!(check_path_segment(good).is_ok(), "{good}");
+        }
+    }
 }
