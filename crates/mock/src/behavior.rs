@@ -31,6 +31,8 @@ const MAX_TPS: f64 = 1e9;
 pub(crate) struct Knobs {
     pub latency_ms: u64,
     pub ttft_ms: u64,
+    /// Upper bound of the uniform extra delay drawn per request (see `sample_jitter`).
+    pub jitter_ms: u64,
     pub tokens_per_second: Option<f64>,
     pub tokens: u32,
     pub cached_tokens: u32,
@@ -44,6 +46,7 @@ impl Knobs {
         let mut k = Knobs {
             latency_ms: config.latency_ms,
             ttft_ms: config.ttft_ms,
+            jitter_ms: config.latency_jitter_ms,
             tokens_per_second: config.tokens_per_second,
             tokens: config.tokens,
             cached_tokens: 0,
@@ -54,6 +57,7 @@ impl Knobs {
         if let Some(p) = config.profiles.iter().find(|p| glob_match(&p.model, model)) {
             set(&mut k.latency_ms, p.latency_ms);
             set(&mut k.ttft_ms, p.ttft_ms);
+            set(&mut k.jitter_ms, p.latency_jitter_ms);
             if p.tokens_per_second.is_some() {
                 k.tokens_per_second = p.tokens_per_second;
             }
@@ -70,7 +74,22 @@ impl Knobs {
             k.apply_headers(headers);
         }
         k.sanitize();
+        k.sample_jitter();
         k
+    }
+
+    /// Turns the jitter bound into this request's extra delay.
+    fn sample_jitter(&mut self) {
+        if self.jitter_ms > 0 {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            self.latency_ms = self
+                .latency_ms
+                .saturating_add(rng.random_range(0..=self.jitter_ms));
+            self.ttft_ms = self
+                .ttft_ms
+                .saturating_add(rng.random_range(0..=self.jitter_ms));
+        }
     }
 
     /// Bounds that keep a silly value from allocating gigabytes or overflowing a duration.
@@ -86,6 +105,9 @@ impl Knobs {
         let k = self;
         if let Some(v) = header_num(headers, "x-mock-latency-ms") {
             k.latency_ms = v;
+        }
+        if let Some(v) = header_num(headers, "x-mock-latency-jitter-ms") {
+            k.jitter_ms = v;
         }
         if let Some(v) = header_num(headers, "x-mock-ttft-ms") {
             k.ttft_ms = v;
@@ -139,6 +161,7 @@ impl Knobs {
         match key {
             "latency" => set_num(&mut self.latency_ms, value),
             "ttft" => set_num(&mut self.ttft_ms, value),
+            "jitter" => set_num(&mut self.jitter_ms, value),
             "tps" => {
                 if let Some(t) = parse_tps(value) {
                     self.tokens_per_second = Some(t);
@@ -238,6 +261,26 @@ impl Base {
             json: base.contains("json"),
             think: base.contains("think") || base.contains("reason"),
         }
+    }
+}
+
+#[cfg(test)]
+mod jitter_tests {
+    use super::*;
+
+    #[test]
+    fn jitter_draws_a_delay_within_its_bound() {
+        let cfg = MockConfig::default();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let k = Knobs::resolve(&cfg, "m+latency-100+jitter-50", &HeaderMap::new());
+            assert!((100..=150).contains(&k.latency_ms), "{}", k.latency_ms);
+            assert!(k.ttft_ms <= 50);
+            seen.insert(k.latency_ms);
+        }
+        assert!(seen.len() > 10, "latency is a distribution, not a constant");
+        let k = Knobs::resolve(&cfg, "m+latency-100", &HeaderMap::new());
+        assert_eq!(k.latency_ms, 100);
     }
 }
 

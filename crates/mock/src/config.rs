@@ -15,6 +15,9 @@ pub struct MockConfig {
     pub latency_ms: u64,
     /// Delay before the first streamed chunk, in milliseconds.
     pub ttft_ms: u64,
+    /// Random extra delay, uniform in `0..=latency_jitter_ms`, added to both delays above (drawn
+    /// per request), so latency is a distribution rather than a constant.
+    pub latency_jitter_ms: u64,
     /// Stream pacing; unset sends every chunk at once.
     pub tokens_per_second: Option<f64>,
     /// Words in a default answer.
@@ -37,6 +40,7 @@ impl Default for MockConfig {
             require_key: None,
             latency_ms: 0,
             ttft_ms: 0,
+            latency_jitter_ms: 0,
             tokens_per_second: None,
             tokens: 12,
             embedding_dimensions: 16,
@@ -87,6 +91,7 @@ pub struct ModelProfile {
     pub model: String,
     pub latency_ms: Option<u64>,
     pub ttft_ms: Option<u64>,
+    pub latency_jitter_ms: Option<u64>,
     pub tokens_per_second: Option<f64>,
     pub tokens: Option<u32>,
     pub cached_tokens: Option<u32>,

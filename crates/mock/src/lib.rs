@@ -9,10 +9,10 @@
 //!   first two) and acknowledges tool results; `json` answers a JSON object fitting the
 //!   requested schema; `think` / `reason` adds reasoning. Anything else answers a
 //!   deterministic sentence of `tokens` words derived from the prompt.
-//! * directives: `latency-MS`, `ttft-MS`, `tps-N`, `tokens-N`, `cached-N`, `fault-STATUS`,
+//! * directives: `latency-MS`, `ttft-MS`, `jitter-MS` (uniform extra delay, drawn per request), `tps-N`, `tokens-N`, `cached-N`, `fault-STATUS`,
 //!   `retry-after-S`, `timeout`, `reset`, `malformed`, `cut-after-N`, `stall-after-N`,
 //!   `fail-first-N`.
-//! * headers override both: `x-mock-latency-ms`, `x-mock-ttft-ms`,
+//! * headers override both: `x-mock-latency-ms`, `x-mock-ttft-ms`, `x-mock-latency-jitter-ms`,
 //!   `x-mock-tokens-per-second`, `x-mock-tokens`, `x-mock-cached-tokens`, and `x-mock-fault`
 //!   (`429;retry-after=2`, `timeout`, `reset`, `malformed`, `cut-after=3`, `stall-after=2`,
 //!   `fail-first=2`, `500`).

@@ -628,10 +628,25 @@ mod tests {
 
     #[test]
     fn model_names_cannot_change_the_url() {
-        for bad in ["../admin", "m?key=x", "m#frag", "a/b", "m%2F", "", "..", "with space", "m:countTokens"] {
+        for bad in [
+            "../admin",
+            "m?key=x",
+            "m#frag",
+            "a/b",
+            "m%2F",
+            "",
+            "..",
+            "with space",
+            "m:countTokens",
+        ] {
             assert!(check_path_segment(bad).is_err(), "{bad}");
         }
-        for good in ["gemini-2.5-flash", "my-deployment_1", "gpt+fault-429", "org@v2"] {
+        for good in [
+            "gemini-2.5-flash",
+            "my-deployment_1",
+            "gpt+fault-429",
+            "org@v2",
+        ] {
             assert!(check_path_segment(good).is_ok(), "{good}");
         }
     }

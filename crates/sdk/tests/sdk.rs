@@ -4,9 +4,7 @@
 
 use futures::StreamExt;
 use plexus_mock::{MockConfig, MockServer};
-use plexus_sdk::{
-    ChatCompletionRequest, Client, EmbeddingInput, EmbeddingRequest, Message, Role,
-};
+use plexus_sdk::{ChatCompletionRequest, Client, EmbeddingInput, EmbeddingRequest, Message, Role};
 
 fn request(model: &str, text: &str) -> ChatCompletionRequest {
     ChatCompletionRequest {
@@ -22,9 +20,15 @@ async fn chat_stream_embeddings_and_models() {
     let client = Client::new(&format!("{}/v1", mock.url()), Some("sk-test")).unwrap();
 
     let answer = client.chat(&request("echo", "hello sdk")).await.unwrap();
-    assert_eq!(answer.choices[0].message.content.as_deref(), Some("hello sdk"));
+    assert_eq!(
+        answer.choices[0].message.content.as_deref(),
+        Some("hello sdk")
+    );
 
-    let mut stream = client.chat_stream(&request("echo", "streamed words")).await.unwrap();
+    let mut stream = client
+        .chat_stream(&request("echo", "streamed words"))
+        .await
+        .unwrap();
     let mut text = String::new();
     let mut usage = None;
     while let Some(chunk) = stream.next().await {
@@ -64,7 +68,9 @@ async fn errors_carry_the_code_and_retries_recover() {
     let ok = client.chat(&request("gpt+fail-first-2", "hi")).await;
     assert!(ok.is_ok(), "{ok:?}");
 
-    let no_retries = Client::new(&url, Some("sk-test")).unwrap().with_max_retries(0);
+    let no_retries = Client::new(&url, Some("sk-test"))
+        .unwrap()
+        .with_max_retries(0);
     let err = no_retries
         .chat(&request("gpt+fault-429+retry-after-1", "hi"))
         .await
@@ -75,7 +81,10 @@ async fn errors_carry_the_code_and_retries_recover() {
     }
 
     let unauthenticated = Client::new(&url, None).unwrap();
-    let err = unauthenticated.chat(&request("gpt", "hi")).await.unwrap_err();
+    let err = unauthenticated
+        .chat(&request("gpt", "hi"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("invalid_api_key"));
 
     // A stream cut mid-way surfaces as an error, never as a silent end.
