@@ -8,7 +8,6 @@ use crate::{metrics, AppState};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use bytes::Bytes;
 use plexus_core::catalog::Catalog;
 use plexus_core::log::RequestRecord;
@@ -255,8 +254,8 @@ pub(crate) fn json_response(body: Bytes, cost: f64, target: &Target) -> Response
 
 pub async fn chat_completions(
     State(state): State<AppState>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
-    Extension(principal): Extension<Principal>,
+    RequestId(request_id): RequestId,
+    principal: Principal,
     req: Request,
 ) -> Result<Response, HttpError> {
     let started = Instant::now();

@@ -6,7 +6,6 @@ use crate::middleware::{Principal, RequestId};
 use crate::{metrics, AppState};
 use axum::extract::{Request, State};
 use axum::response::Response;
-use axum::Extension;
 use base64::Engine;
 use bytes::Bytes;
 use plexus_core::{ApiError, ErrorCode};
@@ -47,8 +46,8 @@ pub fn encode_base64(values: &[f32]) -> String {
 
 pub async fn embeddings(
     State(state): State<AppState>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
-    Extension(principal): Extension<Principal>,
+    RequestId(request_id): RequestId,
+    principal: Principal,
     req: Request,
 ) -> Result<Response, HttpError> {
     let started = Instant::now();

@@ -100,11 +100,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(list_models))
-        .route("/models", get(list_models))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::authenticate,
-        ));
+        .route("/models", get(list_models));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -112,7 +108,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(middleware::request_id))
+        .layer(middleware::RequestIdLayer)
         .with_state(state)
 }
 
@@ -156,7 +152,10 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
+async fn list_models(
+    State(state): State<AppState>,
+    _principal: middleware::Principal,
+) -> Json<ModelList> {
     let rt = state.runtime();
     let created = state.inner.started_unix;
     let data = rt

@@ -2,9 +2,9 @@
 
 use crate::error::HttpError;
 use crate::AppState;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use plexus_core::{ApiError, ErrorCode};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,23 +39,95 @@ fn client_request_id(value: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
-pub async fn request_id(mut req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get(X_REQUEST_ID)
-        .and_then(client_request_id)
-        .unwrap_or_else(new_request_id);
-    let header = HeaderValue::from_str(&id).ok();
-    req.extensions_mut().insert(RequestId(id));
-    let mut resp = next.run(req).await;
-    if let Some(h) = header {
-        resp.headers_mut().insert(X_REQUEST_ID, h);
+/// Tags every request with its id and every response (errors and 404s included) with the
+/// `x-request-id` header. A hand-written layer rather than `from_fn`: no boxed future per request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestIdLayer;
+
+impl<S> tower::Layer<S> for RequestIdLayer {
+    type Service = RequestIdService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIdService { inner }
     }
-    resp
 }
 
-fn presented_key(req: &Request) -> Option<&str> {
-    let headers = req.headers();
+#[derive(Debug, Clone)]
+pub struct RequestIdService<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for RequestIdService<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RequestIdFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let id = req
+            .headers()
+            .get(X_REQUEST_ID)
+            .and_then(client_request_id)
+            .unwrap_or_else(new_request_id);
+        let header = HeaderValue::from_str(&id).ok();
+        req.extensions_mut().insert(RequestId(id));
+        RequestIdFuture {
+            inner: self.inner.call(req),
+            header,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct RequestIdFuture<F> {
+        #[pin]
+        inner: F,
+        header: Option<HeaderValue>,
+    }
+}
+
+impl<F, E> std::future::Future for RequestIdFuture<F>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let mut resp = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(h) = this.header.take() {
+            resp.headers_mut().insert(X_REQUEST_ID, h);
+        }
+        std::task::Poll::Ready(Ok(resp))
+    }
+}
+
+impl FromRequestParts<AppState> for RequestId {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, HttpError> {
+        // Taken rather than cloned: the layer put it there for exactly this handler.
+        parts
+            .extensions
+            .remove::<RequestId>()
+            .ok_or_else(|| HttpError(ApiError::internal("request id layer missing")))
+    }
+}
+
+fn presented_key(parts: &Parts) -> Option<&str> {
+    let headers = &parts.headers;
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
         let (scheme, token) = v.split_once(' ')?;
@@ -67,34 +139,32 @@ fn presented_key(req: &Request) -> Option<&str> {
         .map(str::trim)
 }
 
-pub async fn authenticate(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, HttpError> {
-    let rt = state.runtime();
-    let principal = match &rt.master_key_hash {
-        None => Principal { key_id: "" },
-        Some(expected) => {
-            let key = presented_key(&req).filter(|k| !k.is_empty()).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidApiKey,
-                    "You didn't provide an API key. Send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
-                )
-            })?;
-            // Hash first so the comparison is constant-time whatever the lengths.
-            let presented = crate::runtime::hash_key(key);
-            if !bool::from(presented.ct_eq(expected)) {
-                return Err(HttpError(ApiError::new(
-                    ErrorCode::InvalidApiKey,
-                    "Incorrect API key provided.",
-                )));
-            }
-            Principal { key_id: "master" }
+/// Authentication as an extractor: every `/v1` handler takes a `Principal`, so no route can
+/// forget it, and no middleware future is boxed per request.
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HttpError> {
+        let rt = state.runtime();
+        let Some(expected) = &rt.master_key_hash else {
+            return Ok(Principal { key_id: "" });
+        };
+        let key = presented_key(parts).filter(|k| !k.is_empty()).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidApiKey,
+                "You didn't provide an API key. Send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
+            )
+        })?;
+        // Hash first so the comparison is constant-time whatever the lengths.
+        let presented = crate::runtime::hash_key(key);
+        if !bool::from(presented.ct_eq(expected)) {
+            return Err(HttpError(ApiError::new(
+                ErrorCode::InvalidApiKey,
+                "Incorrect API key provided.",
+            )));
         }
-    };
-    req.extensions_mut().insert(principal);
-    Ok(next.run(req).await)
+        Ok(Principal { key_id: "master" })
+    }
 }
 
 #[cfg(test)]

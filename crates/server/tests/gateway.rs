@@ -194,7 +194,7 @@ async fn client_errors_are_openai_shaped() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["param"], "model");
 
-    let (status, body, _) = error_of(
+    let (status, body, headers) = error_of(
         gw.http
             .get(format!("{}/v2/nothing", gw.url))
             .send()
@@ -203,6 +203,10 @@ async fn client_errors_are_openai_shaped() {
     )
     .await;
     assert_eq!(status, 404);
+    assert!(
+        headers.contains_key("x-request-id"),
+        "errors carry the id too"
+    );
     assert_eq!(body["error"]["code"], "not_found");
     gw.shutdown().await;
 }
