@@ -1,66 +1,181 @@
-//! Persistence. Today: the request log on SQLite (the embedded default), written by a
-//! background batch writer so the request path never waits on the database.
+//! Persistence on SQLite (the embedded default) and PostgreSQL, behind one `Store`.
 //!
-//! **Invariant:** nothing on the request path awaits a query; it only queues records.
+//! Queries are written once with `?` placeholders; the PostgreSQL arm rewrites them to `$n`
+//! (once per statement text). Each backend has its own versioned migrations
+//! (`migrations/sqlite`, `migrations/postgres`), applied at start-up and by `plexus migrate`.
+//!
+//! **Invariant:** nothing on the request path awaits a query; it only queues records (see
+//! [`LogWriter`]) or reads caches filled off the request path.
 #![forbid(unsafe_code)]
 
+mod identities;
 mod writer;
 
+pub use identities::{
+    AuditEntry, AuditQuery, KeyFilter, KeyRecord, KeyUpdate, NewKey, TeamRecord, UserRecord,
+};
 pub use writer::{LogWriter, WriterHandle};
 
 use plexus_core::log::RequestRecord;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, SqlitePool};
+use sqlx::{PgPool, QueryBuilder, Row, SqlitePool};
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported database URL `{0}` (this build supports sqlite://)")]
+    #[error("unsupported database URL `{0}` (expected sqlite:// or postgres://)")]
     UnsupportedUrl(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("corrupt stored value in {0}")]
+    Corrupt(&'static str),
+}
+
+impl StoreError {
+    /// Maps unique-constraint violations to `Conflict`.
+    fn conflict_or(e: sqlx::Error, what: &str) -> StoreError {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                return StoreError::Conflict(what.to_owned());
+            }
+        }
+        StoreError::Database(e)
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Clone, Debug)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same query code against whichever pool the store has. `$sql` is written with `?`
+/// placeholders; the PostgreSQL arm gets it rewritten to `$1, $2, ...`.
+macro_rules! on_db {
+    ($db:expr, $sql:expr, |$pool:ident, $q:ident| $body:expr) => {
+        match $db {
+            $crate::Db::Sqlite($pool) => {
+                let $q: &'static str = $sql;
+                $body
+            }
+            $crate::Db::Postgres($pool) => {
+                let $q: &'static str = $crate::pg_sql($sql);
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// `?` placeholders → `$n`, memoized per statement (the set of statements is fixed).
+pub(crate) fn pg_sql(sql: &'static str) -> &'static str {
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static str>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut guard = match cache.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(done) = guard.get(sql) {
+        return done;
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    let leaked: &'static str = Box::leak(out.into_boxed_str());
+    guard.insert(sql, leaked);
+    leaked
+}
 
 /// The database behind Plexus.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pub(crate) db: Db,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database and applies pending migrations.
+    /// Opens (creating the SQLite file if needed) the database and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
-        }
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
-        // One writer connection is what SQLite allows anyway; readers share the pool.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        let store = Store { pool };
+        let store = Store::connect_without_migrating(url).await?;
         store.migrate().await?;
         Ok(store)
     }
 
+    pub async fn connect_without_migrating(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options)
+                .await?;
+            Ok(Store {
+                db: Db::Sqlite(pool),
+            })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?;
+            Store::connect_postgres(options).await
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    /// PostgreSQL with explicit options (tests use them to pin a schema).
+    pub async fn connect_postgres(options: PgConnectOptions) -> Result<Store, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        Ok(Store {
+            db: Db::Postgres(pool),
+        })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        SQLITE_MIGRATIONS.run(&self.pool).await?;
+        match &self.db {
+            Db::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await?,
+            Db::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await?,
+        }
         Ok(())
     }
 
     /// Readiness: the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        on_db!(&self.db, "SELECT 1", |p, q| {
+            sqlx::query(q).execute(p).await?;
+        });
         Ok(())
     }
 
@@ -69,53 +184,58 @@ impl Store {
         // Statements are cached by their text, so a fixed chunk size keeps the number of
         // distinct prepared statements small (one per remainder size at most).
         const ROWS_PER_STATEMENT: usize = 64;
-        let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO request_log (ts_ms, request_id, upstream_request_id, key_id, endpoint, \
-                 model, provider, upstream_model, stream, status, error_code, prompt_tokens, \
-                 completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, cost_usd, \
-                 latency_ms, ttft_ms) ",
-            );
-            qb.push_values(chunk, |mut b, r| {
-                b.push_bind(r.ts_ms)
-                    .push_bind(&r.request_id)
-                    .push_bind(&r.upstream_request_id)
-                    .push_bind(&r.key_id)
-                    .push_bind(r.endpoint)
-                    .push_bind(&r.model)
-                    .push_bind(&r.provider)
-                    .push_bind(&r.upstream_model)
-                    .push_bind(r.stream)
-                    .push_bind(i64::from(r.status))
-                    .push_bind(r.error_code)
-                    .push_bind(clamp_i64(r.prompt_tokens))
-                    .push_bind(clamp_i64(r.completion_tokens))
-                    .push_bind(clamp_i64(r.cached_tokens))
-                    .push_bind(clamp_i64(r.reasoning_tokens))
-                    .push_bind(r.usage_estimated)
-                    .push_bind(r.cost_usd)
-                    .push_bind(clamp_i64(r.latency_ms))
-                    .push_bind(r.ttft_ms.map(clamp_i64));
-            });
-            qb.build().execute(&mut *tx).await?;
+        const INSERT: &str = "INSERT INTO request_log (ts_ms, request_id, upstream_request_id, \
+             key_id, endpoint, model, provider, upstream_model, stream, status, error_code, \
+             prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, \
+             cost_usd, latency_ms, ttft_ms) ";
+        macro_rules! insert_all {
+            ($pool:expr, $db:ty) => {{
+                let mut tx = $pool.begin().await?;
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = QueryBuilder::<$db>::new(INSERT);
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.ts_ms)
+                            .push_bind(r.request_id.as_str())
+                            .push_bind(r.upstream_request_id.as_deref())
+                            .push_bind(r.key_id.as_str())
+                            .push_bind(r.endpoint)
+                            .push_bind(r.model.as_str())
+                            .push_bind(r.provider.as_str())
+                            .push_bind(r.upstream_model.as_str())
+                            .push_bind(r.stream)
+                            .push_bind(i64::from(r.status))
+                            .push_bind(r.error_code)
+                            .push_bind(clamp_i64(r.prompt_tokens))
+                            .push_bind(clamp_i64(r.completion_tokens))
+                            .push_bind(clamp_i64(r.cached_tokens))
+                            .push_bind(clamp_i64(r.reasoning_tokens))
+                            .push_bind(r.usage_estimated)
+                            .push_bind(r.cost_usd)
+                            .push_bind(clamp_i64(r.latency_ms))
+                            .push_bind(r.ttft_ms.map(clamp_i64));
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }};
         }
-        tx.commit().await?;
+        match &self.db {
+            Db::Sqlite(p) => insert_all!(p, sqlx::Sqlite),
+            Db::Postgres(p) => insert_all!(p, sqlx::Postgres),
+        }
         Ok(())
     }
 
     /// The most recent request records, newest first.
     pub async fn recent_requests(&self, limit: u32) -> Result<Vec<LoggedRequest>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT ts_ms, request_id, upstream_request_id, key_id, endpoint, model, provider, \
-             upstream_model, stream, status, error_code, prompt_tokens, completion_tokens, \
-             cached_tokens, reasoning_tokens, usage_estimated, cost_usd, latency_ms, ttft_ms \
-             FROM request_log ORDER BY id DESC LIMIT ?",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(LoggedRequest::from_row).collect()
+        const SQL: &str = "SELECT ts_ms, request_id, upstream_request_id, key_id, endpoint, \
+             model, provider, upstream_model, stream, status, error_code, prompt_tokens, \
+             completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, cost_usd, \
+             latency_ms, ttft_ms FROM request_log ORDER BY id DESC LIMIT ?";
+        on_db!(&self.db, SQL, |p, q| {
+            let rows = sqlx::query(q).bind(i64::from(limit)).fetch_all(p).await?;
+            rows.iter().map(|r| LoggedRequest::from_row(r)).collect()
+        })
     }
 
     /// The record of one request id, if it was written.
@@ -123,31 +243,32 @@ impl Store {
         &self,
         request_id: &str,
     ) -> Result<Option<LoggedRequest>, StoreError> {
-        let row = sqlx::query(
-            "SELECT ts_ms, request_id, upstream_request_id, key_id, endpoint, model, provider, \
-             upstream_model, stream, status, error_code, prompt_tokens, completion_tokens, \
-             cached_tokens, reasoning_tokens, usage_estimated, cost_usd, latency_ms, ttft_ms \
-             FROM request_log WHERE request_id = ? ORDER BY id DESC LIMIT 1",
-        )
-        .bind(request_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(LoggedRequest::from_row).transpose()
+        const SQL: &str = "SELECT ts_ms, request_id, upstream_request_id, key_id, endpoint, \
+             model, provider, upstream_model, stream, status, error_code, prompt_tokens, \
+             completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, cost_usd, \
+             latency_ms, ttft_ms FROM request_log WHERE request_id = ? ORDER BY id DESC LIMIT 1";
+        on_db!(&self.db, SQL, |p, q| {
+            let row = sqlx::query(q).bind(request_id).fetch_optional(p).await?;
+            row.as_ref().map(|r| LoggedRequest::from_row(r)).transpose()
+        })
     }
 
     pub async fn count_requests(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_log")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n.max(0) as u64)
+        on_db!(&self.db, "SELECT COUNT(*) FROM request_log", |p, q| {
+            let n: i64 = sqlx::query_scalar(q).fetch_one(p).await?;
+            Ok(n.max(0) as u64)
+        })
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.db {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+        }
     }
 }
 
-fn clamp_i64(v: u64) -> i64 {
+pub(crate) fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -175,33 +296,87 @@ pub struct LoggedRequest {
     pub ttft_ms: Option<u64>,
 }
 
+/// Column access shared by both backends' rows.
+pub(crate) trait AnyRow {
+    fn i64(&self, name: &str) -> Result<i64, StoreError>;
+    fn opt_i64(&self, name: &str) -> Result<Option<i64>, StoreError>;
+    fn f64(&self, name: &str) -> Result<f64, StoreError>;
+    fn opt_f64(&self, name: &str) -> Result<Option<f64>, StoreError>;
+    fn text(&self, name: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError>;
+    fn flag(&self, name: &str) -> Result<bool, StoreError>;
+}
+
+macro_rules! any_row {
+    ($row:ty) => {
+        impl AnyRow for $row {
+            fn i64(&self, name: &str) -> Result<i64, StoreError> {
+                Ok(self.try_get::<i64, _>(name)?)
+            }
+            fn opt_i64(&self, name: &str) -> Result<Option<i64>, StoreError> {
+                Ok(self.try_get::<Option<i64>, _>(name)?)
+            }
+            fn f64(&self, name: &str) -> Result<f64, StoreError> {
+                Ok(self.try_get::<f64, _>(name)?)
+            }
+            fn opt_f64(&self, name: &str) -> Result<Option<f64>, StoreError> {
+                Ok(self.try_get::<Option<f64>, _>(name)?)
+            }
+            fn text(&self, name: &str) -> Result<String, StoreError> {
+                Ok(self.try_get::<String, _>(name)?)
+            }
+            fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+                Ok(self.try_get::<Option<String>, _>(name)?)
+            }
+            fn flag(&self, name: &str) -> Result<bool, StoreError> {
+                Ok(self.try_get::<bool, _>(name)?)
+            }
+        }
+    };
+}
+any_row!(sqlx::sqlite::SqliteRow);
+any_row!(sqlx::postgres::PgRow);
+
 impl LoggedRequest {
-    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Self, StoreError> {
-        let u = |name: &str| -> Result<u64, StoreError> {
-            Ok(row.try_get::<i64, _>(name)?.max(0) as u64)
-        };
+    fn from_row(row: &impl AnyRow) -> Result<Self, StoreError> {
+        let u = |name: &str| -> Result<u64, StoreError> { Ok(row.i64(name)?.max(0) as u64) };
         Ok(LoggedRequest {
-            ts_ms: row.try_get("ts_ms")?,
-            request_id: row.try_get("request_id")?,
-            upstream_request_id: row.try_get("upstream_request_id")?,
-            key_id: row.try_get("key_id")?,
-            endpoint: row.try_get("endpoint")?,
-            model: row.try_get("model")?,
-            provider: row.try_get("provider")?,
-            upstream_model: row.try_get("upstream_model")?,
-            stream: row.try_get("stream")?,
-            status: u16::try_from(row.try_get::<i64, _>("status")?).unwrap_or(0),
-            error_code: row.try_get("error_code")?,
+            ts_ms: row.i64("ts_ms")?,
+            request_id: row.text("request_id")?,
+            upstream_request_id: row.opt_text("upstream_request_id")?,
+            key_id: row.text("key_id")?,
+            endpoint: row.text("endpoint")?,
+            model: row.text("model")?,
+            provider: row.text("provider")?,
+            upstream_model: row.text("upstream_model")?,
+            stream: row.flag("stream")?,
+            status: u16::try_from(row.i64("status")?).unwrap_or(0),
+            error_code: row.opt_text("error_code")?,
             prompt_tokens: u("prompt_tokens")?,
             completion_tokens: u("completion_tokens")?,
             cached_tokens: u("cached_tokens")?,
             reasoning_tokens: u("reasoning_tokens")?,
-            usage_estimated: row.try_get("usage_estimated")?,
-            cost_usd: row.try_get("cost_usd")?,
+            usage_estimated: row.flag("usage_estimated")?,
+            cost_usd: row.f64("cost_usd")?,
             latency_ms: u("latency_ms")?,
-            ttft_ms: row
-                .try_get::<Option<i64>, _>("ttft_ms")?
-                .map(|v| v.max(0) as u64),
+            ttft_ms: row.opt_i64("ttft_ms")?.map(|v| v.max(0) as u64),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        assert_eq!(
+            pg_sql("SELECT a FROM t WHERE b = ? AND c = ?"),
+            "SELECT a FROM t WHERE b = $1 AND c = $2"
+        );
+        // Memoized: the same pointer comes back.
+        let a = pg_sql("SELECT ?");
+        let b = pg_sql("SELECT ?");
+        assert!(std::ptr::eq(a, b));
     }
 }

@@ -1,0 +1,515 @@
+//! Teams, users, virtual keys and the audit log.
+
+use crate::{on_db, AnyRow, Store, StoreError};
+
+/// A virtual key as stored: its secret only as a hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    /// The public id (also the lookup prefix inside the key).
+    pub id: String,
+    /// Hex SHA-256 of the whole key.
+    pub key_hash: String,
+    pub name: String,
+    pub team_id: Option<String>,
+    pub user_id: Option<String>,
+    pub role: String,
+    /// Allowed model names or patterns (`*` wildcard); empty = every model.
+    pub models: Vec<String>,
+    pub metadata: serde_json::Value,
+    pub expires_at: Option<i64>,
+    pub max_budget_usd: Option<f64>,
+    pub budget_period: Option<String>,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub max_parallel: Option<i64>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub rotated_from: Option<String>,
+}
+
+/// What a new key is made of (a `KeyRecord` before it exists).
+pub type NewKey = KeyRecord;
+
+/// Changes to a key's attributes (`PATCH`); `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyUpdate {
+    pub name: Option<String>,
+    pub models: Option<Vec<String>>,
+    pub metadata: Option<serde_json::Value>,
+    pub expires_at: Option<Option<i64>>,
+    pub max_budget_usd: Option<Option<f64>>,
+    pub budget_period: Option<Option<String>>,
+    pub rpm: Option<Option<i64>>,
+    pub tpm: Option<Option<i64>>,
+    pub max_parallel: Option<Option<i64>>,
+}
+
+impl KeyUpdate {
+    pub fn apply(self, key: &mut KeyRecord) {
+        if let Some(v) = self.name {
+            key.name = v;
+        }
+        if let Some(v) = self.models {
+            key.models = v;
+        }
+        if let Some(v) = self.metadata {
+            key.metadata = v;
+        }
+        if let Some(v) = self.expires_at {
+            key.expires_at = v;
+        }
+        if let Some(v) = self.max_budget_usd {
+            key.max_budget_usd = v;
+        }
+        if let Some(v) = self.budget_period {
+            key.budget_period = v;
+        }
+        if let Some(v) = self.rpm {
+            key.rpm = v;
+        }
+        if let Some(v) = self.tpm {
+            key.tpm = v;
+        }
+        if let Some(v) = self.max_parallel {
+            key.max_parallel = v;
+        }
+    }
+}
+
+/// Which keys to list: keyset pagination by id (stable under inserts, index-only seeks).
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub team_id: Option<String>,
+    pub user_id: Option<String>,
+    pub include_revoked: bool,
+    /// List ids greater than this one.
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamRecord {
+    pub id: String,
+    pub name: String,
+    pub max_budget_usd: Option<f64>,
+    pub budget_period: Option<String>,
+    pub metadata: serde_json::Value,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: String,
+    pub name: String,
+    pub team_id: Option<String>,
+    pub role: String,
+    pub max_budget_usd: Option<f64>,
+    pub budget_period: Option<String>,
+    pub created_at: i64,
+}
+
+/// One entry of the hash-chained audit log. `hash` covers every other field and `prev_hash`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub ts_ms: i64,
+    /// Who: `master`, a key id, or `jwt:<subject>`; `anonymous` for failed authentication.
+    pub actor: String,
+    /// What: `key.create`, `key.revoke`, `auth.failure`, ...
+    pub action: String,
+    pub target: String,
+    /// `ok`, `denied`, `error`.
+    pub outcome: String,
+    /// From where: the client address.
+    pub source: String,
+    /// JSON text with action-specific details (never a secret).
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Entries with `seq` greater than this.
+    pub after_seq: Option<i64>,
+    pub limit: u32,
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    v.to_string()
+}
+
+fn key_from_row(row: &impl AnyRow) -> Result<KeyRecord, StoreError> {
+    let models: Vec<String> = serde_json::from_str(&row.text("models")?)
+        .map_err(|_| StoreError::Corrupt("api_keys.models"))?;
+    let metadata = serde_json::from_str(&row.text("metadata")?)
+        .map_err(|_| StoreError::Corrupt("api_keys.metadata"))?;
+    Ok(KeyRecord {
+        id: row.text("id")?,
+        key_hash: row.text("key_hash")?,
+        name: row.text("name")?,
+        team_id: row.opt_text("team_id")?,
+        user_id: row.opt_text("user_id")?,
+        role: row.text("role")?,
+        models,
+        metadata,
+        expires_at: row.opt_i64("expires_at")?,
+        max_budget_usd: row.opt_f64("max_budget_usd")?,
+        budget_period: row.opt_text("budget_period")?,
+        rpm: row.opt_i64("rpm")?,
+        tpm: row.opt_i64("tpm")?,
+        max_parallel: row.opt_i64("max_parallel")?,
+        created_at: row.i64("created_at")?,
+        revoked_at: row.opt_i64("revoked_at")?,
+        rotated_from: row.opt_text("rotated_from")?,
+    })
+}
+
+fn team_from_row(row: &impl AnyRow) -> Result<TeamRecord, StoreError> {
+    Ok(TeamRecord {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        max_budget_usd: row.opt_f64("max_budget_usd")?,
+        budget_period: row.opt_text("budget_period")?,
+        metadata: serde_json::from_str(&row.text("metadata")?)
+            .map_err(|_| StoreError::Corrupt("teams.metadata"))?,
+        created_at: row.i64("created_at")?,
+    })
+}
+
+fn user_from_row(row: &impl AnyRow) -> Result<UserRecord, StoreError> {
+    Ok(UserRecord {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        team_id: row.opt_text("team_id")?,
+        role: row.text("role")?,
+        max_budget_usd: row.opt_f64("max_budget_usd")?,
+        budget_period: row.opt_text("budget_period")?,
+        created_at: row.i64("created_at")?,
+    })
+}
+
+fn audit_from_row(row: &impl AnyRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        seq: row.i64("seq")?,
+        ts_ms: row.i64("ts_ms")?,
+        actor: row.text("actor")?,
+        action: row.text("action")?,
+        target: row.text("target")?,
+        outcome: row.text("outcome")?,
+        source: row.text("source")?,
+        details: row.text("details")?,
+        prev_hash: row.text("prev_hash")?,
+        hash: row.text("hash")?,
+    })
+}
+
+impl Store {
+    pub async fn insert_key(&self, k: &NewKey) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO api_keys (id, key_hash, name, team_id, user_id, role, \
+             models, metadata, expires_at, max_budget_usd, budget_period, rpm, tpm, max_parallel, \
+             created_at, revoked_at, rotated_from) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        let models = serde_json::to_string(&k.models).map_err(|_| StoreError::Corrupt("models"))?;
+        on_db!(&self.db, SQL, |p, q| {
+            sqlx::query(q)
+                .bind(&k.id)
+                .bind(&k.key_hash)
+                .bind(&k.name)
+                .bind(&k.team_id)
+                .bind(&k.user_id)
+                .bind(&k.role)
+                .bind(&models)
+                .bind(json_text(&k.metadata))
+                .bind(k.expires_at)
+                .bind(k.max_budget_usd)
+                .bind(&k.budget_period)
+                .bind(k.rpm)
+                .bind(k.tpm)
+                .bind(k.max_parallel)
+                .bind(k.created_at)
+                .bind(k.revoked_at)
+                .bind(&k.rotated_from)
+                .execute(p)
+                .await
+                .map_err(|e| StoreError::conflict_or(e, "key"))?;
+        });
+        Ok(())
+    }
+
+    pub async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        const SQL: &str = "SELECT id, key_hash, name, team_id, user_id, role, models, metadata, \
+             expires_at, max_budget_usd, budget_period, rpm, tpm, max_parallel, created_at, \
+             revoked_at, rotated_from FROM api_keys WHERE id = ?";
+        on_db!(&self.db, SQL, |p, q| {
+            let row = sqlx::query(q).bind(id).fetch_optional(p).await?;
+            row.as_ref().map(|r| key_from_row(r)).transpose()
+        })
+    }
+
+    /// One page of keys ordered by id, and the cursor of the next page.
+    pub async fn list_keys(
+        &self,
+        f: &KeyFilter,
+    ) -> Result<(Vec<KeyRecord>, Option<String>), StoreError> {
+        // One statement with optional filters: `(? IS NULL OR col = ?)` keeps it a single cached
+        // plan while the index on (team_id, id) / (user_id, id) or the primary key serves it.
+        const SQL: &str = "SELECT id, key_hash, name, team_id, user_id, role, models, metadata, \
+             expires_at, max_budget_usd, budget_period, rpm, tpm, max_parallel, created_at, \
+             revoked_at, rotated_from FROM api_keys \
+             WHERE (? IS NULL OR team_id = ?) AND (? IS NULL OR user_id = ?) \
+             AND (? OR revoked_at IS NULL) AND id > ? ORDER BY id LIMIT ?";
+        let limit = f.limit.clamp(1, 1000);
+        let after = f.after.clone().unwrap_or_default();
+        let rows: Vec<KeyRecord> = on_db!(&self.db, SQL, |p, q| {
+            let rows = sqlx::query(q)
+                .bind(&f.team_id)
+                .bind(&f.team_id)
+                .bind(&f.user_id)
+                .bind(&f.user_id)
+                .bind(f.include_revoked)
+                .bind(&after)
+                .bind(i64::from(limit) + 1)
+                .fetch_all(p)
+                .await?;
+            rows.iter()
+                .map(|r| key_from_row(r))
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        let mut rows = rows;
+        let next = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|k| k.id.clone())
+        } else {
+            None
+        };
+        Ok((rows, next))
+    }
+
+    /// Writes a key's mutable attributes.
+    pub async fn update_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE api_keys SET name = ?, models = ?, metadata = ?, \
+             expires_at = ?, max_budget_usd = ?, budget_period = ?, rpm = ?, tpm = ?, \
+             max_parallel = ?, revoked_at = ? WHERE id = ?";
+        let models = serde_json::to_string(&k.models).map_err(|_| StoreError::Corrupt("models"))?;
+        let n = on_db!(&self.db, SQL, |p, q| {
+            sqlx::query(q)
+                .bind(&k.name)
+                .bind(&models)
+                .bind(json_text(&k.metadata))
+                .bind(k.expires_at)
+                .bind(k.max_budget_usd)
+                .bind(&k.budget_period)
+                .bind(k.rpm)
+                .bind(k.tpm)
+                .bind(k.max_parallel)
+                .bind(k.revoked_at)
+                .bind(&k.id)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("key {}", k.id)));
+        }
+        Ok(())
+    }
+
+    pub async fn count_keys(&self) -> Result<u64, StoreError> {
+        on_db!(&self.db, "SELECT COUNT(*) FROM api_keys", |p, q| {
+            let n: i64 = sqlx::query_scalar(q).fetch_one(p).await?;
+            Ok(n.max(0) as u64)
+        })
+    }
+
+    pub async fn insert_team(&self, t: &TeamRecord) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO teams (id, name, max_budget_usd, budget_period, metadata, \
+             created_at) VALUES (?, ?, ?, ?, ?, ?)";
+        on_db!(&self.db, SQL, |p, q| {
+            sqlx::query(q)
+                .bind(&t.id)
+                .bind(&t.name)
+                .bind(t.max_budget_usd)
+                .bind(&t.budget_period)
+                .bind(json_text(&t.metadata))
+                .bind(t.created_at)
+                .execute(p)
+                .await
+                .map_err(|e| StoreError::conflict_or(e, "team"))?;
+        });
+        Ok(())
+    }
+
+    pub async fn get_team(&self, id: &str) -> Result<Option<TeamRecord>, StoreError> {
+        const SQL: &str = "SELECT id, name, max_budget_usd, budget_period, metadata, created_at \
+             FROM teams WHERE id = ?";
+        on_db!(&self.db, SQL, |p, q| {
+            let row = sqlx::query(q).bind(id).fetch_optional(p).await?;
+            row.as_ref().map(|r| team_from_row(r)).transpose()
+        })
+    }
+
+    pub async fn list_teams(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TeamRecord>, StoreError> {
+        const SQL: &str = "SELECT id, name, max_budget_usd, budget_period, metadata, created_at \
+             FROM teams WHERE id > ? ORDER BY id LIMIT ?";
+        on_db!(&self.db, SQL, |p, q| {
+            let rows = sqlx::query(q)
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit.clamp(1, 1000)))
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(|r| team_from_row(r)).collect()
+        })
+    }
+
+    pub async fn insert_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO users (id, name, team_id, role, max_budget_usd, \
+             budget_period, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)";
+        on_db!(&self.db, SQL, |p, q| {
+            sqlx::query(q)
+                .bind(&u.id)
+                .bind(&u.name)
+                .bind(&u.team_id)
+                .bind(&u.role)
+                .bind(u.max_budget_usd)
+                .bind(&u.budget_period)
+                .bind(u.created_at)
+                .execute(p)
+                .await
+                .map_err(|e| StoreError::conflict_or(e, "user"))?;
+        });
+        Ok(())
+    }
+
+    pub async fn get_user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        const SQL: &str = "SELECT id, name, team_id, role, max_budget_usd, budget_period, \
+             created_at FROM users WHERE id = ?";
+        on_db!(&self.db, SQL, |p, q| {
+            let row = sqlx::query(q).bind(id).fetch_optional(p).await?;
+            row.as_ref().map(|r| user_from_row(r)).transpose()
+        })
+    }
+
+    pub async fn list_users(
+        &self,
+        team_id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        const SQL: &str = "SELECT id, name, team_id, role, max_budget_usd, budget_period, \
+             created_at FROM users WHERE (? IS NULL OR team_id = ?) AND id > ? ORDER BY id LIMIT ?";
+        on_db!(&self.db, SQL, |p, q| {
+            let rows = sqlx::query(q)
+                .bind(team_id)
+                .bind(team_id)
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit.clamp(1, 1000)))
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(|r| user_from_row(r)).collect()
+        })
+    }
+
+    /// Deletes a user with their keys and their request records.
+    pub async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
+        macro_rules! delete_all {
+            ($pool:expr, $fix:expr) => {{
+                let mut tx = $pool.begin().await?;
+                sqlx::query($fix(
+                    "DELETE FROM request_log WHERE key_id IN (SELECT id FROM api_keys WHERE user_id = ?)",
+                ))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query($fix("DELETE FROM api_keys WHERE user_id = ?"))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let n = sqlx::query($fix("DELETE FROM users WHERE id = ?"))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                n
+            }};
+        }
+        let n = match &self.db {
+            crate::Db::Sqlite(p) => delete_all!(p, |s: &'static str| s),
+            crate::Db::Postgres(p) => delete_all!(p, crate::pg_sql),
+        };
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {id}")));
+        }
+        Ok(())
+    }
+
+    /// The last entry of the audit chain (`seq`, `hash`), if any.
+    pub async fn audit_tail(&self) -> Result<Option<(i64, String)>, StoreError> {
+        const SQL: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+        on_db!(&self.db, SQL, |p, q| {
+            let row = sqlx::query(q).fetch_optional(p).await?;
+            match row {
+                Some(r) => Ok(Some((r.i64("seq")?, r.text("hash")?))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Appends entries (already chained by the caller, who is the only writer).
+    pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO audit_log (seq, ts_ms, actor, action, target, outcome, \
+             source, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        macro_rules! append {
+            ($pool:expr, $q:expr) => {{
+                let mut tx = $pool.begin().await?;
+                for e in entries {
+                    sqlx::query($q)
+                        .bind(e.seq)
+                        .bind(e.ts_ms)
+                        .bind(&e.actor)
+                        .bind(&e.action)
+                        .bind(&e.target)
+                        .bind(&e.outcome)
+                        .bind(&e.source)
+                        .bind(&e.details)
+                        .bind(&e.prev_hash)
+                        .bind(&e.hash)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|err| StoreError::conflict_or(err, "audit entry"))?;
+                }
+                tx.commit().await?;
+            }};
+        }
+        match &self.db {
+            crate::Db::Sqlite(p) => append!(p, SQL),
+            crate::Db::Postgres(p) => append!(p, crate::pg_sql(SQL)),
+        }
+        Ok(())
+    }
+
+    pub async fn list_audit(&self, f: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        const SQL: &str = "SELECT seq, ts_ms, actor, action, target, outcome, source, details, \
+             prev_hash, hash FROM audit_log WHERE (? IS NULL OR actor = ?) \
+             AND (? IS NULL OR action = ?) AND seq > ? ORDER BY seq LIMIT ?";
+        on_db!(&self.db, SQL, |p, q| {
+            let rows = sqlx::query(q)
+                .bind(&f.actor)
+                .bind(&f.actor)
+                .bind(&f.action)
+                .bind(&f.action)
+                .bind(f.after_seq.unwrap_or(0))
+                .bind(i64::from(f.limit.clamp(1, 10_000)))
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(|r| audit_from_row(r)).collect()
+        })
+    }
+}

@@ -1,0 +1,330 @@
+//! One suite, run against both backends: SQLite in a temporary file and PostgreSQL (the local
+//! server, each test in its own schema so tests run in parallel).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use plexus_core::log::RequestRecord;
+use plexus_store::{
+    AuditEntry, AuditQuery, KeyFilter, KeyRecord, Store, StoreError, TeamRecord, UserRecord,
+};
+use sqlx::postgres::PgConnectOptions;
+use std::str::FromStr;
+
+pub fn postgres_url() -> String {
+    std::env::var("PLEXUS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A backend under test; dropping the PostgreSQL schema is explicit (`cleanup`).
+struct Backend {
+    store: Store,
+    schema: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    async fn sqlite() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        Backend {
+            store: Store::connect(&url).await.unwrap(),
+            schema: None,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn postgres() -> Backend {
+        let schema = format!("plexus_t_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&postgres_url())
+            .await
+            .expect("PostgreSQL must be reachable for the store tests (PLEXUS_TEST_POSTGRES_URL)");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let options = PgConnectOptions::from_str(&postgres_url())
+            .unwrap()
+            .options([("search_path", schema.as_str())]);
+        let store = Store::connect_postgres(options).await.unwrap();
+        store.migrate().await.unwrap();
+        Backend {
+            store,
+            schema: Some(schema),
+            _dir: None,
+        }
+    }
+
+    async fn cleanup(self) {
+        self.store.close().await;
+        if let Some(schema) = self.schema {
+            let admin = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+        }
+    }
+}
+
+macro_rules! both {
+    ($name:ident, $body:path) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                let b = Backend::sqlite().await;
+                $body(&b.store).await;
+                b.cleanup().await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let b = Backend::postgres().await;
+                $body(&b.store).await;
+                b.cleanup().await;
+            }
+        }
+    };
+}
+
+fn key(id: &str, team: Option<&str>, user: Option<&str>) -> KeyRecord {
+    KeyRecord {
+        id: id.into(),
+        key_hash: format!("hash-of-{id}"),
+        name: format!("key {id}"),
+        team_id: team.map(str::to_owned),
+        user_id: user.map(str::to_owned),
+        role: "member".into(),
+        models: vec!["gpt-*".into()],
+        metadata: serde_json::json!({"env": "test"}),
+        expires_at: Some(2_000_000_000_000),
+        max_budget_usd: Some(1.5),
+        budget_period: Some("30d".into()),
+        rpm: Some(60),
+        tpm: None,
+        max_parallel: Some(4),
+        created_at: 1,
+        revoked_at: None,
+        rotated_from: None,
+    }
+}
+
+async fn request_log(store: &Store) {
+    let rec = RequestRecord {
+        ts_ms: 5,
+        request_id: "req-1".into(),
+        upstream_request_id: Some("up".into()),
+        key_id: "k1".into(),
+        endpoint: "chat",
+        model: "gpt".into(),
+        provider: "oai".into(),
+        upstream_model: "gpt-4o".into(),
+        stream: true,
+        status: 499,
+        prompt_tokens: 10,
+        completion_tokens: 3,
+        usage_estimated: true,
+        cost_usd: 0.5,
+        latency_ms: 7,
+        ttft_ms: Some(2),
+        ..Default::default()
+    };
+    let many: Vec<RequestRecord> = (0..150)
+        .map(|i| RequestRecord {
+            request_id: format!("bulk-{i}"),
+            ..rec.clone()
+        })
+        .collect();
+    store.insert_requests(&[rec]).await.unwrap();
+    store.insert_requests(&many).await.unwrap();
+    assert_eq!(store.count_requests().await.unwrap(), 151);
+    let row = store.request_by_id("req-1").await.unwrap().unwrap();
+    assert_eq!(row.status, 499);
+    assert!(row.stream && row.usage_estimated);
+    assert_eq!(row.ttft_ms, Some(2));
+    assert_eq!(row.cost_usd, 0.5);
+    assert_eq!(store.recent_requests(5).await.unwrap().len(), 5);
+    store.ping().await.unwrap();
+}
+both!(request_log_round_trip, request_log);
+
+async fn keys(store: &Store) {
+    store
+        .insert_team(&TeamRecord {
+            id: "t1".into(),
+            name: "Team One".into(),
+            max_budget_usd: None,
+            budget_period: None,
+            metadata: serde_json::json!({}),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    for i in 0..25 {
+        let team = if i % 2 == 0 { Some("t1") } else { None };
+        store
+            .insert_key(&key(&format!("k{i:02}"), team, None))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store.insert_key(&key("k00", None, None)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let got = store.get_key("k03").await.unwrap().unwrap();
+    assert_eq!(got, key("k03", None, None));
+    assert!(store.get_key("nope").await.unwrap().is_none());
+
+    // Keyset pagination visits every key exactly once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = store
+            .list_keys(&KeyFilter {
+                after: after.clone(),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        seen.extend(page.into_iter().map(|k| k.id));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+
+    let (team_keys, _) = store
+        .list_keys(&KeyFilter {
+            team_id: Some("t1".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(team_keys.len(), 13);
+
+    let mut k = store.get_key("k01").await.unwrap().unwrap();
+    k.revoked_at = Some(99);
+    k.models = vec![];
+    store.update_key(&k).await.unwrap();
+    let (active, _) = store
+        .list_keys(&KeyFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(active.len(), 24, "revoked keys are hidden by default");
+    assert_eq!(
+        store.get_key("k01").await.unwrap().unwrap().revoked_at,
+        Some(99)
+    );
+    assert_eq!(store.count_keys().await.unwrap(), 25);
+    let mut ghost = key("ghost", None, None);
+    ghost.name = "x".into();
+    assert!(matches!(
+        store.update_key(&ghost).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+both!(keys_pagination_and_updates, keys);
+
+async fn users_and_deletion(store: &Store) {
+    let user = UserRecord {
+        id: "u1".into(),
+        name: "ada".into(),
+        team_id: None,
+        role: "member".into(),
+        max_budget_usd: None,
+        budget_period: None,
+        created_at: 1,
+    };
+    store.insert_user(&user).await.unwrap();
+    assert!(matches!(
+        store
+            .insert_user(&UserRecord {
+                id: "u2".into(),
+                ..user.clone()
+            })
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .insert_key(&key("uk", None, Some("u1")))
+        .await
+        .unwrap();
+    store
+        .insert_requests(&[RequestRecord {
+            request_id: "by-ada".into(),
+            key_id: "uk".into(),
+            endpoint: "chat",
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.list_users(None, None, 10).await.unwrap().len(), 1);
+    store.delete_user("u1").await.unwrap();
+    assert!(store.get_user("u1").await.unwrap().is_none());
+    assert!(store.get_key("uk").await.unwrap().is_none());
+    assert!(store.request_by_id("by-ada").await.unwrap().is_none());
+    assert!(matches!(
+        store.delete_user("u1").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+both!(deleting_a_user_deletes_their_records, users_and_deletion);
+
+async fn audit(store: &Store) {
+    assert!(store.audit_tail().await.unwrap().is_none());
+    let entry = |seq: i64| AuditEntry {
+        seq,
+        ts_ms: seq * 10,
+        actor: "master".into(),
+        action: if seq % 2 == 0 {
+            "key.create"
+        } else {
+            "key.revoke"
+        }
+        .into(),
+        target: format!("k{seq}"),
+        outcome: "ok".into(),
+        source: "127.0.0.1".into(),
+        details: "{}".into(),
+        prev_hash: format!("h{}", seq - 1),
+        hash: format!("h{seq}"),
+    };
+    store
+        .append_audit(&[entry(1), entry(2), entry(3)])
+        .await
+        .unwrap();
+    assert_eq!(store.audit_tail().await.unwrap(), Some((3, "h3".into())));
+    assert!(
+        store.append_audit(&[entry(3)]).await.is_err(),
+        "a sequence number is never reused"
+    );
+    let creates = store
+        .list_audit(&AuditQuery {
+            action: Some("key.create".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(creates.len(), 1);
+    let after = store
+        .list_audit(&AuditQuery {
+            after_seq: Some(1),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+}
+both!(audit_log_append_and_query, audit);
