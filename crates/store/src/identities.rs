@@ -245,7 +245,7 @@ impl Store {
              revoked_at, rotated_from FROM api_keys WHERE id = ?";
         on_db!(&self.db, SQL, |p, q| {
             let row = sqlx::query(q).bind(id).fetch_optional(p).await?;
-            row.as_ref().map(|r| key_from_row(r)).transpose()
+            row.as_ref().map(key_from_row).transpose()
         })
     }
 
@@ -275,7 +275,7 @@ impl Store {
                 .fetch_all(p)
                 .await?;
             rows.iter()
-                .map(|r| key_from_row(r))
+                .map(key_from_row)
                 .collect::<Result<Vec<_>, _>>()?
         });
         let mut rows = rows;
@@ -347,7 +347,7 @@ impl Store {
              FROM teams WHERE id = ?";
         on_db!(&self.db, SQL, |p, q| {
             let row = sqlx::query(q).bind(id).fetch_optional(p).await?;
-            row.as_ref().map(|r| team_from_row(r)).transpose()
+            row.as_ref().map(team_from_row).transpose()
         })
     }
 
@@ -364,7 +364,7 @@ impl Store {
                 .bind(i64::from(limit.clamp(1, 1000)))
                 .fetch_all(p)
                 .await?;
-            rows.iter().map(|r| team_from_row(r)).collect()
+            rows.iter().map(team_from_row).collect()
         })
     }
 
@@ -392,7 +392,7 @@ impl Store {
              created_at FROM users WHERE id = ?";
         on_db!(&self.db, SQL, |p, q| {
             let row = sqlx::query(q).bind(id).fetch_optional(p).await?;
-            row.as_ref().map(|r| user_from_row(r)).transpose()
+            row.as_ref().map(user_from_row).transpose()
         })
     }
 
@@ -412,7 +412,7 @@ impl Store {
                 .bind(i64::from(limit.clamp(1, 1000)))
                 .fetch_all(p)
                 .await?;
-            rows.iter().map(|r| user_from_row(r)).collect()
+            rows.iter().map(user_from_row).collect()
         })
     }
 
@@ -509,7 +509,7 @@ impl Store {
                 .bind(i64::from(f.limit.clamp(1, 10_000)))
                 .fetch_all(p)
                 .await?;
-            rows.iter().map(|r| audit_from_row(r)).collect()
+            rows.iter().map(audit_from_row).collect()
         })
     }
 }

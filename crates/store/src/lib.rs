@@ -234,7 +234,7 @@ impl Store {
              latency_ms, ttft_ms FROM request_log ORDER BY id DESC LIMIT ?";
         on_db!(&self.db, SQL, |p, q| {
             let rows = sqlx::query(q).bind(i64::from(limit)).fetch_all(p).await?;
-            rows.iter().map(|r| LoggedRequest::from_row(r)).collect()
+            rows.iter().map(LoggedRequest::from_row).collect()
         })
     }
 
@@ -249,7 +249,7 @@ impl Store {
              latency_ms, ttft_ms FROM request_log WHERE request_id = ? ORDER BY id DESC LIMIT 1";
         on_db!(&self.db, SQL, |p, q| {
             let row = sqlx::query(q).bind(request_id).fetch_optional(p).await?;
-            row.as_ref().map(|r| LoggedRequest::from_row(r)).transpose()
+            row.as_ref().map(LoggedRequest::from_row).transpose()
         })
     }
 
