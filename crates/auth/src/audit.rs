@@ -168,3 +168,173 @@ mod tests {
         assert_ne!(entry_hash(&a), entry_hash(&b));
     }
 }
+
+/// What happened, before it is chained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    pub ts_ms: i64,
+    pub actor: String,
+    pub action: &'static str,
+    pub target: String,
+    pub outcome: &'static str,
+    pub source: String,
+    /// JSON text; never a secret.
+    pub details: String,
+}
+
+enum Msg {
+    Event(Box<AuditEvent>),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The single writer of the chain for this process. Events queue on a bounded channel (a full
+/// queue makes the admin request wait: audit entries are never dropped); the task links them
+/// to the current head and appends them in one transaction. When another instance appended
+/// first (a sequence conflict), it reloads the head and links again.
+#[derive(Clone, Debug)]
+pub struct AuditWriter {
+    tx: tokio::sync::mpsc::Sender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Event(e) => write!(f, "Event({})", e.action),
+            Msg::Flush(_) => write!(f, "Flush"),
+        }
+    }
+}
+
+/// Owns the writer task; `shutdown` writes everything queued.
+#[derive(Debug)]
+pub struct AuditHandle {
+    task: tokio::task::JoinHandle<()>,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl AuditWriter {
+    pub fn spawn(store: plexus_store::Store) -> (AuditWriter, AuditHandle) {
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(run(store, rx, cancel.clone()));
+        (AuditWriter { tx }, AuditHandle { task, cancel })
+    }
+
+    pub async fn record(&self, event: AuditEvent) {
+        if self.tx.send(Msg::Event(Box::new(event))).await.is_err() {
+            tracing::error!(message = "Audit event arrived after the audit writer stopped.");
+        }
+    }
+
+    /// Waits until everything queued before the call is stored.
+    pub async fn flush(&self) {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Flush(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+impl AuditHandle {
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn run(
+    store: plexus_store::Store,
+    mut rx: tokio::sync::mpsc::Receiver<Msg>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut pending: Vec<AuditEvent> = Vec::new();
+    let mut acks = Vec::new();
+    loop {
+        let msg = tokio::select! {
+            biased;
+            msg = rx.recv() => msg,
+            _ = cancel.cancelled() => None,
+        };
+        let Some(msg) = msg else { break };
+        take(msg, &mut pending, &mut acks);
+        while let Ok(msg) = rx.try_recv() {
+            take(msg, &mut pending, &mut acks);
+        }
+        append(&store, &mut pending).await;
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+    rx.close();
+    while let Some(msg) = rx.recv().await {
+        take(msg, &mut pending, &mut acks);
+    }
+    append(&store, &mut pending).await;
+    for ack in acks.drain(..) {
+        let _ = ack.send(());
+    }
+}
+
+fn take(msg: Msg, pending: &mut Vec<AuditEvent>, acks: &mut Vec<tokio::sync::oneshot::Sender<()>>) {
+    match msg {
+        Msg::Event(e) => pending.push(*e),
+        Msg::Flush(a) => acks.push(a),
+    }
+}
+
+async fn append(store: &plexus_store::Store, pending: &mut Vec<AuditEvent>) {
+    if pending.is_empty() {
+        return;
+    }
+    let mut delay = std::time::Duration::from_millis(20);
+    for attempt in 0..50 {
+        let head = match store.audit_tail().await {
+            Ok(h) => h.unwrap_or((0, GENESIS.to_owned())),
+            Err(e) => {
+                tracing::warn!(message = "Cannot read the audit head; retrying.", error = %e);
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        let (mut seq, mut prev) = head;
+        let mut entries = Vec::with_capacity(pending.len());
+        for ev in pending.iter() {
+            let mut e = AuditEntry {
+                seq: 0,
+                ts_ms: ev.ts_ms,
+                actor: ev.actor.clone(),
+                action: ev.action.to_owned(),
+                target: ev.target.clone(),
+                outcome: ev.outcome.to_owned(),
+                source: ev.source.clone(),
+                details: ev.details.clone(),
+                prev_hash: String::new(),
+                hash: String::new(),
+            };
+            link(&mut e, seq, &prev);
+            seq = e.seq;
+            prev = e.hash.clone();
+            entries.push(e);
+        }
+        match store.append_audit(&entries).await {
+            Ok(()) => {
+                pending.clear();
+                return;
+            }
+            Err(plexus_store::StoreError::Conflict(_)) => {
+                // Another instance appended first: relink on its head.
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(message = "Audit append failed; retrying.", error = %e, attempt);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
+        }
+    }
+    tracing::error!(
+        message = "Audit entries could not be written.",
+        count = pending.len()
+    );
+    pending.clear();
+}

@@ -579,7 +579,7 @@ fn check_rsa(n: &[u8], e: &[u8]) -> Result<(), String> {
     let exponent = e
         .iter()
         .fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte));
-    if exponent < 3 || exponent >= (1u64 << 33) || exponent & 1 == 0 {
+    if !(3..(1u64 << 33)).contains(&exponent) || exponent & 1 == 0 {
         return Err(format!("RSA exponent {exponent} is not accepted"));
     }
     Ok(())
@@ -896,4 +896,934 @@ fn quote(s: &str) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::jwk::Jwk;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use rand::{Rng, SeedableRng};
+    use serde_json::json;
+
+    const ISSUER: &str = "https://idp.example.com/";
+    const AUDIENCE: &str = "plexus";
+    /// A fixed "now" for `validate_at`.
+    const NOW: i64 = 1_750_000_000;
+
+    fn rsa1() -> EncodingKey {
+        EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/jwt/rsa1.pem")).unwrap()
+    }
+    fn rsa2() -> EncodingKey {
+        EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/jwt/rsa2.pem")).unwrap()
+    }
+    fn ec256() -> EncodingKey {
+        EncodingKey::from_ec_pem(include_bytes!("../tests/fixtures/jwt/ec256.pem")).unwrap()
+    }
+    fn ec384() -> EncodingKey {
+        EncodingKey::from_ec_pem(include_bytes!("../tests/fixtures/jwt/ec384.pem")).unwrap()
+    }
+    fn ed25519() -> EncodingKey {
+        EncodingKey::from_ed_pem(include_bytes!("../tests/fixtures/jwt/ed25519.pem")).unwrap()
+    }
+
+    /// The public JWK of a private key, with a `kid` and the JWK's `alg` (or none).
+    fn jwk(key: &EncodingKey, alg: Algorithm, kid: Option<&str>, with_alg: bool) -> Value {
+        let mut v = serde_json::to_value(Jwk::from_encoding_key(key, alg).unwrap()).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        if let Some(kid) = kid {
+            obj.insert("kid".into(), json!(kid));
+        }
+        if !with_alg {
+            obj.remove("alg");
+        }
+        v
+    }
+
+    fn jwks(keys: &[Value]) -> String {
+        json!({ "keys": keys }).to_string()
+    }
+
+    /// rsa1 (`rsa-1`, no `alg`), ec256 (`ec-1`, ES256), ed25519 (`ed-1`).
+    fn default_jwks() -> String {
+        jwks(&[
+            jwk(&rsa1(), Algorithm::RS256, Some("rsa-1"), false),
+            jwk(&ec256(), Algorithm::ES256, Some("ec-1"), true),
+            jwk(&ed25519(), Algorithm::EdDSA, Some("ed-1"), true),
+        ])
+    }
+
+    fn validator() -> JwtValidator {
+        JwtValidator::from_jwks_json(&default_jwks(), JwtConfig::new(ISSUER, AUDIENCE)).unwrap()
+    }
+
+    fn claims() -> Value {
+        json!({
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "user-123",
+            "exp": NOW + 600,
+            "iat": NOW,
+            "team": "research",
+            "role": "team_admin",
+        })
+    }
+
+    fn sign(claims: &Value, key: &EncodingKey, alg: Algorithm, kid: Option<&str>) -> String {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_owned);
+        encode(&header, claims, key).unwrap()
+    }
+
+    fn rs256(claims: &Value) -> String {
+        sign(claims, &rsa1(), Algorithm::RS256, Some("rsa-1"))
+    }
+
+    fn with(mut claims: Value, key: &str, value: Value) -> Value {
+        claims
+            .as_object_mut()
+            .unwrap()
+            .insert(key.to_owned(), value);
+        claims
+    }
+
+    fn without(mut claims: Value, key: &str) -> Value {
+        claims.as_object_mut().unwrap().remove(key);
+        claims
+    }
+
+    fn b64(json: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(json.to_string())
+    }
+
+    #[test]
+    fn valid_rs256_token_maps_claims() {
+        let identity = validator().validate_at(&rs256(&claims()), NOW).unwrap();
+        assert_eq!(
+            identity,
+            JwtIdentity {
+                subject: "user-123".into(),
+                user: Some("user-123".into()),
+                team: Some("research".into()),
+                role: Some("team_admin".into()),
+                expires_at: NOW + 600,
+            }
+        );
+    }
+
+    #[test]
+    fn valid_es256_and_eddsa_tokens() {
+        let v = validator();
+        let es = sign(&claims(), &ec256(), Algorithm::ES256, Some("ec-1"));
+        let identity = v.validate_at(&es, NOW).unwrap();
+        assert_eq!(identity.subject, "user-123");
+        assert_eq!(identity.role.as_deref(), Some("team_admin"));
+        let ed = sign(&claims(), &ed25519(), Algorithm::EdDSA, Some("ed-1"));
+        assert_eq!(
+            v.validate_at(&ed, NOW).unwrap().team.as_deref(),
+            Some("research")
+        );
+    }
+
+    #[test]
+    fn other_rsa_and_ec_algorithms() {
+        let set = jwks(&[
+            jwk(&rsa1(), Algorithm::RS256, Some("rsa-1"), false),
+            jwk(&ec384(), Algorithm::ES384, Some("ec-384"), false),
+        ]);
+        let v = JwtValidator::from_jwks_json(&set, JwtConfig::new(ISSUER, AUDIENCE)).unwrap();
+        for alg in [
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS512,
+        ] {
+            let token = sign(&claims(), &rsa1(), alg, Some("rsa-1"));
+            assert!(v.validate_at(&token, NOW).is_ok(), "{alg:?}");
+        }
+        let token = sign(&claims(), &ec384(), Algorithm::ES384, Some("ec-384"));
+        assert!(v.validate_at(&token, NOW).is_ok());
+        // A P-384 key does not verify ES256.
+        let token = sign(&claims(), &ec256(), Algorithm::ES256, Some("ec-384"));
+        assert!(matches!(
+            v.validate_at(&token, NOW),
+            Err(JwtError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn validate_uses_the_system_clock() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let token = rs256(&with(claims(), "exp", json!(now + 600)));
+        assert_eq!(validator().validate(&token).unwrap().expires_at, now + 600);
+        let token = rs256(&with(claims(), "exp", json!(now - 600)));
+        assert_eq!(validator().validate(&token), Err(JwtError::Expired));
+    }
+
+    #[test]
+    fn custom_claim_names_and_json_pointer() {
+        let mut config = JwtConfig::new(ISSUER, AUDIENCE);
+        config.claims = ClaimNames {
+            user: "email".into(),
+            team: "https://plexus.dev/team".into(),
+            role: "/realm_access/roles".into(),
+        };
+        let v = JwtValidator::from_jwks_json(&default_jwks(), config).unwrap();
+        let c = with(claims(), "email", json!("ada@example.com"));
+        let c = with(c, "https://plexus.dev/team", json!("ml"));
+        let c = with(
+            c,
+            "realm_access",
+            json!({ "roles": ["offline_access", "viewer", "admin"] }),
+        );
+        let identity = v.validate_at(&rs256(&c), NOW).unwrap();
+        assert_eq!(identity.subject, "user-123");
+        assert_eq!(identity.user.as_deref(), Some("ada@example.com"));
+        assert_eq!(identity.team.as_deref(), Some("ml"));
+        // The first known role in the token's order, not the most privileged.
+        assert_eq!(identity.role.as_deref(), Some("viewer"));
+    }
+
+    #[test]
+    fn role_claim_shapes() {
+        let v = validator();
+        let role = |value: Value| v.validate_at(&rs256(&with(claims(), "role", value)), NOW);
+        assert_eq!(
+            role(json!(["admin", "member"])).unwrap().role.as_deref(),
+            Some("admin")
+        );
+        assert_eq!(
+            role(json!([1, "x", "member"])).unwrap().role.as_deref(),
+            Some("member")
+        );
+        assert_eq!(role(json!(["owner"])).unwrap().role, None);
+        assert_eq!(role(json!([])).unwrap().role, None);
+        assert_eq!(
+            role(json!("superuser")).unwrap().role.as_deref(),
+            Some("superuser")
+        );
+        assert_eq!(role(json!("")).unwrap().role, None);
+        assert_eq!(role(Value::Null).unwrap().role, None);
+        assert!(matches!(role(json!(7)), Err(JwtError::InvalidClaim { .. })));
+        let absent = v
+            .validate_at(&rs256(&without(claims(), "role")), NOW)
+            .unwrap();
+        assert_eq!((absent.role, absent.team.is_some()), (None, true));
+        let team = v.validate_at(&rs256(&with(claims(), "team", json!(42))), NOW);
+        assert_eq!(
+            team,
+            Err(JwtError::InvalidClaim {
+                claim: "team".into(),
+                reason: "must be a string"
+            })
+        );
+    }
+
+    #[test]
+    fn expiry_with_leeway() {
+        let v = validator();
+        let exp = |exp: Value| v.validate_at(&rs256(&with(claims(), "exp", exp)), NOW);
+        assert_eq!(exp(json!(NOW - 3600)), Err(JwtError::Expired));
+        assert_eq!(exp(json!(NOW - 30)), Err(JwtError::Expired));
+        assert!(exp(json!(NOW - 29)).is_ok(), "inside the 30 s leeway");
+        assert!(
+            exp(json!(NOW as f64 + 0.5)).is_ok(),
+            "fractional NumericDate"
+        );
+        assert!(exp(json!(u64::MAX)).is_ok());
+        assert_eq!(exp(json!(i64::MIN)), Err(JwtError::Expired));
+        assert_eq!(exp(json!(-1.0e300)), Err(JwtError::Expired));
+        assert!(matches!(
+            exp(json!("2030-01-01")),
+            Err(JwtError::InvalidClaim { .. })
+        ));
+        assert_eq!(exp(Value::Null), Err(JwtError::MissingClaim("exp".into())));
+        let missing = v.validate_at(&rs256(&without(claims(), "exp")), NOW);
+        assert_eq!(missing, Err(JwtError::MissingClaim("exp".into())));
+
+        let mut strict = JwtConfig::new(ISSUER, AUDIENCE);
+        strict.leeway_secs = 0;
+        let v = JwtValidator::from_jwks_json(&default_jwks(), strict).unwrap();
+        assert_eq!(
+            v.validate_at(&rs256(&with(claims(), "exp", json!(NOW))), NOW),
+            Err(JwtError::Expired)
+        );
+    }
+
+    #[test]
+    fn not_before_with_leeway() {
+        let v = validator();
+        let nbf = |nbf: Value| v.validate_at(&rs256(&with(claims(), "nbf", nbf)), NOW);
+        assert_eq!(nbf(json!(NOW + 3600)), Err(JwtError::NotYetValid));
+        assert_eq!(nbf(json!(NOW + 31)), Err(JwtError::NotYetValid));
+        assert!(nbf(json!(NOW + 30)).is_ok(), "inside the 30 s leeway");
+        assert!(nbf(json!(NOW - 10)).is_ok());
+        assert!(matches!(
+            nbf(json!({ "at": 1 })),
+            Err(JwtError::InvalidClaim { .. })
+        ));
+    }
+
+    #[test]
+    fn issuer_checks() {
+        let v = validator();
+        let iss = |iss: Value| v.validate_at(&rs256(&with(claims(), "iss", iss)), NOW);
+        assert_eq!(
+            iss(json!("https://evil.example.com/")),
+            Err(JwtError::WrongIssuer)
+        );
+        assert_eq!(
+            iss(json!("https://idp.example.com")),
+            Err(JwtError::WrongIssuer)
+        );
+        assert!(matches!(
+            iss(json!([ISSUER])),
+            Err(JwtError::InvalidClaim { .. })
+        ));
+        let missing = v.validate_at(&rs256(&without(claims(), "iss")), NOW);
+        assert_eq!(missing, Err(JwtError::MissingClaim("iss".into())));
+    }
+
+    #[test]
+    fn audience_checks() {
+        let v = validator();
+        let aud = |aud: Value| v.validate_at(&rs256(&with(claims(), "aud", aud)), NOW);
+        assert_eq!(aud(json!("other-api")), Err(JwtError::WrongAudience));
+        assert!(aud(json!(["other-api", AUDIENCE])).is_ok());
+        assert_eq!(
+            aud(json!(["other-api", "third"])),
+            Err(JwtError::WrongAudience)
+        );
+        assert_eq!(aud(json!([])), Err(JwtError::WrongAudience));
+        assert!(matches!(
+            aud(json!([AUDIENCE, 3])),
+            Err(JwtError::InvalidClaim { .. })
+        ));
+        assert!(matches!(
+            aud(json!({ "aud": AUDIENCE })),
+            Err(JwtError::InvalidClaim { .. })
+        ));
+        let missing = v.validate_at(&rs256(&without(claims(), "aud")), NOW);
+        assert_eq!(missing, Err(JwtError::MissingClaim("aud".into())));
+    }
+
+    #[test]
+    fn subject_is_required() {
+        let v = validator();
+        let missing = v.validate_at(&rs256(&without(claims(), "sub")), NOW);
+        assert_eq!(missing, Err(JwtError::MissingClaim("sub".into())));
+        let empty = v.validate_at(&rs256(&with(claims(), "sub", json!(""))), NOW);
+        assert!(matches!(empty, Err(JwtError::InvalidClaim { .. })));
+        let number = v.validate_at(&rs256(&with(claims(), "sub", json!(12))), NOW);
+        assert!(matches!(number, Err(JwtError::InvalidClaim { .. })));
+    }
+
+    #[test]
+    fn key_selection_by_kid() {
+        let v = validator();
+        let unknown = sign(&claims(), &rsa1(), Algorithm::RS256, Some("rsa-9"));
+        let result = v.validate_at(&unknown, NOW);
+        assert!(matches!(result, Err(JwtError::UnknownKey(m)) if m.contains("rsa-9")));
+        // A kid that names a key of another type.
+        let wrong_type = sign(&claims(), &rsa1(), Algorithm::RS256, Some("ec-1"));
+        assert!(matches!(
+            v.validate_at(&wrong_type, NOW),
+            Err(JwtError::UnknownKey(_))
+        ));
+        // No kid: accepted when exactly one key fits the algorithm.
+        let no_kid = sign(&claims(), &rsa1(), Algorithm::RS256, None);
+        assert!(v.validate_at(&no_kid, NOW).is_ok());
+        let no_kid_es = sign(&claims(), &ec256(), Algorithm::ES256, None);
+        assert!(v.validate_at(&no_kid_es, NOW).is_ok());
+        // ... and refused when several do.
+        let two_rsa = jwks(&[
+            jwk(&rsa1(), Algorithm::RS256, Some("rsa-1"), true),
+            jwk(&rsa2(), Algorithm::RS256, Some("rsa-2"), true),
+        ]);
+        let v2 = JwtValidator::from_jwks_json(&two_rsa, JwtConfig::new(ISSUER, AUDIENCE)).unwrap();
+        assert!(matches!(
+            v2.validate_at(&no_kid, NOW),
+            Err(JwtError::UnknownKey(_))
+        ));
+        let with_kid = sign(&claims(), &rsa2(), Algorithm::RS256, Some("rsa-2"));
+        assert!(v2.validate_at(&with_kid, NOW).is_ok());
+        // A JWK with `alg: RS256` does not verify PS256 with the same RSA key.
+        let ps = sign(&claims(), &rsa1(), Algorithm::PS256, Some("rsa-1"));
+        assert!(matches!(
+            v2.validate_at(&ps, NOW),
+            Err(JwtError::UnknownKey(_))
+        ));
+        // No key at all of the token's algorithm.
+        let es = sign(&claims(), &ec256(), Algorithm::ES256, None);
+        assert!(matches!(
+            v2.validate_at(&es, NOW),
+            Err(JwtError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn tampering_and_wrong_signer_are_bad_signatures() {
+        let v = validator();
+        let token = rs256(&claims());
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged = b64(&with(claims(), "role", json!("admin")));
+        let tampered = format!("{}.{}.{}", parts[0], forged, parts[2]);
+        assert_eq!(v.validate_at(&tampered, NOW), Err(JwtError::BadSignature));
+        // Signed by another key under our kid.
+        let impostor = sign(&claims(), &rsa2(), Algorithm::RS256, Some("rsa-1"));
+        assert_eq!(v.validate_at(&impostor, NOW), Err(JwtError::BadSignature));
+        // Signature removed, cut, or not base64url.
+        for sig in ["", "AAAA", &parts[2][..parts[2].len() - 4], "!!!!", "A"] {
+            let t = format!("{}.{}.{}", parts[0], parts[1], sig);
+            assert_eq!(
+                v.validate_at(&t, NOW),
+                Err(JwtError::BadSignature),
+                "{sig:?}"
+            );
+        }
+        // An ES256 signature of the wrong length, and an EdDSA one.
+        let es = sign(&claims(), &ec256(), Algorithm::ES256, Some("ec-1"));
+        let es_parts: Vec<&str> = es.split('.').collect();
+        let t = format!("{}.{}.{}AA", es_parts[0], es_parts[1], es_parts[2]);
+        assert_eq!(v.validate_at(&t, NOW), Err(JwtError::BadSignature));
+        let ed = sign(&claims(), &ed25519(), Algorithm::EdDSA, Some("ed-1"));
+        let ed_parts: Vec<&str> = ed.split('.').collect();
+        let t = format!("{}.{}.{}", ed_parts[0], forged, ed_parts[2]);
+        assert_eq!(v.validate_at(&t, NOW), Err(JwtError::BadSignature));
+        // A bad signature hides claim errors: an expired forged token is a bad signature.
+        let expired = b64(&with(claims(), "exp", json!(0)));
+        let t = format!("{}.{}.{}", parts[0], expired, parts[2]);
+        assert_eq!(v.validate_at(&t, NOW), Err(JwtError::BadSignature));
+    }
+
+    #[test]
+    fn alg_none_is_rejected() {
+        let v = validator();
+        let payload = b64(&claims());
+        for header in [
+            json!({ "alg": "none", "typ": "JWT" }),
+            json!({ "alg": "None" }),
+            json!({ "alg": "NONE", "kid": "rsa-1" }),
+            json!({ "alg": "" }),
+        ] {
+            let token = format!("{}.{}.", b64(&header), payload);
+            assert!(looks_like_jwt(&token));
+            assert!(
+                matches!(
+                    v.validate_at(&token, NOW),
+                    Err(JwtError::UnsupportedAlgorithm(_))
+                ),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn hmac_tokens_are_rejected() {
+        let v = validator();
+        let hs = sign(
+            &claims(),
+            &EncodingKey::from_secret(b"shared secret"),
+            Algorithm::HS256,
+            Some("rsa-1"),
+        );
+        assert_eq!(
+            v.validate_at(&hs, NOW),
+            Err(JwtError::UnsupportedAlgorithm("HS256".into()))
+        );
+        // The key-confusion forgery: HMAC keyed with the public key material.
+        let public = jwk(&rsa1(), Algorithm::RS256, None, false);
+        let n = public["n"].as_str().unwrap().as_bytes().to_vec();
+        let confused = sign(
+            &claims(),
+            &EncodingKey::from_secret(&n),
+            Algorithm::HS256,
+            None,
+        );
+        assert!(matches!(
+            v.validate_at(&confused, NOW),
+            Err(JwtError::UnsupportedAlgorithm(_))
+        ));
+        for alg in [Algorithm::HS384, Algorithm::HS512] {
+            let t = sign(&claims(), &EncodingKey::from_secret(b"k"), alg, None);
+            assert!(matches!(
+                v.validate_at(&t, NOW),
+                Err(JwtError::UnsupportedAlgorithm(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn algorithms_outside_the_config_are_rejected() {
+        let mut config = JwtConfig::new(ISSUER, AUDIENCE);
+        config.algorithms = vec![JwtAlgorithm::RS256];
+        let v = JwtValidator::from_jwks_json(&default_jwks(), config).unwrap();
+        assert!(v.validate_at(&rs256(&claims()), NOW).is_ok());
+        let es = sign(&claims(), &ec256(), Algorithm::ES256, Some("ec-1"));
+        assert_eq!(
+            v.validate_at(&es, NOW),
+            Err(JwtError::UnsupportedAlgorithm("ES256".into()))
+        );
+    }
+
+    #[test]
+    fn crit_header_is_rejected() {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("rsa-1".into());
+        let mut h = serde_json::to_value(&header).unwrap();
+        h["crit"] = json!(["exp"]);
+        h["exp"] = json!(1);
+        // Sign the custom header by hand through the crate's signer.
+        let input = format!("{}.{}", b64(&h), b64(&claims()));
+        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &rsa1(), Algorithm::RS256).unwrap();
+        let token = format!("{input}.{sig}");
+        assert!(matches!(
+            validator().validate_at(&token, NOW),
+            Err(JwtError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn oversized_tokens_are_refused_before_parsing() {
+        let v = validator();
+        let big = with(claims(), "padding", json!("x".repeat(MAX_TOKEN_BYTES)));
+        let token = rs256(&big);
+        assert_eq!(
+            v.validate_at(&token, NOW),
+            Err(JwtError::TooLarge {
+                max: MAX_TOKEN_BYTES
+            })
+        );
+        let junk = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(
+            v.validate_at(&junk, NOW),
+            Err(JwtError::TooLarge {
+                max: MAX_TOKEN_BYTES
+            })
+        );
+        // Just under the limit is parsed (and fails on its merits).
+        let junk = format!("{}.e30.", "A".repeat(MAX_TOKEN_BYTES - 6));
+        assert!(matches!(
+            v.validate_at(&junk, NOW),
+            Err(JwtError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let v = validator();
+        let valid = rs256(&claims());
+        let parts: Vec<&str> = valid.split('.').collect();
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        let fixed: Vec<String> = vec![
+            String::new(),
+            ".".into(),
+            "..".into(),
+            "...".into(),
+            "....".into(),
+            "a.b.c".into(),
+            "a.b.c.d.e".into(),
+            "sk-plexus-0123456789abcdef".into(),
+            "Bearer abc".into(),
+            "é.ü.ñ".into(),
+            "\u{0}\u{1}.\u{2}.\u{3}".into(),
+            format!("{}.{}.{}", b64(&json!(["alg"])), parts[1], parts[2]),
+            format!("{}.{}.{}", b64(&json!({ "alg": 5 })), parts[1], parts[2]),
+            format!(
+                "{}.{}.{}",
+                b64(&json!({ "alg": ["RS256"] })),
+                parts[1],
+                parts[2]
+            ),
+            format!(
+                "{}.{}.{}",
+                b64(&json!({ "alg": "RS256", "kid": 7 })),
+                parts[1],
+                parts[2]
+            ),
+            format!(
+                "{}.{}.{}",
+                b64(&json!({ "alg": "RS256", "kid": "x".repeat(5000) })),
+                parts[1],
+                parts[2]
+            ),
+            format!(
+                "{}.{}.{}",
+                b64(&json!({ "alg": "ES256", "kid": "ec-1" })),
+                parts[1],
+                parts[2]
+            ),
+            format!(
+                "{}.{}.{}",
+                b64(&json!({ "alg": "EdDSA" })),
+                parts[1],
+                "A".repeat(86)
+            ),
+            format!(
+                "{}.{}.{}",
+                URL_SAFE_NO_PAD.encode(&deep),
+                parts[1],
+                parts[2]
+            ),
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                URL_SAFE_NO_PAD.encode(&deep),
+                parts[2]
+            ),
+            format!("{}.{}.{}", parts[0], "A".repeat(7000), parts[2]),
+            format!("{}==.{}.{}", parts[0], parts[1], parts[2]),
+            format!("{}.{}", parts[0], parts[1]),
+            format!("{}..{}", parts[0], parts[2]),
+        ];
+        for input in &fixed {
+            assert!(v.validate_at(input, NOW).is_err(), "{input:.80}");
+            let _ = looks_like_jwt(input);
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ \x00";
+        for _ in 0..2000 {
+            let len = rng.random_range(0..300);
+            let s: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+                .collect();
+            assert!(v.validate_at(&s, NOW).is_err());
+            let _ = looks_like_jwt(&s);
+            // A real header and payload with a random signature, for every key type.
+            for header in [
+                parts[0],
+                &b64(&json!({"alg": "ES256", "kid": "ec-1"})),
+                &b64(&json!({"alg": "EdDSA"})),
+            ] {
+                let t = format!("{header}.{}.{s}", parts[1]);
+                assert!(v.validate_at(&t, NOW).is_err());
+            }
+            // Random bytes as each segment.
+            let bytes: Vec<u8> = (0..rng.random_range(0..200))
+                .map(|_| rng.random())
+                .collect();
+            let seg = URL_SAFE_NO_PAD.encode(&bytes);
+            for t in [
+                format!("{seg}.{}.{}", parts[1], parts[2]),
+                format!("{}.{seg}.{}", parts[0], parts[2]),
+            ] {
+                assert!(v.validate_at(&t, NOW).is_err());
+            }
+        }
+        // Well-signed payloads of the wrong shapes.
+        for payload in [json!([1, 2]), json!("sub"), json!(null), json!(42)] {
+            let input = format!(
+                "{}.{}",
+                parts[0],
+                URL_SAFE_NO_PAD.encode(payload.to_string())
+            );
+            let sig =
+                jsonwebtoken::crypto::sign(input.as_bytes(), &rsa1(), Algorithm::RS256).unwrap();
+            let t = format!("{input}.{sig}");
+            assert!(
+                matches!(v.validate_at(&t, NOW), Err(JwtError::Malformed(_))),
+                "{payload}"
+            );
+        }
+        let wrong_types = json!({
+            "iss": 1, "aud": {}, "sub": [], "exp": "soon", "nbf": true, "team": {}, "role": {},
+        });
+        assert!(v.validate_at(&rs256(&wrong_types), NOW).is_err());
+    }
+
+    #[test]
+    fn looks_like_jwt_routes_tokens() {
+        assert!(looks_like_jwt(&rs256(&claims())));
+        assert!(looks_like_jwt(&sign(
+            &claims(),
+            &ec256(),
+            Algorithm::ES256,
+            None
+        )));
+        assert!(!looks_like_jwt("sk-plexus-AbC123"));
+        assert!(!looks_like_jwt("a.b.c"));
+        assert!(!looks_like_jwt(""));
+        assert!(!looks_like_jwt("e30.e30.e30"), "{{}} has no alg");
+        let header = b64(&json!({ "alg": "RS256" }));
+        assert!(looks_like_jwt(&format!("{header}.e30.abc")));
+        assert!(!looks_like_jwt(&format!("{header}.e30")));
+        assert!(!looks_like_jwt(&format!("{header}..abc")));
+        assert!(!looks_like_jwt(&format!("{header}.e3+0.abc")));
+        assert!(!looks_like_jwt(&format!("{header}.e30.abc.def")));
+        assert!(!looks_like_jwt(&format!(
+            "{}.e30.abc",
+            b64(&json!({ "alg": 1 }))
+        )));
+    }
+
+    #[test]
+    fn key_rotation_with_refresh() {
+        let set1 = jwks(&[jwk(&rsa1(), Algorithm::RS256, Some("k1"), true)]);
+        let set2 = jwks(&[jwk(&rsa2(), Algorithm::RS256, Some("k2"), true)]);
+        let v = JwtValidator::from_jwks_json(&set1, JwtConfig::new(ISSUER, AUDIENCE)).unwrap();
+        let old = sign(&claims(), &rsa1(), Algorithm::RS256, Some("k1"));
+        let new = sign(&claims(), &rsa2(), Algorithm::RS256, Some("k2"));
+        assert!(v.validate_at(&old, NOW).is_ok());
+        assert!(matches!(
+            v.validate_at(&new, NOW),
+            Err(JwtError::UnknownKey(_))
+        ));
+
+        let summary = v.refresh(&set2).unwrap();
+        assert_eq!(summary.key_ids, vec!["k2".to_owned()]);
+        assert!(v.validate_at(&new, NOW).is_ok());
+        assert!(matches!(
+            v.validate_at(&old, NOW),
+            Err(JwtError::UnknownKey(_))
+        ));
+
+        // A failed refresh keeps the keys in use.
+        assert!(matches!(
+            v.refresh("not json"),
+            Err(JwtError::InvalidJwks(_))
+        ));
+        assert!(matches!(
+            v.refresh(r#"{"keys": []}"#),
+            Err(JwtError::InvalidJwks(_))
+        ));
+        assert!(v.validate_at(&new, NOW).is_ok());
+        assert_eq!(v.summary().key_ids, vec!["k2".to_owned()]);
+    }
+
+    #[test]
+    fn refresh_while_validating() {
+        let set1 = jwks(&[jwk(&rsa1(), Algorithm::RS256, Some("k1"), true)]);
+        let both = jwks(&[
+            jwk(&rsa1(), Algorithm::RS256, Some("k1"), true),
+            jwk(&rsa2(), Algorithm::RS256, Some("k2"), true),
+        ]);
+        let v = Arc::new(
+            JwtValidator::from_jwks_json(&set1, JwtConfig::new(ISSUER, AUDIENCE)).unwrap(),
+        );
+        let token = sign(&claims(), &rsa1(), Algorithm::RS256, Some("k1"));
+        let reader = {
+            let v = Arc::clone(&v);
+            std::thread::spawn(move || (0..50).all(|_| v.validate_at(&token, NOW).is_ok()))
+        };
+        for i in 0..50 {
+            v.refresh(if i % 2 == 0 { &both } else { &set1 }).unwrap();
+        }
+        assert!(reader.join().unwrap());
+    }
+
+    #[test]
+    fn jwks_parsing_skips_unusable_keys() {
+        let good = jwk(&ec256(), Algorithm::ES256, Some("good"), true);
+        let mut weak = jwk(&rsa1(), Algorithm::RS256, Some("weak"), true);
+        weak["n"] = json!(URL_SAFE_NO_PAD.encode([0xC5u8; 128])); // 1024 bits
+        let mut enc = jwk(&rsa1(), Algorithm::RS256, Some("enc"), false);
+        enc["use"] = json!("enc");
+        let mut oaep = jwk(&rsa1(), Algorithm::RS256, Some("oaep"), false);
+        oaep["alg"] = json!("RSA-OAEP");
+        let mut off_curve = jwk(&ec256(), Algorithm::ES256, Some("off-curve"), true);
+        off_curve["y"] = off_curve["x"].clone();
+        let mut mismatched = jwk(&ec256(), Algorithm::ES256, Some("mismatched"), true);
+        mismatched["alg"] = json!("RS256");
+        let mut short_ed = jwk(&ed25519(), Algorithm::EdDSA, Some("short-ed"), true);
+        short_ed["x"] = json!("AAAA");
+        let mut bad_b64 = jwk(&rsa1(), Algorithm::RS256, Some("bad-b64"), true);
+        bad_b64["n"] = json!("***");
+        let mut verify_only = jwk(&rsa2(), Algorithm::RS256, Some("ops"), true);
+        verify_only["key_ops"] = json!(["verify"]);
+        let mut sign_only = jwk(&rsa2(), Algorithm::RS256, Some("sign-ops"), true);
+        sign_only["key_ops"] = json!(["sign"]);
+        let set = jwks(&[
+            good,
+            weak,
+            enc,
+            oaep,
+            off_curve,
+            mismatched,
+            short_ed,
+            bad_b64,
+            verify_only,
+            sign_only,
+            json!({ "kty": "oct", "kid": "hmac", "k": "c2VjcmV0" }),
+            json!({ "kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA" }),
+            json!({ "kty": "OKP", "crv": "Ed448", "x": "AA" }),
+            json!({ "kty": "RSA" }),
+            json!("a string"),
+            json!({ "kid": 5, "kty": "RSA" }),
+        ]);
+        let v = JwtValidator::from_jwks_json(&set, JwtConfig::new(ISSUER, AUDIENCE)).unwrap();
+        let summary = v.summary();
+        assert_eq!(summary.key_ids, vec!["good".to_owned(), "ops".to_owned()]);
+        assert_eq!(summary.skipped.len(), 14, "{:#?}", summary.skipped);
+        assert!(summary
+            .skipped
+            .iter()
+            .any(|s| s.contains("weak") && s.contains("1024 bits")));
+        assert!(summary
+            .skipped
+            .iter()
+            .any(|s| s.contains("hmac") && s.contains("symmetric")));
+        let ok = sign(&claims(), &ec256(), Algorithm::ES256, Some("good"));
+        assert!(v.validate_at(&ok, NOW).is_ok());
+        // Keys are also accepted with padded base64url members.
+        let mut padded = jwk(&rsa1(), Algorithm::RS256, Some("padded"), true);
+        padded["e"] = json!("AQAB");
+        padded["n"] = json!(format!("{}==", padded["n"].as_str().unwrap()));
+        let v = JwtValidator::from_jwks_json(&jwks(&[padded]), JwtConfig::new(ISSUER, AUDIENCE));
+        // 2048-bit n is 256 bytes = 342 base64 chars + 2 padding, so padding is valid here.
+        assert!(v.is_ok(), "{v:?}");
+    }
+
+    #[test]
+    fn invalid_jwks_documents() {
+        let config = || JwtConfig::new(ISSUER, AUDIENCE);
+        for doc in [
+            "",
+            "[]",
+            "{}",
+            r#"{"keys": {}}"#,
+            r#"{"keys": []}"#,
+            r#"{"keys": [{"kty": "oct", "k": "AA"}]}"#,
+        ] {
+            let result = JwtValidator::from_jwks_json(doc, config());
+            assert!(matches!(result, Err(JwtError::InvalidJwks(_))), "{doc}");
+        }
+        let huge = format!(r#"{{"keys": [], "x": "{}"}}"#, "a".repeat(MAX_JWKS_BYTES));
+        assert!(matches!(
+            JwtValidator::from_jwks_json(&huge, config()),
+            Err(JwtError::InvalidJwks(_))
+        ));
+        let missing = JwtValidator::from_jwks_file("/nonexistent/jwks.json", config());
+        assert!(
+            matches!(missing, Err(JwtError::InvalidJwks(m)) if m.contains("/nonexistent/jwks.json"))
+        );
+    }
+
+    #[test]
+    fn jwks_from_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, default_jwks()).unwrap();
+        let v = JwtValidator::from_jwks_file(&path, JwtConfig::new(ISSUER, AUDIENCE)).unwrap();
+        assert_eq!(v.summary().key_ids.len(), 3);
+        assert!(v.validate_at(&rs256(&claims()), NOW).is_ok());
+    }
+
+    #[test]
+    fn config_deserialization() {
+        let config: JwtConfig =
+            serde_json::from_value(json!({ "issuer": ISSUER, "audience": AUDIENCE })).unwrap();
+        assert_eq!(config, JwtConfig::new(ISSUER, AUDIENCE));
+        assert_eq!(
+            config.claims,
+            ClaimNames {
+                user: "sub".into(),
+                team: "team".into(),
+                role: "role".into()
+            }
+        );
+        assert_eq!(config.leeway_secs, 30);
+        assert_eq!(config.algorithms, JwtAlgorithm::ALL.to_vec());
+
+        let config: JwtConfig = serde_json::from_value(json!({
+            "issuer": ISSUER,
+            "audience": AUDIENCE,
+            "claims": { "role": "groups" },
+            "leeway_secs": 5,
+            "algorithms": ["RS256", "ES256", "EdDSA"],
+        }))
+        .unwrap();
+        assert_eq!(config.claims.role, "groups");
+        assert_eq!(config.claims.user, "sub");
+        assert_eq!(
+            config.algorithms,
+            vec![
+                JwtAlgorithm::RS256,
+                JwtAlgorithm::ES256,
+                JwtAlgorithm::EdDSA
+            ]
+        );
+
+        for bad in [
+            json!({ "issuer": ISSUER, "audience": AUDIENCE, "jwks_url": "https://x" }),
+            json!({ "issuer": ISSUER, "audience": AUDIENCE, "claims": { "email": "e" } }),
+            json!({ "issuer": ISSUER, "audience": AUDIENCE, "algorithms": ["HS256"] }),
+            json!({ "issuer": ISSUER, "audience": AUDIENCE, "algorithms": ["none"] }),
+            json!({ "issuer": ISSUER }),
+        ] {
+            assert!(
+                serde_json::from_value::<JwtConfig>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+
+        let check = |f: fn(&mut JwtConfig)| {
+            let mut c = JwtConfig::new(ISSUER, AUDIENCE);
+            f(&mut c);
+            JwtValidator::from_jwks_json(&default_jwks(), c)
+        };
+        assert!(matches!(
+            check(|c| c.issuer = " ".into()),
+            Err(JwtError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            check(|c| c.audience.clear()),
+            Err(JwtError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            check(|c| c.claims.team.clear()),
+            Err(JwtError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            check(|c| c.algorithms.clear()),
+            Err(JwtError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            check(|c| c.leeway_secs = 86_400),
+            Err(JwtError::InvalidConfig(_))
+        ));
+    }
+
+    #[test]
+    fn algorithm_names() {
+        for alg in JwtAlgorithm::ALL {
+            assert_eq!(JwtAlgorithm::from_name(alg.as_str()), Some(alg));
+            assert_eq!(alg.to_string(), alg.as_str());
+            let parsed: JwtAlgorithm = serde_json::from_value(json!(alg.as_str())).unwrap();
+            assert_eq!(parsed, alg);
+        }
+        for name in ["none", "HS256", "HS384", "HS512", "rs256", "ES512", ""] {
+            assert_eq!(JwtAlgorithm::from_name(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn errors_quote_untrusted_input_safely() {
+        let v = validator();
+        let header = b64(&json!({ "alg": format!("X\n{}", "y".repeat(500)) }));
+        let token = format!("{header}.{}.", b64(&claims()));
+        let Err(JwtError::UnsupportedAlgorithm(alg)) = v.validate_at(&token, NOW) else {
+            panic!("expected UnsupportedAlgorithm");
+        };
+        assert!(!alg.contains('\n'));
+        assert!(alg.chars().count() <= QUOTE_MAX_CHARS + 1);
+        assert_eq!(JwtError::Expired.to_string(), "token has expired");
+        assert_eq!(
+            JwtError::TooLarge {
+                max: MAX_TOKEN_BYTES
+            }
+            .to_string(),
+            "token is larger than 8192 bytes"
+        );
+    }
+
+    #[test]
+    fn validator_is_shareable() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<JwtValidator>();
+        let debug = format!("{:?}", validator());
+        assert!(debug.contains("rsa-1") && !debug.contains("\"n\""));
+    }
 }

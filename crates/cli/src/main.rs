@@ -211,6 +211,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot open database {}", cfg.database))?;
     let (writer, writer_handle) = plexus_store::LogWriter::spawn(store.clone(), 8192);
+    let (audit, audit_handle) = plexus_auth::audit::AuditWriter::spawn(store.clone());
     let client =
         plexus_providers::client::UpstreamClient::new(&plexus_providers::client::ClientOptions {
             timeouts: cfg.timeouts,
@@ -222,7 +223,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         grace: cfg.shutdown_grace,
     };
     let runtime = Runtime::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let state = AppState::new(runtime, client, store.clone(), writer);
+    let state = AppState::new(runtime, client, store.clone(), writer, audit);
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -241,6 +242,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     reload.abort();
     tracing::info!(message = "Draining the request log.");
     writer_handle.shutdown().await;
+    audit_handle.shutdown().await;
     store.close().await;
     if let Some(m) = mock {
         m.shutdown().await;

@@ -1,7 +1,7 @@
 //! `POST /v1/chat/completions`: parse, validate, resolve, call the provider, answer, record.
 
 use crate::error::HttpError;
-use crate::middleware::{Principal, RequestId};
+use crate::middleware::{Auth, RequestId};
 use crate::runtime::Target;
 use crate::stream::{self, StreamGuard};
 use crate::{metrics, AppState};
@@ -9,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use plexus_auth::roles::Principal;
 use plexus_core::catalog::Catalog;
 use plexus_core::log::RequestRecord;
 use plexus_core::{ApiError, ErrorCode};
@@ -183,7 +184,7 @@ pub(crate) fn base_record(
     RequestRecord {
         ts_ms: state.clock().now_unix_ms(),
         request_id: request_id.to_owned(),
-        key_id: principal.key_id.to_owned(),
+        key_id: principal.id.clone(),
         endpoint,
         model: model.to_owned(),
         stream,
@@ -204,6 +205,19 @@ pub(crate) async fn finish_error(
     metrics::observe(&record, target.map(|t| &*t.metrics));
     state.writer().record(record).await;
     HttpError(err)
+}
+
+/// The key's allowed models: a 403 naming the model, before anything else happens.
+pub(crate) fn check_model_access(principal: &Principal, model: &str) -> Result<(), ApiError> {
+    if principal.may_use_model(model) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!("This key may not use the model `{model}`."),
+        )
+        .with_param("model"))
+    }
 }
 
 pub(crate) fn served_by_header(target: &Target) -> Option<HeaderValue> {
@@ -255,7 +269,7 @@ pub(crate) fn json_response(body: Bytes, cost: f64, target: &Target) -> Response
 pub async fn chat_completions(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
-    principal: Principal,
+    Auth(principal): Auth,
     req: Request,
 ) -> Result<Response, HttpError> {
     let started = Instant::now();
@@ -271,6 +285,9 @@ pub async fn chat_completions(
         &chat.model,
         chat.is_stream(),
     );
+    if let Err(e) = check_model_access(&principal, &chat.model) {
+        return Err(finish_error(&state, record, None, started, e).await);
+    }
     let targets = match rt.resolve(&chat.model) {
         Ok(t) => t,
         Err(e) => return Err(finish_error(&state, record, None, started, e).await),

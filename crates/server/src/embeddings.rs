@@ -1,8 +1,10 @@
 //! `POST /v1/embeddings`.
 
-use crate::chat::{base_record, cost_usd, estimate_tokens, finish_error, intake, json_response};
+use crate::chat::{
+    base_record, check_model_access, cost_usd, estimate_tokens, finish_error, intake, json_response,
+};
 use crate::error::HttpError;
-use crate::middleware::{Principal, RequestId};
+use crate::middleware::{Auth, RequestId};
 use crate::{metrics, AppState};
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -47,7 +49,7 @@ pub fn encode_base64(values: &[f32]) -> String {
 pub async fn embeddings(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
-    principal: Principal,
+    Auth(principal): Auth,
     req: Request,
 ) -> Result<Response, HttpError> {
     let started = Instant::now();
@@ -63,6 +65,9 @@ pub async fn embeddings(
         &emb.model,
         false,
     );
+    if let Err(e) = check_model_access(&principal, &emb.model) {
+        return Err(finish_error(&state, record, None, started, e).await);
+    }
     let targets = match rt.resolve(&emb.model) {
         Ok(t) => t,
         Err(e) => return Err(finish_error(&state, record, None, started, e).await),

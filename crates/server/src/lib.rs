@@ -4,9 +4,11 @@
 //! components and shape responses; the components never see a request or a header map.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod chat;
 mod embeddings;
 pub mod error;
+mod keyauth;
 pub mod metrics;
 mod middleware;
 pub mod runtime;
@@ -43,21 +45,31 @@ struct Inner {
     client: UpstreamClient,
     store: Store,
     writer: LogWriter,
+    audit: plexus_auth::audit::AuditWriter,
+    keys: keyauth::KeyAuth,
     metrics: Option<PrometheusHandle>,
     clock: SharedClock,
     started_unix: i64,
 }
 
 impl AppState {
-    pub fn new(runtime: Runtime, client: UpstreamClient, store: Store, writer: LogWriter) -> Self {
+    pub fn new(
+        runtime: Runtime,
+        client: UpstreamClient,
+        store: Store,
+        writer: LogWriter,
+        audit: plexus_auth::audit::AuditWriter,
+    ) -> Self {
         let clock: SharedClock = Arc::new(SystemClock);
         let started_unix = clock.now_unix_secs();
         AppState {
             inner: Arc::new(Inner {
                 runtime: ArcSwap::from_pointee(runtime),
                 client,
+                keys: keyauth::KeyAuth::new(store.clone()),
                 store,
                 writer,
+                audit,
                 metrics: metrics::install(),
                 clock,
                 started_unix,
@@ -83,6 +95,14 @@ impl AppState {
         &self.inner.writer
     }
 
+    pub fn audit(&self) -> &plexus_auth::audit::AuditWriter {
+        &self.inner.audit
+    }
+
+    pub(crate) fn auth(&self) -> &keyauth::KeyAuth {
+        &self.inner.keys
+    }
+
     pub(crate) fn client(&self) -> &UpstreamClient {
         &self.inner.client
     }
@@ -100,7 +120,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(list_models))
-        .route("/models", get(list_models));
+        .route("/models", get(list_models))
+        .merge(admin::routes());
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -152,10 +173,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn list_models(
-    State(state): State<AppState>,
-    _principal: middleware::Principal,
-) -> Json<ModelList> {
+async fn list_models(State(state): State<AppState>, _auth: middleware::Auth) -> Json<ModelList> {
     let rt = state.runtime();
     let created = state.inner.started_unix;
     let data = rt

@@ -6,6 +6,7 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::HeaderValue;
 use axum::response::Response;
+use plexus_auth::roles::Principal;
 use plexus_core::{ApiError, ErrorCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -15,11 +16,9 @@ use subtle::ConstantTimeEq;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Who is calling. Today: the master key or nobody (auth off on loopback).
+/// Who is calling: the master key, a virtual key, or nobody (auth off on loopback).
 #[derive(Debug, Clone)]
-pub struct Principal {
-    pub key_id: &'static str,
-}
+pub struct Auth(pub Principal);
 
 const X_REQUEST_ID: &str = "x-request-id";
 
@@ -139,32 +138,87 @@ fn presented_key(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Authentication as an extractor: every `/v1` handler takes a `Principal`, so no route can
-/// forget it, and no middleware future is boxed per request.
-impl FromRequestParts<AppState> for Principal {
+/// Authentication as an extractor: every `/v1` and `/admin` handler takes an `Auth`, so no
+/// route can forget it, and no middleware future is boxed per request.
+impl FromRequestParts<AppState> for Auth {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HttpError> {
         let rt = state.runtime();
-        let Some(expected) = &rt.master_key_hash else {
-            return Ok(Principal { key_id: "" });
+        let Some(master) = &rt.master_key_hash else {
+            return Ok(Auth(Principal::anonymous_admin()));
         };
-        let key = presented_key(parts).filter(|k| !k.is_empty()).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidApiKey,
+        let Some(key) = presented_key(parts).filter(|k| !k.is_empty()) else {
+            return Err(auth_failure(
+                state,
+                parts,
+                "missing",
                 "You didn't provide an API key. Send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
             )
-        })?;
+            .await);
+        };
         // Hash first so the comparison is constant-time whatever the lengths.
-        let presented = crate::runtime::hash_key(key);
-        if !bool::from(presented.ct_eq(expected)) {
-            return Err(HttpError(ApiError::new(
-                ErrorCode::InvalidApiKey,
-                "Incorrect API key provided.",
-            )));
+        if bool::from(crate::runtime::hash_key(key).ct_eq(master)) {
+            return Ok(Auth(Principal::master()));
         }
-        Ok(Principal { key_id: "master" })
+        match state
+            .auth()
+            .authenticate(key, state.clock().now_unix_ms())
+            .await
+        {
+            Ok(principal) => Ok(Auth(principal)),
+            Err(reason) => Err(auth_failure(state, parts, reason, reason_text(reason)).await),
+        }
     }
+}
+
+fn reason_text(reason: &'static str) -> &'static str {
+    match reason {
+        "revoked" => "This API key has been revoked.",
+        "expired" => "This API key has expired.",
+        "unavailable" => "The key store is unavailable; try again.",
+        _ => "Incorrect API key provided.",
+    }
+}
+
+/// Records the failure in the audit log (with the key's public id when it had one, never the
+/// key) and answers 401.
+async fn auth_failure(
+    state: &AppState,
+    parts: &Parts,
+    reason: &'static str,
+    message: &'static str,
+) -> HttpError {
+    let actor = presented_key(parts)
+        .and_then(plexus_auth::keys::id_of)
+        .unwrap_or("anonymous")
+        .to_owned();
+    state
+        .audit()
+        .record(plexus_auth::audit::AuditEvent {
+            ts_ms: state.clock().now_unix_ms(),
+            actor,
+            action: "auth.failure",
+            target: parts.uri.path().to_owned(),
+            outcome: "denied",
+            source: client_addr(&parts.extensions),
+            details: serde_json::json!({"reason": reason}).to_string(),
+        })
+        .await;
+    let code = if reason == "unavailable" {
+        ErrorCode::ServiceUnavailable
+    } else {
+        ErrorCode::InvalidApiKey
+    };
+    HttpError(ApiError::new(code, message))
+}
+
+/// The peer address, when the server was started with connection info.
+pub fn client_addr(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 #[cfg(test)]

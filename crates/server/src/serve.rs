@@ -38,7 +38,7 @@ pub async fn serve(
         let server = axum_server::from_tcp(std_listener)
             .acceptor(acceptor)
             .handle(handle.clone())
-            .serve(router.into_make_service());
+            .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>());
         let grace = opts.grace;
         tokio::spawn(async move {
             shutdown.await;
@@ -54,9 +54,12 @@ pub async fn serve(
             tracing::warn!(message = "Could not set TCP_NODELAY.", error = %e);
         }
     });
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { signalled.cancelled().await })
-        .into_future();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { signalled.cancelled().await })
+    .into_future();
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => return result,

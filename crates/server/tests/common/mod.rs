@@ -20,6 +20,7 @@ pub struct Gateway {
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     writer: Option<WriterHandle>,
+    audit: Option<plexus_auth::audit::AuditHandle>,
     _dir: tempfile::TempDir,
 }
 
@@ -81,6 +82,7 @@ impl Gateway {
         cfg.database = format!("sqlite://{}", dir.path().join("plexus.db").display());
         let store = Store::connect(&cfg.database).await.unwrap();
         let (writer, writer_handle) = LogWriter::spawn(store.clone(), 1024);
+        let (audit, audit_handle) = plexus_auth::audit::AuditWriter::spawn(store.clone());
         let client = UpstreamClient::new(&ClientOptions {
             timeouts: cfg.timeouts,
             ca_bundle: None,
@@ -90,7 +92,13 @@ impl Gateway {
             tls: None,
             grace: cfg.shutdown_grace,
         };
-        let state = AppState::new(Runtime::new(cfg).unwrap(), client, store.clone(), writer);
+        let state = AppState::new(
+            Runtime::new(cfg).unwrap(),
+            client,
+            store.clone(),
+            writer,
+            audit,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -114,6 +122,7 @@ impl Gateway {
             stop: Some(stop),
             server: Some(server),
             writer: Some(writer_handle),
+            audit: Some(audit_handle),
             _dir: dir,
         }
     }
@@ -157,6 +166,9 @@ impl Gateway {
         }
         if let Some(w) = self.writer.take() {
             w.shutdown().await;
+        }
+        if let Some(a) = self.audit.take() {
+            a.shutdown().await;
         }
     }
 }
