@@ -408,6 +408,7 @@ async fn list_keys(
         Role::Member | Role::Viewer => {
             if principal.user_id.is_some() {
                 filter.user_id = principal.user_id.clone();
+                filter.team_id = None;
             } else {
                 filter.team_id = principal.team_id.clone();
             }

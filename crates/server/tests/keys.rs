@@ -1,0 +1,510 @@
+//! Virtual keys, roles and the audit log through the admin API and the OpenAI API.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{user, Gateway, MASTER_KEY};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn admin(
+    gw: &Gateway,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut rb = gw
+        .http
+        .request(method, format!("{}{path}", gw.url))
+        .bearer_auth(key);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let resp = rb.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn post(gw: &Gateway, key: &str, path: &str, body: Value) -> (u16, Value) {
+    admin(gw, key, reqwest::Method::POST, path, Some(body)).await
+}
+
+async fn get(gw: &Gateway, key: &str, path: &str) -> (u16, Value) {
+    admin(gw, key, reqwest::Method::GET, path, None).await
+}
+
+async fn chat_with(gw: &Gateway, key: &str, model: &str) -> u16 {
+    gw.http
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(key)
+        .json(&user(model, "hi"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Teams red and blue; alice (red team admin), bob (red member), dave (blue member), and a key
+/// for each.
+async fn org(gw: &Gateway) -> (String, String, String) {
+    for team in ["red", "blue"] {
+        let (s, _) = post(gw, MASTER_KEY, "/admin/teams", json!({"id": team})).await;
+        assert_eq!(s, 201);
+    }
+    for (id, team, role) in [
+        ("alice", "red", "team_admin"),
+        ("bob", "red", "member"),
+        ("dave", "blue", "member"),
+    ] {
+        let (s, body) = post(
+            gw,
+            MASTER_KEY,
+            "/admin/users",
+            json!({"id": id, "team": team, "role": role}),
+        )
+        .await;
+        assert_eq!(s, 201, "{body}");
+    }
+    let mut keys = Vec::new();
+    for (name, team, u, role) in [
+        ("a", "red", "alice", "team_admin"),
+        ("b", "red", "bob", "member"),
+        ("d", "blue", "dave", "member"),
+    ] {
+        let (s, body) = post(
+            gw,
+            MASTER_KEY,
+            "/admin/keys",
+            json!({"name": name, "team": team, "user": u, "role": role}),
+        )
+        .await;
+        assert_eq!(s, 201, "{body}");
+        keys.push(body["key"].as_str().unwrap().to_owned());
+    }
+    (keys[0].clone(), keys[1].clone(), keys[2].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_authenticate_and_carry_their_limits() {
+    let gw = Gateway::start().await;
+    let (s, created) = post(
+        &gw,
+        MASTER_KEY,
+        "/admin/keys",
+        json!({"name": "svc", "models": ["gpt", "claude/*"], "rpm": 60, "max_budget_usd": 5, "budget_period": "30d", "metadata": {"env": "ci"}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("sk-px-"));
+    assert_eq!(created["rpm"], 60);
+    assert_eq!(created["metadata"]["env"], "ci");
+    assert!(created.get("key_hash").is_none());
+
+    // Allowed models work; others are 403 naming the model; the log row carries the key id.
+    let resp = gw
+        .http
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(&key)
+        .header("x-request-id", "by-virtual-key")
+        .json(&user("gpt", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(gw.logged("by-virtual-key").await.key_id, created["id"]);
+    assert_eq!(chat_with(&gw, &key, "claude/claude-haiku-4-5").await, 200);
+    let denied = gw
+        .http
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(&key)
+        .json(&user("sonnet", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let body: Value = denied.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "permission_denied");
+    assert_eq!(body["error"]["param"], "model");
+
+    // The stored key is only a hash: the plaintext appears nowhere in the database.
+    let stored = gw
+        .store
+        .get_key(created["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(stored.key_hash, key);
+    assert!(!stored.key_hash.contains(&key[20..]));
+
+    // Wrong secret for a real id, malformed keys: 401.
+    let mut wrong = key.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == 'a' { 'b' } else { 'a' });
+    for bad in [
+        wrong.as_str(),
+        "sk-px-short",
+        "Bearer-nonsense",
+        &"x".repeat(5000),
+    ] {
+        assert_eq!(chat_with(&gw, bad, "gpt").await, 401, "{bad:.40}");
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_expired_and_rotated_keys() {
+    let gw = Gateway::start().await;
+    let (_, k) = post(&gw, MASTER_KEY, "/admin/keys", json!({"name": "to-revoke"})).await;
+    let key = k["key"].as_str().unwrap().to_owned();
+    let id = k["id"].as_str().unwrap().to_owned();
+    assert_eq!(chat_with(&gw, &key, "gpt").await, 200);
+    let (s, _) = admin(
+        &gw,
+        MASTER_KEY,
+        reqwest::Method::DELETE,
+        &format!("/admin/keys/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        chat_with(&gw, &key, "gpt").await,
+        401,
+        "revocation is immediate on this instance"
+    );
+
+    let (_, k) = post(
+        &gw,
+        MASTER_KEY,
+        "/admin/keys",
+        json!({"name": "short-lived", "expires_in": "1s"}),
+    )
+    .await;
+    let short = k["key"].as_str().unwrap().to_owned();
+    assert_eq!(chat_with(&gw, &short, "gpt").await, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(chat_with(&gw, &short, "gpt").await, 401, "expired");
+
+    // Rotation with a grace period: both keys work, then only the new one.
+    let (_, k) = post(
+        &gw,
+        MASTER_KEY,
+        "/admin/keys",
+        json!({"name": "rotating", "rpm": 10}),
+    )
+    .await;
+    let old = k["key"].as_str().unwrap().to_owned();
+    let old_id = k["id"].as_str().unwrap().to_owned();
+    let (s, rotated) = post(
+        &gw,
+        MASTER_KEY,
+        &format!("/admin/keys/{old_id}/rotate"),
+        json!({"grace_seconds": 1}),
+    )
+    .await;
+    assert_eq!(s, 201, "{rotated}");
+    let new = rotated["key"].as_str().unwrap().to_owned();
+    assert_eq!(rotated["rotated_from"], old_id.as_str());
+    assert_eq!(rotated["rpm"], 10, "attributes carry over");
+    assert_eq!(
+        chat_with(&gw, &old, "gpt").await,
+        200,
+        "within the grace period"
+    );
+    assert_eq!(chat_with(&gw, &new, "gpt").await, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        chat_with(&gw, &old, "gpt").await,
+        401,
+        "after the grace period"
+    );
+    assert_eq!(chat_with(&gw, &new, "gpt").await, 200);
+
+    let (_, k) = post(&gw, MASTER_KEY, "/admin/keys", json!({"name": "instant"})).await;
+    let (_, r) = post(
+        &gw,
+        MASTER_KEY,
+        &format!("/admin/keys/{}/rotate", k["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        chat_with(&gw, k["key"].as_str().unwrap(), "gpt").await,
+        401,
+        "no grace: revoked at once"
+    );
+    assert_eq!(chat_with(&gw, r["key"].as_str().unwrap(), "gpt").await, 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_are_enforced_on_every_admin_route() {
+    let gw = Gateway::start().await;
+    let (alice, bob, dave) = org(&gw).await;
+
+    // The team admin manages its team's keys, not another team's, and cannot escalate.
+    let (s, bobs) = post(
+        &gw,
+        &alice,
+        "/admin/keys",
+        json!({"name": "for bob", "user": "bob"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{bobs}");
+    assert_eq!(bobs["team"], "red");
+    let (s, _) = post(
+        &gw,
+        &alice,
+        "/admin/keys",
+        json!({"name": "x", "team": "blue", "user": "dave"}),
+    )
+    .await;
+    assert_eq!(s, 403, "another team's user");
+    let (s, _) = post(
+        &gw,
+        &alice,
+        "/admin/keys",
+        json!({"name": "x", "role": "admin"}),
+    )
+    .await;
+    assert_eq!(s, 403, "role escalation");
+    let (s, _) = post(&gw, &alice, "/admin/teams", json!({"id": "green"})).await;
+    assert_eq!(s, 403, "team admins do not create teams");
+    let (s, _) = post(
+        &gw,
+        &alice,
+        "/admin/users",
+        json!({"id": "eve", "team": "blue"}),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, created) = post(&gw, &alice, "/admin/users", json!({"id": "erin"})).await;
+    assert_eq!(s, 201);
+    assert_eq!(created["team"], "red");
+
+    // A member sees and manages only its own keys.
+    let (s, own) = post(&gw, &bob, "/admin/keys", json!({"name": "bob's own"})).await;
+    assert_eq!(s, 201, "{own}");
+    assert_eq!(own["user"], "bob");
+    let (s, _) = post(
+        &gw,
+        &bob,
+        "/admin/keys",
+        json!({"name": "x", "role": "team_admin"}),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, _) = post(
+        &gw,
+        &bob,
+        "/admin/keys",
+        json!({"name": "x", "user": "alice"}),
+    )
+    .await;
+    assert_eq!(s, 403, "a member cannot create keys for others");
+    let (_, listed) = get(&gw, &bob, "/admin/keys?team=blue").await;
+    let owners: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["user"].as_str().unwrap())
+        .collect();
+    assert!(!owners.is_empty());
+    assert!(owners.iter().all(|u| *u == "bob"), "{owners:?}");
+    let (_, all) = get(&gw, MASTER_KEY, "/admin/keys?team=red").await;
+    let alices = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["user"] == "alice")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, _) = get(&gw, &bob, &format!("/admin/keys/{alices}")).await;
+    assert_eq!(s, 404, "other people's keys are invisible");
+    let (s, _) = admin(
+        &gw,
+        &bob,
+        reqwest::Method::DELETE,
+        &format!("/admin/keys/{alices}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = admin(
+        &gw,
+        &dave,
+        reqwest::Method::DELETE,
+        &format!("/admin/keys/{}", bobs["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404, "another team's member");
+    let (s, _) = admin(
+        &gw,
+        &alice,
+        reqwest::Method::PATCH,
+        &format!("/admin/keys/{}", bobs["id"].as_str().unwrap()),
+        Some(json!({"rpm": 5})),
+    )
+    .await;
+    assert_eq!(s, 200, "the team admin edits its team's keys");
+
+    // Viewers read, never write; nobody but admins reads the audit log.
+    let (s, v) = post(
+        &gw,
+        MASTER_KEY,
+        "/admin/keys",
+        json!({"name": "viewer", "team": "red", "role": "viewer"}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let viewer = v["key"].as_str().unwrap();
+    let (s, _) = post(&gw, viewer, "/admin/keys", json!({"name": "x"})).await;
+    assert_eq!(s, 403);
+    let (s, _) = get(&gw, viewer, "/admin/keys").await;
+    assert_eq!(s, 200);
+    for key in [alice.as_str(), bob.as_str(), viewer] {
+        let (s, _) = get(&gw, key, "/admin/audit").await;
+        assert_eq!(s, 403);
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_input_is_validated_and_listing_paginates() {
+    let gw = Gateway::start().await;
+    for (body, param) in [
+        (json!({"name": ""}), "name"),
+        (json!({"name": "x", "role": "god"}), "role"),
+        (json!({"name": "x", "rpm": -1}), "rpm"),
+        (
+            json!({"name": "x", "budget_period": "whenever"}),
+            "budget_period",
+        ),
+        (json!({"name": "x", "expires_at": 1}), "expires_at"),
+        (json!({"name": "x", "team": "nope"}), ""),
+        (json!({"name": "x", "surprise": 1}), ""),
+    ] {
+        let (s, e) = post(&gw, MASTER_KEY, "/admin/keys", body.clone()).await;
+        assert!(s == 400 || s == 404, "{body}: {s} {e}");
+        if !param.is_empty() {
+            assert_eq!(e["error"]["param"], param, "{body}");
+        }
+    }
+    let (s, _) = post(&gw, MASTER_KEY, "/admin/teams", json!({"id": "bad id!"})).await;
+    assert_eq!(s, 400);
+    let (s, _) = post(&gw, MASTER_KEY, "/admin/teams", json!({"id": "dup"})).await;
+    assert_eq!(s, 201);
+    let (s, _) = post(&gw, MASTER_KEY, "/admin/teams", json!({"id": "dup"})).await;
+    assert_eq!(s, 400, "duplicate");
+
+    for i in 0..7 {
+        post(
+            &gw,
+            MASTER_KEY,
+            "/admin/keys",
+            json!({"name": format!("k{i}")}),
+        )
+        .await;
+    }
+    let mut seen = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/admin/keys?limit=3&cursor={c}"),
+            None => "/admin/keys?limit=3".to_owned(),
+        };
+        let (s, page) = get(&gw, MASTER_KEY, &path).await;
+        assert_eq!(s, 200);
+        seen += page["data"].as_array().unwrap().len();
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 7);
+    let (s, _) = get(&gw, MASTER_KEY, "/admin/keys?limit=0").await;
+    assert_eq!(s, 400);
+    let (s, _) = get(&gw, "sk-px-not-a-key", "/admin/keys").await;
+    assert_eq!(s, 401);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_actions_and_failures_are_audited_in_a_verifiable_chain() {
+    let gw = Gateway::start().await;
+    let (_, k) = post(&gw, MASTER_KEY, "/admin/keys", json!({"name": "audited"})).await;
+    let id = k["id"].as_str().unwrap().to_owned();
+    admin(
+        &gw,
+        MASTER_KEY,
+        reqwest::Method::DELETE,
+        &format!("/admin/keys/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(chat_with(&gw, k["key"].as_str().unwrap(), "gpt").await, 401);
+    assert_eq!(chat_with(&gw, "sk-wrong", "gpt").await, 401);
+    let (s, log) = get(&gw, MASTER_KEY, "/admin/audit?limit=100").await;
+    assert_eq!(s, 200);
+    let entries = log["data"].as_array().unwrap();
+    let actions: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(actions.contains(&("key.create", "ok")), "{actions:?}");
+    assert!(actions.contains(&("key.revoke", "ok")));
+    let failures: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "auth.failure")
+        .collect();
+    assert_eq!(failures.len(), 2);
+    assert_eq!(
+        failures[0]["actor"],
+        id.as_str(),
+        "the key's public id, never the key"
+    );
+    assert_eq!(failures[0]["details"]["reason"], "revoked");
+    assert_eq!(failures[0]["source"], "127.0.0.1");
+    let text = log.to_string();
+    assert!(
+        !text.contains(k["key"].as_str().unwrap()),
+        "no secret in the audit log"
+    );
+    assert!(!text.contains(MASTER_KEY));
+
+    // The stored chain verifies, and an edit in the database breaks it.
+    gw.state.audit().flush().await;
+    let stored = gw
+        .store
+        .list_audit(&plexus_store::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut v = plexus_auth::audit::Verifier::default();
+    for e in &stored {
+        v.check(e).unwrap();
+    }
+    let mut tampered = stored.clone();
+    tampered[0].outcome = "denied".into();
+    let mut v = plexus_auth::audit::Verifier::default();
+    assert!(v.check(&tampered[0]).is_err());
+    gw.shutdown().await;
+}
