@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{user, Gateway, MASTER_KEY};
+use common::{user, Backend, Gateway, MASTER_KEY};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -91,9 +91,8 @@ async fn org(gw: &Gateway) -> (String, String, String) {
     (keys[0].clone(), keys[1].clone(), keys[2].clone())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_authenticate_and_carry_their_limits() {
-    let gw = Gateway::start().await;
+async fn keys_authenticate_and_carry_their_limits(backend: Backend) {
+    let gw = Gateway::start_on(backend, "", "").await;
     let (s, created) = post(
         &gw,
         MASTER_KEY,
@@ -159,9 +158,8 @@ async fn keys_authenticate_and_carry_their_limits() {
     gw.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoked_expired_and_rotated_keys() {
-    let gw = Gateway::start().await;
+async fn revoked_expired_and_rotated_keys(backend: Backend) {
+    let gw = Gateway::start_on(backend, "", "").await;
     let (_, k) = post(&gw, MASTER_KEY, "/admin/keys", json!({"name": "to-revoke"})).await;
     let key = k["key"].as_str().unwrap().to_owned();
     let id = k["id"].as_str().unwrap().to_owned();
@@ -245,9 +243,8 @@ async fn revoked_expired_and_rotated_keys() {
     gw.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn roles_are_enforced_on_every_admin_route() {
-    let gw = Gateway::start().await;
+async fn roles_are_enforced_on_every_admin_route(backend: Backend) {
+    let gw = Gateway::start_on(backend, "", "").await;
     let (alice, bob, dave) = org(&gw).await;
 
     // The team admin manages its team's keys, not another team's, and cannot escalate.
@@ -380,9 +377,8 @@ async fn roles_are_enforced_on_every_admin_route() {
     gw.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_input_is_validated_and_listing_paginates() {
-    let gw = Gateway::start().await;
+async fn admin_input_is_validated_and_listing_paginates(backend: Backend) {
+    let gw = Gateway::start_on(backend, "", "").await;
     for (body, param) in [
         (json!({"name": ""}), "name"),
         (json!({"name": "x", "role": "god"}), "role"),
@@ -440,9 +436,8 @@ async fn admin_input_is_validated_and_listing_paginates() {
     gw.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_actions_and_failures_are_audited_in_a_verifiable_chain() {
-    let gw = Gateway::start().await;
+async fn admin_actions_and_failures_are_audited_in_a_verifiable_chain(backend: Backend) {
+    let gw = Gateway::start_on(backend, "", "").await;
     let (_, k) = post(&gw, MASTER_KEY, "/admin/keys", json!({"name": "audited"})).await;
     let id = k["id"].as_str().unwrap().to_owned();
     admin(
@@ -508,3 +503,27 @@ async fn admin_actions_and_failures_are_audited_in_a_verifiable_chain() {
     assert!(v.check(&tampered[0]).is_err());
     gw.shutdown().await;
 }
+
+/// Every test above, on SQLite and on PostgreSQL.
+macro_rules! on_both {
+    ($($name:ident),*) => {
+        mod sqlite {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(Backend::Sqlite).await })*
+        }
+        mod postgres {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(Backend::Postgres).await })*
+        }
+    };
+}
+
+on_both!(
+    keys_authenticate_and_carry_their_limits,
+    revoked_expired_and_rotated_keys,
+    roles_are_enforced_on_every_admin_route,
+    admin_input_is_validated_and_listing_paginates,
+    admin_actions_and_failures_are_audited_in_a_verifiable_chain
+);

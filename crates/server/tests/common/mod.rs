@@ -11,6 +11,38 @@ use tokio::sync::oneshot;
 
 pub const MASTER_KEY: &str = "sk-test-master-key";
 
+/// Which database a test gateway runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("PLEXUS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A migrated store in a fresh schema of the local PostgreSQL.
+pub async fn postgres_store() -> (Store, String) {
+    let schema = format!("plexus_t_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&postgres_url())
+        .await
+        .expect("PostgreSQL must be reachable for these tests (PLEXUS_TEST_POSTGRES_URL)");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let options =
+        <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(&postgres_url())
+            .unwrap()
+            .options([("search_path", schema.as_str())]);
+    let store = Store::connect_postgres(options).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, schema)
+}
+
 pub struct Gateway {
     pub url: String,
     pub mock: MockServer,
@@ -21,6 +53,7 @@ pub struct Gateway {
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     writer: Option<WriterHandle>,
     audit: Option<plexus_auth::audit::AuditHandle>,
+    schema: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -75,12 +108,24 @@ impl Gateway {
     }
 
     pub async fn start_with(extra_models: &str, extra_top: &str) -> Gateway {
+        Gateway::start_on(Backend::Sqlite, extra_models, extra_top).await
+    }
+
+    pub async fn start_on(backend: Backend, extra_models: &str, extra_top: &str) -> Gateway {
         let mock = MockServer::start(MockConfig::default()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let yaml = config_yaml(&mock.url(), extra_models, extra_top);
         let mut cfg = from_yaml_str(&yaml, &Overrides::default(), &|_| None).unwrap();
-        cfg.database = format!("sqlite://{}", dir.path().join("plexus.db").display());
-        let store = Store::connect(&cfg.database).await.unwrap();
+        let (store, schema) = match backend {
+            Backend::Sqlite => {
+                cfg.database = format!("sqlite://{}", dir.path().join("plexus.db").display());
+                (Store::connect(&cfg.database).await.unwrap(), None)
+            }
+            Backend::Postgres => {
+                let (store, schema) = postgres_store().await;
+                (store, Some(schema))
+            }
+        };
         let (writer, writer_handle) = LogWriter::spawn(store.clone(), 1024);
         let (audit, audit_handle) = plexus_auth::audit::AuditWriter::spawn(store.clone());
         let client = UpstreamClient::new(&ClientOptions {
@@ -123,6 +168,7 @@ impl Gateway {
             server: Some(server),
             writer: Some(writer_handle),
             audit: Some(audit_handle),
+            schema,
             _dir: dir,
         }
     }
@@ -169,6 +215,15 @@ impl Gateway {
         }
         if let Some(a) = self.audit.take() {
             a.shutdown().await;
+        }
+        if let Some(schema) = self.schema.take() {
+            self.store.close().await;
+            let admin = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
         }
     }
 }
