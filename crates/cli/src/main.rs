@@ -222,8 +222,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tls: cfg.tls.clone(),
         grace: cfg.shutdown_grace,
     };
-    let runtime = Runtime::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let state = AppState::new(runtime, client, store.clone(), writer, audit);
+    let runtime = Runtime::load(cfg, &client)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let state = AppState::new(runtime, client.clone(), store.clone(), writer, audit);
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -235,6 +237,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
 
     let reload = tokio::spawn(reload_on_sighup(
         state.clone(),
+        client,
         args.clone(),
         demo_url.clone(),
     ));
@@ -252,7 +255,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
 }
 
 /// SIGHUP: re-read the config and swap it in; a bad config is logged and ignored.
-async fn reload_on_sighup(state: AppState, args: ServeArgs, demo_url: Option<String>) {
+async fn reload_on_sighup(
+    state: AppState,
+    client: plexus_providers::client::UpstreamClient,
+    args: ServeArgs,
+    demo_url: Option<String>,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -260,9 +268,13 @@ async fn reload_on_sighup(state: AppState, args: ServeArgs, demo_url: Option<Str
             return;
         };
         while hup.recv().await.is_some() {
-            match load_config(&args, demo_url.as_deref())
-                .and_then(|cfg| Runtime::new(cfg).map_err(|e| anyhow::anyhow!("{e}")))
-            {
+            let loaded = match load_config(&args, demo_url.as_deref()) {
+                Ok(cfg) => Runtime::load(cfg, &client)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}")),
+                Err(e) => Err(e),
+            };
+            match loaded {
                 Ok(rt) => {
                     state.replace_runtime(rt);
                     tracing::info!(message = "Configuration reloaded.");
@@ -275,7 +287,7 @@ async fn reload_on_sighup(state: AppState, args: ServeArgs, demo_url: Option<Str
     }
     #[cfg(not(unix))]
     {
-        let _ = (state, args, demo_url);
+        let _ = (state, client, args, demo_url);
         std::future::pending::<()>().await;
     }
 }

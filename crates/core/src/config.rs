@@ -218,6 +218,26 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
+/// Where the identity provider's signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    File(PathBuf),
+    Url(String),
+}
+
+/// JWT bearer tokens from an external identity provider, accepted beside API keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks: JwksSource,
+    /// Claim names (or JSON pointers such as `/realm_access/roles`) for user, team and role.
+    pub user_claim: String,
+    pub team_claim: String,
+    pub role_claim: String,
+    pub leeway_secs: u64,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -233,6 +253,7 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    pub jwt: Option<JwtSettings>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -273,10 +294,31 @@ struct RawConfig {
     tls: Option<RawTls>,
     ca_bundle: Option<PathBuf>,
     shutdown_grace: Option<String>,
+    jwt: Option<RawJwt>,
     #[serde(default)]
     providers: Vec<RawProvider>,
     #[serde(default)]
     models: Vec<RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    issuer: String,
+    audience: String,
+    jwks_file: Option<PathBuf>,
+    jwks_url: Option<String>,
+    #[serde(default)]
+    claims: RawJwtClaims,
+    leeway_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJwtClaims {
+    user: Option<String>,
+    team: Option<String>,
+    role: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -739,6 +781,44 @@ fn validate(
         });
     }
 
+    let jwt = match raw.jwt {
+        None => None,
+        Some(j) => {
+            if j.issuer.is_empty() {
+                return Err(invalid("jwt.issuer", "must be non-empty"));
+            }
+            if j.audience.is_empty() {
+                return Err(invalid("jwt.audience", "must be non-empty"));
+            }
+            let jwks = match (j.jwks_file, j.jwks_url) {
+                (Some(f), None) => JwksSource::File(f),
+                (None, Some(u)) if u.starts_with("https://") || u.starts_with("http://") => {
+                    JwksSource::Url(u)
+                }
+                (None, Some(_)) => return Err(invalid("jwt.jwks_url", "must be an http(s) URL")),
+                _ => {
+                    return Err(invalid(
+                        "jwt",
+                        "give exactly one of `jwks_file` and `jwks_url`",
+                    ))
+                }
+            };
+            let leeway_secs = j.leeway_secs.unwrap_or(30);
+            if leeway_secs > 3600 {
+                return Err(invalid("jwt.leeway_secs", "must be at most 3600"));
+            }
+            Some(JwtSettings {
+                issuer: j.issuer,
+                audience: j.audience,
+                jwks,
+                user_claim: j.claims.user.unwrap_or_else(|| "sub".into()),
+                team_claim: j.claims.team.unwrap_or_else(|| "team".into()),
+                role_claim: j.claims.role.unwrap_or_else(|| "role".into()),
+                leeway_secs,
+            })
+        }
+    };
+
     let tls = raw.tls.map(|t| TlsConfig {
         cert: t.cert,
         key: t.key,
@@ -755,6 +835,7 @@ fn validate(
         providers,
         models,
         shutdown_grace,
+        jwt,
     })
 }
 
@@ -906,6 +987,39 @@ models:
         assert_eq!(names, ["anthropic", "gemini"]);
         assert_eq!(cfg.database, DEFAULT_DATABASE);
         assert!(cfg.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn jwt_settings() {
+        let cfg = from_yaml_str(
+            "jwt: {issuer: 'https://idp', audience: plexus, jwks_file: /tmp/jwks.json, claims: {team: org}}",
+            &Overrides::default(),
+            &|_| None,
+        )
+        .unwrap();
+        let jwt = cfg.jwt.unwrap();
+        assert_eq!(jwt.jwks, JwksSource::File("/tmp/jwks.json".into()));
+        assert_eq!(
+            (jwt.user_claim.as_str(), jwt.team_claim.as_str()),
+            ("sub", "org")
+        );
+        for (yaml, key) in [
+            ("jwt: {issuer: a, audience: b}", "jwt"),
+            (
+                "jwt: {issuer: a, audience: b, jwks_file: x, jwks_url: 'https://y'}",
+                "jwt",
+            ),
+            ("jwt: {issuer: '', audience: b, jwks_file: x}", "jwt.issuer"),
+            (
+                "jwt: {issuer: a, audience: b, jwks_url: 'ftp://x'}",
+                "jwt.jwks_url",
+            ),
+        ] {
+            let err = from_yaml_str(yaml, &Overrides::default(), &|_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
     }
 
     #[test]

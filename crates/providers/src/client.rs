@@ -71,6 +71,25 @@ impl UpstreamClient {
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts
     }
+
+    /// A small document over GET (e.g. an identity provider's JWKS), at most 1 MiB.
+    pub async fn fetch_text(&self, url: &str) -> Result<String, ProviderError> {
+        let response = timeout(self.timeouts.first_byte, self.http.get(url).send())
+            .await
+            .map_err(|_| ProviderError::Timeout(TimeoutPhase::FirstByte))?
+            .map_err(send_error)?;
+        let status = response.status();
+        let body = read_limited(response, self.timeouts.idle, 1 << 20).await?;
+        if !status.is_success() {
+            return Err(ProviderError::Upstream {
+                status: status.as_u16(),
+                code: None,
+                message: crate::truncate_text(&body),
+                retry_after: None,
+            });
+        }
+        String::from_utf8(body.to_vec()).map_err(ProviderError::decode)
+    }
 }
 
 fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, ProviderError> {

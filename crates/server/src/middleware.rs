@@ -161,6 +161,32 @@ impl FromRequestParts<AppState> for Auth {
         if bool::from(crate::runtime::hash_key(key).ct_eq(master)) {
             return Ok(Auth(Principal::master()));
         }
+        if let Some(validator) = &rt.jwt {
+            if plexus_auth::jwt::looks_like_jwt(key) {
+                return match validator.validate_at(key, state.clock().now_unix_secs()) {
+                    Ok(identity) => match jwt_principal(identity) {
+                        Some(p) => Ok(Auth(p)),
+                        None => Err(auth_failure(
+                            state,
+                            parts,
+                            "jwt_role",
+                            "The token's role is not one of admin, team_admin, member, viewer.",
+                        )
+                        .await),
+                    },
+                    Err(e) => {
+                        tracing::info!(message = "JWT rejected.", reason = %e);
+                        Err(auth_failure(
+                            state,
+                            parts,
+                            "jwt_invalid",
+                            "The bearer token is not valid.",
+                        )
+                        .await)
+                    }
+                };
+            }
+        }
         match state
             .auth()
             .authenticate(key, state.clock().now_unix_ms())
@@ -170,6 +196,22 @@ impl FromRequestParts<AppState> for Auth {
             Err(reason) => Err(auth_failure(state, parts, reason, reason_text(reason)).await),
         }
     }
+}
+
+/// A validated token's identity as a principal; a missing role means `member`.
+fn jwt_principal(identity: plexus_auth::jwt::JwtIdentity) -> Option<Principal> {
+    let role = match identity.role.as_deref() {
+        None => plexus_auth::roles::Role::Member,
+        Some(r) => plexus_auth::roles::Role::parse(r)?,
+    };
+    Some(Principal {
+        id: format!("jwt:{}", identity.subject),
+        key_id: None,
+        user_id: identity.user,
+        team_id: identity.team,
+        role,
+        models: Vec::new(),
+    })
 }
 
 fn reason_text(reason: &'static str) -> &'static str {

@@ -3,9 +3,11 @@
 //! atomically while in-flight requests finish on the old one.
 
 use crate::metrics::TargetMetrics;
-use plexus_core::config::Config;
+use plexus_auth::jwt::{ClaimNames, JwtConfig, JwtValidator};
+use plexus_core::config::{Config, JwksSource};
 use plexus_core::{ApiError, ErrorCode};
 use plexus_providers::client::ProviderHandle;
+use plexus_providers::client::UpstreamClient;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -21,6 +23,8 @@ pub struct Runtime {
     direct_metrics: HashMap<String, Arc<TargetMetrics>>,
     /// SHA-256 of the master key, compared in constant time.
     pub master_key_hash: Option<[u8; 32]>,
+    /// Validator of identity-provider tokens, when `jwt` is configured.
+    pub jwt: Option<Arc<JwtValidator>>,
 }
 
 /// One place a model can be served from.
@@ -43,7 +47,54 @@ pub fn hash_key(key: &str) -> [u8; 32] {
 }
 
 impl Runtime {
+    /// Builds the snapshot, fetching the identity provider's keys when they come from a URL.
+    pub async fn load(config: Config, client: &UpstreamClient) -> Result<Runtime, ApiError> {
+        let jwks = match config.jwt.as_ref().map(|j| &j.jwks) {
+            Some(JwksSource::Url(url)) => Some(client.fetch_text(url).await.map_err(|e| {
+                ApiError::internal(format!("cannot fetch the JWKS from {url}: {e}"))
+            })?),
+            _ => None,
+        };
+        Runtime::with_jwks(config, jwks)
+    }
+
+    /// Builds the snapshot; a JWKS from a URL must be passed in (see [`Runtime::load`]).
     pub fn new(config: Config) -> Result<Runtime, ApiError> {
+        Runtime::with_jwks(config, None)
+    }
+
+    fn with_jwks(config: Config, fetched_jwks: Option<String>) -> Result<Runtime, ApiError> {
+        let jwt = match &config.jwt {
+            None => None,
+            Some(settings) => {
+                let jwks = match (&settings.jwks, fetched_jwks) {
+                    (_, Some(text)) => text,
+                    (JwksSource::File(path), None) => {
+                        std::fs::read_to_string(path).map_err(|e| {
+                            ApiError::internal(format!(
+                                "cannot read jwt.jwks_file {}: {e}",
+                                path.display()
+                            ))
+                        })?
+                    }
+                    (JwksSource::Url(url), None) => {
+                        return Err(ApiError::internal(format!(
+                            "the JWKS at {url} must be fetched first (Runtime::load)"
+                        )))
+                    }
+                };
+                let mut cfg = JwtConfig::new(settings.issuer.clone(), settings.audience.clone());
+                cfg.claims = ClaimNames {
+                    user: settings.user_claim.clone(),
+                    team: settings.team_claim.clone(),
+                    role: settings.role_claim.clone(),
+                };
+                cfg.leeway_secs = settings.leeway_secs;
+                let validator = JwtValidator::from_jwks_json(&jwks, cfg)
+                    .map_err(|e| ApiError::internal(format!("invalid JWT settings: {e}")))?;
+                Some(Arc::new(validator))
+            }
+        };
         // Metric handles are registered below: the recorder must exist first.
         crate::metrics::install();
         let mut providers = Vec::with_capacity(config.providers.len());
@@ -86,6 +137,7 @@ impl Runtime {
             models,
             direct_metrics,
             master_key_hash,
+            jwt,
         })
     }
 
