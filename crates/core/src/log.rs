@@ -12,6 +12,9 @@ pub struct RequestRecord {
     pub upstream_request_id: Option<String>,
     /// Virtual key id (`master` for the master key, empty when auth is off).
     pub key_id: String,
+    /// The key's (or token's) user and team, for spend and budgets.
+    pub user_id: Option<String>,
+    pub team_id: Option<String>,
     /// `chat` or `embeddings`.
     pub endpoint: &'static str,
     /// The model name the client sent.

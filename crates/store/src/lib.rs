@@ -187,7 +187,7 @@ impl Store {
         const INSERT: &str = "INSERT INTO request_log (ts_ms, request_id, upstream_request_id, \
              key_id, endpoint, model, provider, upstream_model, stream, status, error_code, \
              prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, \
-             cost_usd, latency_ms, ttft_ms) ";
+             cost_usd, latency_ms, ttft_ms, user_id, team_id) ";
         macro_rules! insert_all {
             ($pool:expr, $db:ty) => {{
                 let mut tx = $pool.begin().await?;
@@ -212,7 +212,9 @@ impl Store {
                             .push_bind(r.usage_estimated)
                             .push_bind(r.cost_usd)
                             .push_bind(clamp_i64(r.latency_ms))
-                            .push_bind(r.ttft_ms.map(clamp_i64));
+                            .push_bind(r.ttft_ms.map(clamp_i64))
+                            .push_bind(r.user_id.as_deref())
+                            .push_bind(r.team_id.as_deref());
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -235,6 +237,90 @@ impl Store {
         on_db!(&self.db, SQL, |p, q| {
             let rows = sqlx::query(q).bind(i64::from(limit)).fetch_all(p).await?;
             rows.iter().map(LoggedRequest::from_row).collect()
+        })
+    }
+
+    /// Spend since `since_ms` of a key, user or team (`scope` is `key`, `user` or `team`).
+    pub async fn spend_since(
+        &self,
+        scope: &str,
+        id: &str,
+        since_ms: i64,
+    ) -> Result<f64, StoreError> {
+        const BY_KEY: &str =
+            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM request_log WHERE key_id = ? AND ts_ms >= ?";
+        const BY_USER: &str =
+            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM request_log WHERE user_id = ? AND ts_ms >= ?";
+        const BY_TEAM: &str =
+            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM request_log WHERE team_id = ? AND ts_ms >= ?";
+        let sql = match scope {
+            "user" => BY_USER,
+            "team" => BY_TEAM,
+            _ => BY_KEY,
+        };
+        on_db!(&self.db, sql, |p, q| {
+            let v: f64 = sqlx::query_scalar(q)
+                .bind(id)
+                .bind(since_ms)
+                .fetch_one(p)
+                .await?;
+            Ok(v)
+        })
+    }
+
+    /// Spend grouped by `group` (`key`, `user`, `team`, `model` or `day`) since `since_ms`,
+    /// optionally within one team or user.
+    pub async fn spend_report(
+        &self,
+        group: &str,
+        since_ms: i64,
+        team_id: Option<&str>,
+        user_id: Option<&str>,
+    ) -> Result<Vec<SpendRow>, StoreError> {
+        macro_rules! report {
+            ($col:literal) => {
+                concat!(
+                    "SELECT ", $col, " AS grp, COUNT(*) AS requests, \
+                     CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
+                     CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
+                     COALESCE(SUM(cost_usd), 0.0) AS cost_usd FROM request_log \
+                     WHERE ts_ms >= ? AND (? IS NULL OR team_id = ?) AND (? IS NULL OR user_id = ?) \
+                     GROUP BY grp ORDER BY cost_usd DESC LIMIT 1000"
+                )
+            };
+        }
+        let sql: &'static str = match group {
+            "user" => report!("COALESCE(user_id, '')"),
+            "team" => report!("COALESCE(team_id, '')"),
+            "model" => report!("model"),
+            "day" => report!("CAST(ts_ms / 86400000 AS BIGINT)"),
+            _ => report!("key_id"),
+        };
+        on_db!(&self.db, sql, |p, q| {
+            let rows = sqlx::query(q)
+                .bind(since_ms)
+                .bind(team_id)
+                .bind(team_id)
+                .bind(user_id)
+                .bind(user_id)
+                .fetch_all(p)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let group = if sql.contains("ts_ms / 86400000") {
+                        r.i64("grp")?.to_string()
+                    } else {
+                        r.text("grp")?
+                    };
+                    Ok(SpendRow {
+                        group,
+                        requests: r.i64("requests")?.max(0) as u64,
+                        prompt_tokens: r.i64("prompt_tokens")?.max(0) as u64,
+                        completion_tokens: r.i64("completion_tokens")?.max(0) as u64,
+                        cost_usd: r.f64("cost_usd")?,
+                    })
+                })
+                .collect()
         })
     }
 
@@ -270,6 +356,17 @@ impl Store {
 
 pub(crate) fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// One line of a spend report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpendRow {
+    /// The key id, user, team, model, or day (days since the Unix epoch).
+    pub group: String,
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
 }
 
 /// A request record as read back from the database.

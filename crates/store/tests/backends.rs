@@ -328,3 +328,64 @@ async fn audit(store: &Store) {
     assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
 }
 both!(audit_log_append_and_query, audit);
+
+async fn spend(store: &Store) {
+    let rec =
+        |key: &str, user: Option<&str>, team: Option<&str>, model: &str, ts: i64, cost: f64| {
+            RequestRecord {
+                ts_ms: ts,
+                request_id: format!("{key}-{ts}"),
+                key_id: key.into(),
+                user_id: user.map(str::to_owned),
+                team_id: team.map(str::to_owned),
+                endpoint: "chat",
+                model: model.into(),
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                cost_usd: cost,
+                ..Default::default()
+            }
+        };
+    store
+        .insert_requests(&[
+            rec("k1", Some("ada"), Some("red"), "gpt", 1_000, 0.25),
+            rec("k1", Some("ada"), Some("red"), "gpt", 86_400_000 + 5, 0.5),
+            rec(
+                "k2",
+                Some("bob"),
+                Some("red"),
+                "claude",
+                86_400_000 + 6,
+                1.0,
+            ),
+            rec("k3", None, Some("blue"), "gpt", 86_400_000 + 7, 2.0),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.spend_since("key", "k1", 0).await.unwrap(), 0.75);
+    assert_eq!(store.spend_since("key", "k1", 2_000).await.unwrap(), 0.5);
+    assert_eq!(store.spend_since("team", "red", 0).await.unwrap(), 1.75);
+    assert_eq!(store.spend_since("user", "nobody", 0).await.unwrap(), 0.0);
+    let by_model = store.spend_report("model", 0, None, None).await.unwrap();
+    assert_eq!(by_model[0].group, "gpt");
+    assert_eq!(by_model[0].cost_usd, 2.75);
+    assert_eq!(by_model[0].requests, 3);
+    assert_eq!(by_model[0].prompt_tokens, 30);
+    let red_days = store
+        .spend_report("day", 0, Some("red"), None)
+        .await
+        .unwrap();
+    let mut days: Vec<(String, f64)> = red_days
+        .into_iter()
+        .map(|r| (r.group, r.cost_usd))
+        .collect();
+    days.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(days, [("0".to_owned(), 0.25), ("1".to_owned(), 1.5)]);
+    let by_user = store
+        .spend_report("user", 0, None, Some("bob"))
+        .await
+        .unwrap();
+    assert_eq!(by_user.len(), 1);
+    assert_eq!(by_user[0].group, "bob");
+}
+both!(spend_by_scope_and_report, spend);
