@@ -13,6 +13,7 @@ use plexus_auth::roles::Principal;
 use plexus_core::catalog::Catalog;
 use plexus_core::log::RequestRecord;
 use plexus_core::{ApiError, ErrorCode};
+use plexus_limits::Reservation;
 use plexus_protocol::openai::{ChatCompletion, ChatCompletionRequest, Usage};
 use plexus_providers::client::ChatBody;
 use plexus_providers::{ConvertCtx, ProviderError};
@@ -185,6 +186,8 @@ pub(crate) fn base_record(
         ts_ms: state.clock().now_unix_ms(),
         request_id: request_id.to_owned(),
         key_id: principal.id.clone(),
+        user_id: principal.user_id.clone(),
+        team_id: principal.team_id.clone(),
         endpoint,
         model: model.to_owned(),
         stream,
@@ -205,6 +208,63 @@ pub(crate) async fn finish_error(
     metrics::observe(&record, target.map(|t| &*t.metrics));
     state.writer().record(record).await;
     HttpError(err)
+}
+
+/// Reserves the request's worst-case cost on every budget that applies (key, user, team);
+/// `None` when none does. Refusal is a 429 `budget_exceeded`, before any upstream call.
+pub(crate) async fn admit_budget(
+    state: &AppState,
+    principal: &Principal,
+    target: &Target,
+    prompt_tokens: u64,
+    max_output_tokens: u64,
+) -> Result<Option<Reservation>, ApiError> {
+    let limits = state.auth().limits_for(principal).await.map_err(|e| {
+        ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            format!("cannot read budgets: {e}"),
+        )
+    })?;
+    if limits.is_empty() {
+        return Ok(None);
+    }
+    let now = state.clock().now_unix_ms();
+    for (key, limit) in &limits {
+        if state.budgets().needs_seed(key, limit, now) {
+            let recorded = state
+                .auth()
+                .store()
+                .spend_since(key.scope, &key.id, limit.period_start(now))
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::ServiceUnavailable,
+                        format!("cannot read spend: {e}"),
+                    )
+                })?;
+            state.budgets().seed(key.clone(), limit, now, recorded);
+        }
+    }
+    let worst = cost_usd(target, &Usage::new(prompt_tokens, max_output_tokens));
+    state
+        .budgets()
+        .reserve(&limits, worst, now)
+        .map(Some)
+        .map_err(|ex| {
+            ApiError::new(
+                ErrorCode::BudgetExceeded,
+                format!(
+                    "The {} `{}` has spent ${:.4} of its ${:.4} budget (${:.4} more reserved by requests in flight); this request could cost up to ${:.4}.",
+                    ex.key.scope, ex.key.id, ex.spent_usd, ex.limit_usd, ex.reserved_usd, worst
+                ),
+            )
+            .with_retry_after(
+                u64::try_from(ex.resets_at_ms - now)
+                    .ok()
+                    .filter(|_| ex.resets_at_ms > 0 && ex.resets_at_ms < i64::MAX / 2)
+                    .map(std::time::Duration::from_millis),
+            )
+        })
 }
 
 /// The key's allowed models: a 403 naming the model, before anything else happens.
@@ -294,6 +354,29 @@ pub async fn chat_completions(
     };
     let created = state.clock().now_unix_secs();
     let prompt_estimate = estimate_tokens(body_len);
+    let worst_output = {
+        let first = &targets[0];
+        let catalog_max = Catalog::builtin()
+            .lookup(first.provider.kind().as_str(), &first.upstream_model)
+            .and_then(|m| m.max_output_tokens);
+        u64::from(
+            chat.max_output_tokens()
+                .or(catalog_max)
+                .unwrap_or(FALLBACK_MAX_OUTPUT),
+        ) * u64::from(chat.n.unwrap_or(1).max(1))
+    };
+    let mut reservation = match admit_budget(
+        &state,
+        &principal,
+        &targets[0],
+        prompt_estimate,
+        worst_output,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return Err(finish_error(&state, record, None, started, e).await),
+    };
 
     let mut last_err: Option<ProviderError> = None;
     for (i, target) in targets.iter().enumerate() {
@@ -324,6 +407,7 @@ pub async fn chat_completions(
                         target.clone(),
                         started,
                         prompt_estimate,
+                        reservation.take(),
                     );
                     return Ok(stream::sse_response(
                         upstream.chunks,
@@ -353,6 +437,7 @@ pub async fn chat_completions(
                     started,
                     outcome.response,
                     prompt_estimate,
+                    reservation.take(),
                 )
                 .await);
             }
@@ -381,6 +466,7 @@ async fn answer(
     started: Instant,
     response: ChatBody,
     prompt_estimate: u64,
+    reservation: Option<Reservation>,
 ) -> Response {
     let (body, usage) = match response {
         ChatBody::Raw { bytes, usage } => (Ok(bytes), usage),
@@ -399,6 +485,9 @@ async fn answer(
         }
     };
     let cost = cost_usd(target, &usage);
+    if let Some(r) = reservation {
+        r.settle(cost);
+    }
     record.status = 200;
     record.prompt_tokens = usage.prompt_tokens;
     record.completion_tokens = usage.completion_tokens;

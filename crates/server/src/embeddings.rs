@@ -1,7 +1,8 @@
 //! `POST /v1/embeddings`.
 
 use crate::chat::{
-    base_record, check_model_access, cost_usd, estimate_tokens, finish_error, intake, json_response,
+    admit_budget, base_record, check_model_access, cost_usd, estimate_tokens, finish_error, intake,
+    json_response,
 };
 use crate::error::HttpError;
 use crate::middleware::{Auth, RequestId};
@@ -92,6 +93,22 @@ pub async fn embeddings(
     };
     record.provider = target.provider.name().to_owned();
     record.upstream_model = target.upstream_model.to_string();
+    let input_chars: usize = emb
+        .input
+        .texts()
+        .map_or(0, |t| t.iter().map(|s| s.len()).sum());
+    let reservation = match admit_budget(
+        &state,
+        &principal,
+        target,
+        estimate_tokens(input_chars.max(4)) * 2,
+        0,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return Err(finish_error(&state, record, Some(target), started, e).await),
+    };
     let outcome = match state
         .client()
         .embeddings(&target.provider, &emb, &target.upstream_model)
@@ -131,6 +148,9 @@ pub async fn embeddings(
         }
     };
     let cost = cost_usd(target, &Usage::new(usage.prompt_tokens, 0));
+    if let Some(r) = reservation {
+        r.settle(cost);
+    }
     record.status = 200;
     record.prompt_tokens = usage.prompt_tokens;
     record.cost_usd = cost;

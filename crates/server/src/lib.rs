@@ -47,6 +47,7 @@ struct Inner {
     writer: LogWriter,
     audit: plexus_auth::audit::AuditWriter,
     keys: keyauth::KeyAuth,
+    budgets: Arc<plexus_limits::Budgets>,
     metrics: Option<PrometheusHandle>,
     clock: SharedClock,
     started_unix: i64,
@@ -67,6 +68,7 @@ impl AppState {
                 runtime: ArcSwap::from_pointee(runtime),
                 client,
                 keys: keyauth::KeyAuth::new(store.clone()),
+                budgets: plexus_limits::Budgets::new(),
                 store,
                 writer,
                 audit,
@@ -101,6 +103,10 @@ impl AppState {
 
     pub(crate) fn auth(&self) -> &keyauth::KeyAuth {
         &self.inner.keys
+    }
+
+    pub fn budgets(&self) -> &Arc<plexus_limits::Budgets> {
+        &self.inner.budgets
     }
 
     pub(crate) fn client(&self) -> &UpstreamClient {

@@ -28,6 +28,8 @@ pub struct StreamGuard {
     forwarded_chars: usize,
     usage: Option<Usage>,
     first_token_at: Option<Instant>,
+    /// The budget hold, settled with the stream's cost.
+    reservation: Option<plexus_limits::Reservation>,
 }
 
 impl StreamGuard {
@@ -37,6 +39,7 @@ impl StreamGuard {
         target: Target,
         started: Instant,
         prompt_estimate: u64,
+        reservation: Option<plexus_limits::Reservation>,
     ) -> Self {
         StreamGuard {
             state,
@@ -47,6 +50,7 @@ impl StreamGuard {
             forwarded_chars: 0,
             usage: None,
             first_token_at: None,
+            reservation,
         }
     }
 
@@ -96,6 +100,9 @@ impl StreamGuard {
         record.reasoning_tokens = usage.reasoning_tokens();
         record.usage_estimated = estimated;
         record.cost_usd = cost_usd(&self.target, &usage);
+        if let Some(r) = self.reservation.take() {
+            r.settle(record.cost_usd);
+        }
         record.latency_ms = self.started.elapsed().as_millis() as u64;
         record.ttft_ms = self
             .first_token_at

@@ -527,3 +527,142 @@ on_both!(
     admin_input_is_validated_and_listing_paginates,
     admin_actions_and_failures_are_audited_in_a_verifiable_chain
 );
+
+mod budgets {
+    use super::*;
+
+    /// Many concurrent requests against a small budget: the reservations bound the spend, the
+    /// refused ones never reach the provider, and the budget is persisted in the request log.
+    async fn concurrent_requests_cannot_overshoot_a_budget(backend: Backend) {
+        let gw = Gateway::start_on(backend, "", "").await;
+        // gpt-4o-mini (catalog): worst case per request here ≈ 30 prompt + 100 output tokens.
+        let (s, k) = post(
+            &gw,
+            MASTER_KEY,
+            "/admin/keys",
+            json!({"name": "tight", "max_budget_usd": 0.0005, "budget_period": "1d"}),
+        )
+        .await;
+        assert_eq!(s, 201, "{k}");
+        let key = k["key"].as_str().unwrap().to_owned();
+        let body = json!({"model": "gpt", "max_tokens": 100, "messages": [{"role": "user", "content": "hello there"}]});
+        let before = gw.mock.request_count();
+        let mut tasks = Vec::new();
+        for _ in 0..40 {
+            let http = gw.http.clone();
+            let url = format!("{}/v1/chat/completions", gw.url);
+            let key = key.clone();
+            let body = body.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = http
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let json: Value = r.json().await.unwrap();
+                (status, json)
+            }));
+        }
+        let mut ok = 0;
+        let mut refused = 0;
+        for t in tasks {
+            let (status, json) = t.await.unwrap();
+            match status {
+                200 => ok += 1,
+                429 => {
+                    assert_eq!(json["error"]["code"], "budget_exceeded");
+                    assert_eq!(json["error"]["type"], "insufficient_quota");
+                    refused += 1;
+                }
+                other => panic!("unexpected {other}: {json}"),
+            }
+        }
+        assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
+        assert_eq!(
+            gw.mock.request_count() - before,
+            ok,
+            "refused requests never reach the provider"
+        );
+        let (spent, reserved) = gw
+            .state
+            .budgets()
+            .usage(&plexus_limits::BudgetKey {
+                scope: "key",
+                id: k["id"].as_str().unwrap().into(),
+            })
+            .unwrap();
+        eprintln!("budget: {ok} admitted, {refused} refused, spent ${spent:.6} of $0.0005");
+        assert!(spent <= 0.0005 + 1e-12, "spent {spent}");
+        assert_eq!(reserved, 0.0);
+        gw.state.writer().flush().await;
+        let recorded = gw
+            .store
+            .spend_since("key", k["id"].as_str().unwrap(), 0)
+            .await
+            .unwrap();
+        assert!(
+            (recorded - spent).abs() < 1e-9,
+            "the log holds what was spent"
+        );
+        gw.shutdown().await;
+    }
+
+    /// Team budgets bind every key of the team.
+    async fn a_team_budget_binds_all_its_keys(backend: Backend) {
+        let gw = Gateway::start_on(backend, "", "").await;
+        post(
+            &gw,
+            MASTER_KEY,
+            "/admin/teams",
+            json!({"id": "frugal", "max_budget_usd": 0.0000001, "budget_period": "30d"}),
+        )
+        .await;
+        let (_, k) = post(
+            &gw,
+            MASTER_KEY,
+            "/admin/keys",
+            json!({"name": "t", "team": "frugal"}),
+        )
+        .await;
+        let key = k["key"].as_str().unwrap();
+        let resp = gw
+            .http
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(key)
+            .json(&user("gpt", "hi"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 429);
+        assert!(resp.headers().contains_key("retry-after"));
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("team `frugal`"));
+        gw.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_concurrent() {
+        concurrent_requests_cannot_overshoot_a_budget(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_concurrent() {
+        concurrent_requests_cannot_overshoot_a_budget(Backend::Postgres).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_team() {
+        a_team_budget_binds_all_its_keys(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_team() {
+        a_team_budget_binds_all_its_keys(Backend::Postgres).await
+    }
+}
