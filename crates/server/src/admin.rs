@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/users", post(create_user).get(list_users))
         .route("/admin/users/{id}", get(get_user).delete(delete_user))
         .route("/admin/audit", get(list_audit))
+        .route("/admin/spend", get(spend))
 }
 
 fn store_error(e: StoreError) -> HttpError {
@@ -975,6 +976,74 @@ async fn list_audit(
                         "prev_hash": e.prev_hash, "hash": e.hash}))
         .collect();
     Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// `GET /admin/spend?group=key|user|team|model|day&since=<unix secs>&team=&user=`: spend from
+/// the request log. Non-admins see their own scope only.
+async fn spend(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
+) -> Result<Json<Value>, HttpError> {
+    let actor = actor(&state, &principal, &req);
+    let group = q.get("group").map(String::as_str).unwrap_or("key");
+    if !["key", "user", "team", "model", "day"].contains(&group) {
+        return Err(invalid(
+            "`group` must be key, user, team, model or day",
+            "group",
+        ));
+    }
+    let since_ms = match q.get("since") {
+        None => 0,
+        Some(v) => v
+            .parse::<i64>()
+            .map_err(|_| invalid("`since` must be Unix seconds", "since"))?
+            .saturating_mul(1000),
+    };
+    let (mut team, mut user) = (q.get("team").cloned(), q.get("user").cloned());
+    match principal.role {
+        Role::Admin => {}
+        Role::TeamAdmin => team = principal.team_id.clone(),
+        Role::Member | Role::Viewer => {
+            if principal.user_id.is_some() {
+                user = principal.user_id.clone();
+                team = None;
+            } else {
+                team = principal.team_id.clone();
+            }
+        }
+    }
+    actor
+        .allow(
+            Action::SpendRead,
+            Scope {
+                team_id: team.as_deref(),
+                user_id: user.as_deref(),
+            },
+            "spend.read",
+            "spend",
+        )
+        .await?;
+    state.writer().flush().await;
+    let rows = state
+        .store()
+        .spend_report(group, since_ms, team.as_deref(), user.as_deref())
+        .await
+        .map_err(store_error)?;
+    let total: f64 = rows.iter().map(|r| r.cost_usd).sum();
+    Ok(Json(json!({
+        "object": "spend",
+        "group": group,
+        "total_usd": total,
+        "data": rows.iter().map(|r| json!({
+            group: if group == "day" { json!(r.group.parse::<i64>().map(|d| d * 86_400).unwrap_or(0)) } else { json!(r.group) },
+            "requests": r.requests,
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "cost_usd": r.cost_usd,
+        })).collect::<Vec<_>>(),
+    })))
 }
 
 /// The principal a stored key authenticates as (re-exported for tests).

@@ -504,6 +504,45 @@ async fn admin_actions_and_failures_are_audited_in_a_verifiable_chain(backend: B
     gw.shutdown().await;
 }
 
+async fn spend_is_reported_within_each_scope(backend: Backend) {
+    let gw = Gateway::start_on(backend, "", "").await;
+    let (alice, bob, dave) = org(&gw).await;
+    for _ in 0..3 {
+        assert_eq!(chat_with(&gw, &bob, "gpt").await, 200);
+    }
+    assert_eq!(chat_with(&gw, &dave, "sonnet").await, 200);
+    let (s, by_user) = get(&gw, &alice, "/admin/spend?group=user").await;
+    assert_eq!(s, 200, "{by_user}");
+    let users: Vec<&str> = by_user["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["bob"], "the team admin sees its team only");
+    assert_eq!(by_user["data"][0]["requests"], 3);
+    assert!(by_user["total_usd"].as_f64().unwrap() > 0.0);
+    let (_, mine) = get(&gw, &dave, "/admin/spend?group=model&team=red").await;
+    let models: Vec<&str> = mine["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        models,
+        ["sonnet"],
+        "a member sees its own spend, whatever it asks"
+    );
+    let (_, all) = get(&gw, MASTER_KEY, "/admin/spend?group=team").await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 2);
+    let (_, days) = get(&gw, MASTER_KEY, "/admin/spend?group=day").await;
+    assert!(days["data"][0]["day"].as_i64().unwrap() > 1_700_000_000);
+    let (s, _) = get(&gw, MASTER_KEY, "/admin/spend?group=planet").await;
+    assert_eq!(s, 400);
+    gw.shutdown().await;
+}
+
 /// Every test above, on SQLite and on PostgreSQL.
 macro_rules! on_both {
     ($($name:ident),*) => {
@@ -525,7 +564,8 @@ on_both!(
     revoked_expired_and_rotated_keys,
     roles_are_enforced_on_every_admin_route,
     admin_input_is_validated_and_listing_paginates,
-    admin_actions_and_failures_are_audited_in_a_verifiable_chain
+    admin_actions_and_failures_are_audited_in_a_verifiable_chain,
+    spend_is_reported_within_each_scope
 );
 
 mod budgets {
