@@ -254,6 +254,9 @@ pub struct Config {
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
     pub jwt: Option<JwtSettings>,
+    /// File holding the vault's key-encryption key (base64 of 32 bytes); the environment
+    /// variable `PLEXUS_ENCRYPTION_KEY` takes precedence.
+    pub vault_key_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -295,10 +298,17 @@ struct RawConfig {
     ca_bundle: Option<PathBuf>,
     shutdown_grace: Option<String>,
     jwt: Option<RawJwt>,
+    vault: Option<RawVault>,
     #[serde(default)]
     providers: Vec<RawProvider>,
     #[serde(default)]
     models: Vec<RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -836,6 +846,7 @@ fn validate(
         models,
         shutdown_grace,
         jwt,
+        vault_key_file: raw.vault.and_then(|v| v.key_file),
     })
 }
 

@@ -92,6 +92,54 @@ impl UpstreamClient {
     }
 }
 
+/// The request headers of a provider with one credential.
+fn headers_for(config: &ProviderConfig, key: Option<&str>) -> Result<HeaderMap, ProviderError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let bad = |what: &str| ProviderError::InvalidRequest {
+        param: format!("providers.{}", config.name),
+        message: format!("invalid {what} for provider `{}`", config.name),
+    };
+    let mut secret = |name: &'static str, value: String| -> Result<(), ProviderError> {
+        let mut v = HeaderValue::from_str(&value).map_err(|_| bad("api_key"))?;
+        v.set_sensitive(true);
+        headers.insert(HeaderName::from_static(name), v);
+        Ok(())
+    };
+    match config.kind {
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+            if let Some(k) = key {
+                secret("authorization", format!("Bearer {k}"))?;
+            }
+        }
+        ProviderKind::Azure => {
+            if let Some(k) = key {
+                secret("api-key", k.to_owned())?;
+            }
+        }
+        ProviderKind::Anthropic => {
+            if let Some(k) = key {
+                secret("x-api-key", k.to_owned())?;
+            }
+            headers.insert(
+                HeaderName::from_static("anthropic-version"),
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            );
+        }
+        ProviderKind::Gemini => {
+            if let Some(k) = key {
+                secret("x-goog-api-key", k.to_owned())?;
+            }
+        }
+    }
+    for (name, value) in &config.headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("header name"))?;
+        let value = HeaderValue::from_str(value).map_err(|_| bad("header value"))?;
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}
+
 fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, ProviderError> {
     let pem = std::fs::read(path).map_err(|e| {
         ProviderError::Connect(format!("cannot read CA bundle {}: {e}", path.display()))
@@ -100,63 +148,35 @@ fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, ProviderErro
         .map_err(|e| ProviderError::Connect(format!("invalid CA bundle {}: {e}", path.display())))
 }
 
-/// A configured provider with its request headers built once.
+/// A configured provider with its request headers built once: one header set per credential
+/// (the config's `api_key`, or several versions from the vault, used in rotation).
 #[derive(Debug)]
 pub struct ProviderHandle {
     pub config: ProviderConfig,
-    headers: HeaderMap,
+    header_sets: Vec<HeaderMap>,
+    next: std::sync::atomic::AtomicUsize,
     /// The chat URL when it does not depend on the model (parsed once, cloned per request).
     static_chat_url: Option<reqwest::Url>,
 }
 
 impl ProviderHandle {
     pub fn new(config: ProviderConfig) -> Result<Arc<Self>, ProviderError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let key = config
-            .api_key
-            .as_ref()
-            .map(|k| k.expose_secret().to_owned());
-        let bad = |what: &str| ProviderError::InvalidRequest {
-            param: format!("providers.{}", config.name),
-            message: format!("invalid {what} for provider `{}`", config.name),
-        };
-        let mut secret = |name: &'static str, value: String| -> Result<(), ProviderError> {
-            let mut v = HeaderValue::from_str(&value).map_err(|_| bad("api_key"))?;
-            v.set_sensitive(true);
-            headers.insert(HeaderName::from_static(name), v);
-            Ok(())
-        };
-        match config.kind {
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
-                if let Some(k) = key {
-                    secret("authorization", format!("Bearer {k}"))?;
-                }
-            }
-            ProviderKind::Azure => {
-                if let Some(k) = key {
-                    secret("api-key", k)?;
-                }
-            }
-            ProviderKind::Anthropic => {
-                if let Some(k) = key {
-                    secret("x-api-key", k)?;
-                }
-                headers.insert(
-                    HeaderName::from_static("anthropic-version"),
-                    HeaderValue::from_static(ANTHROPIC_VERSION),
-                );
-            }
-            ProviderKind::Gemini => {
-                if let Some(k) = key {
-                    secret("x-goog-api-key", k)?;
-                }
-            }
+        let key = config.api_key.clone();
+        ProviderHandle::with_credentials(config, key.into_iter().collect())
+    }
+
+    /// A provider whose requests rotate over `credentials` (the config's `api_key` is ignored
+    /// when any are given).
+    pub fn with_credentials(
+        config: ProviderConfig,
+        credentials: Vec<secrecy::SecretString>,
+    ) -> Result<Arc<Self>, ProviderError> {
+        let mut header_sets = Vec::with_capacity(credentials.len().max(1));
+        if credentials.is_empty() {
+            header_sets.push(headers_for(&config, None)?);
         }
-        for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("header name"))?;
-            let value = HeaderValue::from_str(value).map_err(|_| bad("header value"))?;
-            headers.insert(name, value);
+        for c in &credentials {
+            header_sets.push(headers_for(&config, Some(c.expose_secret()))?);
         }
         let static_chat_url = match config.kind {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
@@ -169,9 +189,24 @@ impl ProviderHandle {
         };
         Ok(Arc::new(ProviderHandle {
             config,
-            headers,
+            header_sets,
+            next: std::sync::atomic::AtomicUsize::new(0),
             static_chat_url,
         }))
+    }
+
+    /// How many credentials the provider rotates over.
+    pub fn credential_count(&self) -> usize {
+        self.header_sets.len()
+    }
+
+    fn next_headers(&self) -> HeaderMap {
+        let i = if self.header_sets.len() == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.header_sets.len()
+        };
+        self.header_sets.get(i).cloned().unwrap_or_default()
     }
 
     pub fn kind(&self) -> ProviderKind {
@@ -375,7 +410,7 @@ impl UpstreamClient {
         let request = self
             .http
             .post(url)
-            .headers(provider.headers.clone())
+            .headers(provider.next_headers())
             .body(body);
         let response = timeout(self.timeouts.first_byte, request.send())
             .await

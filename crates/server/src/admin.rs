@@ -39,6 +39,14 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/users/{id}", get(get_user).delete(delete_user))
         .route("/admin/audit", get(list_audit))
         .route("/admin/spend", get(spend))
+        .route(
+            "/admin/credentials",
+            post(create_credential).get(list_credentials),
+        )
+        .route(
+            "/admin/credentials/{id}",
+            axum::routing::delete(retire_credential),
+        )
 }
 
 fn store_error(e: StoreError) -> HttpError {
@@ -1044,6 +1052,159 @@ async fn spend(
             "cost_usd": r.cost_usd,
         })).collect::<Vec<_>>(),
     })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCredential {
+    provider: String,
+    secret: secrecy::SecretString,
+    /// Unix seconds.
+    expires_at: Option<i64>,
+}
+
+fn credential_view(c: &plexus_store::CredentialRecord) -> Value {
+    json!({"id": c.id, "object": "credential", "provider": c.provider, "version": c.version,
+           "secret": c.masked, "kek_id": c.kek_id, "created_at": c.created_at / 1000,
+           "expires_at": c.expires_at.map(|ms| ms / 1000),
+           "retired_at": c.retired_at.map(|ms| ms / 1000)})
+}
+
+/// Rebuilds the runtime so credential changes take effect at once (in-flight requests keep
+/// the provider handles they hold).
+async fn apply_credentials(state: &AppState) -> Result<(), HttpError> {
+    let config = (*state.runtime().config).clone();
+    state.reload(config).await.map_err(HttpError)
+}
+
+async fn create_credential(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    req: Request,
+) -> Result<Response, HttpError> {
+    let actor = actor(&state, &principal, &req);
+    actor
+        .allow(
+            Action::CredentialWrite,
+            Scope::default(),
+            "credential.create",
+            "credentials",
+        )
+        .await?;
+    let b: CreateCredential = body(&state, req).await?;
+    let Some(kek) = state.vault() else {
+        return Err(HttpError(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "the credential vault is not configured: set PLEXUS_ENCRYPTION_KEY (base64 of 32 bytes) or vault.key_file",
+        )));
+    };
+    if state.runtime().config.provider(&b.provider).is_none() {
+        return Err(invalid(
+            format!("no configured provider `{}`", b.provider),
+            "provider",
+        ));
+    }
+    let secret = b.secret.expose_secret();
+    if secret.is_empty() || secret.len() > 4096 || secret.chars().any(char::is_control) {
+        return Err(invalid(
+            "`secret` must be 1 to 4096 printable characters",
+            "secret",
+        ));
+    }
+    let existing = state
+        .store()
+        .list_credentials()
+        .await
+        .map_err(store_error)?;
+    let version = existing.iter().filter(|c| c.provider == b.provider).count() as i64 + 1;
+    let id = format!("cred_{}", &keys::generate().id);
+    let sealed = plexus_auth::vault::seal(kek, &id, version as u32, secret.as_bytes())
+        .map_err(|e| HttpError(ApiError::internal(format!("cannot seal the secret: {e}"))))?;
+    let now = state.clock().now_unix_ms();
+    let record = plexus_store::CredentialRecord {
+        id: id.clone(),
+        provider: b.provider.clone(),
+        version,
+        kek_id: sealed.kek_id.clone(),
+        sealed: serde_json::to_string(&sealed)
+            .map_err(|e| HttpError(ApiError::internal(format!("cannot encode: {e}"))))?,
+        masked: plexus_auth::vault::mask(secret),
+        created_at: now,
+        expires_at: b.expires_at.map(|s| s.saturating_mul(1000)),
+        retired_at: None,
+    };
+    if record.expires_at.is_some_and(|e| e <= now) {
+        return Err(invalid(
+            "the credential would already be expired",
+            "expires_at",
+        ));
+    }
+    state
+        .store()
+        .insert_credential(&record)
+        .await
+        .map_err(store_error)?;
+    apply_credentials(&state).await?;
+    actor
+        .audit(
+            "credential.create",
+            &id,
+            "ok",
+            json!({"provider": b.provider, "version": version}),
+        )
+        .await;
+    Ok((StatusCode::CREATED, Json(credential_view(&record))).into_response())
+}
+
+async fn list_credentials(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    req: Request,
+) -> Result<Json<Value>, HttpError> {
+    let actor = actor(&state, &principal, &req);
+    actor
+        .allow(
+            Action::CredentialRead,
+            Scope::default(),
+            "credential.list",
+            "credentials",
+        )
+        .await?;
+    let all = state
+        .store()
+        .list_credentials()
+        .await
+        .map_err(store_error)?;
+    Ok(Json(
+        json!({"object": "list", "data": all.iter().map(credential_view).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn retire_credential(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Json<Value>, HttpError> {
+    let actor = actor(&state, &principal, &req);
+    actor
+        .allow(
+            Action::CredentialWrite,
+            Scope::default(),
+            "credential.retire",
+            &id,
+        )
+        .await?;
+    state
+        .store()
+        .retire_credential(&id, state.clock().now_unix_ms())
+        .await
+        .map_err(store_error)?;
+    apply_credentials(&state).await?;
+    actor.audit("credential.retire", &id, "ok", json!({})).await;
+    Ok(Json(
+        json!({"id": id, "object": "credential", "retired": true}),
+    ))
 }
 
 /// The principal a stored key authenticates as (re-exported for tests).

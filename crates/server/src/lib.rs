@@ -48,6 +48,7 @@ struct Inner {
     audit: plexus_auth::audit::AuditWriter,
     keys: keyauth::KeyAuth,
     budgets: Arc<plexus_limits::Budgets>,
+    vault: Option<Arc<plexus_auth::vault::Kek>>,
     metrics: Option<PrometheusHandle>,
     clock: SharedClock,
     started_unix: i64,
@@ -60,6 +61,7 @@ impl AppState {
         store: Store,
         writer: LogWriter,
         audit: plexus_auth::audit::AuditWriter,
+        vault: Option<Arc<plexus_auth::vault::Kek>>,
     ) -> Self {
         let clock: SharedClock = Arc::new(SystemClock);
         let started_unix = clock.now_unix_secs();
@@ -69,6 +71,7 @@ impl AppState {
                 client,
                 keys: keyauth::KeyAuth::new(store.clone()),
                 budgets: plexus_limits::Budgets::new(),
+                vault,
                 store,
                 writer,
                 audit,
@@ -103,6 +106,17 @@ impl AppState {
 
     pub(crate) fn auth(&self) -> &keyauth::KeyAuth {
         &self.inner.keys
+    }
+
+    pub fn vault(&self) -> Option<&plexus_auth::vault::Kek> {
+        self.inner.vault.as_deref()
+    }
+
+    /// Rebuilds the runtime from `config` (with the vault's credentials) and swaps it in.
+    pub async fn reload(&self, config: plexus_core::config::Config) -> Result<(), ApiError> {
+        let rt = Runtime::load(config, &self.inner.client, &self.inner.store, self.vault()).await?;
+        self.replace_runtime(rt);
+        Ok(())
     }
 
     pub fn budgets(&self) -> &Arc<plexus_limits::Budgets> {
@@ -206,4 +220,37 @@ async fn method_not_allowed() -> HttpError {
         ErrorCode::MethodNotAllowed,
         "This route does not accept this method.",
     ))
+}
+
+/// Re-wraps every stored credential's data key under `new` (for `plexus vault rotate-kek`).
+/// Records already under `new` are skipped, so an interrupted rotation resumes where it
+/// stopped. Returns (re-wrapped, already under `new`).
+pub async fn rotate_kek(
+    store: &Store,
+    old: &plexus_auth::vault::Kek,
+    new: &plexus_auth::vault::Kek,
+) -> Result<(usize, usize), String> {
+    let mut rewrapped = 0;
+    let mut already = 0;
+    for record in store.list_credentials().await.map_err(|e| e.to_string())? {
+        if record.kek_id == new.kek_id() {
+            already += 1;
+            continue;
+        }
+        let sealed: plexus_auth::vault::SealedSecret = serde_json::from_str(&record.sealed)
+            .map_err(|_| format!("credential {} is corrupt", record.id))?;
+        let next = plexus_auth::vault::rewrap(old, new, &record.id, &sealed)
+            .map_err(|e| format!("credential {}: {e}", record.id))?;
+        let text = serde_json::to_string(&next).map_err(|e| e.to_string())?;
+        if store
+            .rewrap_credential(&record.id, &record.kek_id, new.kek_id(), &text)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            rewrapped += 1;
+        } else {
+            already += 1;
+        }
+    }
+    Ok((rewrapped, already))
 }

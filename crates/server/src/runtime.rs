@@ -4,11 +4,14 @@
 
 use crate::metrics::TargetMetrics;
 use plexus_auth::jwt::{ClaimNames, JwtConfig, JwtValidator};
+use plexus_auth::vault::{self, Kek, SealedSecret};
 use plexus_core::config::{Config, JwksSource};
 use plexus_core::{ApiError, ErrorCode};
 use plexus_providers::client::ProviderHandle;
 use plexus_providers::client::UpstreamClient;
+use plexus_store::{CredentialRecord, Store};
 use secrecy::ExposeSecret;
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -25,6 +28,46 @@ pub struct Runtime {
     pub master_key_hash: Option<[u8; 32]>,
     /// Validator of identity-provider tokens, when `jwt` is configured.
     pub jwt: Option<Arc<JwtValidator>>,
+}
+
+/// How early an expiring credential is reported.
+const EXPIRY_NOTICE_MS: i64 = 7 * 86_400_000;
+
+/// Decrypts the active credentials, grouped by provider. Stored credentials without the
+/// key-encryption key, or under another one, stop the start-up with a clear error.
+fn open_credentials(
+    records: &[CredentialRecord],
+    vault: Option<&Kek>,
+    now_ms: i64,
+) -> Result<HashMap<String, Vec<SecretString>>, ApiError> {
+    let mut out: HashMap<String, Vec<SecretString>> = HashMap::new();
+    for r in records {
+        if r.retired_at.is_some() || r.expires_at.is_some_and(|e| e <= now_ms) {
+            continue;
+        }
+        let Some(kek) = vault else {
+            return Err(ApiError::internal(
+                "provider credentials are stored in the database, but no key-encryption key is configured: set PLEXUS_ENCRYPTION_KEY or vault.key_file",
+            ));
+        };
+        let sealed: SealedSecret = serde_json::from_str(&r.sealed)
+            .map_err(|_| ApiError::internal(format!("credential {} is corrupt", r.id)))?;
+        let secret = vault::open(kek, &r.id, &sealed)
+            .map_err(|e| ApiError::internal(format!("credential {}: {e}", r.id)))?;
+        if let Some(expires) = r.expires_at {
+            if expires - now_ms < EXPIRY_NOTICE_MS {
+                tracing::warn!(
+                    message = "A provider credential expires soon.",
+                    credential = %r.id,
+                    provider = %r.provider,
+                    expires_in_hours = (expires - now_ms) / 3_600_000
+                );
+                metrics::counter!("plexus_credentials_expiring_total", "provider" => r.provider.clone()).increment(1);
+            }
+        }
+        out.entry(r.provider.clone()).or_default().push(secret);
+    }
+    Ok(out)
 }
 
 /// One place a model can be served from.
@@ -47,23 +90,42 @@ pub fn hash_key(key: &str) -> [u8; 32] {
 }
 
 impl Runtime {
-    /// Builds the snapshot, fetching the identity provider's keys when they come from a URL.
-    pub async fn load(config: Config, client: &UpstreamClient) -> Result<Runtime, ApiError> {
+    /// Builds the snapshot: fetches the identity provider's keys when they come from a URL, and
+    /// opens the provider credentials stored in the vault (which needs the key-encryption key).
+    pub async fn load(
+        config: Config,
+        client: &UpstreamClient,
+        store: &Store,
+        vault: Option<&Kek>,
+    ) -> Result<Runtime, ApiError> {
         let jwks = match config.jwt.as_ref().map(|j| &j.jwks) {
             Some(JwksSource::Url(url)) => Some(client.fetch_text(url).await.map_err(|e| {
                 ApiError::internal(format!("cannot fetch the JWKS from {url}: {e}"))
             })?),
             _ => None,
         };
-        Runtime::with_jwks(config, jwks)
+        let records = store
+            .list_credentials()
+            .await
+            .map_err(|e| ApiError::internal(format!("cannot read credentials: {e}")))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let credentials = open_credentials(&records, vault, now)?;
+        Runtime::build(config, jwks, credentials)
     }
 
-    /// Builds the snapshot; a JWKS from a URL must be passed in (see [`Runtime::load`]).
+    /// Builds the snapshot from the config alone (no vault; a JWKS URL is an error).
     pub fn new(config: Config) -> Result<Runtime, ApiError> {
-        Runtime::with_jwks(config, None)
+        Runtime::build(config, None, HashMap::new())
     }
 
-    fn with_jwks(config: Config, fetched_jwks: Option<String>) -> Result<Runtime, ApiError> {
+    fn build(
+        config: Config,
+        fetched_jwks: Option<String>,
+        mut credentials: HashMap<String, Vec<SecretString>>,
+    ) -> Result<Runtime, ApiError> {
         let jwt = match &config.jwt {
             None => None,
             Some(settings) => {
@@ -99,8 +161,15 @@ impl Runtime {
         crate::metrics::install();
         let mut providers = Vec::with_capacity(config.providers.len());
         for p in &config.providers {
-            let handle = ProviderHandle::new(p.clone()).map_err(ApiError::from)?;
+            let handle = match credentials.remove(&p.name) {
+                Some(secrets) => ProviderHandle::with_credentials(p.clone(), secrets),
+                None => ProviderHandle::new(p.clone()),
+            }
+            .map_err(ApiError::from)?;
             providers.push(handle);
+        }
+        for unknown in credentials.keys() {
+            tracing::warn!(message = "Stored credentials name a provider that is not configured.", provider = %unknown);
         }
         let mut models = HashMap::with_capacity(config.models.len());
         for m in &config.models {

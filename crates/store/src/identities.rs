@@ -513,3 +513,107 @@ impl Store {
         })
     }
 }
+
+/// An envelope-encrypted provider credential (`sealed` is the vault's JSON, never plaintext).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialRecord {
+    pub id: String,
+    pub provider: String,
+    pub version: i64,
+    pub kek_id: String,
+    pub sealed: String,
+    /// What the API shows (`sk-...abcd`).
+    pub masked: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub retired_at: Option<i64>,
+}
+
+fn credential_from_row(row: &impl AnyRow) -> Result<CredentialRecord, StoreError> {
+    Ok(CredentialRecord {
+        id: row.text("id")?,
+        provider: row.text("provider")?,
+        version: row.i64("version")?,
+        kek_id: row.text("kek_id")?,
+        sealed: row.text("sealed")?,
+        masked: row.text("masked")?,
+        created_at: row.i64("created_at")?,
+        expires_at: row.opt_i64("expires_at")?,
+        retired_at: row.opt_i64("retired_at")?,
+    })
+}
+
+impl Store {
+    pub async fn insert_credential(&self, c: &CredentialRecord) -> Result<(), StoreError> {
+        const SQL: &str =
+            "INSERT INTO credentials (id, provider, version, kek_id, sealed, masked, \
+             created_at, expires_at, retired_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        on_db!(&self.db, SQL, |p, q| {
+            sqlx::query(q)
+                .bind(&c.id)
+                .bind(&c.provider)
+                .bind(c.version)
+                .bind(&c.kek_id)
+                .bind(&c.sealed)
+                .bind(&c.masked)
+                .bind(c.created_at)
+                .bind(c.expires_at)
+                .bind(c.retired_at)
+                .execute(p)
+                .await
+                .map_err(|e| StoreError::conflict_or(e, "credential"))?;
+        });
+        Ok(())
+    }
+
+    /// Every credential, retired ones included, ordered by id.
+    pub async fn list_credentials(&self) -> Result<Vec<CredentialRecord>, StoreError> {
+        const SQL: &str = "SELECT id, provider, version, kek_id, sealed, masked, created_at, \
+             expires_at, retired_at FROM credentials ORDER BY id";
+        on_db!(&self.db, SQL, |p, q| {
+            let rows = sqlx::query(q).fetch_all(p).await?;
+            rows.iter().map(credential_from_row).collect()
+        })
+    }
+
+    pub async fn retire_credential(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        const SQL: &str =
+            "UPDATE credentials SET retired_at = ? WHERE id = ? AND retired_at IS NULL";
+        let n = on_db!(&self.db, SQL, |p, q| {
+            sqlx::query(q)
+                .bind(at)
+                .bind(id)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("credential {id}")));
+        }
+        Ok(())
+    }
+
+    /// Replaces a record's sealed secret (KEK rotation); `expected_kek` guards against a
+    /// concurrent rotation having changed it meanwhile.
+    pub async fn rewrap_credential(
+        &self,
+        id: &str,
+        expected_kek: &str,
+        kek_id: &str,
+        sealed: &str,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str =
+            "UPDATE credentials SET kek_id = ?, sealed = ? WHERE id = ? AND kek_id = ?";
+        let n = on_db!(&self.db, SQL, |p, q| {
+            sqlx::query(q)
+                .bind(kek_id)
+                .bind(sealed)
+                .bind(id)
+                .bind(expected_kek)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+}

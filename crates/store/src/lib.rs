@@ -12,7 +12,8 @@ mod identities;
 mod writer;
 
 pub use identities::{
-    AuditEntry, AuditQuery, KeyFilter, KeyRecord, KeyUpdate, NewKey, TeamRecord, UserRecord,
+    AuditEntry, AuditQuery, CredentialRecord, KeyFilter, KeyRecord, KeyUpdate, NewKey, TeamRecord,
+    UserRecord,
 };
 pub use writer::{LogWriter, WriterHandle};
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 pub const MASTER_KEY: &str = "sk-test-master-key";
+/// The test vault's key-encryption key (base64 of 32 bytes).
+pub const TEST_KEK: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 /// Which database a test gateway runs on.
 #[derive(Debug, Clone, Copy)]
@@ -143,6 +145,9 @@ impl Gateway {
             store.clone(),
             writer,
             audit,
+            Some(std::sync::Arc::new(
+                plexus_auth::vault::Kek::from_base64(TEST_KEK).unwrap(),
+            )),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -171,6 +176,12 @@ impl Gateway {
             schema,
             _dir: dir,
         }
+    }
+
+    /// The SQLite file, when the gateway runs on SQLite.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        let p = self._dir.path().join("plexus.db");
+        (self.schema.is_none() && p.exists()).then_some(p)
     }
 
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
