@@ -1212,3 +1212,40 @@ async fn retire_credential(
 pub(crate) fn principal_for(record: &KeyRecord) -> Principal {
     principal_of(record)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every admin route is described in `docs/openapi.json`, and the document parses.
+    #[test]
+    fn openapi_describes_every_route() {
+        let spec: serde_json::Value = serde_json::from_str(crate::OPENAPI).unwrap();
+        let paths = spec["paths"].as_object().unwrap();
+        let source = include_str!("admin.rs");
+        let mut checked = 0;
+        for line in source.lines() {
+            let line = line.trim();
+            let rest = line
+                .strip_prefix(".route(\"")
+                .or_else(|| line.strip_prefix('"').filter(|r| r.starts_with("/admin")));
+            if let Some(rest) = rest {
+                let path = rest.split('"').next().unwrap();
+                assert!(
+                    paths.contains_key(path),
+                    "{path} missing from docs/openapi.json"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 8, "found {checked} routes");
+        for path in [
+            "/v1/chat/completions",
+            "/v1/embeddings",
+            "/v1/models",
+            "/health",
+            "/ready",
+            "/metrics",
+        ] {
+            assert!(paths.contains_key(path), "{path}");
+        }
+    }
+}

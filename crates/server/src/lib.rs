@@ -146,6 +146,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -189,6 +190,20 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
         body,
+    )
+        .into_response()
+}
+
+/// The OpenAPI description of this API (`docs/openapi.json`).
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
     )
         .into_response()
 }
