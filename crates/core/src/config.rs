@@ -257,6 +257,8 @@ pub struct Config {
     /// File holding the vault's key-encryption key (base64 of 32 bytes); the environment
     /// variable `PLEXUS_ENCRYPTION_KEY` takes precedence.
     pub vault_key_file: Option<PathBuf>,
+    /// Request records older than this are deleted (`retention.requests`); `None` keeps them.
+    pub request_retention: Option<Duration>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -299,10 +301,18 @@ struct RawConfig {
     shutdown_grace: Option<String>,
     jwt: Option<RawJwt>,
     vault: Option<RawVault>,
+    retention: Option<RawRetention>,
     #[serde(default)]
     providers: Vec<RawProvider>,
     #[serde(default)]
     models: Vec<RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    /// How long request records are kept, e.g. `30d`.
+    requests: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -829,6 +839,19 @@ fn validate(
         }
     };
 
+    let request_retention = match raw.retention.and_then(|r| r.requests) {
+        None => None,
+        Some(text) => match parse_duration(&text) {
+            Some(d) if d >= Duration::from_secs(60) => Some(d),
+            _ => {
+                return Err(invalid(
+                    "retention.requests",
+                    format!("`{text}` is not a duration of at least a minute (e.g. 30d)"),
+                ))
+            }
+        },
+    };
+
     let tls = raw.tls.map(|t| TlsConfig {
         cert: t.cert,
         key: t.key,
@@ -847,6 +870,7 @@ fn validate(
         shutdown_grace,
         jwt,
         vault_key_file: raw.vault.and_then(|v| v.key_file),
+        request_retention,
     })
 }
 
@@ -1031,6 +1055,24 @@ models:
                 .to_string();
             assert!(err.contains(key), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn retention_and_vault() {
+        let cfg = from_yaml_str(
+            "retention: {requests: 30d}\nvault: {key_file: /etc/plexus/kek}",
+            &Overrides::default(),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(cfg.request_retention, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(cfg.vault_key_file, Some(PathBuf::from("/etc/plexus/kek")));
+        let err = from_yaml_str("retention: {requests: 5s}", &Overrides::default(), &|_| {
+            None
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("retention.requests"), "{err}");
     }
 
     #[test]

@@ -269,3 +269,24 @@ pub async fn rotate_kek(
     }
     Ok((rewrapped, already))
 }
+
+/// Deletes request records past the configured retention, now and then every hour, until
+/// `stop` resolves. Reads the retention from the current config on each pass.
+pub async fn run_retention(state: AppState, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        if let Some(keep) = state.runtime().config.request_retention {
+            let cutoff = state.clock().now_unix_ms() - keep.as_millis() as i64;
+            match state.store().delete_requests_before(cutoff).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(message = "Deleted expired request records.", rows = n)
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(message = "Retention pass failed.", error = %e),
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}

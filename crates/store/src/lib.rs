@@ -340,6 +340,21 @@ impl Store {
         })
     }
 
+    /// Deletes request records older than `before_ms` (retention); returns how many.
+    pub async fn delete_requests_before(&self, before_ms: i64) -> Result<u64, StoreError> {
+        on_db!(
+            &self.db,
+            "DELETE FROM request_log WHERE ts_ms < ?",
+            |p, q| {
+                Ok(sqlx::query(q)
+                    .bind(before_ms)
+                    .execute(p)
+                    .await?
+                    .rows_affected())
+            }
+        )
+    }
+
     pub async fn count_requests(&self) -> Result<u64, StoreError> {
         on_db!(&self.db, "SELECT COUNT(*) FROM request_log", |p, q| {
             let n: i64 = sqlx::query_scalar(q).fetch_one(p).await?;

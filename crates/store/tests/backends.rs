@@ -148,6 +148,19 @@ async fn request_log(store: &Store) {
     assert_eq!(row.cost_usd, 0.5);
     assert_eq!(store.recent_requests(5).await.unwrap().len(), 5);
     store.ping().await.unwrap();
+    // Retention: everything before the cut goes, the rest stays.
+    store
+        .insert_requests(&[RequestRecord {
+            ts_ms: 1_000_000,
+            request_id: "recent".into(),
+            endpoint: "chat",
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.delete_requests_before(1_000).await.unwrap(), 151);
+    assert_eq!(store.count_requests().await.unwrap(), 1);
+    assert!(store.request_by_id("recent").await.unwrap().is_some());
 }
 both!(request_log_round_trip, request_log);
 
