@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod admin;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -59,6 +61,14 @@ enum Command {
     },
     /// Print the error code table (docs/errors.md).
     Errors,
+    /// Manage virtual keys through the admin API.
+    Keys(admin::KeysCmd),
+    /// Manage teams through the admin API.
+    Teams(admin::TeamsCmd),
+    /// Manage users through the admin API.
+    Users(admin::UsersCmd),
+    /// Read, export and verify the audit log.
+    Audit(admin::AuditCmd),
 }
 
 #[derive(clap::Args, Clone)]
@@ -114,6 +124,10 @@ fn main() -> Result<()> {
                 print!("{}", plexus_core::error::error_table_markdown());
                 Ok(())
             }
+            Command::Keys(cmd) => admin::keys(cmd).await,
+            Command::Teams(cmd) => admin::teams(cmd).await,
+            Command::Users(cmd) => admin::users(cmd).await,
+            Command::Audit(cmd) => admin::audit(cmd).await,
         }
     })
 }
@@ -222,10 +236,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tls: cfg.tls.clone(),
         grace: cfg.shutdown_grace,
     };
-    let runtime = Runtime::load(cfg, &client)
+    // The vault's key: the environment wins over the file; wrong or missing while credentials
+    // are stored is a start-up error (from `Runtime::load`), never garbage.
+    let vault = match plexus_auth::vault::Kek::load(cfg.vault_key_file.as_deref()) {
+        Ok(kek) => Some(std::sync::Arc::new(kek)),
+        Err(plexus_auth::vault::VaultError::MissingKey) => None,
+        Err(e) => anyhow::bail!("invalid key-encryption key: {e}"),
+    };
+    let runtime = Runtime::load(cfg, &client, &store, vault.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let state = AppState::new(runtime, client.clone(), store.clone(), writer, audit);
+    let state = AppState::new(runtime, client, store.clone(), writer, audit, vault);
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -237,7 +258,6 @@ async fn serve(args: ServeArgs) -> Result<()> {
 
     let reload = tokio::spawn(reload_on_sighup(
         state.clone(),
-        client,
         args.clone(),
         demo_url.clone(),
     ));
@@ -255,12 +275,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
 }
 
 /// SIGHUP: re-read the config and swap it in; a bad config is logged and ignored.
-async fn reload_on_sighup(
-    state: AppState,
-    client: plexus_providers::client::UpstreamClient,
-    args: ServeArgs,
-    demo_url: Option<String>,
-) {
+async fn reload_on_sighup(state: AppState, args: ServeArgs, demo_url: Option<String>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -269,14 +284,11 @@ async fn reload_on_sighup(
         };
         while hup.recv().await.is_some() {
             let loaded = match load_config(&args, demo_url.as_deref()) {
-                Ok(cfg) => Runtime::load(cfg, &client)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}")),
+                Ok(cfg) => state.reload(cfg).await.map_err(|e| anyhow::anyhow!("{e}")),
                 Err(e) => Err(e),
             };
             match loaded {
-                Ok(rt) => {
-                    state.replace_runtime(rt);
+                Ok(()) => {
                     tracing::info!(message = "Configuration reloaded.");
                 }
                 Err(e) => {
@@ -287,7 +299,7 @@ async fn reload_on_sighup(
     }
     #[cfg(not(unix))]
     {
-        let _ = (state, client, args, demo_url);
+        let _ = (state, args, demo_url);
         std::future::pending::<()>().await;
     }
 }
