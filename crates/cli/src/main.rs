@@ -61,6 +61,10 @@ enum Command {
     },
     /// Print the error code table (docs/errors.md).
     Errors,
+    /// The credential vault: generate a key-encryption key, or re-wrap every credential under a
+    /// new one.
+    #[command(subcommand)]
+    Vault(VaultCmd),
     /// Manage virtual keys through the admin API.
     Keys(admin::KeysCmd),
     /// Manage teams through the admin API.
@@ -69,6 +73,22 @@ enum Command {
     Users(admin::UsersCmd),
     /// Read, export and verify the audit log.
     Audit(admin::AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum VaultCmd {
+    /// Print a new random key-encryption key (base64 of 32 bytes) for PLEXUS_ENCRYPTION_KEY.
+    GenerateKey,
+    /// Re-wrap every stored credential's data key under a new key-encryption key. The current
+    /// key comes from PLEXUS_ENCRYPTION_KEY (or --old-key-file). Safe to interrupt and rerun.
+    RotateKek {
+        #[arg(long)]
+        new_key_file: PathBuf,
+        #[arg(long)]
+        old_key_file: Option<PathBuf>,
+        #[arg(long, env = "PLEXUS_DATABASE", default_value = config::DEFAULT_DATABASE)]
+        database: String,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -124,6 +144,7 @@ fn main() -> Result<()> {
                 print!("{}", plexus_core::error::error_table_markdown());
                 Ok(())
             }
+            Command::Vault(cmd) => vault(cmd).await,
             Command::Keys(cmd) => admin::keys(cmd).await,
             Command::Teams(cmd) => admin::teams(cmd).await,
             Command::Users(cmd) => admin::users(cmd).await,
@@ -261,8 +282,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         args.clone(),
         demo_url.clone(),
     ));
+    let retention_stop = tokio_util::sync::CancellationToken::new();
+    let retention = tokio::spawn(plexus_server::run_retention(
+        state.clone(),
+        retention_stop.clone(),
+    ));
     let result = plexus_server::serve(state, Listener::Tcp(listener), opts, shutdown).await;
     reload.abort();
+    retention_stop.cancel();
+    let _ = retention.await;
     tracing::info!(message = "Draining the request log.");
     writer_handle.shutdown().await;
     audit_handle.shutdown().await;
@@ -327,6 +355,39 @@ async fn shutdown_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
         tracing::info!(message = "Shutting down: draining in-flight requests.");
+    }
+}
+
+async fn vault(cmd: VaultCmd) -> Result<()> {
+    use plexus_auth::vault::Kek;
+    use secrecy::ExposeSecret;
+    match cmd {
+        VaultCmd::GenerateKey => {
+            let kek = Kek::generate()?;
+            println!("{}", kek.to_base64().expose_secret());
+            Ok(())
+        }
+        VaultCmd::RotateKek {
+            new_key_file,
+            old_key_file,
+            database,
+        } => {
+            let old =
+                Kek::load(old_key_file.as_deref()).context("the current key-encryption key")?;
+            let new = Kek::from_file(&new_key_file).context("the new key-encryption key")?;
+            let store = plexus_store::Store::connect(&database)
+                .await
+                .with_context(|| format!("cannot open database {database}"))?;
+            let (rewrapped, already) = plexus_server::rotate_kek(&store, &old, &new)
+                .await
+                .map_err(|e| anyhow::anyhow!("rotation stopped: {e} (rerun to resume)"))?;
+            store.close().await;
+            println!(
+                "re-wrapped {rewrapped} credential(s); {already} already under key {}. Now set PLEXUS_ENCRYPTION_KEY to the new key.",
+                new.kek_id()
+            );
+            Ok(())
+        }
     }
 }
 
