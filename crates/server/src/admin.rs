@@ -34,9 +34,15 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/admin/keys/{id}/rotate", post(rotate_key))
         .route("/admin/teams", post(create_team).get(list_teams))
-        .route("/admin/teams/{id}", get(get_team))
+        .route(
+            "/admin/teams/{id}",
+            get(get_team).patch(update_team).delete(delete_team),
+        )
         .route("/admin/users", post(create_user).get(list_users))
-        .route("/admin/users/{id}", get(get_user).delete(delete_user))
+        .route(
+            "/admin/users/{id}",
+            get(get_user).patch(update_user).delete(delete_user),
+        )
         .route("/admin/audit", get(list_audit))
         .route("/admin/spend", get(spend))
         .route(
@@ -59,6 +65,9 @@ fn store_error(e: StoreError) -> HttpError {
             ApiError::new(ErrorCode::InvalidRequest, format!("{what} already exists"))
                 .with_param("name"),
         ),
+        StoreError::InUse(why) => {
+            HttpError(ApiError::new(ErrorCode::InvalidRequest, why).with_param("id"))
+        }
         other => {
             tracing::error!(message = "Admin store operation failed.", error = %other);
             HttpError(ApiError::internal("the database failed"))
@@ -713,6 +722,88 @@ async fn get_team(
         .ok_or_else(|| not_found("team", &id))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchTeam {
+    name: Option<String>,
+    #[serde(default, with = "double_option")]
+    max_budget_usd: Option<Option<f64>>,
+    #[serde(default, with = "double_option")]
+    budget_period: Option<Option<String>>,
+    metadata: Option<Value>,
+}
+
+async fn update_team(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Json<Value>, HttpError> {
+    let actor = actor(&state, &principal, &req);
+    actor
+        .allow(
+            Action::TeamWrite,
+            Scope {
+                team_id: Some(&id),
+                user_id: None,
+            },
+            "team.update",
+            &id,
+        )
+        .await?;
+    let p: PatchTeam = body(&state, req).await?;
+    let Some(mut team) = state.store().get_team(&id).await.map_err(store_error)? else {
+        return Err(not_found("team", &id));
+    };
+    check_limits(
+        p.max_budget_usd.flatten(),
+        p.budget_period.clone().flatten().as_deref(),
+        [("rpm", None), ("tpm", None), ("max_parallel", None)],
+    )?;
+    if let Some(n) = p.name {
+        team.name = n;
+    }
+    if let Some(b) = p.max_budget_usd {
+        team.max_budget_usd = b;
+    }
+    if let Some(b) = p.budget_period {
+        team.budget_period = b;
+    }
+    if let Some(m) = p.metadata {
+        team.metadata = m;
+    }
+    state
+        .store()
+        .update_team(&team)
+        .await
+        .map_err(store_error)?;
+    actor.audit("team.update", &id, "ok", json!({})).await;
+    Ok(Json(team_view(&team)))
+}
+
+async fn delete_team(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Json<Value>, HttpError> {
+    let actor = actor(&state, &principal, &req);
+    actor
+        .allow(
+            Action::TeamWrite,
+            Scope {
+                team_id: Some(&id),
+                user_id: None,
+            },
+            "team.delete",
+            &id,
+        )
+        .await?;
+    state.store().delete_team(&id).await.map_err(store_error)?;
+    actor.audit("team.delete", &id, "ok", json!({})).await;
+    Ok(Json(json!({"id": id, "object": "team", "deleted": true})))
+}
+
 async fn list_teams(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -825,6 +916,87 @@ async fn create_user(
         )
         .await;
     Ok((StatusCode::CREATED, Json(user_view(&user))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchUser {
+    name: Option<String>,
+    team: Option<String>,
+    role: Option<String>,
+    #[serde(default, with = "double_option")]
+    max_budget_usd: Option<Option<f64>>,
+    #[serde(default, with = "double_option")]
+    budget_period: Option<Option<String>>,
+}
+
+async fn update_user(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Json<Value>, HttpError> {
+    let actor = actor(&state, &principal, &req);
+    let mut user = load_user(&actor, &id, Action::UserWrite, "user.update").await?;
+    let p: PatchUser = body(&state, req).await?;
+    if let Some(r) = &p.role {
+        let role = Role::parse(r)
+            .ok_or_else(|| invalid("`role` must be admin, team_admin, member or viewer", "role"))?;
+        if let Err(denied) = may_grant(&principal, role, &principal.models.clone()) {
+            return Err(actor.deny("user.update", &id, denied.0).await);
+        }
+        user.role = role.as_str().to_owned();
+    }
+    if let Some(t) = p.team {
+        // Moving a user between teams is an admin's call.
+        if principal.role != Role::Admin {
+            return Err(actor
+                .deny(
+                    "user.update",
+                    &id,
+                    "only admins move users between teams".into(),
+                )
+                .await);
+        }
+        if state
+            .store()
+            .get_team(&t)
+            .await
+            .map_err(store_error)?
+            .is_none()
+        {
+            return Err(not_found("team", &t));
+        }
+        user.team_id = Some(t);
+    }
+    check_limits(
+        p.max_budget_usd.flatten(),
+        p.budget_period.clone().flatten().as_deref(),
+        [("rpm", None), ("tpm", None), ("max_parallel", None)],
+    )?;
+    if let Some(n) = p.name {
+        user.name = n;
+    }
+    if let Some(b) = p.max_budget_usd {
+        user.max_budget_usd = b;
+    }
+    if let Some(b) = p.budget_period {
+        user.budget_period = b;
+    }
+    state
+        .store()
+        .update_user(&user)
+        .await
+        .map_err(store_error)?;
+    actor
+        .audit(
+            "user.update",
+            &id,
+            "ok",
+            json!({"role": user.role, "team": user.team_id}),
+        )
+        .await;
+    Ok(Json(user_view(&user)))
 }
 
 async fn load_user(

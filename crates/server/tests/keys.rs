@@ -706,3 +706,65 @@ mod budgets {
         a_team_budget_binds_all_its_keys(Backend::Postgres).await
     }
 }
+
+mod teams_and_users {
+    use super::*;
+
+    async fn update_and_delete(backend: Backend) {
+        let gw = Gateway::start_on(backend, "", "").await;
+        let (alice, bob, _dave) = org(&gw).await;
+        let patch = |key: &str, path: &str, body: Value| {
+            let (gw, key, path) = (&gw, key.to_owned(), path.to_owned());
+            async move { admin(gw, &key, reqwest::Method::PATCH, &path, Some(body)).await }
+        };
+        let (s, t) = patch(
+            MASTER_KEY,
+            "/admin/teams/red",
+            json!({"name": "Red Team", "max_budget_usd": 10}),
+        )
+        .await;
+        assert_eq!((s, t["name"].as_str()), (200, Some("Red Team")));
+        let (s, _) = patch(&alice, "/admin/teams/red", json!({"name": "Mine"})).await;
+        assert_eq!(s, 403, "team admins do not edit teams");
+        let (s, u) = patch(&alice, "/admin/users/bob", json!({"role": "viewer"})).await;
+        assert_eq!((s, u["role"].as_str()), (200, Some("viewer")));
+        let (s, _) = patch(&alice, "/admin/users/bob", json!({"role": "admin"})).await;
+        assert_eq!(s, 403, "no escalation");
+        let (s, _) = patch(&alice, "/admin/users/bob", json!({"team": "blue"})).await;
+        assert_eq!(s, 403, "only admins move users");
+        let (s, _) = patch(&bob, "/admin/users/alice", json!({"name": "x"})).await;
+        assert_eq!(s, 404);
+        let (s, e) = admin(
+            &gw,
+            MASTER_KEY,
+            reqwest::Method::DELETE,
+            "/admin/teams/red",
+            None,
+        )
+        .await;
+        assert_eq!(s, 400, "in use: {e}");
+        post(&gw, MASTER_KEY, "/admin/teams", json!({"id": "empty"})).await;
+        let (s, _) = admin(
+            &gw,
+            MASTER_KEY,
+            reqwest::Method::DELETE,
+            "/admin/teams/empty",
+            None,
+        )
+        .await;
+        assert_eq!(s, 200);
+        let (s, _) = get(&gw, MASTER_KEY, "/admin/teams/empty").await;
+        assert_eq!(s, 404);
+        gw.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        update_and_delete(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        update_and_delete(Backend::Postgres).await
+    }
+}

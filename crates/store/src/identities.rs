@@ -368,6 +368,70 @@ impl Store {
         })
     }
 
+    pub async fn update_team(&self, t: &TeamRecord) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE teams SET name = ?, max_budget_usd = ?, budget_period = ?, \
+             metadata = ? WHERE id = ?";
+        let n = on_db!(&self.db, SQL, |p, q| {
+            sqlx::query(q)
+                .bind(&t.name)
+                .bind(t.max_budget_usd)
+                .bind(&t.budget_period)
+                .bind(json_text(&t.metadata))
+                .bind(&t.id)
+                .execute(p)
+                .await
+                .map_err(|e| StoreError::conflict_or(e, "team"))?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("team {}", t.id)));
+        }
+        Ok(())
+    }
+
+    /// Deletes a team that no user and no active key belongs to.
+    pub async fn delete_team(&self, id: &str) -> Result<(), StoreError> {
+        const IN_USE: &str = "SELECT (SELECT COUNT(*) FROM users WHERE team_id = ?) + \
+             (SELECT COUNT(*) FROM api_keys WHERE team_id = ? AND revoked_at IS NULL)";
+        let in_use: i64 = on_db!(&self.db, IN_USE, |p, q| {
+            sqlx::query_scalar(q).bind(id).bind(id).fetch_one(p).await?
+        });
+        if in_use > 0 {
+            return Err(StoreError::InUse(format!(
+                "team {id} still has users or active keys: move or delete them first"
+            )));
+        }
+        let n = on_db!(&self.db, "DELETE FROM teams WHERE id = ?", |p, q| {
+            sqlx::query(q).bind(id).execute(p).await?.rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("team {id}")));
+        }
+        Ok(())
+    }
+
+    pub async fn update_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE users SET name = ?, team_id = ?, role = ?, max_budget_usd = ?, \
+             budget_period = ? WHERE id = ?";
+        let n = on_db!(&self.db, SQL, |p, q| {
+            sqlx::query(q)
+                .bind(&u.name)
+                .bind(&u.team_id)
+                .bind(&u.role)
+                .bind(u.max_budget_usd)
+                .bind(&u.budget_period)
+                .bind(&u.id)
+                .execute(p)
+                .await
+                .map_err(|e| StoreError::conflict_or(e, "user"))?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {}", u.id)));
+        }
+        Ok(())
+    }
+
     pub async fn insert_user(&self, u: &UserRecord) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO users (id, name, team_id, role, max_budget_usd, \
              budget_period, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)";
@@ -615,5 +679,36 @@ impl Store {
                 .rows_affected()
         });
         Ok(n == 1)
+    }
+}
+
+impl Store {
+    /// Inserts synthetic keys `k<from>`..`k<to>` (1,000 teams) in one statement per backend;
+    /// for the scale benchmark only.
+    pub async fn bulk_fill_keys_for_benchmark(&self, from: u64, to: u64) -> Result<(), StoreError> {
+        const SQLITE: &str = "WITH RECURSIVE n(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?) \
+             INSERT INTO api_keys (id, key_hash, name, team_id, user_id, role, models, metadata, created_at) \
+             SELECT printf('k%08d', i), 'x', 'bench', printf('team%04d', i % 1000), NULL, 'member', '[]', '{}', i FROM n";
+        const PG: &str = "INSERT INTO api_keys (id, key_hash, name, team_id, user_id, role, models, metadata, created_at) \
+             SELECT 'k' || lpad(i::text, 8, '0'), 'x', 'bench', 'team' || lpad((i % 1000)::text, 4, '0'), NULL, 'member', '[]', '{}', i \
+             FROM generate_series($1::bigint, $2::bigint - 1) AS i";
+        match &self.db {
+            crate::Db::Sqlite(p) => {
+                sqlx::query(SQLITE)
+                    .bind(from as i64)
+                    .bind(to as i64)
+                    .execute(p)
+                    .await?;
+            }
+            crate::Db::Postgres(p) => {
+                sqlx::query(PG)
+                    .bind(from as i64)
+                    .bind(to as i64)
+                    .execute(p)
+                    .await?;
+                sqlx::query("ANALYZE api_keys").execute(p).await?;
+            }
+        }
+        Ok(())
     }
 }

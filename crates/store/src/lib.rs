@@ -38,6 +38,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0} already exists")]
     Conflict(String),
+    #[error("{0}")]
+    InUse(String),
     #[error("corrupt stored value in {0}")]
     Corrupt(&'static str),
 }
