@@ -283,8 +283,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         demo_url.clone(),
     ));
     let retention_stop = tokio_util::sync::CancellationToken::new();
-    let retention = tokio::spawn(plexus_server::run_retention(
+    let retention = tokio::spawn(plexus_server::run_housekeeping(
         state.clone(),
+        std::time::Duration::from_secs(3600),
         retention_stop.clone(),
     ));
     let result = plexus_server::serve(state, Listener::Tcp(listener), opts, shutdown).await;

@@ -49,6 +49,7 @@ struct Inner {
     keys: keyauth::KeyAuth,
     budgets: Arc<plexus_limits::Budgets>,
     vault: Option<Arc<plexus_auth::vault::Kek>>,
+    runtime_built_at_ms: std::sync::atomic::AtomicI64,
     metrics: Option<PrometheusHandle>,
     clock: SharedClock,
     started_unix: i64,
@@ -72,6 +73,7 @@ impl AppState {
                 keys: keyauth::KeyAuth::new(store.clone()),
                 budgets: plexus_limits::Budgets::new(),
                 vault,
+                runtime_built_at_ms: std::sync::atomic::AtomicI64::new(clock.now_unix_ms()),
                 store,
                 writer,
                 audit,
@@ -90,6 +92,17 @@ impl AppState {
     /// Swaps in a new snapshot (config reload); in-flight requests keep the old one.
     pub fn replace_runtime(&self, runtime: Runtime) {
         self.inner.runtime.store(Arc::new(runtime));
+        self.inner.runtime_built_at_ms.store(
+            self.inner.clock.now_unix_ms(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// When the current runtime snapshot was installed.
+    pub fn runtime_built_at_ms(&self) -> i64 {
+        self.inner
+            .runtime_built_at_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn store(&self) -> &Store {
@@ -270,12 +283,18 @@ pub async fn rotate_kek(
     Ok((rewrapped, already))
 }
 
-/// Deletes request records past the configured retention, now and then every hour, until
-/// `stop` resolves. Reads the retention from the current config on each pass.
-pub async fn run_retention(state: AppState, stop: tokio_util::sync::CancellationToken) {
+/// Background upkeep until `stop`: deletes request records past the retention, warns (log,
+/// metric, audit entry) about provider credentials expiring within a week, and reloads the
+/// runtime when a credential in use has expired, so it leaves the rotation.
+pub async fn run_housekeeping(
+    state: AppState,
+    every: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
     loop {
+        let now = state.clock().now_unix_ms();
         if let Some(keep) = state.runtime().config.request_retention {
-            let cutoff = state.clock().now_unix_ms() - keep.as_millis() as i64;
+            let cutoff = now - keep.as_millis() as i64;
             match state.store().delete_requests_before(cutoff).await {
                 Ok(n) if n > 0 => {
                     tracing::info!(message = "Deleted expired request records.", rows = n)
@@ -284,9 +303,58 @@ pub async fn run_retention(state: AppState, stop: tokio_util::sync::Cancellation
                 Err(e) => tracing::warn!(message = "Retention pass failed.", error = %e),
             }
         }
+        check_credentials(&state, now).await;
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+const CREDENTIAL_NOTICE_MS: i64 = 7 * 86_400_000;
+
+async fn check_credentials(state: &AppState, now: i64) {
+    let records = match state.store().list_credentials().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(message = "Cannot read credentials.", error = %e);
+            return;
+        }
+    };
+    let mut expired_in_use = false;
+    for r in records.iter().filter(|r| r.retired_at.is_none()) {
+        let Some(expires) = r.expires_at else {
+            continue;
+        };
+        if expires <= now {
+            // In use if it was active when the runtime was built (built before it expired).
+            expired_in_use |= state.runtime_built_at_ms() < expires;
+        } else if expires - now < CREDENTIAL_NOTICE_MS {
+            tracing::warn!(message = "A provider credential expires soon.", credential = %r.id, provider = %r.provider);
+            ::metrics::counter!("plexus_credentials_expiring_total", "provider" => r.provider.clone()).increment(1);
+            state
+                .audit()
+                .record(plexus_auth::audit::AuditEvent {
+                    ts_ms: now,
+                    actor: "plexus".into(),
+                    action: "credential.expiring",
+                    target: r.id.clone(),
+                    outcome: "warning",
+                    source: "housekeeping".into(),
+                    details:
+                        serde_json::json!({"provider": r.provider, "expires_at": expires / 1000})
+                            .to_string(),
+                })
+                .await;
+        }
+    }
+    if expired_in_use {
+        let config = (*state.runtime().config).clone();
+        match state.reload(config).await {
+            Ok(()) => tracing::info!(message = "Expired credentials left the rotation."),
+            Err(e) => {
+                tracing::error!(message = "Reload after a credential expired failed.", error = %e)
+            }
         }
     }
 }

@@ -217,3 +217,50 @@ async fn sqlite() {
 async fn postgres() {
     credentials_rotate_and_retire(Backend::Postgres).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_credentials_raise_an_event_and_leave_the_rotation() {
+    let gw = Gateway::start().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (s, _) = post(
+        &gw,
+        MASTER_KEY,
+        "/admin/credentials",
+        json!({"provider": "oai", "secret": SECRET_1, "expires_at": now + 2}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    assert_eq!(upstream_key_of_next_request(&gw).await, SECRET_1);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(plexus_server::run_housekeeping(
+        gw.state.clone(),
+        std::time::Duration::from_millis(200),
+        stop.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while upstream_key_of_next_request(&gw).await == SECRET_1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the expired credential stayed in use"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(upstream_key_of_next_request(&gw).await, "sk-upstream");
+    stop.cancel();
+    task.await.unwrap();
+    gw.state.audit().flush().await;
+    let warnings = gw
+        .store
+        .list_audit(&plexus_store::AuditQuery {
+            action: Some("credential.expiring".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!warnings.is_empty(), "an event before it expired");
+    gw.shutdown().await;
+}
