@@ -4,7 +4,6 @@
 
 use crate::chat::{parse_json, read_body};
 use crate::error::HttpError;
-use crate::keyauth::principal_of;
 use crate::middleware::{client_addr, Auth};
 use crate::AppState;
 use axum::extract::{Path, Query, Request, State};
@@ -151,6 +150,23 @@ async fn body<T: serde::de::DeserializeOwned>(
     let limit = state.runtime().config.max_request_bytes;
     let bytes = read_body(req, limit).await?;
     Ok(parse_json(&bytes)?)
+}
+
+/// The (team, user) a listing covers: what an admin asks for; for everyone else their own
+/// scope, whatever they ask for (a team admin its team, others themselves or their team).
+fn own_scope(
+    principal: &Principal,
+    team: Option<String>,
+    user: Option<String>,
+) -> (Option<String>, Option<String>) {
+    match principal.role {
+        Role::Admin => (team, user),
+        Role::TeamAdmin => (principal.team_id.clone(), user),
+        Role::Member | Role::Viewer => match &principal.user_id {
+            Some(u) => (None, Some(u.clone())),
+            None => (principal.team_id.clone(), user),
+        },
+    }
 }
 
 fn key_view(k: &KeyRecord) -> Value {
@@ -419,19 +435,8 @@ async fn list_keys(
         after: q.get("cursor").cloned(),
         limit,
     };
-    // Non-admins see their own scope, whatever they ask for.
-    match principal.role {
-        Role::Admin => {}
-        Role::TeamAdmin => filter.team_id = principal.team_id.clone(),
-        Role::Member | Role::Viewer => {
-            if principal.user_id.is_some() {
-                filter.user_id = principal.user_id.clone();
-                filter.team_id = None;
-            } else {
-                filter.team_id = principal.team_id.clone();
-            }
-        }
-    }
+    (filter.team_id, filter.user_id) =
+        own_scope(&principal, filter.team_id.take(), filter.user_id.take());
     let scope = Scope {
         team_id: filter.team_id.as_deref(),
         user_id: filter.user_id.as_deref(),
@@ -701,9 +706,7 @@ async fn get_team(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
-    req: Request,
 ) -> Result<Json<Value>, HttpError> {
-    let actor = actor(&state, &principal, &req);
     if authorize(
         &principal,
         Action::TeamRead,
@@ -717,7 +720,6 @@ async fn get_team(
         return Err(not_found("team", &id));
     }
     let team = state.store().get_team(&id).await.map_err(store_error)?;
-    let _ = &actor;
     team.map(|t| Json(team_view(&t)))
         .ok_or_else(|| not_found("team", &id))
 }
@@ -1181,19 +1183,7 @@ async fn spend(
             .map_err(|_| invalid("`since` must be Unix seconds", "since"))?
             .saturating_mul(1000),
     };
-    let (mut team, mut user) = (q.get("team").cloned(), q.get("user").cloned());
-    match principal.role {
-        Role::Admin => {}
-        Role::TeamAdmin => team = principal.team_id.clone(),
-        Role::Member | Role::Viewer => {
-            if principal.user_id.is_some() {
-                user = principal.user_id.clone();
-                team = None;
-            } else {
-                team = principal.team_id.clone();
-            }
-        }
-    }
+    let (team, user) = own_scope(&principal, q.get("team").cloned(), q.get("user").cloned());
     actor
         .allow(
             Action::SpendRead,
@@ -1377,12 +1367,6 @@ async fn retire_credential(
     Ok(Json(
         json!({"id": id, "object": "credential", "retired": true}),
     ))
-}
-
-/// The principal a stored key authenticates as (re-exported for tests).
-#[allow(dead_code)]
-pub(crate) fn principal_for(record: &KeyRecord) -> Principal {
-    principal_of(record)
 }
 
 #[cfg(test)]
