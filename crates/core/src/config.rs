@@ -259,6 +259,18 @@ pub struct Config {
     pub vault_key_file: Option<PathBuf>,
     /// Request records older than this are deleted (`retention.requests`); `None` keeps them.
     pub request_retention: Option<Duration>,
+    /// Whether request and response bodies are stored in the request log.
+    pub request_bodies: BodyLogging,
+}
+
+/// `request_bodies: off | full | redacted` (default `off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyLogging {
+    #[default]
+    Off,
+    Full,
+    Redacted,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -302,6 +314,8 @@ struct RawConfig {
     jwt: Option<RawJwt>,
     vault: Option<RawVault>,
     retention: Option<RawRetention>,
+    #[serde(default)]
+    request_bodies: BodyLogging,
     #[serde(default)]
     providers: Vec<RawProvider>,
     #[serde(default)]
@@ -871,6 +885,7 @@ fn validate(
         jwt,
         vault_key_file: raw.vault.and_then(|v| v.key_file),
         request_retention,
+        request_bodies: raw.request_bodies,
     })
 }
 

@@ -7,5 +7,6 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod log;
+pub mod redact;
 
 pub use error::{ApiError, ErrorCode};

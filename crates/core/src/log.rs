@@ -35,4 +35,7 @@ pub struct RequestRecord {
     pub latency_ms: u64,
     /// Time to first token for streams.
     pub ttft_ms: Option<u64>,
+    /// The bodies, only when `request_bodies` is `full` or `redacted`.
+    pub request_body: Option<String>,
+    pub response_body: Option<String>,
 }

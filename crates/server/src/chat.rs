@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use plexus_auth::roles::Principal;
 use plexus_core::catalog::Catalog;
+use plexus_core::config::BodyLogging;
 use plexus_core::log::RequestRecord;
 use plexus_core::{ApiError, ErrorCode};
 use plexus_limits::Reservation;
@@ -293,11 +294,11 @@ pub(crate) async fn intake<T: DeserializeOwned>(
     principal: &Principal,
     endpoint: &'static str,
     validate: fn(&T) -> Result<(), ApiError>,
-) -> Result<(T, usize), HttpError> {
+) -> Result<(T, Bytes), HttpError> {
     let started = Instant::now();
     let limit = state.runtime().config.max_request_bytes;
     let parsed = match read_body(req, limit).await {
-        Ok(body) => parse_json::<T>(&body).and_then(|v| validate(&v).map(|()| (v, body.len()))),
+        Ok(body) => parse_json::<T>(&body).and_then(|v| validate(&v).map(|()| (v, body))),
         Err(e) => Err(e),
     };
     match parsed {
@@ -307,6 +308,22 @@ pub(crate) async fn intake<T: DeserializeOwned>(
             Err(finish_error(state, record, None, started, e).await)
         }
     }
+}
+
+/// Stored bodies are cut at this size.
+const MAX_STORED_BODY: usize = 256 * 1024;
+
+/// The body to keep in the request log under `request_bodies` (off by default).
+pub(crate) fn keep_body(mode: BodyLogging, bytes: &[u8]) -> Option<String> {
+    if mode == BodyLogging::Off {
+        return None;
+    }
+    let cut = &bytes[..bytes.len().min(MAX_STORED_BODY)];
+    let text = String::from_utf8_lossy(cut);
+    Some(match mode {
+        BodyLogging::Redacted => plexus_core::redact::redact(&text),
+        _ => text.into_owned(),
+    })
 }
 
 /// A successful JSON answer with the gateway's headers.
@@ -333,7 +350,7 @@ pub async fn chat_completions(
     req: Request,
 ) -> Result<Response, HttpError> {
     let started = Instant::now();
-    let (chat, body_len) =
+    let (chat, body) =
         intake::<ChatCompletionRequest>(&state, req, &request_id, &principal, "chat", validate)
             .await?;
     let rt = state.runtime();
@@ -353,7 +370,10 @@ pub async fn chat_completions(
         Err(e) => return Err(finish_error(&state, record, None, started, e).await),
     };
     let created = state.clock().now_unix_secs();
-    let prompt_estimate = estimate_tokens(body_len);
+    let prompt_estimate = estimate_tokens(body.len());
+    let bodies = rt.config.request_bodies;
+    record.request_body = keep_body(bodies, &body);
+    drop(body);
     let worst_output = {
         let first = &targets[0];
         let catalog_max = Catalog::builtin()
@@ -408,6 +428,7 @@ pub async fn chat_completions(
                         started,
                         prompt_estimate,
                         reservation.take(),
+                        bodies,
                     );
                     return Ok(stream::sse_response(
                         upstream.chunks,
@@ -468,6 +489,7 @@ async fn answer(
     prompt_estimate: u64,
     reservation: Option<Reservation>,
 ) -> Response {
+    let bodies = state.runtime().config.request_bodies;
     let (body, usage) = match response {
         ChatBody::Raw { bytes, usage } => (Ok(bytes), usage),
         ChatBody::Parsed(mut response) => {
@@ -495,17 +517,18 @@ async fn answer(
     record.reasoning_tokens = usage.reasoning_tokens();
     record.cost_usd = cost;
     record.latency_ms = started.elapsed().as_millis() as u64;
+    if let Ok(b) = &body {
+        record.response_body = keep_body(bodies, b);
+    }
     metrics::observe(&record, Some(&target.metrics));
     state.writer().record(record).await;
 
-    let body = match body {
-        Ok(b) => b,
+    match body {
+        Ok(b) => json_response(b, cost, target),
         Err(e) => {
-            return HttpError(ApiError::internal(format!("cannot encode response: {e}")))
-                .into_response()
+            HttpError(ApiError::internal(format!("cannot encode response: {e}"))).into_response()
         }
-    };
-    json_response(body, cost, target)
+    }
 }
 
 /// Characters of content and tool arguments, for estimating completion tokens.

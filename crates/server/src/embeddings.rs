@@ -54,7 +54,7 @@ pub async fn embeddings(
     req: Request,
 ) -> Result<Response, HttpError> {
     let started = Instant::now();
-    let (emb, _) =
+    let (emb, body) =
         intake::<EmbeddingRequest>(&state, req, &request_id, &principal, "embeddings", validate)
             .await?;
     let rt = state.runtime();
@@ -91,6 +91,7 @@ pub async fn embeddings(
         .with_param("model");
         return Err(finish_error(&state, record, targets.first(), started, err).await);
     };
+    record.request_body = crate::chat::keep_body(rt.config.request_bodies, &body);
     record.provider = target.provider.name().to_owned();
     record.upstream_model = target.upstream_model.to_string();
     let input_chars: usize = emb

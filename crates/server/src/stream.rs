@@ -30,6 +30,8 @@ pub struct StreamGuard {
     first_token_at: Option<Instant>,
     /// The budget hold, settled with the stream's cost.
     reservation: Option<plexus_limits::Reservation>,
+    /// The streamed text, kept only when `request_bodies` stores bodies.
+    capture: Option<(plexus_core::config::BodyLogging, String)>,
 }
 
 impl StreamGuard {
@@ -40,6 +42,7 @@ impl StreamGuard {
         started: Instant,
         prompt_estimate: u64,
         reservation: Option<plexus_limits::Reservation>,
+        bodies: plexus_core::config::BodyLogging,
     ) -> Self {
         StreamGuard {
             state,
@@ -51,6 +54,8 @@ impl StreamGuard {
             usage: None,
             first_token_at: None,
             reservation,
+            capture: (bodies != plexus_core::config::BodyLogging::Off)
+                .then(|| (bodies, String::new())),
         }
     }
 
@@ -59,6 +64,18 @@ impl StreamGuard {
             self.usage = Some(u.clone());
         }
         let mut chars = 0;
+        if let Some((_, text)) = &mut self.capture {
+            for c in &chunk.choices {
+                if text.len() < 256 * 1024 {
+                    text.push_str(c.delta.content.as_deref().unwrap_or(""));
+                    for t in c.delta.tool_calls.iter().flatten() {
+                        if let Some(f) = &t.function {
+                            text.push_str(f.arguments.as_deref().unwrap_or(""));
+                        }
+                    }
+                }
+            }
+        }
         for c in &chunk.choices {
             let d = &c.delta;
             chars += d.content.as_deref().map_or(0, str::len);
@@ -100,6 +117,9 @@ impl StreamGuard {
         record.reasoning_tokens = usage.reasoning_tokens();
         record.usage_estimated = estimated;
         record.cost_usd = cost_usd(&self.target, &usage);
+        if let Some((mode, text)) = self.capture.take() {
+            record.response_body = crate::chat::keep_body(mode, text.as_bytes());
+        }
         if let Some(r) = self.reservation.take() {
             r.settle(record.cost_usd);
         }

@@ -467,3 +467,48 @@ async fn servers_that_ignore_include_usage_get_estimated_usage() {
     assert_eq!(resp.status(), 400);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_not_stored_by_default_and_redacted_when_asked() {
+    let gw = Gateway::start().await;
+    let resp = gw
+        .post("/v1/chat/completions")
+        .header("x-request-id", "no-bodies")
+        .json(&user("gpt", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let row = gw.logged("no-bodies").await;
+    assert_eq!((row.request_body, row.response_body), (None, None));
+    gw.shutdown().await;
+
+    let gw = Gateway::start_with("", "request_bodies: redacted").await;
+    let secret_prompt = "my mail is ada@example.com and my key sk-live-0123456789abcdefXYZ";
+    for (rid, stream) in [("redacted-plain", false), ("redacted-stream", true)] {
+        let mut req = user("oai/echo", secret_prompt);
+        req["stream"] = json!(stream);
+        let resp = gw
+            .post("/v1/chat/completions")
+            .header("x-request-id", rid)
+            .json(&req)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let _ = resp.bytes().await.unwrap();
+        let row = gw.logged(rid).await;
+        let stored_req = row.request_body.unwrap();
+        let stored_resp = row.response_body.unwrap();
+        for stored in [&stored_req, &stored_resp] {
+            assert!(!stored.contains("ada@example.com"), "{stored}");
+            assert!(!stored.contains("sk-live-0123456789abcdefXYZ"), "{stored}");
+            assert!(stored.contains("[REDACTED]"), "{stored}");
+        }
+        assert!(
+            stored_req.contains("my mail is"),
+            "the rest is kept: {stored_req}"
+        );
+    }
+    gw.shutdown().await;
+}

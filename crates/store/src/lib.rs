@@ -190,7 +190,7 @@ impl Store {
         const INSERT: &str = "INSERT INTO request_log (ts_ms, request_id, upstream_request_id, \
              key_id, endpoint, model, provider, upstream_model, stream, status, error_code, \
              prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, \
-             cost_usd, latency_ms, ttft_ms, user_id, team_id) ";
+             cost_usd, latency_ms, ttft_ms, user_id, team_id, request_body, response_body) ";
         macro_rules! insert_all {
             ($pool:expr, $db:ty) => {{
                 let mut tx = $pool.begin().await?;
@@ -217,7 +217,9 @@ impl Store {
                             .push_bind(clamp_i64(r.latency_ms))
                             .push_bind(r.ttft_ms.map(clamp_i64))
                             .push_bind(r.user_id.as_deref())
-                            .push_bind(r.team_id.as_deref());
+                            .push_bind(r.team_id.as_deref())
+                            .push_bind(r.request_body.as_deref())
+                            .push_bind(r.response_body.as_deref());
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -236,7 +238,8 @@ impl Store {
         const SQL: &str = "SELECT ts_ms, request_id, upstream_request_id, key_id, endpoint, \
              model, provider, upstream_model, stream, status, error_code, prompt_tokens, \
              completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, cost_usd, \
-             latency_ms, ttft_ms FROM request_log ORDER BY id DESC LIMIT ?";
+             latency_ms, ttft_ms, request_body, response_body FROM request_log \
+             ORDER BY id DESC LIMIT ?";
         on_db!(&self.db, SQL, |p, q| {
             let rows = sqlx::query(q).bind(i64::from(limit)).fetch_all(p).await?;
             rows.iter().map(LoggedRequest::from_row).collect()
@@ -335,7 +338,8 @@ impl Store {
         const SQL: &str = "SELECT ts_ms, request_id, upstream_request_id, key_id, endpoint, \
              model, provider, upstream_model, stream, status, error_code, prompt_tokens, \
              completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, cost_usd, \
-             latency_ms, ttft_ms FROM request_log WHERE request_id = ? ORDER BY id DESC LIMIT 1";
+             latency_ms, ttft_ms, request_body, response_body FROM request_log \
+             WHERE request_id = ? ORDER BY id DESC LIMIT 1";
         on_db!(&self.db, SQL, |p, q| {
             let row = sqlx::query(q).bind(request_id).fetch_optional(p).await?;
             row.as_ref().map(LoggedRequest::from_row).transpose()
@@ -409,6 +413,8 @@ pub struct LoggedRequest {
     pub cost_usd: f64,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
+    pub request_body: Option<String>,
+    pub response_body: Option<String>,
 }
 
 /// Column access shared by both backends' rows.
@@ -475,6 +481,8 @@ impl LoggedRequest {
             cost_usd: row.f64("cost_usd")?,
             latency_ms: u("latency_ms")?,
             ttft_ms: row.opt_i64("ttft_ms")?.map(|v| v.max(0) as u64),
+            request_body: row.opt_text("request_body")?,
+            response_body: row.opt_text("response_body")?,
         })
     }
 }
