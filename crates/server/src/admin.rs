@@ -32,6 +32,8 @@ pub fn routes() -> Router<AppState> {
             get(get_key).patch(update_key).delete(revoke_key),
         )
         .route("/admin/keys/{id}/rotate", post(rotate_key))
+        .route("/admin/orgs", post(create_org).get(list_orgs))
+        .route("/admin/orgs/{id}", get(get_org))
         .route("/admin/teams", post(create_team).get(list_teams))
         .route(
             "/admin/teams/{id}",
@@ -631,7 +633,7 @@ async fn rotate_key(
 }
 
 fn team_view(t: &TeamRecord) -> Value {
-    json!({"id": t.id, "object": "team", "name": t.name, "max_budget_usd": t.max_budget_usd,
+    json!({"id": t.id, "object": "team", "name": t.name, "org": t.org_id, "max_budget_usd": t.max_budget_usd,
            "budget_period": t.budget_period, "metadata": t.metadata, "created_at": t.created_at / 1000})
 }
 
@@ -659,9 +661,82 @@ fn valid_id(id: &str, param: &str) -> Result<(), HttpError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct CreateOrg {
+    id: String,
+    name: Option<String>,
+}
+
+fn org_view(o: &plexus_store::OrgRecord, teams: Option<&[TeamRecord]>) -> Value {
+    let mut v = json!({"id": o.id, "object": "organization", "name": o.name, "created_at": o.created_at / 1000});
+    if let Some(teams) = teams {
+        v["teams"] = json!(teams.iter().map(|t| t.id.clone()).collect::<Vec<_>>());
+    }
+    v
+}
+
+/// Organizations group teams; managing them is an admin's job.
+async fn create_org(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    req: Request,
+) -> Result<Response, HttpError> {
+    let actor = actor(&state, &principal, &req);
+    actor
+        .allow(Action::TeamWrite, Scope::default(), "org.create", "orgs")
+        .await?;
+    let b: CreateOrg = body(&state, req).await?;
+    valid_id(&b.id, "id")?;
+    let org = plexus_store::OrgRecord {
+        name: b.name.unwrap_or_else(|| b.id.clone()),
+        id: b.id,
+        created_at: state.clock().now_unix_ms(),
+    };
+    state.store().insert_org(&org).await.map_err(store_error)?;
+    actor
+        .audit("org.create", &org.id, "ok", json!({"name": org.name}))
+        .await;
+    Ok((StatusCode::CREATED, Json(org_view(&org, None))).into_response())
+}
+
+async fn list_orgs(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    req: Request,
+) -> Result<Json<Value>, HttpError> {
+    let actor = actor(&state, &principal, &req);
+    actor
+        .allow(Action::TeamWrite, Scope::default(), "org.list", "orgs")
+        .await?;
+    let orgs = state.store().list_orgs().await.map_err(store_error)?;
+    Ok(Json(
+        json!({"object": "list", "data": orgs.iter().map(|o| org_view(o, None)).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn get_org(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Json<Value>, HttpError> {
+    let actor = actor(&state, &principal, &req);
+    actor
+        .allow(Action::TeamWrite, Scope::default(), "org.read", &id)
+        .await?;
+    let Some(org) = state.store().get_org(&id).await.map_err(store_error)? else {
+        return Err(not_found("organization", &id));
+    };
+    let teams = state.store().teams_of_org(&id).await.map_err(store_error)?;
+    Ok(Json(org_view(&org, Some(&teams))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateTeam {
     id: String,
     name: Option<String>,
+    /// The organization the team belongs to.
+    org: Option<String>,
     max_budget_usd: Option<f64>,
     budget_period: Option<String>,
     metadata: Option<Value>,
@@ -683,9 +758,21 @@ async fn create_team(
         b.budget_period.as_deref(),
         [("rpm", None), ("tpm", None), ("max_parallel", None)],
     )?;
+    if let Some(org) = &b.org {
+        if state
+            .store()
+            .get_org(org)
+            .await
+            .map_err(store_error)?
+            .is_none()
+        {
+            return Err(not_found("organization", org));
+        }
+    }
     let team = TeamRecord {
         name: b.name.unwrap_or_else(|| b.id.clone()),
         id: b.id,
+        org_id: b.org,
         max_budget_usd: b.max_budget_usd,
         budget_period: b.budget_period,
         metadata: b.metadata.unwrap_or_else(|| json!({})),

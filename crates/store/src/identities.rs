@@ -91,6 +91,8 @@ pub struct KeyFilter {
 pub struct TeamRecord {
     pub id: String,
     pub name: String,
+    /// The organization the team belongs to.
+    pub org_id: Option<String>,
     pub max_budget_usd: Option<f64>,
     pub budget_period: Option<String>,
     pub metadata: serde_json::Value,
@@ -167,10 +169,19 @@ fn key_from_row(row: &impl AnyRow) -> Result<KeyRecord, StoreError> {
     })
 }
 
+/// An organization: the level above teams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgRecord {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
 fn team_from_row(row: &impl AnyRow) -> Result<TeamRecord, StoreError> {
     Ok(TeamRecord {
         id: row.text("id")?,
         name: row.text("name")?,
+        org_id: row.opt_text("org_id")?,
         max_budget_usd: row.opt_f64("max_budget_usd")?,
         budget_period: row.opt_text("budget_period")?,
         metadata: serde_json::from_str(&row.text("metadata")?)
@@ -326,7 +337,7 @@ impl Store {
 
     pub async fn insert_team(&self, t: &TeamRecord) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO teams (id, name, max_budget_usd, budget_period, metadata, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?)";
+             created_at, org_id) VALUES (?, ?, ?, ?, ?, ?, ?)";
         on_db!(&self.db, SQL, |p, q| {
             sqlx::query(q)
                 .bind(&t.id)
@@ -335,6 +346,7 @@ impl Store {
                 .bind(&t.budget_period)
                 .bind(json_text(&t.metadata))
                 .bind(t.created_at)
+                .bind(&t.org_id)
                 .execute(p)
                 .await
                 .map_err(|e| StoreError::conflict_or(e, "team"))?;
@@ -343,8 +355,8 @@ impl Store {
     }
 
     pub async fn get_team(&self, id: &str) -> Result<Option<TeamRecord>, StoreError> {
-        const SQL: &str = "SELECT id, name, max_budget_usd, budget_period, metadata, created_at \
-             FROM teams WHERE id = ?";
+        const SQL: &str = "SELECT id, name, max_budget_usd, budget_period, metadata, created_at, \
+             org_id FROM teams WHERE id = ?";
         on_db!(&self.db, SQL, |p, q| {
             let row = sqlx::query(q).bind(id).fetch_optional(p).await?;
             row.as_ref().map(team_from_row).transpose()
@@ -356,8 +368,8 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<TeamRecord>, StoreError> {
-        const SQL: &str = "SELECT id, name, max_budget_usd, budget_period, metadata, created_at \
-             FROM teams WHERE id > ? ORDER BY id LIMIT ?";
+        const SQL: &str = "SELECT id, name, max_budget_usd, budget_period, metadata, created_at, \
+             org_id FROM teams WHERE id > ? ORDER BY id LIMIT ?";
         on_db!(&self.db, SQL, |p, q| {
             let rows = sqlx::query(q)
                 .bind(after.unwrap_or(""))
@@ -370,13 +382,14 @@ impl Store {
 
     pub async fn update_team(&self, t: &TeamRecord) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE teams SET name = ?, max_budget_usd = ?, budget_period = ?, \
-             metadata = ? WHERE id = ?";
+             metadata = ?, org_id = ? WHERE id = ?";
         let n = on_db!(&self.db, SQL, |p, q| {
             sqlx::query(q)
                 .bind(&t.name)
                 .bind(t.max_budget_usd)
                 .bind(&t.budget_period)
                 .bind(json_text(&t.metadata))
+                .bind(&t.org_id)
                 .bind(&t.id)
                 .execute(p)
                 .await
@@ -710,5 +723,62 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+impl Store {
+    pub async fn insert_org(&self, o: &OrgRecord) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)";
+        on_db!(&self.db, SQL, |p, q| {
+            sqlx::query(q)
+                .bind(&o.id)
+                .bind(&o.name)
+                .bind(o.created_at)
+                .execute(p)
+                .await
+                .map_err(|e| StoreError::conflict_or(e, "organization"))?;
+        });
+        Ok(())
+    }
+
+    pub async fn get_org(&self, id: &str) -> Result<Option<OrgRecord>, StoreError> {
+        const SQL: &str = "SELECT id, name, created_at FROM orgs WHERE id = ?";
+        on_db!(&self.db, SQL, |p, q| {
+            let row = sqlx::query(q).bind(id).fetch_optional(p).await?;
+            match row {
+                Some(r) => Ok(Some(OrgRecord {
+                    id: r.text("id")?,
+                    name: r.text("name")?,
+                    created_at: r.i64("created_at")?,
+                })),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The teams of an organization, ordered by id.
+    pub async fn teams_of_org(&self, org_id: &str) -> Result<Vec<TeamRecord>, StoreError> {
+        const SQL: &str = "SELECT id, name, max_budget_usd, budget_period, metadata, created_at, \
+             org_id FROM teams WHERE org_id = ? ORDER BY id LIMIT 10000";
+        on_db!(&self.db, SQL, |p, q| {
+            let rows = sqlx::query(q).bind(org_id).fetch_all(p).await?;
+            rows.iter().map(team_from_row).collect()
+        })
+    }
+
+    pub async fn list_orgs(&self) -> Result<Vec<OrgRecord>, StoreError> {
+        const SQL: &str = "SELECT id, name, created_at FROM orgs ORDER BY id LIMIT 10000";
+        on_db!(&self.db, SQL, |p, q| {
+            let rows = sqlx::query(q).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(OrgRecord {
+                        id: r.text("id")?,
+                        name: r.text("name")?,
+                        created_at: r.i64("created_at")?,
+                    })
+                })
+                .collect()
+        })
     }
 }

@@ -12,8 +12,8 @@ mod identities;
 mod writer;
 
 pub use identities::{
-    AuditEntry, AuditQuery, CredentialRecord, KeyFilter, KeyRecord, KeyUpdate, NewKey, TeamRecord,
-    UserRecord,
+    AuditEntry, AuditQuery, CredentialRecord, KeyFilter, KeyRecord, KeyUpdate, NewKey, OrgRecord,
+    TeamRecord, UserRecord,
 };
 pub use writer::{LogWriter, WriterHandle};
 

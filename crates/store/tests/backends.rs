@@ -166,9 +166,20 @@ both!(request_log_round_trip, request_log);
 
 async fn keys(store: &Store) {
     store
+        .insert_org(&plexus_store::OrgRecord {
+            id: "acme".into(),
+            name: "Acme".into(),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.list_orgs().await.unwrap().len(), 1);
+    assert_eq!(store.get_org("acme").await.unwrap().unwrap().name, "Acme");
+    store
         .insert_team(&TeamRecord {
             id: "t1".into(),
             name: "Team One".into(),
+            org_id: Some("acme".into()),
             max_budget_usd: None,
             budget_period: None,
             metadata: serde_json::json!({}),
@@ -187,6 +198,16 @@ async fn keys(store: &Store) {
         store.insert_key(&key("k00", None, None)).await,
         Err(StoreError::Conflict(_))
     ));
+    assert_eq!(
+        store
+            .get_team("t1")
+            .await
+            .unwrap()
+            .unwrap()
+            .org_id
+            .as_deref(),
+        Some("acme")
+    );
     let got = store.get_key("k03").await.unwrap().unwrap();
     assert_eq!(got, key("k03", None, None));
     assert!(store.get_key("nope").await.unwrap().is_none());
