@@ -4,6 +4,8 @@
 # and the gateway process's CPU time per request (from /proc, gateway process only).
 #
 # Usage: bench/run.sh [duration_seconds] [connections]     (defaults: 20, 64)
+# BENCH_PIN=1 pins the gateway to CPU 1 and wrk and the simulator to CPU 0, so the gateway's
+# figure is not disturbed by sharing a core with its load (steadier on a 2-core machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-20}"
@@ -19,9 +21,16 @@ rm -f bench/plexus-bench.db*
 cleanup() { kill "${GW_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-PLEXUS_LOG=warn "$BIN" mock --listen 127.0.0.1:4010 >/dev/null &
+PIN_LOAD=""
+PIN_GW=""
+if [ "${BENCH_PIN:-0}" = 1 ]; then
+  PIN_LOAD="taskset -c 0"
+  PIN_GW="taskset -c 1"
+  THREADS=1
+fi
+PLEXUS_LOG=warn $PIN_LOAD "$BIN" mock --listen 127.0.0.1:4010 >/dev/null &
 MOCK_PID=$!
-PLEXUS_LOG=warn "$BIN" serve --config bench/plexus.yaml >/dev/null &
+PLEXUS_LOG=warn $PIN_GW "$BIN" serve --config bench/plexus.yaml >/dev/null &
 GW_PID=$!
 for _ in $(seq 100); do
   curl -sf http://127.0.0.1:4000/health >/dev/null && break
@@ -32,7 +41,7 @@ TICKS=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run_wrk() { # url model
-  BENCH_MODEL="$2" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s bench/chat.lua "$1"
+  BENCH_MODEL="$2" $PIN_LOAD wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s bench/chat.lua "$1"
 }
 field() { # wrk output, percentile label
   awk -v p="$2" '$1==p {print $2}' <<<"$1"
@@ -42,7 +51,7 @@ total() { awk '/requests in/ {print $1}' <<<"$1"; }
 errors() { awk '/Non-2xx|Socket errors/' <<<"$1"; }
 
 echo "warm-up (5 s)..."
-BENCH_MODEL=gpt wrk -t"$THREADS" -c"$CONNS" -d5s -s bench/chat.lua http://127.0.0.1:4000/v1/chat/completions >/dev/null
+BENCH_MODEL=gpt $PIN_LOAD wrk -t"$THREADS" -c"$CONNS" -d5s -s bench/chat.lua http://127.0.0.1:4000/v1/chat/completions >/dev/null
 
 echo "simulator alone (${DURATION}s, ${CONNS} connections)..."
 mb=$(cpu_ticks "$MOCK_PID")
