@@ -222,7 +222,7 @@ struct CreateKey {
 fn check_limits(
     budget: Option<f64>,
     period: Option<&str>,
-    limits: [(&str, Option<i64>); 3],
+    limits: &[(&str, Option<i64>)],
 ) -> Result<(), HttpError> {
     if let Some(b) = budget {
         if !b.is_finite() || b < 0.0 {
@@ -240,7 +240,7 @@ fn check_limits(
             ));
         }
     }
-    for (name, v) in limits {
+    for &(name, v) in limits {
         if v.is_some_and(|v| v <= 0) {
             return Err(invalid(format!("`{name}` must be positive"), name));
         }
@@ -277,7 +277,7 @@ async fn create_key(
     check_limits(
         b.max_budget_usd,
         b.budget_period.as_deref(),
-        [
+        &[
             ("rpm", b.rpm),
             ("tpm", b.tpm),
             ("max_parallel", b.max_parallel),
@@ -514,7 +514,7 @@ async fn update_key(
     check_limits(
         p.max_budget_usd.flatten(),
         p.budget_period.clone().flatten().as_deref(),
-        [
+        &[
             ("rpm", p.rpm.flatten()),
             ("tpm", p.tpm.flatten()),
             ("max_parallel", p.max_parallel.flatten()),
@@ -753,11 +753,7 @@ async fn create_team(
         .await?;
     let b: CreateTeam = body(&state, req).await?;
     valid_id(&b.id, "id")?;
-    check_limits(
-        b.max_budget_usd,
-        b.budget_period.as_deref(),
-        [("rpm", None), ("tpm", None), ("max_parallel", None)],
-    )?;
+    check_limits(b.max_budget_usd, b.budget_period.as_deref(), &[])?;
     if let Some(org) = &b.org {
         if state
             .store()
@@ -847,7 +843,7 @@ async fn update_team(
     check_limits(
         p.max_budget_usd.flatten(),
         p.budget_period.clone().flatten().as_deref(),
-        [("rpm", None), ("tpm", None), ("max_parallel", None)],
+        &[],
     )?;
     if let Some(n) = p.name {
         team.name = n;
@@ -977,11 +973,7 @@ async fn create_user(
             return Err(not_found("team", t));
         }
     }
-    check_limits(
-        b.max_budget_usd,
-        b.budget_period.as_deref(),
-        [("rpm", None), ("tpm", None), ("max_parallel", None)],
-    )?;
+    check_limits(b.max_budget_usd, b.budget_period.as_deref(), &[])?;
     let user = UserRecord {
         name: b.name.unwrap_or_else(|| b.id.clone()),
         id: b.id,
@@ -1061,7 +1053,7 @@ async fn update_user(
     check_limits(
         p.max_budget_usd.flatten(),
         p.budget_period.clone().flatten().as_deref(),
-        [("rpm", None), ("tpm", None), ("max_parallel", None)],
+        &[],
     )?;
     if let Some(n) = p.name {
         user.name = n;
