@@ -11,6 +11,8 @@
 //! current period (`seed`), and this crate keeps the running figures.
 #![forbid(unsafe_code)]
 
+pub mod rate;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
