@@ -1,5 +1,6 @@
-//! Admission control. Today: spend budgets per key, user and team, enforced with
-//! reservations so that concurrent requests cannot overshoot.
+//! Admission control: spend budgets per key, user and team, enforced with reservations so
+//! that concurrent requests cannot overshoot (`Budgets`, here), request/token/concurrency
+//! limits (`rate`), and the same two shared by every gateway instance through Redis (`redis`).
 //!
 //! A request reserves its worst-case cost on every budget that applies before it is sent, and
 //! settles the actual cost afterwards. Admission is checked against `spent + reserved`, so the
@@ -7,11 +8,12 @@
 //! past it (only a request whose real cost exceeds its own worst case could, and the worst case
 //! uses the output cap the upstream enforces).
 //!
-//! **Invariant:** no I/O here. The caller seeds a budget with the spend already recorded in the
-//! current period (`seed`), and this crate keeps the running figures.
+//! **Invariant:** no I/O outside the `redis` module. The caller seeds a budget with the spend
+//! already recorded in the current period (`seed`), and this crate keeps the running figures.
 #![forbid(unsafe_code)]
 
 pub mod rate;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -32,7 +32,10 @@ pub struct Quota {
 
 impl Quota {
     pub fn is_empty(&self) -> bool {
-        self.rpm.is_none() && self.tpm.is_none() && self.tpd.is_none() && self.max_parallel.is_none()
+        self.rpm.is_none()
+            && self.tpm.is_none()
+            && self.tpd.is_none()
+            && self.max_parallel.is_none()
     }
 
     pub fn limits_tokens(&self) -> bool {
@@ -303,8 +306,7 @@ impl LocalLimiter {
                                 id: subject.id.clone(),
                                 kind,
                                 limit,
-                                retry_after: (wait != u64::MAX)
-                                    .then(|| Duration::from_nanos(wait)),
+                                retry_after: (wait != u64::MAX).then(|| Duration::from_nanos(wait)),
                             });
                         }
                     }
