@@ -41,6 +41,9 @@ pub(crate) async fn messages(State(state): State<MockState>, req: Request) -> Re
         return resp;
     }
     let input = input_of(&body);
+    if let Some(resp) = ctx.context_gate(&knobs, gen::prompt_tokens(input.prompt_chars)) {
+        return resp;
+    }
     let mut reply = gen::generate(model, &input, &knobs);
     // Messages has no `n`.
     reply.choices.truncate(1);

@@ -39,6 +39,9 @@ pub(crate) struct Knobs {
     pub fault: Option<Fault>,
     pub retry_after: Option<u64>,
     pub fail_first: Option<u32>,
+    /// The model's context window in tokens: longer prompts get the provider's
+    /// context-length error.
+    pub context: Option<u32>,
 }
 
 impl Knobs {
@@ -53,6 +56,7 @@ impl Knobs {
             fault: None,
             retry_after: None,
             fail_first: None,
+            context: None,
         };
         if let Some(p) = config.profiles.iter().find(|p| glob_match(&p.model, model)) {
             set(&mut k.latency_ms, p.latency_ms);
@@ -171,6 +175,7 @@ impl Knobs {
             "cached" => set_u32(&mut self.cached_tokens, value),
             "retry-after" => self.retry_after = value.parse().ok().or(self.retry_after),
             "fail-first" => self.fail_first = value.parse().ok().or(self.fail_first),
+            "context" => self.context = value.parse().ok().or(self.context),
             "cut-after" => {
                 if let Ok(n) = value.parse() {
                     self.fault = Some(Fault::CutAfter(n));

@@ -312,6 +312,31 @@ impl Ctx {
         }
     }
 
+    /// The provider's context-length error when the prompt exceeds the model's window
+    /// (`context-N`), worded as each API words it.
+    pub fn context_gate(&self, knobs: &Knobs, prompt_tokens: u32) -> Option<Response> {
+        let window = knobs.context?;
+        if prompt_tokens <= window {
+            return None;
+        }
+        Some(match self.flavor {
+            Flavor::OpenAi | Flavor::Azure => self.error_full(
+                StatusCode::BAD_REQUEST,
+                &format!("This model's maximum context length is {window} tokens. However, your messages resulted in {prompt_tokens} tokens. Please reduce the length of the messages."),
+                Some("context_length_exceeded"),
+                Some("messages"),
+            ),
+            Flavor::Anthropic => self.error(
+                StatusCode::BAD_REQUEST,
+                &format!("prompt is too long: {prompt_tokens} tokens > {window} maximum"),
+            ),
+            Flavor::Gemini => self.error(
+                StatusCode::BAD_REQUEST,
+                &format!("The input token count ({prompt_tokens}) exceeds the maximum number of tokens allowed ({window})."),
+            ),
+        })
+    }
+
     /// Has the connection closed with RST before any byte of the response is written.
     fn reset(&self) -> Response {
         match &self.conn {

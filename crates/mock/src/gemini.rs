@@ -249,6 +249,9 @@ async fn generate(state: &MockState, ctx: &Ctx, model: &str, stream: Option<Fram
         return resp;
     }
     let input = input_of(&body);
+    if let Some(resp) = ctx.context_gate(&knobs, gen::prompt_tokens(input.prompt_chars)) {
+        return resp;
+    }
     let reply = gen::generate(model, &input, &knobs);
     let r = Render {
         id: alnum(22),

@@ -260,6 +260,9 @@ async fn chat_inner(state: &MockState, ctx: &Ctx, deployment: Option<&str>) -> R
         return resp;
     }
     let input = input_of(&body);
+    if let Some(resp) = ctx.context_gate(&knobs, gen::prompt_tokens(input.prompt_chars)) {
+        return resp;
+    }
     let reply = gen::generate(model, &input, &knobs);
     let azure = ctx.flavor == Flavor::Azure;
     let r = Render {

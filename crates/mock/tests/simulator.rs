@@ -1516,3 +1516,54 @@ async fn serve_runs_until_shutdown_future() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn context_window_errors_in_each_providers_words() {
+    let s = start().await;
+    let long = "word ".repeat(400);
+    let resp = openai(&s, "/v1/chat/completions")
+        .json(&chat("gpt+context-50", &long))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "context_length_exceeded");
+    assert_eq!(e["error"]["param"], "messages");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("This model's maximum context length is 50 tokens."));
+    let resp = openai(&s, "/v1/chat/completions")
+        .json(&chat("gpt+context-50", "short"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "a prompt that fits is answered");
+
+    let resp = anthropic(&s)
+        .json(&json!({"model": "c+context-50", "max_tokens": 5, "messages": [{"role": "user", "content": long}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["type"], "invalid_request_error");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("prompt is too long:"));
+
+    let resp = gemini(&s, "g+context-50:generateContent")
+        .json(&json!({"contents": [{"parts": [{"text": long}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["status"], "INVALID_ARGUMENT");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("exceeds the maximum number of tokens allowed (50)"));
+}
