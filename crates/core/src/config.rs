@@ -185,12 +185,176 @@ pub struct TargetConfig {
     /// Index into [`Config::providers`].
     pub provider: usize,
     pub model: String,
+    /// Share of traffic under `balance: weighted` (default 1).
+    pub weight: u32,
+    /// The provider account's own limits for this target (requests and tokens per minute).
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelConfig {
     pub name: String,
     pub targets: Vec<TargetConfig>,
+    pub balance: Balance,
+    /// Other models to try, in order, when every target failed with a class in `fallback_on`.
+    pub fallbacks: Vec<String>,
+    pub fallback_on: Vec<FailureClass>,
+    /// Limits on this model across all callers (on top of the global ones).
+    pub limits: RateLimits,
+}
+
+impl TargetConfig {
+    pub fn new(provider: usize, model: impl Into<String>) -> TargetConfig {
+        TargetConfig {
+            provider,
+            model: model.into(),
+            weight: 1,
+            rpm: None,
+            tpm: None,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// A model with default balancing and no fallbacks or limits.
+    pub fn new(name: impl Into<String>, targets: Vec<TargetConfig>) -> ModelConfig {
+        ModelConfig {
+            name: name.into(),
+            targets,
+            balance: Balance::default(),
+            fallbacks: Vec::new(),
+            fallback_on: FailureClass::ALL.to_vec(),
+            limits: RateLimits::default(),
+        }
+    }
+}
+
+/// Request, token and concurrency limits; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub tpd: Option<u64>,
+    pub max_parallel: Option<u64>,
+}
+
+impl RateLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == RateLimits::default()
+    }
+}
+
+/// How a model with several targets spreads its traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// In proportion to the targets' `weight` (random, so replicas need no coordination).
+    #[default]
+    Weighted,
+    /// The target with the fewest requests in flight.
+    LeastBusy,
+    /// Lowest peak-EWMA latency, by power of two choices.
+    Latency,
+    /// Cheapest first (catalog prices).
+    Cost,
+}
+
+/// The kind of failure that moves a request to a fallback model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    RateLimited,
+    Unavailable,
+    Timeout,
+    ContextWindow,
+    ContentFilter,
+}
+
+impl FailureClass {
+    pub const ALL: [FailureClass; 5] = [
+        FailureClass::RateLimited,
+        FailureClass::Unavailable,
+        FailureClass::Timeout,
+        FailureClass::ContextWindow,
+        FailureClass::ContentFilter,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FailureClass::RateLimited => "rate_limited",
+            FailureClass::Unavailable => "unavailable",
+            FailureClass::Timeout => "timeout",
+            FailureClass::ContextWindow => "context_window",
+            FailureClass::ContentFilter => "content_filter",
+        }
+    }
+}
+
+/// What the limiter does when Redis cannot be reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRedisError {
+    /// Keep serving, enforcing the limits in process (per instance).
+    #[default]
+    Open,
+    /// Refuse with 503 until Redis is back.
+    Closed,
+}
+
+/// Retries of one request across its targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Total time a request may spend waiting between attempts.
+    pub budget: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            attempts: 3,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            budget: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The circuit breaker kept per target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerSettings {
+    pub consecutive_failures: u32,
+    pub failure_rate: f64,
+    pub min_requests: u32,
+    pub window: Duration,
+    pub cooldown: Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            consecutive_failures: 5,
+            failure_rate: 0.5,
+            min_requests: 10,
+            window: Duration::from_secs(30),
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Global limits and the limiter backend.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LimitSettings {
+    /// Defaults applied to every request (scope `global`).
+    pub global: RateLimits,
+    pub on_redis_error: OnRedisError,
+    /// How long a request may wait for a target's provider limit before it is refused.
+    pub queue_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +425,11 @@ pub struct Config {
     pub request_retention: Option<Duration>,
     /// Whether request and response bodies are stored in the request log.
     pub request_bodies: BodyLogging,
+    /// Shared state for limits and budgets across instances.
+    pub redis: Option<SecretString>,
+    pub limits: LimitSettings,
+    pub retries: RetrySettings,
+    pub breaker: BreakerSettings,
 }
 
 /// `request_bodies: off | full | redacted` (default `off`).
@@ -316,6 +485,10 @@ struct RawConfig {
     retention: Option<RawRetention>,
     #[serde(default)]
     request_bodies: BodyLogging,
+    redis: Option<String>,
+    limits: Option<RawLimits>,
+    retries: Option<RawRetries>,
+    circuit_breaker: Option<RawBreaker>,
     #[serde(default)]
     providers: Vec<RawProvider>,
     #[serde(default)]
@@ -397,6 +570,13 @@ struct RawProvider {
 struct RawModel {
     name: String,
     targets: Vec<RawTarget>,
+    #[serde(default)]
+    balance: Balance,
+    #[serde(default)]
+    fallbacks: Vec<String>,
+    fallback_on: Option<Vec<FailureClass>>,
+    #[serde(default)]
+    limits: RateLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -404,6 +584,40 @@ struct RawModel {
 struct RawTarget {
     provider: String,
     model: String,
+    weight: Option<u32>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    tpd: Option<u64>,
+    max_parallel: Option<u64>,
+    #[serde(default)]
+    on_redis_error: OnRedisError,
+    queue_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetries {
+    attempts: Option<u32>,
+    base_delay: Option<String>,
+    max_delay: Option<String>,
+    budget: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    consecutive_failures: Option<u32>,
+    failure_rate: Option<f64>,
+    min_requests: Option<u32>,
+    window: Option<String>,
+    cooldown: Option<String>,
 }
 
 /// Reads and validates a config file.
@@ -804,16 +1018,117 @@ fn validate(
                     "must be non-empty",
                 ));
             }
+            for (field, value) in [("rpm", t.rpm), ("tpm", t.tpm)] {
+                if value == Some(0) {
+                    return Err(invalid(
+                        format!("models[{i}].targets[{j}].{field}"),
+                        "must be at least 1 (leave it out for no limit)",
+                    ));
+                }
+            }
             targets.push(TargetConfig {
                 provider: idx,
                 model: t.model,
+                weight: t.weight.unwrap_or(1),
+                rpm: t.rpm,
+                tpm: t.tpm,
             });
         }
+        check_limits(&m.limits, &format!("models[{i}].limits"))?;
         models.push(ModelConfig {
             name: m.name,
             targets,
+            balance: m.balance,
+            fallbacks: m.fallbacks,
+            fallback_on: m.fallback_on.unwrap_or_else(|| FailureClass::ALL.to_vec()),
+            limits: m.limits,
         });
     }
+    for (i, m) in models.iter().enumerate() {
+        for (j, f) in m.fallbacks.iter().enumerate() {
+            if f == &m.name || !model_names.contains(f) {
+                return Err(invalid(
+                    format!("models[{i}].fallbacks[{j}]"),
+                    format!("`{f}` is not another configured model"),
+                ));
+            }
+        }
+    }
+
+    let raw_limits = raw.limits.unwrap_or_default();
+    let global = RateLimits {
+        rpm: raw_limits.rpm,
+        tpm: raw_limits.tpm,
+        tpd: raw_limits.tpd,
+        max_parallel: raw_limits.max_parallel,
+    };
+    check_limits(&global, "limits")?;
+    let limits = LimitSettings {
+        global,
+        on_redis_error: raw_limits.on_redis_error,
+        queue_timeout: duration_key(
+            raw_limits.queue_timeout.as_deref(),
+            "limits.queue_timeout",
+            Duration::from_secs(5),
+        )?,
+    };
+    let redis = match raw.redis {
+        None => None,
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Some(SecretString::from(url))
+        }
+        Some(_) => return Err(invalid("redis", "must be a redis:// URL")),
+    };
+    let retry_defaults = RetrySettings::default();
+    let retries = match raw.retries {
+        None => retry_defaults,
+        Some(r) => RetrySettings {
+            attempts: match r.attempts {
+                Some(0) => return Err(invalid("retries.attempts", "must be at least 1")),
+                Some(n) => n,
+                None => retry_defaults.attempts,
+            },
+            base_delay: duration_key(
+                r.base_delay.as_deref(),
+                "retries.base_delay",
+                retry_defaults.base_delay,
+            )?,
+            max_delay: duration_key(
+                r.max_delay.as_deref(),
+                "retries.max_delay",
+                retry_defaults.max_delay,
+            )?,
+            budget: duration_key(r.budget.as_deref(), "retries.budget", retry_defaults.budget)?,
+        },
+    };
+    let breaker_defaults = BreakerSettings::default();
+    let breaker = match raw.circuit_breaker {
+        None => breaker_defaults,
+        Some(b) => {
+            let failure_rate = b.failure_rate.unwrap_or(breaker_defaults.failure_rate);
+            if !(failure_rate > 0.0 && failure_rate <= 1.0) {
+                return Err(invalid("circuit_breaker.failure_rate", "must be in (0, 1]"));
+            }
+            BreakerSettings {
+                consecutive_failures: b
+                    .consecutive_failures
+                    .unwrap_or(breaker_defaults.consecutive_failures)
+                    .max(1),
+                failure_rate,
+                min_requests: b.min_requests.unwrap_or(breaker_defaults.min_requests),
+                window: duration_key(
+                    b.window.as_deref(),
+                    "circuit_breaker.window",
+                    breaker_defaults.window,
+                )?,
+                cooldown: duration_key(
+                    b.cooldown.as_deref(),
+                    "circuit_breaker.cooldown",
+                    breaker_defaults.cooldown,
+                )?,
+            }
+        }
+    };
 
     let jwt = match raw.jwt {
         None => None,
@@ -886,7 +1201,28 @@ fn validate(
         vault_key_file: raw.vault.and_then(|v| v.key_file),
         request_retention,
         request_bodies: raw.request_bodies,
+        redis,
+        limits,
+        retries,
+        breaker,
     })
+}
+
+fn check_limits(limits: &RateLimits, path: &str) -> Result<(), ConfigError> {
+    for (field, value) in [
+        ("rpm", limits.rpm),
+        ("tpm", limits.tpm),
+        ("tpd", limits.tpd),
+        ("max_parallel", limits.max_parallel),
+    ] {
+        if value == Some(0) {
+            return Err(invalid(
+                format!("{path}.{field}"),
+                "must be at least 1 (leave it out for no limit)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -932,6 +1268,76 @@ models:
         );
         assert_eq!(cfg.models[0].targets[0].model, "gpt-4o-mini");
         assert_eq!(cfg.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+    }
+
+    #[test]
+    fn limits_balancing_and_fallbacks() {
+        let yaml = r#"
+redis: redis://127.0.0.1:6379
+limits: {rpm: 600, tpm: 100000, max_parallel: 50, on_redis_error: closed, queue_timeout: 2s}
+retries: {attempts: 4, base_delay: 100ms, max_delay: 2s, budget: 10s}
+circuit_breaker: {consecutive_failures: 3, failure_rate: 0.25, min_requests: 4, window: 10s, cooldown: 5s}
+providers:
+  - {name: a, kind: openai, base_url: 'http://127.0.0.1:1/v1'}
+  - {name: b, kind: openai, base_url: 'http://127.0.0.1:2/v1'}
+models:
+  - name: big
+    targets: [{provider: b, model: x}]
+  - name: m
+    balance: least_busy
+    fallbacks: [big]
+    fallback_on: [rate_limited, context_window]
+    limits: {rpm: 10, tpd: 5000}
+    targets:
+      - {provider: a, model: x, weight: 3, rpm: 100, tpm: 20000}
+      - {provider: b, model: y}
+"#;
+        let cfg = from_yaml_str(yaml, &Overrides::default(), &|_| None).unwrap();
+        assert!(cfg.redis.is_some());
+        assert_eq!(cfg.limits.global.rpm, Some(600));
+        assert_eq!(cfg.limits.on_redis_error, OnRedisError::Closed);
+        assert_eq!(cfg.limits.queue_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.retries.attempts, 4);
+        assert_eq!(cfg.breaker.consecutive_failures, 3);
+        let m = cfg.model("m").unwrap();
+        assert_eq!(m.balance, Balance::LeastBusy);
+        assert_eq!(m.fallbacks, ["big"]);
+        assert_eq!(
+            m.fallback_on,
+            [FailureClass::RateLimited, FailureClass::ContextWindow]
+        );
+        assert_eq!(m.limits.tpd, Some(5000));
+        assert_eq!(m.targets[0].weight, 3);
+        assert_eq!(m.targets[0].rpm, Some(100));
+        assert_eq!(m.targets[1].weight, 1);
+        assert_eq!(cfg.model("big").unwrap().fallback_on.len(), 5);
+
+        let head = "    balance: least_busy\n";
+        for (from, to, key) in [
+            (
+                "fallbacks: [big]",
+                "fallbacks: [nope]",
+                "models[1].fallbacks[0]",
+            ),
+            (
+                "fallbacks: [big]",
+                "fallbacks: [m]",
+                "models[1].fallbacks[0]",
+            ),
+            (head, "    balance: random\n", "models[1].balance"),
+            ("{rpm: 10,", "{rpm: 0,", "models[1].limits.rpm"),
+            ("[rate_limited,", "[weather,", "models[1].fallback_on"),
+        ] {
+            let text = yaml.replace(from, to);
+            let err = from_yaml_str(&text, &Overrides::default(), &|_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{to}: {err}");
+        }
+        let err = from_yaml_str("redis: localhost", &Overrides::default(), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis"), "{err}");
     }
 
     #[test]

@@ -150,7 +150,8 @@ impl From<ProviderError> for ApiError {
                             || lower.contains("context length")
                             || lower.contains("context window")
                             || lower.contains("prompt is too long")
-                            || lower.contains("too many tokens") =>
+                            || lower.contains("too many tokens")
+                            || lower.contains("maximum number of tokens allowed") =>
                     {
                         ErrorCode::ContextLengthExceeded
                     }

@@ -6,7 +6,9 @@
 //! - [`breaker`]: the circuit breaker (closed → open → half-open → closed).
 //! - [`balance`]: the order in which a model's targets are tried ([`Balance`], [`order`]).
 //! - [`backoff`]: retry delays with full jitter, `Retry-After` and OpenAI reset durations.
-//! - [`classify`]: failure classes and which of them are retried or fall back.
+//!
+//! Failure classes (which failures retry and which fall back) are configuration, in
+//! `plexus_core::config::FailureClass`; the server maps provider errors onto them.
 //!
 //! **Invariants:**
 //! - Pure logic. No I/O, no clock reads, no global random generator: the current time is an
@@ -25,13 +27,11 @@
 pub mod backoff;
 pub mod balance;
 pub mod breaker;
-pub mod classify;
 pub mod health;
 
 pub use backoff::{format_reset_duration, parse_reset_duration, parse_retry_after, RetryPolicy};
 pub use balance::{order, Balance, Candidate, UnknownBalance};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, Permit};
-pub use classify::{default_fallback_on, FailureClass, UnknownFailureClass};
 pub use health::{HealthConfig, InFlight, Outcome, TargetHealth};
 
 use std::time::Duration;
