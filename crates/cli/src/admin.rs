@@ -121,6 +121,9 @@ struct CreateKeyArgs {
     /// Tokens per minute.
     #[arg(long)]
     tpm: Option<i64>,
+    /// Tokens per day.
+    #[arg(long)]
+    tpd: Option<i64>,
     /// Concurrent requests.
     #[arg(long)]
     max_parallel: Option<i64>,
@@ -144,6 +147,8 @@ enum Clearable {
     Rpm,
     /// No tokens-per-minute limit.
     Tpm,
+    /// No tokens-per-day limit.
+    Tpd,
     /// No concurrency limit.
     MaxParallel,
 }
@@ -172,6 +177,9 @@ struct UpdateKeyArgs {
     /// Tokens per minute.
     #[arg(long)]
     tpm: Option<i64>,
+    /// Tokens per day.
+    #[arg(long)]
+    tpd: Option<i64>,
     /// Concurrent requests.
     #[arg(long)]
     max_parallel: Option<i64>,
@@ -181,6 +189,32 @@ struct UpdateKeyArgs {
     /// Remove a limit or restriction; repeat for several.
     #[arg(long, value_enum, value_name = "FIELD")]
     clear: Vec<Clearable>,
+}
+
+/// Rate limits of a team or user (binding all its keys together).
+#[derive(Args, Debug)]
+struct RateArgs {
+    /// Requests per minute.
+    #[arg(long)]
+    rpm: Option<i64>,
+    /// Tokens per minute.
+    #[arg(long)]
+    tpm: Option<i64>,
+    /// Tokens per day.
+    #[arg(long)]
+    tpd: Option<i64>,
+    /// Concurrent requests.
+    #[arg(long)]
+    max_parallel: Option<i64>,
+}
+
+impl RateArgs {
+    fn put_into(self, b: &mut Map<String, Value>) {
+        put(b, "rpm", self.rpm);
+        put(b, "tpm", self.tpm);
+        put(b, "tpd", self.tpd);
+        put(b, "max_parallel", self.max_parallel);
+    }
 }
 
 #[derive(Args, Debug)]
@@ -205,6 +239,8 @@ enum TeamsSub {
         /// Budget window, e.g. `30d`.
         #[arg(long, value_parser = check_duration)]
         budget_period: Option<String>,
+        #[command(flatten)]
+        rates: RateArgs,
         /// A JSON object stored with the team.
         #[arg(long, value_parser = parse_json_object)]
         metadata: Option<Value>,
@@ -241,6 +277,8 @@ enum UsersSub {
         /// Budget window, e.g. `30d`.
         #[arg(long, value_parser = check_duration)]
         budget_period: Option<String>,
+        #[command(flatten)]
+        rates: RateArgs,
     },
     /// List users.
     List {
@@ -455,6 +493,7 @@ async fn run_keys(cmd: KeysCmd) -> Result<()> {
             put(&mut b, "budget_period", a.budget_period);
             put(&mut b, "rpm", a.rpm);
             put(&mut b, "tpm", a.tpm);
+            put(&mut b, "tpd", a.tpd);
             put(&mut b, "max_parallel", a.max_parallel);
             put(&mut b, "metadata", a.metadata);
             let v = api
@@ -556,6 +595,7 @@ async fn run_keys(cmd: KeysCmd) -> Result<()> {
                 put(&mut limits, "budget_period", a.budget_period);
                 put(&mut limits, "rpm", a.rpm);
                 put(&mut limits, "tpm", a.tpm);
+                put(&mut limits, "tpd", a.tpd);
                 put(&mut limits, "max_parallel", a.max_parallel);
                 limits
             })?;
@@ -649,6 +689,7 @@ fn patch_body(
             Clearable::BudgetPeriod => ("budget_period", Value::Null),
             Clearable::Rpm => ("rpm", Value::Null),
             Clearable::Tpm => ("tpm", Value::Null),
+            Clearable::Tpd => ("tpd", Value::Null),
             Clearable::MaxParallel => ("max_parallel", Value::Null),
         };
         if b.insert(field.into(), value).is_some() {
@@ -692,6 +733,7 @@ fn key_details(k: &Value) -> String {
         ("BUDGET", budget),
         ("RPM", text(k, "rpm")),
         ("TPM", text(k, "tpm")),
+        ("TPD", text(k, "tpd")),
         ("MAX PARALLEL", text(k, "max_parallel")),
         ("CREATED", time_or(k, "created_at", "-")),
         ("STATUS", status(k, now_secs()).to_owned()),
@@ -771,6 +813,7 @@ async fn run_teams(cmd: TeamsCmd) -> Result<()> {
             name,
             max_budget_usd,
             budget_period,
+            rates,
             metadata,
         } => {
             let mut b = Map::new();
@@ -778,6 +821,7 @@ async fn run_teams(cmd: TeamsCmd) -> Result<()> {
             put(&mut b, "name", name);
             put(&mut b, "max_budget_usd", max_budget_usd);
             put(&mut b, "budget_period", budget_period);
+            rates.put_into(&mut b);
             put(&mut b, "metadata", metadata);
             let v = api
                 .call(Method::POST, "/admin/teams", &[], Some(&Value::Object(b)))
@@ -832,6 +876,10 @@ fn team_details(t: &Value) -> String {
         ("NAME", text(t, "name")),
         ("BUDGET USD", budget),
         ("PERIOD", period),
+        ("RPM", text(t, "rpm")),
+        ("TPM", text(t, "tpm")),
+        ("TPD", text(t, "tpd")),
+        ("MAX PARALLEL", text(t, "max_parallel")),
         ("CREATED", time_or(t, "created_at", "-")),
     ];
     if let Some(m) = t.get("metadata").filter(|m| !is_empty_json(m)) {
@@ -851,6 +899,7 @@ async fn run_users(cmd: UsersCmd) -> Result<()> {
             role,
             max_budget_usd,
             budget_period,
+            rates,
         } => {
             let mut b = Map::new();
             b.insert("id".into(), json!(id));
@@ -859,6 +908,7 @@ async fn run_users(cmd: UsersCmd) -> Result<()> {
             put(&mut b, "role", role);
             put(&mut b, "max_budget_usd", max_budget_usd);
             put(&mut b, "budget_period", budget_period);
+            rates.put_into(&mut b);
             let v = api
                 .call(Method::POST, "/admin/users", &[], Some(&Value::Object(b)))
                 .await?;
@@ -943,6 +993,10 @@ fn user_details(u: &Value) -> String {
         ("ROLE", text(u, "role")),
         ("BUDGET USD", budget),
         ("PERIOD", period),
+        ("RPM", text(u, "rpm")),
+        ("TPM", text(u, "tpm")),
+        ("TPD", text(u, "tpd")),
+        ("MAX PARALLEL", text(u, "max_parallel")),
         ("CREATED", time_or(u, "created_at", "-")),
     ])
 }

@@ -158,6 +158,39 @@ async fn admin_commands_manage_keys_and_verify_the_audit_chain() {
     assert!(out.contains("alice"), "{out}");
     assert_eq!(json(&url, &["users", "get", "alice"])["team"], "eng");
 
+    // Rate limits on teams and users.
+    let out = ok(
+        &url,
+        &[
+            "teams",
+            "create",
+            "ops",
+            "--rpm",
+            "600",
+            "--max-parallel",
+            "4",
+        ],
+    );
+    assert_eq!(field(&out, "RPM"), "600");
+    assert_eq!(field(&out, "MAX PARALLEL"), "4");
+    assert_eq!(field(&out, "TPD"), "-");
+    let ops = json(&url, &["teams", "get", "ops"]);
+    assert_eq!(
+        (ops["rpm"].as_i64(), ops["tpm"].as_i64()),
+        (Some(600), None)
+    );
+    let out = ok(
+        &url,
+        &[
+            "users", "create", "bert", "--team", "ops", "--tpm", "9000", "--tpd", "100000",
+        ],
+    );
+    assert_eq!(field(&out, "TPM"), "9000");
+    assert_eq!(field(&out, "TPD"), "100000");
+    assert_eq!(json(&url, &["users", "get", "bert"])["tpd"], 100_000);
+    let r = admin(&url, &["users", "create", "carl", "--tpd", "0"]);
+    assert!(!r.ok && r.stderr.contains("tpd"), "{}", r.stderr);
+
     // A key, shown once, with its attributes.
     let out = ok(
         &url,
@@ -178,6 +211,8 @@ async fn admin_commands_manage_keys_and_verify_the_audit_chain() {
             "30d",
             "--rpm",
             "60",
+            "--tpd",
+            "500000",
         ],
     );
     assert!(
@@ -189,6 +224,7 @@ async fn admin_commands_manage_keys_and_verify_the_audit_chain() {
     assert_eq!(field(&out, "TEAM"), "eng");
     assert_eq!(field(&out, "MODELS"), "gpt-4o*,claude-*");
     assert_eq!(field(&out, "RPM"), "60");
+    assert_eq!(field(&out, "TPD"), "500000");
     assert_eq!(field(&out, "STATUS"), "active");
     assert_eq!(models_status(&url, &key).await, 200);
 
@@ -229,8 +265,14 @@ async fn admin_commands_manage_keys_and_verify_the_audit_chain() {
     );
     assert_eq!(updated["name"], "batch-2");
     assert_eq!(updated["tpm"], 1000);
-    let updated = json(&url, &["keys", "update", &id2, "--clear", "tpm"]);
+    let updated = json(
+        &url,
+        &["keys", "update", &id2, "--clear", "tpm", "--tpd", "70"],
+    );
     assert!(updated["tpm"].is_null(), "{updated}");
+    assert_eq!(updated["tpd"], 70);
+    let updated = json(&url, &["keys", "update", &id2, "--clear", "tpd"]);
+    assert!(updated["tpd"].is_null(), "{updated}");
     let out = ok(&url, &["keys", "rotate", &id2, "--grace", "1h"]);
     assert!(
         out.contains("Store this key now; it will not be shown again"),

@@ -186,6 +186,7 @@ fn key_view(k: &KeyRecord) -> Value {
         "budget_period": k.budget_period,
         "rpm": k.rpm,
         "tpm": k.tpm,
+        "tpd": k.tpd,
         "max_parallel": k.max_parallel,
         "created_at": k.created_at / 1000,
         "revoked_at": k.revoked_at.map(|ms| ms / 1000),
@@ -214,11 +215,30 @@ struct CreateKey {
     budget_period: Option<String>,
     rpm: Option<i64>,
     tpm: Option<i64>,
+    /// Tokens per day.
+    tpd: Option<i64>,
     max_parallel: Option<i64>,
     #[serde(default)]
     metadata: Option<Value>,
 }
 
+/// The rate limits of a request body, named as the API names them (for `check_limits`).
+fn rates(
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+    tpd: Option<i64>,
+    max_parallel: Option<i64>,
+) -> [(&'static str, Option<i64>); 4] {
+    [
+        ("rpm", rpm),
+        ("tpm", tpm),
+        ("tpd", tpd),
+        ("max_parallel", max_parallel),
+    ]
+}
+
+/// Validates a budget and rate limits: a non-negative budget, a non-zero period, positive
+/// limits; the error names the parameter.
 fn check_limits(
     budget: Option<f64>,
     period: Option<&str>,
@@ -277,11 +297,7 @@ async fn create_key(
     check_limits(
         b.max_budget_usd,
         b.budget_period.as_deref(),
-        &[
-            ("rpm", b.rpm),
-            ("tpm", b.tpm),
-            ("max_parallel", b.max_parallel),
-        ],
+        &rates(b.rpm, b.tpm, b.tpd, b.max_parallel),
     )?;
     // Non-admins create keys in their own scope unless they name one.
     let team = b.team.or_else(|| {
@@ -363,6 +379,7 @@ async fn create_key(
         budget_period: b.budget_period,
         rpm: b.rpm,
         tpm: b.tpm,
+        tpd: b.tpd,
         max_parallel: b.max_parallel,
         created_at: now,
         revoked_at: None,
@@ -476,6 +493,8 @@ struct PatchKey {
     #[serde(default, with = "double_option")]
     tpm: Option<Option<i64>>,
     #[serde(default, with = "double_option")]
+    tpd: Option<Option<i64>>,
+    #[serde(default, with = "double_option")]
     max_parallel: Option<Option<i64>>,
 }
 
@@ -514,13 +533,14 @@ async fn update_key(
     check_limits(
         p.max_budget_usd.flatten(),
         p.budget_period.clone().flatten().as_deref(),
-        &[
-            ("rpm", p.rpm.flatten()),
-            ("tpm", p.tpm.flatten()),
-            ("max_parallel", p.max_parallel.flatten()),
-        ],
+        &rates(
+            p.rpm.flatten(),
+            p.tpm.flatten(),
+            p.tpd.flatten(),
+            p.max_parallel.flatten(),
+        ),
     )?;
-    let changed: Vec<&str> = [
+    let changed = changed(&[
         ("name", p.name.is_some()),
         ("models", p.models.is_some()),
         ("metadata", p.metadata.is_some()),
@@ -529,12 +549,9 @@ async fn update_key(
         ("budget_period", p.budget_period.is_some()),
         ("rpm", p.rpm.is_some()),
         ("tpm", p.tpm.is_some()),
+        ("tpd", p.tpd.is_some()),
         ("max_parallel", p.max_parallel.is_some()),
-    ]
-    .iter()
-    .filter(|(_, c)| *c)
-    .map(|(n, _)| *n)
-    .collect();
+    ]);
     KeyUpdate {
         name: p.name,
         models: p.models,
@@ -544,6 +561,7 @@ async fn update_key(
         budget_period: p.budget_period,
         rpm: p.rpm,
         tpm: p.tpm,
+        tpd: p.tpd,
         max_parallel: p.max_parallel,
     }
     .apply(&mut key);
@@ -634,13 +652,20 @@ async fn rotate_key(
 
 fn team_view(t: &TeamRecord) -> Value {
     json!({"id": t.id, "object": "team", "name": t.name, "org": t.org_id, "max_budget_usd": t.max_budget_usd,
-           "budget_period": t.budget_period, "metadata": t.metadata, "created_at": t.created_at / 1000})
+           "budget_period": t.budget_period, "rpm": t.rpm, "tpm": t.tpm, "tpd": t.tpd,
+           "max_parallel": t.max_parallel, "metadata": t.metadata, "created_at": t.created_at / 1000})
 }
 
 fn user_view(u: &UserRecord) -> Value {
     json!({"id": u.id, "object": "user", "name": u.name, "team": u.team_id, "role": u.role,
            "max_budget_usd": u.max_budget_usd, "budget_period": u.budget_period,
+           "rpm": u.rpm, "tpm": u.tpm, "tpd": u.tpd, "max_parallel": u.max_parallel,
            "created_at": u.created_at / 1000})
+}
+
+/// The names of the fields a PATCH body gives (set or cleared), for the audit log.
+fn changed(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
+    fields.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect()
 }
 
 fn valid_id(id: &str, param: &str) -> Result<(), HttpError> {
@@ -739,6 +764,10 @@ struct CreateTeam {
     org: Option<String>,
     max_budget_usd: Option<f64>,
     budget_period: Option<String>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+    tpd: Option<i64>,
+    max_parallel: Option<i64>,
     metadata: Option<Value>,
 }
 
@@ -753,7 +782,11 @@ async fn create_team(
         .await?;
     let b: CreateTeam = body(&state, req).await?;
     valid_id(&b.id, "id")?;
-    check_limits(b.max_budget_usd, b.budget_period.as_deref(), &[])?;
+    check_limits(
+        b.max_budget_usd,
+        b.budget_period.as_deref(),
+        &rates(b.rpm, b.tpm, b.tpd, b.max_parallel),
+    )?;
     if let Some(org) = &b.org {
         if state
             .store()
@@ -771,6 +804,10 @@ async fn create_team(
         org_id: b.org,
         max_budget_usd: b.max_budget_usd,
         budget_period: b.budget_period,
+        rpm: b.rpm,
+        tpm: b.tpm,
+        tpd: b.tpd,
+        max_parallel: b.max_parallel,
         metadata: b.metadata.unwrap_or_else(|| json!({})),
         created_at: state.clock().now_unix_ms(),
     };
@@ -815,6 +852,14 @@ struct PatchTeam {
     max_budget_usd: Option<Option<f64>>,
     #[serde(default, with = "double_option")]
     budget_period: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    rpm: Option<Option<i64>>,
+    #[serde(default, with = "double_option")]
+    tpm: Option<Option<i64>>,
+    #[serde(default, with = "double_option")]
+    tpd: Option<Option<i64>>,
+    #[serde(default, with = "double_option")]
+    max_parallel: Option<Option<i64>>,
     metadata: Option<Value>,
 }
 
@@ -843,8 +888,23 @@ async fn update_team(
     check_limits(
         p.max_budget_usd.flatten(),
         p.budget_period.clone().flatten().as_deref(),
-        &[],
+        &rates(
+            p.rpm.flatten(),
+            p.tpm.flatten(),
+            p.tpd.flatten(),
+            p.max_parallel.flatten(),
+        ),
     )?;
+    let changed = changed(&[
+        ("name", p.name.is_some()),
+        ("max_budget_usd", p.max_budget_usd.is_some()),
+        ("budget_period", p.budget_period.is_some()),
+        ("rpm", p.rpm.is_some()),
+        ("tpm", p.tpm.is_some()),
+        ("tpd", p.tpd.is_some()),
+        ("max_parallel", p.max_parallel.is_some()),
+        ("metadata", p.metadata.is_some()),
+    ]);
     if let Some(n) = p.name {
         team.name = n;
     }
@@ -854,6 +914,18 @@ async fn update_team(
     if let Some(b) = p.budget_period {
         team.budget_period = b;
     }
+    if let Some(v) = p.rpm {
+        team.rpm = v;
+    }
+    if let Some(v) = p.tpm {
+        team.tpm = v;
+    }
+    if let Some(v) = p.tpd {
+        team.tpd = v;
+    }
+    if let Some(v) = p.max_parallel {
+        team.max_parallel = v;
+    }
     if let Some(m) = p.metadata {
         team.metadata = m;
     }
@@ -862,7 +934,10 @@ async fn update_team(
         .update_team(&team)
         .await
         .map_err(store_error)?;
-    actor.audit("team.update", &id, "ok", json!({})).await;
+    state.auth().invalidate_team(&id);
+    actor
+        .audit("team.update", &id, "ok", json!({"changed": changed}))
+        .await;
     Ok(Json(team_view(&team)))
 }
 
@@ -885,6 +960,7 @@ async fn delete_team(
         )
         .await?;
     state.store().delete_team(&id).await.map_err(store_error)?;
+    state.auth().invalidate_team(&id);
     actor.audit("team.delete", &id, "ok", json!({})).await;
     Ok(Json(json!({"id": id, "object": "team", "deleted": true})))
 }
@@ -928,6 +1004,10 @@ struct CreateUser {
     role: Option<String>,
     max_budget_usd: Option<f64>,
     budget_period: Option<String>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+    tpd: Option<i64>,
+    max_parallel: Option<i64>,
 }
 
 async fn create_user(
@@ -973,7 +1053,11 @@ async fn create_user(
             return Err(not_found("team", t));
         }
     }
-    check_limits(b.max_budget_usd, b.budget_period.as_deref(), &[])?;
+    check_limits(
+        b.max_budget_usd,
+        b.budget_period.as_deref(),
+        &rates(b.rpm, b.tpm, b.tpd, b.max_parallel),
+    )?;
     let user = UserRecord {
         name: b.name.unwrap_or_else(|| b.id.clone()),
         id: b.id,
@@ -981,6 +1065,10 @@ async fn create_user(
         role: role.as_str().to_owned(),
         max_budget_usd: b.max_budget_usd,
         budget_period: b.budget_period,
+        rpm: b.rpm,
+        tpm: b.tpm,
+        tpd: b.tpd,
+        max_parallel: b.max_parallel,
         created_at: state.clock().now_unix_ms(),
     };
     state
@@ -1009,6 +1097,14 @@ struct PatchUser {
     max_budget_usd: Option<Option<f64>>,
     #[serde(default, with = "double_option")]
     budget_period: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    rpm: Option<Option<i64>>,
+    #[serde(default, with = "double_option")]
+    tpm: Option<Option<i64>>,
+    #[serde(default, with = "double_option")]
+    tpd: Option<Option<i64>>,
+    #[serde(default, with = "double_option")]
+    max_parallel: Option<Option<i64>>,
 }
 
 async fn update_user(
@@ -1020,6 +1116,17 @@ async fn update_user(
     let actor = actor(&state, &principal, &req);
     let mut user = load_user(&actor, &id, Action::UserWrite, "user.update").await?;
     let p: PatchUser = body(&state, req).await?;
+    let changed = changed(&[
+        ("name", p.name.is_some()),
+        ("team", p.team.is_some()),
+        ("role", p.role.is_some()),
+        ("max_budget_usd", p.max_budget_usd.is_some()),
+        ("budget_period", p.budget_period.is_some()),
+        ("rpm", p.rpm.is_some()),
+        ("tpm", p.tpm.is_some()),
+        ("tpd", p.tpd.is_some()),
+        ("max_parallel", p.max_parallel.is_some()),
+    ]);
     if let Some(r) = &p.role {
         let role = Role::parse(r)
             .ok_or_else(|| invalid("`role` must be admin, team_admin, member or viewer", "role"))?;
@@ -1053,7 +1160,12 @@ async fn update_user(
     check_limits(
         p.max_budget_usd.flatten(),
         p.budget_period.clone().flatten().as_deref(),
-        &[],
+        &rates(
+            p.rpm.flatten(),
+            p.tpm.flatten(),
+            p.tpd.flatten(),
+            p.max_parallel.flatten(),
+        ),
     )?;
     if let Some(n) = p.name {
         user.name = n;
@@ -1064,17 +1176,30 @@ async fn update_user(
     if let Some(b) = p.budget_period {
         user.budget_period = b;
     }
+    if let Some(v) = p.rpm {
+        user.rpm = v;
+    }
+    if let Some(v) = p.tpm {
+        user.tpm = v;
+    }
+    if let Some(v) = p.tpd {
+        user.tpd = v;
+    }
+    if let Some(v) = p.max_parallel {
+        user.max_parallel = v;
+    }
     state
         .store()
         .update_user(&user)
         .await
         .map_err(store_error)?;
+    state.auth().invalidate_user(&id);
     actor
         .audit(
             "user.update",
             &id,
             "ok",
-            json!({"role": user.role, "team": user.team_id}),
+            json!({"role": user.role, "team": user.team_id, "changed": changed}),
         )
         .await;
     Ok(Json(user_view(&user)))
@@ -1175,6 +1300,7 @@ async fn delete_user(
         .await
         .map_err(store_error)?;
     state.store().delete_user(&id).await.map_err(store_error)?;
+    state.auth().invalidate_user(&id);
     for k in &keys {
         state.auth().invalidate(&k.id);
     }

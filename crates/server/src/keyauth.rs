@@ -4,9 +4,13 @@
 //! ids are remembered briefly so a flood of bad keys cannot hammer the database. Revocation
 //! and updates invalidate the entry at once on this instance; other instances drop it within
 //! the cache's time-to-live.
+//!
+//! Beside the keys, the cache holds what users and teams are held to (budget and rate limits),
+//! so admission reads no database while they are cached.
 
 use plexus_auth::keys;
 use plexus_auth::roles::{Principal, Role};
+use plexus_limits::rate::{Quota, Subject};
 use plexus_limits::{BudgetKey, Limit};
 use plexus_store::{KeyRecord, Store};
 use std::sync::Arc;
@@ -21,8 +25,19 @@ pub struct KeyAuth {
     store: Store,
     keys: moka::sync::Cache<String, Arc<KeyRecord>>,
     unknown: moka::sync::Cache<String, ()>,
-    /// Budgets of users and teams (`None`: no budget), refreshed like keys.
-    owner_limits: moka::sync::Cache<(&'static str, String), Option<Limit>>,
+    /// Budgets and rate limits of users and teams, by id, refreshed like keys (one cache per
+    /// scope so a lookup borrows the principal's id instead of building a key).
+    users: moka::sync::Cache<String, OwnerLimits>,
+    teams: moka::sync::Cache<String, OwnerLimits>,
+}
+
+/// What a user or a team is held to; the default (nothing) also stands for an unknown owner.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OwnerLimits {
+    /// The budget (`None`: none).
+    pub budget: Option<Limit>,
+    /// The rate limits (empty: none).
+    pub quota: Quota,
 }
 
 impl KeyAuth {
@@ -37,11 +52,74 @@ impl KeyAuth {
                 .max_capacity(100_000)
                 .time_to_live(NEGATIVE_TTL)
                 .build(),
-            owner_limits: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(KEY_TTL)
-                .build(),
+            users: owner_cache(),
+            teams: owner_cache(),
         }
+    }
+
+    /// A user's (`scope` `user`) or team's (`team`) limits: cached, or read once and cached.
+    async fn owner(&self, scope: &'static str, id: &str) -> Result<OwnerLimits, String> {
+        let user = scope == "user";
+        let cache = if user { &self.users } else { &self.teams };
+        if let Some(l) = cache.get(id) {
+            return Ok(l);
+        }
+        let loaded = if user {
+            self.store.get_user(id).await.map(|u| {
+                u.map(|u| OwnerLimits {
+                    budget: limit_of(u.max_budget_usd, u.budget_period.as_deref()),
+                    quota: quota_of(u.rpm, u.tpm, u.tpd, u.max_parallel),
+                })
+            })
+        } else {
+            self.store.get_team(id).await.map(|t| {
+                t.map(|t| OwnerLimits {
+                    budget: limit_of(t.max_budget_usd, t.budget_period.as_deref()),
+                    quota: quota_of(t.rpm, t.tpm, t.tpd, t.max_parallel),
+                })
+            })
+        };
+        let l = loaded.map_err(|e| e.to_string())?.unwrap_or_default();
+        cache.insert(id.to_owned(), l);
+        Ok(l)
+    }
+
+    /// The key's record: cached (by authentication), or read once.
+    async fn key_record(&self, key_id: &str) -> Result<Option<Arc<KeyRecord>>, String> {
+        match self.keys.get(key_id) {
+            Some(r) => Ok(Some(r)),
+            None => Ok(self
+                .store
+                .get_key(key_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(Arc::new)),
+        }
+    }
+
+    /// The rate limits that apply to a principal: one subject per scope (`key` with the key's
+    /// id, `user`, `team`) that has any. No database access while the key and its owners are
+    /// cached, and no allocation when none of them has a limit (the empty `Vec`).
+    // Admission (chat.rs) calls it once the rate limiter is wired in; tested below until then.
+    #[allow(dead_code)]
+    pub async fn rate_subjects(&self, principal: &Principal) -> Result<Vec<Subject>, String> {
+        let mut out = Vec::new();
+        if let Some(key_id) = &principal.key_id {
+            if let Some(record) = self.key_record(key_id).await? {
+                let quota = quota_of(record.rpm, record.tpm, record.tpd, record.max_parallel);
+                if !quota.is_empty() {
+                    out.push(Subject::new("key", key_id.as_str(), quota));
+                }
+            }
+        }
+        for (scope, id) in [("user", &principal.user_id), ("team", &principal.team_id)] {
+            let Some(id) = id else { continue };
+            let quota = self.owner(scope, id).await?.quota;
+            if !quota.is_empty() {
+                out.push(Subject::new(scope, id.as_str(), quota));
+            }
+        }
+        Ok(out)
     }
 
     /// The budgets that apply to a principal: its key's, its user's and its team's.
@@ -51,16 +129,7 @@ impl KeyAuth {
     ) -> Result<Vec<(BudgetKey, Limit)>, String> {
         let mut out = Vec::new();
         if let Some(key_id) = &principal.key_id {
-            let record = match self.keys.get(key_id) {
-                Some(r) => Some(r),
-                None => self
-                    .store
-                    .get_key(key_id)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map(Arc::new),
-            };
-            if let Some(record) = record {
+            if let Some(record) = self.key_record(key_id).await? {
                 if let Some(limit) =
                     limit_of(record.max_budget_usd, record.budget_period.as_deref())
                 {
@@ -76,25 +145,7 @@ impl KeyAuth {
         }
         for (scope, id) in [("user", &principal.user_id), ("team", &principal.team_id)] {
             let Some(id) = id else { continue };
-            let cache_key = (scope, id.clone());
-            let limit = match self.owner_limits.get(&cache_key) {
-                Some(l) => l,
-                None => {
-                    let loaded = if scope == "user" {
-                        self.store.get_user(id).await.map(|u| {
-                            u.and_then(|u| limit_of(u.max_budget_usd, u.budget_period.as_deref()))
-                        })
-                    } else {
-                        self.store.get_team(id).await.map(|t| {
-                            t.and_then(|t| limit_of(t.max_budget_usd, t.budget_period.as_deref()))
-                        })
-                    };
-                    let l = loaded.map_err(|e| e.to_string())?;
-                    self.owner_limits.insert(cache_key, l);
-                    l
-                }
-            };
-            if let Some(limit) = limit {
+            if let Some(limit) = self.owner(scope, id).await?.budget {
                 out.push((
                     BudgetKey {
                         scope,
@@ -155,10 +206,40 @@ impl KeyAuth {
         self.unknown.invalidate(id);
     }
 
+    /// After a change to a user: this instance applies its new budget and rate limits at once
+    /// (other instances within the cache's time-to-live).
+    pub fn invalidate_user(&self, id: &str) {
+        self.users.invalidate(id);
+    }
+
+    /// After a change to a team, like `invalidate_user`.
+    pub fn invalidate_team(&self, id: &str) {
+        self.teams.invalidate(id);
+    }
+
     /// A just-created key works at once, even if a lookup of its id missed a moment ago.
     pub fn created(&self, record: KeyRecord) {
         self.unknown.invalidate(&record.id);
         self.keys.insert(record.id.clone(), Arc::new(record));
+    }
+}
+
+fn owner_cache() -> moka::sync::Cache<String, OwnerLimits> {
+    moka::sync::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(KEY_TTL)
+        .build()
+}
+
+/// Rate limits from stored fields; a missing or non-positive value is no limit (the admin API
+/// only stores positive ones).
+pub fn quota_of(rpm: Option<i64>, tpm: Option<i64>, tpd: Option<i64>, par: Option<i64>) -> Quota {
+    let positive = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok()).filter(|&v| v > 0);
+    Quota {
+        rpm: positive(rpm),
+        tpm: positive(tpm),
+        tpd: positive(tpd),
+        max_parallel: positive(par),
     }
 }
 
@@ -181,5 +262,188 @@ pub fn principal_of(record: &KeyRecord) -> Principal {
         // An unreadable stored role grants the least.
         role: Role::parse(&record.role).unwrap_or(Role::Viewer),
         models: record.models.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use plexus_store::{TeamRecord, UserRecord};
+    use secrecy::ExposeSecret;
+
+    fn key(id: &str, hash: &str, team: Option<&str>, user: Option<&str>) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            key_hash: hash.into(),
+            name: id.into(),
+            team_id: team.map(str::to_owned),
+            user_id: user.map(str::to_owned),
+            role: "member".into(),
+            models: Vec::new(),
+            metadata: serde_json::json!({}),
+            expires_at: None,
+            max_budget_usd: None,
+            budget_period: None,
+            rpm: None,
+            tpm: None,
+            tpd: None,
+            max_parallel: None,
+            created_at: 1,
+            revoked_at: None,
+            rotated_from: None,
+        }
+    }
+
+    #[test]
+    fn only_positive_stored_values_are_limits() {
+        let q = quota_of(Some(5), Some(0), Some(-3), None);
+        assert_eq!(
+            q,
+            Quota {
+                rpm: Some(5),
+                ..Quota::default()
+            }
+        );
+        assert!(quota_of(None, Some(0), None, Some(-1)).is_empty());
+    }
+
+    /// One subject per scope with a limit, from the caches once they are warm (the database is
+    /// closed by then), nothing (and no allocation) for a principal without limits, and an
+    /// admin change applied at once after invalidation.
+    #[tokio::test]
+    async fn rate_subjects_per_scope_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        let mut team = TeamRecord {
+            id: "red".into(),
+            name: "red".into(),
+            org_id: None,
+            max_budget_usd: Some(2.0),
+            budget_period: None,
+            rpm: Some(100),
+            tpm: None,
+            tpd: None,
+            max_parallel: Some(8),
+            metadata: serde_json::json!({}),
+            created_at: 1,
+        };
+        store.insert_team(&team).await.unwrap();
+        let user = |id: &str, tpm: Option<i64>| UserRecord {
+            id: id.into(),
+            name: id.into(),
+            team_id: None,
+            role: "member".into(),
+            max_budget_usd: None,
+            budget_period: None,
+            rpm: None,
+            tpm,
+            tpd: None,
+            max_parallel: None,
+            created_at: 1,
+        };
+        store.insert_user(&user("ada", Some(1000))).await.unwrap();
+        store.insert_user(&user("bob", None)).await.unwrap();
+        let limited = keys::generate();
+        let mut record = key(&limited.id, &limited.hash, Some("red"), Some("ada"));
+        record.tpd = Some(50_000);
+        store.insert_key(&record).await.unwrap();
+        let plain = keys::generate();
+        store
+            .insert_key(&key(&plain.id, &plain.hash, None, Some("bob")))
+            .await
+            .unwrap();
+
+        let auth = KeyAuth::new(store.clone());
+        let ada = auth
+            .authenticate(limited.key.expose_secret(), 2)
+            .await
+            .unwrap();
+        let bob = auth
+            .authenticate(plain.key.expose_secret(), 2)
+            .await
+            .unwrap();
+        let expected = vec![
+            Subject::new(
+                "key",
+                limited.id.as_str(),
+                Quota {
+                    tpd: Some(50_000),
+                    ..Quota::default()
+                },
+            ),
+            Subject::new(
+                "user",
+                "ada",
+                Quota {
+                    tpm: Some(1000),
+                    ..Quota::default()
+                },
+            ),
+            Subject::new(
+                "team",
+                "red",
+                Quota {
+                    rpm: Some(100),
+                    max_parallel: Some(8),
+                    ..Quota::default()
+                },
+            ),
+        ];
+        assert_eq!(auth.rate_subjects(&ada).await.unwrap(), expected);
+        let none = auth.rate_subjects(&bob).await.unwrap();
+        assert!(none.is_empty());
+        assert_eq!(none.capacity(), 0, "no limits, no allocation");
+        assert!(auth
+            .rate_subjects(&Principal::master())
+            .await
+            .unwrap()
+            .is_empty());
+
+        // An admin change reaches this instance at once once the team is invalidated; the
+        // budget and the rate limits share the entry.
+        team.rpm = Some(7);
+        team.max_parallel = None;
+        store.update_team(&team).await.unwrap();
+        auth.invalidate_team("red");
+        let subjects = auth.rate_subjects(&ada).await.unwrap();
+        assert_eq!(
+            subjects[2].quota,
+            Quota {
+                rpm: Some(7),
+                ..Quota::default()
+            }
+        );
+
+        // Warm caches answer without the database (refilled just before it closes, well
+        // within their time-to-live).
+        auth.invalidate(&limited.id);
+        auth.invalidate_user("ada");
+        let ada = auth
+            .authenticate(limited.key.expose_secret(), 2)
+            .await
+            .unwrap();
+        assert_eq!(auth.rate_subjects(&ada).await.unwrap(), subjects);
+        auth.invalidate(&plain.id);
+        auth.invalidate_user("bob");
+        let bob = auth
+            .authenticate(plain.key.expose_secret(), 2)
+            .await
+            .unwrap();
+        assert!(auth.rate_subjects(&bob).await.unwrap().is_empty());
+        store.close().await;
+        assert_eq!(auth.rate_subjects(&ada).await.unwrap(), subjects);
+        assert!(auth.rate_subjects(&bob).await.unwrap().is_empty());
+        let budgets = auth.limits_for(&ada).await.unwrap();
+        assert_eq!(budgets.len(), 1);
+        assert_eq!(budgets[0].0.scope, "team");
+        auth.invalidate_user("ada");
+        assert!(
+            auth.rate_subjects(&ada).await.is_err(),
+            "an invalidated owner is read again"
+        );
     }
 }

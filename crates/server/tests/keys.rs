@@ -555,6 +555,207 @@ async fn spend_is_reported_within_each_scope(backend: Backend) {
     gw.shutdown().await;
 }
 
+async fn patch(gw: &Gateway, key: &str, path: &str, body: Value) -> (u16, Value) {
+    admin(gw, key, reqwest::Method::PATCH, path, Some(body)).await
+}
+
+/// The rate limits of a JSON view: `[rpm, tpm, tpd, max_parallel]`.
+fn rates(v: &Value) -> [Option<i64>; 4] {
+    ["rpm", "tpm", "tpd", "max_parallel"].map(|f| v[f].as_i64())
+}
+
+/// Rate limits on teams, users and keys (tokens per day included): set on create, read back,
+/// changed and cleared by PATCH, validated with the parameter named, audited, and only an
+/// admin sets a team's.
+async fn rate_limits_on_keys_users_and_teams(backend: Backend) {
+    let gw = Gateway::start_on(backend, "", "").await;
+    let (s, team) = post(
+        &gw,
+        MASTER_KEY,
+        "/admin/teams",
+        json!({"id": "lim", "rpm": 600, "tpm": 100_000, "tpd": 5_000_000_000_i64, "max_parallel": 10}),
+    )
+    .await;
+    assert_eq!(s, 201, "{team}");
+    assert_eq!(
+        rates(&team),
+        [Some(600), Some(100_000), Some(5_000_000_000), Some(10)]
+    );
+    let (s, u) = post(
+        &gw,
+        MASTER_KEY,
+        "/admin/users",
+        json!({"id": "lu", "team": "lim", "rpm": 60, "tpd": 1000}),
+    )
+    .await;
+    assert_eq!(s, 201, "{u}");
+    assert_eq!(rates(&u), [Some(60), None, Some(1000), None]);
+    let (s, k) = post(
+        &gw,
+        MASTER_KEY,
+        "/admin/keys",
+        json!({"name": "lk", "team": "lim", "user": "lu", "rpm": 5, "tpd": 777, "max_parallel": 2}),
+    )
+    .await;
+    assert_eq!(s, 201, "{k}");
+    assert_eq!(rates(&k), [Some(5), None, Some(777), Some(2)]);
+    let key_path = format!("/admin/keys/{}", k["id"].as_str().unwrap());
+
+    // Read back, one by one and in lists.
+    let (_, t) = get(&gw, MASTER_KEY, "/admin/teams/lim").await;
+    assert_eq!(rates(&t), rates(&team));
+    let (_, teams) = get(&gw, MASTER_KEY, "/admin/teams").await;
+    assert_eq!(rates(&teams["data"][0]), rates(&team));
+    let (_, got) = get(&gw, MASTER_KEY, "/admin/users/lu").await;
+    assert_eq!(rates(&got), rates(&u));
+    let (_, users) = get(&gw, MASTER_KEY, "/admin/users?team=lim").await;
+    assert_eq!(rates(&users["data"][0]), rates(&u));
+    let (_, got) = get(&gw, MASTER_KEY, &key_path).await;
+    assert_eq!(rates(&got), rates(&k));
+
+    // PATCH sets, clears (`null`) and leaves the rest alone.
+    let (s, t) = patch(
+        &gw,
+        MASTER_KEY,
+        "/admin/teams/lim",
+        json!({"rpm": 700, "tpd": null}),
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(rates(&t), [Some(700), Some(100_000), None, Some(10)]);
+    let (s, got) = patch(
+        &gw,
+        MASTER_KEY,
+        "/admin/users/lu",
+        json!({"rpm": null, "max_parallel": 3, "tpm": 2000}),
+    )
+    .await;
+    assert_eq!(s, 200, "{got}");
+    assert_eq!(rates(&got), [None, Some(2000), Some(1000), Some(3)]);
+    let (s, got) = patch(&gw, MASTER_KEY, &key_path, json!({"tpd": 888, "rpm": null})).await;
+    assert_eq!(s, 200, "{got}");
+    assert_eq!(rates(&got), [None, None, Some(888), Some(2)]);
+    let (_, t) = get(&gw, MASTER_KEY, "/admin/teams/lim").await;
+    assert_eq!(rates(&t), [Some(700), Some(100_000), None, Some(10)]);
+    let (_, got) = get(&gw, MASTER_KEY, "/admin/users/lu").await;
+    assert_eq!(rates(&got), [None, Some(2000), Some(1000), Some(3)]);
+    let (_, got) = get(&gw, MASTER_KEY, &key_path).await;
+    assert_eq!(rates(&got), [None, None, Some(888), Some(2)]);
+
+    // Zero, negative and non-integer limits: 400 naming the parameter, nothing changed.
+    for (method, path, body, param) in [
+        ("POST", "/admin/teams", json!({"id": "z", "rpm": 0}), "rpm"),
+        ("POST", "/admin/teams", json!({"id": "z", "tpd": -1}), "tpd"),
+        (
+            "POST",
+            "/admin/users",
+            json!({"id": "z", "max_parallel": 0}),
+            "max_parallel",
+        ),
+        (
+            "POST",
+            "/admin/users",
+            json!({"id": "z", "tpm": 1.5}),
+            "tpm",
+        ),
+        ("POST", "/admin/keys", json!({"name": "z", "tpd": 0}), "tpd"),
+        (
+            "POST",
+            "/admin/keys",
+            json!({"name": "z", "tpd": "lots"}),
+            "tpd",
+        ),
+        ("PATCH", "/admin/teams/lim", json!({"tpm": 0}), "tpm"),
+        (
+            "PATCH",
+            "/admin/teams/lim",
+            json!({"max_parallel": -3}),
+            "max_parallel",
+        ),
+        ("PATCH", "/admin/users/lu", json!({"tpd": 0}), "tpd"),
+        ("PATCH", "/admin/users/lu", json!({"rpm": -1}), "rpm"),
+        ("PATCH", key_path.as_str(), json!({"tpd": -1}), "tpd"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let (s, e) = admin(&gw, MASTER_KEY, method, path, Some(body.clone())).await;
+        assert_eq!(s, 400, "{path} {body}: {e}");
+        assert_eq!(e["error"]["type"], "invalid_request_error", "{e}");
+        assert_eq!(e["error"]["param"], param, "{path} {body}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(param),
+            "{e}"
+        );
+    }
+    let (s, _) = get(&gw, MASTER_KEY, "/admin/teams/z").await;
+    assert_eq!(s, 404, "nothing was created");
+    let (_, t) = get(&gw, MASTER_KEY, "/admin/teams/lim").await;
+    assert_eq!(rates(&t), [Some(700), Some(100_000), None, Some(10)]);
+
+    // A team admin sets limits where it may set budgets (its team's users and keys), never
+    // its team's own.
+    post(
+        &gw,
+        MASTER_KEY,
+        "/admin/users",
+        json!({"id": "boss", "team": "lim", "role": "team_admin"}),
+    )
+    .await;
+    let (_, bk) = post(
+        &gw,
+        MASTER_KEY,
+        "/admin/keys",
+        json!({"name": "boss", "team": "lim", "user": "boss", "role": "team_admin"}),
+    )
+    .await;
+    let boss = bk["key"].as_str().unwrap();
+    let (s, _) = patch(&gw, boss, "/admin/teams/lim", json!({"rpm": 1_000_000})).await;
+    assert_eq!(s, 403, "team admins do not change their team's limits");
+    let (s, got) = patch(&gw, boss, "/admin/users/lu", json!({"tpd": 2000})).await;
+    assert_eq!((s, got["tpd"].as_i64()), (200, Some(2000)), "{got}");
+    let (s, got) = post(
+        &gw,
+        boss,
+        "/admin/keys",
+        json!({"name": "teamkey", "user": "lu", "tpd": 10}),
+    )
+    .await;
+    assert_eq!((s, got["tpd"].as_i64()), (201, Some(10)), "{got}");
+
+    // The changes are audited with the fields they touched.
+    let (_, log) = get(&gw, MASTER_KEY, "/admin/audit?limit=1000").await;
+    let changed = |action: &str, target: &str| -> Vec<Vec<String>> {
+        log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == action && e["target"] == target && e["outcome"] == "ok")
+            .map(|e| {
+                e["details"]["changed"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f.as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(changed("team.update", "lim"), [["rpm", "tpd"]]);
+    assert_eq!(
+        changed("user.update", "lu"),
+        [vec!["rpm", "tpm", "max_parallel"], vec!["tpd"]]
+    );
+    assert_eq!(
+        changed("key.update", k["id"].as_str().unwrap()),
+        [["rpm", "tpd"]]
+    );
+    assert!(log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "team.update" && e["outcome"] == "denied"));
+    gw.shutdown().await;
+}
+
 /// Every test above, on SQLite and on PostgreSQL.
 macro_rules! on_both {
     ($($name:ident),*) => {
@@ -577,7 +778,8 @@ on_both!(
     roles_are_enforced_on_every_admin_route,
     admin_input_is_validated_and_listing_paginates,
     admin_actions_and_failures_are_audited_in_a_verifiable_chain,
-    spend_is_reported_within_each_scope
+    spend_is_reported_within_each_scope,
+    rate_limits_on_keys_users_and_teams
 );
 
 mod budgets {

@@ -21,6 +21,8 @@ pub struct KeyRecord {
     pub budget_period: Option<String>,
     pub rpm: Option<i64>,
     pub tpm: Option<i64>,
+    /// Tokens per day.
+    pub tpd: Option<i64>,
     pub max_parallel: Option<i64>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
@@ -41,6 +43,7 @@ pub struct KeyUpdate {
     pub budget_period: Option<Option<String>>,
     pub rpm: Option<Option<i64>>,
     pub tpm: Option<Option<i64>>,
+    pub tpd: Option<Option<i64>>,
     pub max_parallel: Option<Option<i64>>,
 }
 
@@ -70,6 +73,9 @@ impl KeyUpdate {
         if let Some(v) = self.tpm {
             key.tpm = v;
         }
+        if let Some(v) = self.tpd {
+            key.tpd = v;
+        }
         if let Some(v) = self.max_parallel {
             key.max_parallel = v;
         }
@@ -95,6 +101,12 @@ pub struct TeamRecord {
     pub org_id: Option<String>,
     pub max_budget_usd: Option<f64>,
     pub budget_period: Option<String>,
+    /// Rate limits (`None`: none): requests and tokens per minute, tokens per day, concurrent
+    /// requests; they bind every key of the team together.
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub tpd: Option<i64>,
+    pub max_parallel: Option<i64>,
     pub metadata: serde_json::Value,
     pub created_at: i64,
 }
@@ -107,6 +119,11 @@ pub struct UserRecord {
     pub role: String,
     pub max_budget_usd: Option<f64>,
     pub budget_period: Option<String>,
+    /// Rate limits (`None`: none), binding every key of the user together.
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub tpd: Option<i64>,
+    pub max_parallel: Option<i64>,
     pub created_at: i64,
 }
 
@@ -162,6 +179,7 @@ fn key_from_row(row: &impl AnyRow) -> Result<KeyRecord, StoreError> {
         budget_period: row.opt_text("budget_period")?,
         rpm: row.opt_i64("rpm")?,
         tpm: row.opt_i64("tpm")?,
+        tpd: row.opt_i64("tpd")?,
         max_parallel: row.opt_i64("max_parallel")?,
         created_at: row.i64("created_at")?,
         revoked_at: row.opt_i64("revoked_at")?,
@@ -184,6 +202,10 @@ fn team_from_row(row: &impl AnyRow) -> Result<TeamRecord, StoreError> {
         org_id: row.opt_text("org_id")?,
         max_budget_usd: row.opt_f64("max_budget_usd")?,
         budget_period: row.opt_text("budget_period")?,
+        rpm: row.opt_i64("rpm")?,
+        tpm: row.opt_i64("tpm")?,
+        tpd: row.opt_i64("tpd")?,
+        max_parallel: row.opt_i64("max_parallel")?,
         metadata: serde_json::from_str(&row.text("metadata")?)
             .map_err(|_| StoreError::Corrupt("teams.metadata"))?,
         created_at: row.i64("created_at")?,
@@ -198,6 +220,10 @@ fn user_from_row(row: &impl AnyRow) -> Result<UserRecord, StoreError> {
         role: row.text("role")?,
         max_budget_usd: row.opt_f64("max_budget_usd")?,
         budget_period: row.opt_text("budget_period")?,
+        rpm: row.opt_i64("rpm")?,
+        tpm: row.opt_i64("tpm")?,
+        tpd: row.opt_i64("tpd")?,
+        max_parallel: row.opt_i64("max_parallel")?,
         created_at: row.i64("created_at")?,
     })
 }
@@ -220,9 +246,9 @@ fn audit_from_row(row: &impl AnyRow) -> Result<AuditEntry, StoreError> {
 impl Store {
     pub async fn insert_key(&self, k: &NewKey) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO api_keys (id, key_hash, name, team_id, user_id, role, \
-             models, metadata, expires_at, max_budget_usd, budget_period, rpm, tpm, max_parallel, \
-             created_at, revoked_at, rotated_from) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+             models, metadata, expires_at, max_budget_usd, budget_period, rpm, tpm, tpd, \
+             max_parallel, created_at, revoked_at, rotated_from) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         let models = serde_json::to_string(&k.models).map_err(|_| StoreError::Corrupt("models"))?;
         on_db!(&self.db, SQL, |p, q| {
             sqlx::query(q)
@@ -239,6 +265,7 @@ impl Store {
                 .bind(&k.budget_period)
                 .bind(k.rpm)
                 .bind(k.tpm)
+                .bind(k.tpd)
                 .bind(k.max_parallel)
                 .bind(k.created_at)
                 .bind(k.revoked_at)
@@ -252,8 +279,8 @@ impl Store {
 
     pub async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, key_hash, name, team_id, user_id, role, models, metadata, \
-             expires_at, max_budget_usd, budget_period, rpm, tpm, max_parallel, created_at, \
-             revoked_at, rotated_from FROM api_keys WHERE id = ?";
+             expires_at, max_budget_usd, budget_period, rpm, tpm, tpd, max_parallel, \
+             created_at, revoked_at, rotated_from FROM api_keys WHERE id = ?";
         on_db!(&self.db, SQL, |p, q| {
             let row = sqlx::query(q).bind(id).fetch_optional(p).await?;
             row.as_ref().map(key_from_row).transpose()
@@ -268,8 +295,8 @@ impl Store {
         // One statement with optional filters: `(? IS NULL OR col = ?)` keeps it a single cached
         // plan while the index on (team_id, id) / (user_id, id) or the primary key serves it.
         const SQL: &str = "SELECT id, key_hash, name, team_id, user_id, role, models, metadata, \
-             expires_at, max_budget_usd, budget_period, rpm, tpm, max_parallel, created_at, \
-             revoked_at, rotated_from FROM api_keys \
+             expires_at, max_budget_usd, budget_period, rpm, tpm, tpd, max_parallel, \
+             created_at, revoked_at, rotated_from FROM api_keys \
              WHERE (? IS NULL OR team_id = ?) AND (? IS NULL OR user_id = ?) \
              AND (? OR revoked_at IS NULL) AND id > ? ORDER BY id LIMIT ?";
         let limit = f.limit.clamp(1, 1000);
@@ -302,7 +329,7 @@ impl Store {
     /// Writes a key's mutable attributes.
     pub async fn update_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE api_keys SET name = ?, models = ?, metadata = ?, \
-             expires_at = ?, max_budget_usd = ?, budget_period = ?, rpm = ?, tpm = ?, \
+             expires_at = ?, max_budget_usd = ?, budget_period = ?, rpm = ?, tpm = ?, tpd = ?, \
              max_parallel = ?, revoked_at = ? WHERE id = ?";
         let models = serde_json::to_string(&k.models).map_err(|_| StoreError::Corrupt("models"))?;
         let n = on_db!(&self.db, SQL, |p, q| {
@@ -315,6 +342,7 @@ impl Store {
                 .bind(&k.budget_period)
                 .bind(k.rpm)
                 .bind(k.tpm)
+                .bind(k.tpd)
                 .bind(k.max_parallel)
                 .bind(k.revoked_at)
                 .bind(&k.id)
@@ -336,14 +364,19 @@ impl Store {
     }
 
     pub async fn insert_team(&self, t: &TeamRecord) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO teams (id, name, max_budget_usd, budget_period, metadata, \
-             created_at, org_id) VALUES (?, ?, ?, ?, ?, ?, ?)";
+        const SQL: &str = "INSERT INTO teams (id, name, max_budget_usd, budget_period, rpm, tpm, \
+             tpd, max_parallel, metadata, created_at, org_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         on_db!(&self.db, SQL, |p, q| {
             sqlx::query(q)
                 .bind(&t.id)
                 .bind(&t.name)
                 .bind(t.max_budget_usd)
                 .bind(&t.budget_period)
+                .bind(t.rpm)
+                .bind(t.tpm)
+                .bind(t.tpd)
+                .bind(t.max_parallel)
                 .bind(json_text(&t.metadata))
                 .bind(t.created_at)
                 .bind(&t.org_id)
@@ -355,8 +388,8 @@ impl Store {
     }
 
     pub async fn get_team(&self, id: &str) -> Result<Option<TeamRecord>, StoreError> {
-        const SQL: &str = "SELECT id, name, max_budget_usd, budget_period, metadata, created_at, \
-             org_id FROM teams WHERE id = ?";
+        const SQL: &str = "SELECT id, name, max_budget_usd, budget_period, rpm, tpm, tpd, \
+             max_parallel, metadata, created_at, org_id FROM teams WHERE id = ?";
         on_db!(&self.db, SQL, |p, q| {
             let row = sqlx::query(q).bind(id).fetch_optional(p).await?;
             row.as_ref().map(team_from_row).transpose()
@@ -368,8 +401,9 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<TeamRecord>, StoreError> {
-        const SQL: &str = "SELECT id, name, max_budget_usd, budget_period, metadata, created_at, \
-             org_id FROM teams WHERE id > ? ORDER BY id LIMIT ?";
+        const SQL: &str = "SELECT id, name, max_budget_usd, budget_period, rpm, tpm, tpd, \
+             max_parallel, metadata, created_at, org_id FROM teams WHERE id > ? \
+             ORDER BY id LIMIT ?";
         on_db!(&self.db, SQL, |p, q| {
             let rows = sqlx::query(q)
                 .bind(after.unwrap_or(""))
@@ -382,12 +416,16 @@ impl Store {
 
     pub async fn update_team(&self, t: &TeamRecord) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE teams SET name = ?, max_budget_usd = ?, budget_period = ?, \
-             metadata = ?, org_id = ? WHERE id = ?";
+             rpm = ?, tpm = ?, tpd = ?, max_parallel = ?, metadata = ?, org_id = ? WHERE id = ?";
         let n = on_db!(&self.db, SQL, |p, q| {
             sqlx::query(q)
                 .bind(&t.name)
                 .bind(t.max_budget_usd)
                 .bind(&t.budget_period)
+                .bind(t.rpm)
+                .bind(t.tpm)
+                .bind(t.tpd)
+                .bind(t.max_parallel)
                 .bind(json_text(&t.metadata))
                 .bind(&t.org_id)
                 .bind(&t.id)
@@ -425,7 +463,7 @@ impl Store {
 
     pub async fn update_user(&self, u: &UserRecord) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE users SET name = ?, team_id = ?, role = ?, max_budget_usd = ?, \
-             budget_period = ? WHERE id = ?";
+             budget_period = ?, rpm = ?, tpm = ?, tpd = ?, max_parallel = ? WHERE id = ?";
         let n = on_db!(&self.db, SQL, |p, q| {
             sqlx::query(q)
                 .bind(&u.name)
@@ -433,6 +471,10 @@ impl Store {
                 .bind(&u.role)
                 .bind(u.max_budget_usd)
                 .bind(&u.budget_period)
+                .bind(u.rpm)
+                .bind(u.tpm)
+                .bind(u.tpd)
+                .bind(u.max_parallel)
                 .bind(&u.id)
                 .execute(p)
                 .await
@@ -447,7 +489,8 @@ impl Store {
 
     pub async fn insert_user(&self, u: &UserRecord) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO users (id, name, team_id, role, max_budget_usd, \
-             budget_period, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)";
+             budget_period, rpm, tpm, tpd, max_parallel, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         on_db!(&self.db, SQL, |p, q| {
             sqlx::query(q)
                 .bind(&u.id)
@@ -456,6 +499,10 @@ impl Store {
                 .bind(&u.role)
                 .bind(u.max_budget_usd)
                 .bind(&u.budget_period)
+                .bind(u.rpm)
+                .bind(u.tpm)
+                .bind(u.tpd)
+                .bind(u.max_parallel)
                 .bind(u.created_at)
                 .execute(p)
                 .await
@@ -465,8 +512,8 @@ impl Store {
     }
 
     pub async fn get_user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        const SQL: &str = "SELECT id, name, team_id, role, max_budget_usd, budget_period, \
-             created_at FROM users WHERE id = ?";
+        const SQL: &str = "SELECT id, name, team_id, role, max_budget_usd, budget_period, rpm, \
+             tpm, tpd, max_parallel, created_at FROM users WHERE id = ?";
         on_db!(&self.db, SQL, |p, q| {
             let row = sqlx::query(q).bind(id).fetch_optional(p).await?;
             row.as_ref().map(user_from_row).transpose()
@@ -479,8 +526,9 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<UserRecord>, StoreError> {
-        const SQL: &str = "SELECT id, name, team_id, role, max_budget_usd, budget_period, \
-             created_at FROM users WHERE (? IS NULL OR team_id = ?) AND id > ? ORDER BY id LIMIT ?";
+        const SQL: &str = "SELECT id, name, team_id, role, max_budget_usd, budget_period, rpm, \
+             tpm, tpd, max_parallel, created_at FROM users \
+             WHERE (? IS NULL OR team_id = ?) AND id > ? ORDER BY id LIMIT ?";
         on_db!(&self.db, SQL, |p, q| {
             let rows = sqlx::query(q)
                 .bind(team_id)
@@ -758,8 +806,9 @@ impl Store {
 
     /// The teams of an organization, ordered by id.
     pub async fn teams_of_org(&self, org_id: &str) -> Result<Vec<TeamRecord>, StoreError> {
-        const SQL: &str = "SELECT id, name, max_budget_usd, budget_period, metadata, created_at, \
-             org_id FROM teams WHERE org_id = ? ORDER BY id LIMIT 10000";
+        const SQL: &str = "SELECT id, name, max_budget_usd, budget_period, rpm, tpm, tpd, \
+             max_parallel, metadata, created_at, org_id FROM teams WHERE org_id = ? \
+             ORDER BY id LIMIT 10000";
         on_db!(&self.db, SQL, |p, q| {
             let rows = sqlx::query(q).bind(org_id).fetch_all(p).await?;
             rows.iter().map(team_from_row).collect()

@@ -105,6 +105,7 @@ fn key(id: &str, team: Option<&str>, user: Option<&str>) -> KeyRecord {
         budget_period: Some("30d".into()),
         rpm: Some(60),
         tpm: None,
+        tpd: Some(1_000_000),
         max_parallel: Some(4),
         created_at: 1,
         revoked_at: None,
@@ -182,6 +183,10 @@ async fn keys(store: &Store) {
             org_id: Some("acme".into()),
             max_budget_usd: None,
             budget_period: None,
+            rpm: None,
+            tpm: None,
+            tpd: None,
+            max_parallel: None,
             metadata: serde_json::json!({}),
             created_at: 1,
         })
@@ -277,6 +282,10 @@ async fn users_and_deletion(store: &Store) {
         role: "member".into(),
         max_budget_usd: None,
         budget_period: None,
+        rpm: None,
+        tpm: None,
+        tpd: None,
+        max_parallel: None,
         created_at: 1,
     };
     store.insert_user(&user).await.unwrap();
@@ -313,6 +322,94 @@ async fn users_and_deletion(store: &Store) {
     ));
 }
 both!(deleting_a_user_deletes_their_records, users_and_deletion);
+
+/// Rate limits of teams, users and keys survive every write and read path (including values
+/// beyond 32 bits, and clearing).
+async fn rate_limits(store: &Store) {
+    store
+        .insert_org(&plexus_store::OrgRecord {
+            id: "o".into(),
+            name: "O".into(),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    let mut team = TeamRecord {
+        id: "t".into(),
+        name: "T".into(),
+        org_id: Some("o".into()),
+        max_budget_usd: Some(3.0),
+        budget_period: Some("1d".into()),
+        rpm: Some(600),
+        tpm: Some(100_000),
+        tpd: Some(50_000_000_000),
+        max_parallel: Some(20),
+        metadata: serde_json::json!({}),
+        created_at: 1,
+    };
+    store.insert_team(&team).await.unwrap();
+    assert_eq!(store.get_team("t").await.unwrap().unwrap(), team);
+    assert_eq!(store.list_teams(None, 10).await.unwrap(), [team.clone()]);
+    assert_eq!(store.teams_of_org("o").await.unwrap(), [team.clone()]);
+    team.rpm = None;
+    team.tpm = Some(5);
+    team.tpd = None;
+    team.max_parallel = Some(1);
+    store.update_team(&team).await.unwrap();
+    assert_eq!(store.get_team("t").await.unwrap().unwrap(), team);
+
+    let mut user = UserRecord {
+        id: "u".into(),
+        name: "U".into(),
+        team_id: Some("t".into()),
+        role: "member".into(),
+        max_budget_usd: None,
+        budget_period: None,
+        rpm: Some(10),
+        tpm: None,
+        tpd: Some(7),
+        max_parallel: Some(2),
+        created_at: 1,
+    };
+    store.insert_user(&user).await.unwrap();
+    assert_eq!(store.get_user("u").await.unwrap().unwrap(), user);
+    assert_eq!(
+        store.list_users(Some("t"), None, 10).await.unwrap(),
+        [user.clone()]
+    );
+    user.rpm = None;
+    user.tpm = Some(3_000_000_000);
+    user.tpd = None;
+    user.max_parallel = None;
+    store.update_user(&user).await.unwrap();
+    assert_eq!(store.get_user("u").await.unwrap().unwrap(), user);
+
+    let mut k = key("rk", Some("t"), Some("u"));
+    k.tpd = Some(9_000_000_000);
+    store.insert_key(&k).await.unwrap();
+    assert_eq!(store.get_key("rk").await.unwrap().unwrap(), k);
+    let mut update = plexus_store::KeyUpdate {
+        tpd: Some(None),
+        ..Default::default()
+    };
+    update.clone().apply(&mut k);
+    assert_eq!(k.tpd, None);
+    store.update_key(&k).await.unwrap();
+    let (listed, _) = store
+        .list_keys(&KeyFilter {
+            user_id: Some("u".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed, [k.clone()]);
+    update.tpd = Some(Some(42));
+    update.apply(&mut k);
+    store.update_key(&k).await.unwrap();
+    assert_eq!(store.get_key("rk").await.unwrap().unwrap().tpd, Some(42));
+}
+both!(rate_limits_round_trip, rate_limits);
 
 async fn audit(store: &Store) {
     assert!(store.audit_tail().await.unwrap().is_none());
