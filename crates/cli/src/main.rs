@@ -217,13 +217,10 @@ fn add_demo(cfg: &mut Config, mock_url: &str) {
             continue;
         }
         if let Some((idx, _)) = cfg.provider(provider) {
-            cfg.models.push(ModelConfig {
-                name: name.into(),
-                targets: vec![TargetConfig {
-                    provider: idx,
-                    model: upstream.into(),
-                }],
-            });
+            cfg.models.push(ModelConfig::new(
+                name,
+                vec![TargetConfig::new(idx, upstream)],
+            ));
         }
     }
 }
@@ -267,7 +264,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let runtime = Runtime::load(cfg, &client, &store, vault.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let state = AppState::new(runtime, client, store.clone(), writer, audit, vault);
+    let state = AppState::new(runtime, client, store.clone(), writer, audit, vault)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let limiter_state = state.clone();
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -293,6 +292,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     retention_stop.cancel();
     let _ = retention.await;
     tracing::info!(message = "Draining the request log.");
+    limiter_state.limiter().shutdown().await;
+    drop(limiter_state);
     writer_handle.shutdown().await;
     audit_handle.shutdown().await;
     store.close().await;

@@ -1,23 +1,27 @@
 //! `POST /v1/chat/completions`: parse, validate, resolve, call the provider, answer, record.
 
+use crate::dispatch::{self, Failed, Served};
 use crate::error::HttpError;
+use crate::limit::{BudgetError, BudgetHold, Hold};
 use crate::middleware::{Auth, RequestId};
-use crate::runtime::Target;
+use crate::runtime::{ModelRoute, Runtime, Target};
 use crate::stream::{self, StreamGuard};
 use crate::{metrics, AppState};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::StreamExt;
 use plexus_auth::roles::Principal;
 use plexus_core::catalog::Catalog;
 use plexus_core::config::BodyLogging;
 use plexus_core::log::RequestRecord;
 use plexus_core::{ApiError, ErrorCode};
-use plexus_limits::Reservation;
+use plexus_limits::rate::{Snapshot, Subject};
 use plexus_protocol::openai::{ChatCompletion, ChatCompletionRequest, Usage};
-use plexus_providers::client::ChatBody;
-use plexus_providers::{ConvertCtx, ProviderError};
+use plexus_providers::client::{ChatBody, ChunkStream};
+use plexus_providers::ConvertCtx;
+use plexus_router::health::{InFlight, Outcome};
 use serde::de::DeserializeOwned;
 use std::time::Instant;
 
@@ -219,7 +223,7 @@ pub(crate) async fn admit_budget(
     target: &Target,
     prompt_tokens: u64,
     max_output_tokens: u64,
-) -> Result<Option<Reservation>, ApiError> {
+) -> Result<Option<BudgetHold>, ApiError> {
     let limits = state.auth().limits_for(principal).await.map_err(|e| {
         ApiError::new(
             ErrorCode::ServiceUnavailable,
@@ -230,42 +234,108 @@ pub(crate) async fn admit_budget(
         return Ok(None);
     }
     let now = state.clock().now_unix_ms();
-    for (key, limit) in &limits {
-        if state.budgets().needs_seed(key, limit, now) {
-            let recorded = state
-                .auth()
-                .store()
-                .spend_since(key.scope, &key.id, limit.period_start(now))
-                .await
-                .map_err(|e| {
-                    ApiError::new(
-                        ErrorCode::ServiceUnavailable,
-                        format!("cannot read spend: {e}"),
-                    )
-                })?;
-            state.budgets().seed(key.clone(), limit, now, recorded);
+    let worst = cost_usd(target, &Usage::new(prompt_tokens, max_output_tokens));
+    let store = state.auth().store();
+    let seed = |key: plexus_limits::BudgetKey, since: i64| async move {
+        store
+            .spend_since(key.scope, &key.id, since)
+            .await
+            .map_err(|e| format!("cannot read spend: {e}"))
+    };
+    let on_error = state.runtime().config.limits.on_redis_error;
+    match state
+        .limiter()
+        .reserve_budget(&limits, worst, now, on_error, seed)
+        .await
+    {
+        Ok(hold) => Ok(Some(hold)),
+        Err(BudgetError::Unavailable(e)) => Err(ApiError::new(ErrorCode::ServiceUnavailable, e)),
+        Err(BudgetError::Exceeded(ex)) => Err(ApiError::new(
+            ErrorCode::BudgetExceeded,
+            format!(
+                "The {} `{}` has spent ${:.4} of its ${:.4} budget (${:.4} more reserved by requests in flight); this request could cost up to ${:.4}.",
+                ex.key.scope, ex.key.id, ex.spent_usd, ex.limit_usd, ex.reserved_usd, worst
+            ),
+        )
+        .with_retry_after(
+            u64::try_from(ex.resets_at_ms - now)
+                .ok()
+                .filter(|_| ex.resets_at_ms > 0 && ex.resets_at_ms < i64::MAX / 2)
+                .map(std::time::Duration::from_millis),
+        )),
+    }
+}
+
+/// The rate-limit subjects of a request: global, model, and the caller's key, user and team.
+pub(crate) async fn rate_subjects(
+    state: &AppState,
+    rt: &Runtime,
+    principal: &Principal,
+    route: &ModelRoute,
+) -> Result<Vec<Subject>, ApiError> {
+    let mut subjects = state.auth().rate_subjects(principal).await.map_err(|e| {
+        ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            format!("cannot read rate limits: {e}"),
+        )
+    })?;
+    for s in [&rt.global_limit, &route.limit].into_iter().flatten() {
+        subjects.push(Subject::clone(s));
+    }
+    Ok(subjects)
+}
+
+/// Whether any limit on the request or its targets counts tokens (only then are they
+/// counted).
+pub(crate) fn limits_tokens(subjects: &[Subject], route: &ModelRoute) -> bool {
+    subjects.iter().any(|s| s.quota.limits_tokens())
+        || route
+            .targets
+            .iter()
+            .any(|t| t.limit.as_ref().is_some_and(|l| l.quota.limits_tokens()))
+}
+
+/// What an admitted request holds until it ends: its rate-limit holds (the caller's and the
+/// target's), its budget reservation and the target's in-flight slot.
+#[derive(Default)]
+pub struct Claims {
+    pub holds: Vec<Hold>,
+    pub budget: Option<BudgetHold>,
+    pub inflight: Option<InFlight>,
+    /// When the serving attempt started, on the limiter's clock (for the target's latency).
+    pub attempt_started_ns: u64,
+}
+
+impl Claims {
+    /// Settles everything with the request's real cost and tokens. `first_byte_ns` is when the
+    /// answer (or first token) arrived, for the target's latency estimate; `None` when the
+    /// target failed.
+    pub fn settle(self, state: &AppState, cost: f64, tokens: u64, first_byte_ns: Option<u64>) {
+        let limiter = state.limiter();
+        let now = limiter.now_ns();
+        for h in self.holds {
+            h.settle(Some(tokens), now);
+        }
+        if let Some(b) = self.budget {
+            b.settle(cost);
+        }
+        if let Some(f) = self.inflight {
+            let outcome = match first_byte_ns {
+                Some(at) => Outcome::Success {
+                    latency_ns: at.saturating_sub(self.attempt_started_ns),
+                },
+                None => Outcome::Failure,
+            };
+            f.finish(now, outcome);
         }
     }
-    let worst = cost_usd(target, &Usage::new(prompt_tokens, max_output_tokens));
-    state
-        .budgets()
-        .reserve(&limits, worst, now)
-        .map(Some)
-        .map_err(|ex| {
-            ApiError::new(
-                ErrorCode::BudgetExceeded,
-                format!(
-                    "The {} `{}` has spent ${:.4} of its ${:.4} budget (${:.4} more reserved by requests in flight); this request could cost up to ${:.4}.",
-                    ex.key.scope, ex.key.id, ex.spent_usd, ex.limit_usd, ex.reserved_usd, worst
-                ),
-            )
-            .with_retry_after(
-                u64::try_from(ex.resets_at_ms - now)
-                    .ok()
-                    .filter(|_| ex.resets_at_ms > 0 && ex.resets_at_ms < i64::MAX / 2)
-                    .map(std::time::Duration::from_millis),
-            )
-        })
+}
+
+/// An error response with the rate-limit headers of the limits that applied.
+fn error_with_headers(err: HttpError, snapshot: &Snapshot) -> Response {
+    let mut resp = err.into_response();
+    crate::limit::apply_headers(resp.headers_mut(), snapshot);
+    resp
 }
 
 /// The key's allowed models: a 403 naming the model, before anything else happens.
@@ -327,9 +397,15 @@ pub(crate) fn keep_body(mode: BodyLogging, bytes: &[u8]) -> Option<String> {
 }
 
 /// A successful JSON answer with the gateway's headers.
-pub(crate) fn json_response(body: Bytes, cost: f64, target: &Target) -> Response {
+pub(crate) fn json_response(
+    body: Bytes,
+    cost: f64,
+    target: &Target,
+    snapshot: &Snapshot,
+) -> Response {
     let mut resp = body.into_response();
     let headers = resp.headers_mut();
+    crate::limit::apply_headers(headers, snapshot);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -365,17 +441,21 @@ pub async fn chat_completions(
     if let Err(e) = check_model_access(&principal, &chat.model) {
         return Err(finish_error(&state, record, None, started, e).await);
     }
-    let targets = match rt.resolve(&chat.model) {
-        Ok(t) => t,
+    let route = match rt.resolve(&chat.model) {
+        Ok(r) if !r.targets.is_empty() => r,
+        Ok(_) => {
+            let e = ApiError::new(ErrorCode::ServiceUnavailable, "The model has no target.");
+            return Err(finish_error(&state, record, None, started, e).await);
+        }
         Err(e) => return Err(finish_error(&state, record, None, started, e).await),
     };
+    let first = &route.targets[0];
     let created = state.clock().now_unix_secs();
     let prompt_estimate = estimate_tokens(body.len());
     let bodies = rt.config.request_bodies;
     record.request_body = keep_body(bodies, &body);
     drop(body);
     let worst_output = {
-        let first = &targets[0];
         let catalog_max = Catalog::builtin()
             .lookup(first.provider.kind().as_str(), &first.upstream_model)
             .and_then(|m| m.max_output_tokens);
@@ -385,101 +465,160 @@ pub async fn chat_completions(
                 .unwrap_or(FALLBACK_MAX_OUTPUT),
         ) * u64::from(chat.n.unwrap_or(1).max(1))
     };
-    let mut reservation = match admit_budget(
-        &state,
-        &principal,
-        &targets[0],
-        prompt_estimate,
-        worst_output,
-    )
-    .await
-    {
-        Ok(r) => r,
+
+    // Rate limits: the caller's, the model's and the global ones, all or nothing.
+    let subjects = match rate_subjects(&state, &rt, &principal, &route).await {
+        Ok(s) => s,
         Err(e) => return Err(finish_error(&state, record, None, started, e).await),
     };
+    let tokens = if limits_tokens(&subjects, &route) {
+        crate::tokens::count_prompt(first.provider.kind(), &first.upstream_model, &chat)
+            + worst_output
+    } else {
+        0
+    };
+    let on_error = rt.config.limits.on_redis_error;
+    let (hold, snapshot) = match state.limiter().acquire(&subjects, tokens, on_error).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            let err = finish_error(&state, record, None, started, e).await;
+            return Ok(error_with_headers(err, &Snapshot::default()));
+        }
+    };
+    let mut claims = Claims {
+        holds: hold.into_iter().collect(),
+        ..Claims::default()
+    };
+    claims.budget =
+        match admit_budget(&state, &principal, first, prompt_estimate, worst_output).await {
+            Ok(r) => r,
+            Err(e) => {
+                claims.settle(&state, 0.0, 0, None);
+                let err = finish_error(&state, record, None, started, e).await;
+                return Ok(error_with_headers(err, &snapshot));
+            }
+        };
 
-    let mut last_err: Option<ProviderError> = None;
-    for (i, target) in targets.iter().enumerate() {
-        let is_last = i + 1 == targets.len();
+    let client = state.client();
+    let chat = &chat;
+    let ctx_for = |target: &Target| {
         let info =
             Catalog::builtin().lookup(target.provider.kind().as_str(), &target.upstream_model);
-        let ctx = ConvertCtx {
-            upstream_model: &target.upstream_model,
-            created,
-            default_max_tokens: info
-                .and_then(|m| m.max_output_tokens)
-                .unwrap_or(FALLBACK_MAX_OUTPUT),
-        };
-        record.provider = target.provider.name().to_owned();
-        record.upstream_model = target.upstream_model.to_string();
+        info.and_then(|m| m.max_output_tokens)
+            .unwrap_or(FALLBACK_MAX_OUTPUT)
+    };
 
-        if chat.is_stream() {
-            match state
-                .client()
-                .chat_stream(&target.provider, &chat, &ctx)
-                .await
-            {
-                Ok(upstream) => {
-                    record.upstream_request_id = upstream.upstream_request_id.clone();
-                    let guard = StreamGuard::new(
-                        state.clone(),
-                        record,
-                        target.clone(),
-                        started,
-                        prompt_estimate,
-                        reservation.take(),
-                        bodies,
-                    );
-                    return Ok(stream::sse_response(
-                        upstream.chunks,
-                        guard,
-                        chat.wants_stream_usage(),
-                        served_by_header(target),
-                    ));
+    if chat.is_stream() {
+        let outcome = dispatch::run(&state, &rt, &route, tokens, |target: Target| async move {
+            let ctx = ConvertCtx {
+                upstream_model: &target.upstream_model,
+                created,
+                default_max_tokens: ctx_for(&target),
+            };
+            let mut upstream = client.chat_stream(&target.provider, chat, &ctx).await?;
+            // The first event decides: a failure before it can still go elsewhere.
+            let first: ChunkStream = match upstream.chunks.next().await {
+                Some(Err(e)) => return Err(e),
+                Some(Ok(chunk)) => {
+                    Box::pin(futures::stream::once(async move { Ok(chunk) }).chain(upstream.chunks))
                 }
-                Err(e) if e.is_retryable() && !is_last => {
-                    tracing::warn!(message = "Target failed; trying the next.", provider = target.provider.name(), error = %e);
-                    last_err = Some(e);
-                    continue;
-                }
-                Err(e) => {
-                    return Err(finish_error(&state, record, Some(target), started, e.into()).await)
-                }
-            }
-        }
-
-        match state.client().chat(&target.provider, &chat, &ctx).await {
-            Ok(outcome) => {
-                record.upstream_request_id = outcome.upstream_request_id;
-                return Ok(answer(
-                    &state,
+                None => Box::pin(futures::stream::empty()),
+            };
+            Ok((upstream.upstream_request_id, first))
+        })
+        .await;
+        return match outcome {
+            Ok(served) => {
+                let Served {
+                    value: (upstream_request_id, chunks),
+                    target,
+                    inflight,
+                    target_hold,
+                    attempt_started_ns,
+                } = served;
+                record.provider = target.provider.name().to_owned();
+                record.upstream_model = target.upstream_model.to_string();
+                record.upstream_request_id = upstream_request_id;
+                claims.holds.extend(target_hold);
+                claims.inflight = Some(inflight);
+                claims.attempt_started_ns = attempt_started_ns;
+                let served_by = served_by_header(&target);
+                let guard = StreamGuard::new(
+                    state.clone(),
                     record,
                     target,
                     started,
-                    outcome.response,
                     prompt_estimate,
-                    reservation.take(),
-                )
-                .await);
+                    claims,
+                    bodies,
+                );
+                let mut resp =
+                    stream::sse_response(chunks, guard, chat.wants_stream_usage(), served_by);
+                crate::limit::apply_headers(resp.headers_mut(), &snapshot);
+                Ok(resp)
             }
-            Err(e) if e.is_retryable() && !is_last => {
-                tracing::warn!(message = "Target failed; trying the next.", provider = target.provider.name(), error = %e);
-                last_err = Some(e);
-            }
-            Err(e) => {
-                return Err(finish_error(&state, record, Some(target), started, e.into()).await)
-            }
-        }
+            Err(failed) => Ok(failure(&state, record, claims, started, failed, &snapshot).await),
+        };
     }
-    let err = last_err.map(ApiError::from).unwrap_or_else(|| {
-        ApiError::new(
-            ErrorCode::ServiceUnavailable,
-            "No target could serve the request.",
-        )
-    });
-    Err(finish_error(&state, record, targets.last(), started, err).await)
+
+    let outcome = dispatch::run(&state, &rt, &route, tokens, |target: Target| async move {
+        let ctx = ConvertCtx {
+            upstream_model: &target.upstream_model,
+            created,
+            default_max_tokens: ctx_for(&target),
+        };
+        client.chat(&target.provider, chat, &ctx).await
+    })
+    .await;
+    match outcome {
+        Ok(served) => {
+            let first_byte_ns = state.limiter().now_ns();
+            record.provider = served.target.provider.name().to_owned();
+            record.upstream_model = served.target.upstream_model.to_string();
+            record.upstream_request_id = served.value.upstream_request_id;
+            claims.holds.extend(served.target_hold);
+            claims.inflight = Some(served.inflight);
+            claims.attempt_started_ns = served.attempt_started_ns;
+            Ok(answer(
+                &state,
+                record,
+                &served.target,
+                started,
+                served.value.response,
+                prompt_estimate,
+                claims,
+                first_byte_ns,
+                &snapshot,
+            )
+            .await)
+        }
+        Err(failed) => Ok(failure(&state, record, claims, started, failed, &snapshot).await),
+    }
 }
 
+/// Every target and fallback failed: log, release the holds, answer with the last error.
+async fn failure(
+    state: &AppState,
+    mut record: RequestRecord,
+    claims: Claims,
+    started: Instant,
+    failed: Failed,
+    snapshot: &Snapshot,
+) -> Response {
+    claims.settle(state, 0.0, 0, None);
+    if let Some(t) = &failed.target {
+        record.provider = t.provider.name().to_owned();
+        record.upstream_model = t.upstream_model.to_string();
+    }
+    let err = finish_error(state, record, failed.target.as_ref(), started, failed.error).await;
+    let mut resp = error_with_headers(err, snapshot);
+    if let Some(v) = failed.target.as_ref().and_then(served_by_header) {
+        resp.headers_mut().insert("x-plexus-served-by", v);
+    }
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn answer(
     state: &AppState,
     mut record: RequestRecord,
@@ -487,7 +626,9 @@ async fn answer(
     started: Instant,
     response: ChatBody,
     prompt_estimate: u64,
-    reservation: Option<Reservation>,
+    claims: Claims,
+    first_byte_ns: u64,
+    snapshot: &Snapshot,
 ) -> Response {
     let bodies = state.runtime().config.request_bodies;
     let (body, usage) = match response {
@@ -507,9 +648,12 @@ async fn answer(
         }
     };
     let cost = cost_usd(target, &usage);
-    if let Some(r) = reservation {
-        r.settle(cost);
-    }
+    claims.settle(
+        state,
+        cost,
+        usage.prompt_tokens + usage.completion_tokens,
+        Some(first_byte_ns),
+    );
     record.status = 200;
     record.prompt_tokens = usage.prompt_tokens;
     record.completion_tokens = usage.completion_tokens;
@@ -524,7 +668,7 @@ async fn answer(
     state.writer().record(record).await;
 
     match body {
-        Ok(b) => json_response(b, cost, target),
+        Ok(b) => json_response(b, cost, target, snapshot),
         Err(e) => {
             HttpError(ApiError::internal(format!("cannot encode response: {e}"))).into_response()
         }

@@ -2,7 +2,7 @@
 
 use crate::chat::{
     admit_budget, base_record, check_model_access, cost_usd, estimate_tokens, finish_error, intake,
-    json_response,
+    json_response, limits_tokens, rate_subjects,
 };
 use crate::error::HttpError;
 use crate::middleware::{Auth, RequestId};
@@ -69,10 +69,11 @@ pub async fn embeddings(
     if let Err(e) = check_model_access(&principal, &emb.model) {
         return Err(finish_error(&state, record, None, started, e).await);
     }
-    let targets = match rt.resolve(&emb.model) {
-        Ok(t) => t,
+    let route = match rt.resolve(&emb.model) {
+        Ok(r) => r,
         Err(e) => return Err(finish_error(&state, record, None, started, e).await),
     };
+    let targets = &route.targets;
     let Some(target) = targets
         .iter()
         .find(|t| UpstreamClient::has_embeddings(&t.provider))
@@ -98,6 +99,20 @@ pub async fn embeddings(
         .input
         .texts()
         .map_or(0, |t| t.iter().map(|s| s.len()).sum());
+    let subjects = match rate_subjects(&state, &rt, &principal, &route).await {
+        Ok(s) => s,
+        Err(e) => return Err(finish_error(&state, record, Some(target), started, e).await),
+    };
+    let tokens = if limits_tokens(&subjects, &route) {
+        estimate_tokens(input_chars.max(4))
+    } else {
+        0
+    };
+    let on_error = rt.config.limits.on_redis_error;
+    let (hold, snapshot) = match state.limiter().acquire(&subjects, tokens, on_error).await {
+        Ok(ok) => ok,
+        Err(e) => return Err(finish_error(&state, record, Some(target), started, e).await),
+    };
     let reservation = match admit_budget(
         &state,
         &principal,
@@ -152,6 +167,9 @@ pub async fn embeddings(
     if let Some(r) = reservation {
         r.settle(cost);
     }
+    if let Some(h) = hold {
+        h.settle(Some(usage.prompt_tokens), state.limiter().now_ns());
+    }
     record.status = 200;
     record.prompt_tokens = usage.prompt_tokens;
     record.cost_usd = cost;
@@ -160,7 +178,7 @@ pub async fn embeddings(
     state.writer().record(record).await;
     let body = serde_json::to_vec(&response)
         .map_err(|e| HttpError(ApiError::internal(format!("cannot encode response: {e}"))))?;
-    Ok(json_response(Bytes::from(body), cost, target))
+    Ok(json_response(Bytes::from(body), cost, target, &snapshot))
 }
 
 #[cfg(test)]

@@ -100,8 +100,6 @@ impl KeyAuth {
     /// The rate limits that apply to a principal: one subject per scope (`key` with the key's
     /// id, `user`, `team`) that has any. No database access while the key and its owners are
     /// cached, and no allocation when none of them has a limit (the empty `Vec`).
-    // Admission (chat.rs) calls it once the rate limiter is wired in; tested below until then.
-    #[allow(dead_code)]
     pub async fn rate_subjects(&self, principal: &Principal) -> Result<Vec<Subject>, String> {
         let mut out = Vec::new();
         if let Some(key_id) = &principal.key_id {

@@ -6,14 +6,17 @@
 
 mod admin;
 mod chat;
+mod dispatch;
 mod embeddings;
 pub mod error;
 mod keyauth;
+pub mod limit;
 pub mod metrics;
 mod middleware;
 pub mod runtime;
 mod serve;
 mod stream;
+mod tokens;
 
 pub use error::HttpError;
 pub use runtime::Runtime;
@@ -47,7 +50,7 @@ struct Inner {
     writer: LogWriter,
     audit: plexus_auth::audit::AuditWriter,
     keys: keyauth::KeyAuth,
-    budgets: Arc<plexus_limits::Budgets>,
+    limiter: limit::Limiter,
     vault: Option<Arc<plexus_auth::vault::Kek>>,
     runtime_built_at_ms: std::sync::atomic::AtomicI64,
     metrics: Option<PrometheusHandle>,
@@ -63,15 +66,16 @@ impl AppState {
         writer: LogWriter,
         audit: plexus_auth::audit::AuditWriter,
         vault: Option<Arc<plexus_auth::vault::Kek>>,
-    ) -> Self {
+    ) -> Result<Self, ApiError> {
         let clock: SharedClock = Arc::new(SystemClock);
         let started_unix = clock.now_unix_secs();
-        AppState {
+        let limiter = limit::Limiter::new(&runtime.config)?;
+        Ok(AppState {
             inner: Arc::new(Inner {
                 runtime: ArcSwap::from_pointee(runtime),
                 client,
                 keys: keyauth::KeyAuth::new(store.clone()),
-                budgets: plexus_limits::Budgets::new(),
+                limiter,
                 vault,
                 runtime_built_at_ms: std::sync::atomic::AtomicI64::new(clock.now_unix_ms()),
                 store,
@@ -81,7 +85,7 @@ impl AppState {
                 clock,
                 started_unix,
             }),
-        }
+        })
     }
 
     /// The current runtime snapshot.
@@ -90,7 +94,8 @@ impl AppState {
     }
 
     /// Swaps in a new snapshot (config reload); in-flight requests keep the old one.
-    pub fn replace_runtime(&self, runtime: Runtime) {
+    pub fn replace_runtime(&self, mut runtime: Runtime) {
+        runtime.inherit_health(&self.inner.runtime.load());
         self.inner.runtime.store(Arc::new(runtime));
         self.inner.runtime_built_at_ms.store(
             self.inner.clock.now_unix_ms(),
@@ -132,8 +137,14 @@ impl AppState {
         Ok(())
     }
 
+    /// The in-process budgets (used when no Redis is configured, or it is down and the
+    /// policy is fail-open).
     pub fn budgets(&self) -> &Arc<plexus_limits::Budgets> {
-        &self.inner.budgets
+        self.inner.limiter.local_budgets()
+    }
+
+    pub fn limiter(&self) -> &limit::Limiter {
+        &self.inner.limiter
     }
 
     pub(crate) fn client(&self) -> &UpstreamClient {

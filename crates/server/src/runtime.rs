@@ -5,10 +5,13 @@
 use crate::metrics::TargetMetrics;
 use plexus_auth::jwt::{ClaimNames, JwtConfig, JwtValidator};
 use plexus_auth::vault::{self, Kek, SealedSecret};
-use plexus_core::config::{Config, JwksSource};
+use plexus_core::catalog::Catalog;
+use plexus_core::config::{Balance, Config, FailureClass, JwksSource};
 use plexus_core::{ApiError, ErrorCode};
+use plexus_limits::rate::{Quota, Subject};
 use plexus_providers::client::ProviderHandle;
 use plexus_providers::client::UpstreamClient;
+use plexus_router::health::{HealthConfig, TargetHealth};
 use plexus_store::{CredentialRecord, Store};
 use secrecy::ExposeSecret;
 use secrecy::SecretString;
@@ -21,13 +24,15 @@ use std::sync::Arc;
 pub struct Runtime {
     pub config: Arc<Config>,
     pub providers: Vec<Arc<ProviderHandle>>,
-    models: HashMap<String, Vec<Target>>,
+    models: HashMap<String, ModelRoute>,
     /// Metric handles for `provider/model` requests, per provider.
-    direct_metrics: HashMap<String, Arc<TargetMetrics>>,
+    direct: HashMap<String, Arc<TargetMetrics>>,
     /// SHA-256 of the master key, compared in constant time.
     pub master_key_hash: Option<[u8; 32]>,
     /// Validator of identity-provider tokens, when `jwt` is configured.
     pub jwt: Option<Arc<JwtValidator>>,
+    /// The config's global limits (scope `global`), if any.
+    pub global_limit: Option<Arc<Subject>>,
 }
 
 /// How early an expiring credential is reported.
@@ -76,12 +81,86 @@ pub struct Target {
     pub provider: Arc<ProviderHandle>,
     pub upstream_model: Arc<str>,
     pub metrics: Arc<TargetMetrics>,
+    /// In-flight count, latency and circuit breaker; kept across config reloads.
+    pub health: Arc<TargetHealth>,
+    pub weight: u32,
+    /// The provider account's limits on this target (scope `target`), if any.
+    pub limit: Option<Arc<Subject>>,
+    /// Catalog price per million tokens (input and output averaged), for `balance: cost`.
+    pub price_per_mtok: Option<f64>,
+    /// Catalog context window in tokens.
+    pub context_window: Option<u32>,
 }
 
 impl Target {
     /// `provider/upstream_model`, as shown in `x-plexus-served-by`.
     pub fn served_by(&self) -> String {
         format!("{}/{}", self.provider.name(), self.upstream_model)
+    }
+
+    fn new(
+        provider: Arc<ProviderHandle>,
+        upstream_model: &str,
+        metrics: Arc<TargetMetrics>,
+        health: Arc<TargetHealth>,
+    ) -> Target {
+        let info = Catalog::builtin().lookup(provider.kind().as_str(), upstream_model);
+        Target {
+            provider,
+            upstream_model: Arc::from(upstream_model),
+            metrics,
+            health,
+            weight: 1,
+            limit: None,
+            price_per_mtok: info
+                .map(|m| (m.input_cost_per_token + m.output_cost_per_token) * 0.5e6),
+            context_window: info.and_then(|m| m.max_input_tokens),
+        }
+    }
+}
+
+/// A model name and how it is served: its targets, how they share traffic, what it falls
+/// back to, and its own limits.
+#[derive(Debug, Clone)]
+pub struct ModelRoute {
+    pub name: Arc<str>,
+    pub targets: Vec<Target>,
+    pub balance: Balance,
+    pub fallbacks: Vec<String>,
+    pub fallback_on: Vec<FailureClass>,
+    /// Limits on the model across callers (scope `model`), if any.
+    pub limit: Option<Arc<Subject>>,
+}
+
+impl ModelRoute {
+    /// The largest context window among the targets (catalog figures).
+    pub fn context_window(&self) -> Option<u32> {
+        self.targets.iter().filter_map(|t| t.context_window).max()
+    }
+}
+
+fn quota_of(l: &plexus_core::config::RateLimits) -> Quota {
+    Quota {
+        rpm: l.rpm,
+        tpm: l.tpm,
+        tpd: l.tpd,
+        max_parallel: l.max_parallel,
+    }
+}
+
+/// The health settings every target starts with.
+pub fn health_config(config: &Config) -> HealthConfig {
+    let b = &config.breaker;
+    HealthConfig {
+        breaker: plexus_router::breaker::BreakerConfig {
+            consecutive_failures: b.consecutive_failures,
+            failure_rate: b.failure_rate,
+            min_requests: b.min_requests,
+            window: b.window,
+            cooldown: b.cooldown,
+            ..Default::default()
+        },
+        ..HealthConfig::default()
     }
 }
 
@@ -171,22 +250,49 @@ impl Runtime {
         for unknown in credentials.keys() {
             tracing::warn!(message = "Stored credentials name a provider that is not configured.", provider = %unknown);
         }
+        let health = health_config(&config);
         let mut models = HashMap::with_capacity(config.models.len());
         for m in &config.models {
             let targets = m
                 .targets
                 .iter()
                 .filter_map(|t| {
-                    providers.get(t.provider).map(|p| Target {
-                        provider: p.clone(),
-                        upstream_model: Arc::from(t.model.as_str()),
-                        metrics: Arc::new(TargetMetrics::new(&m.name, p.name())),
+                    providers.get(t.provider).map(|p| {
+                        let mut target = Target::new(
+                            p.clone(),
+                            &t.model,
+                            Arc::new(TargetMetrics::new(&m.name, p.name())),
+                            Arc::new(TargetHealth::new(health)),
+                        );
+                        target.weight = t.weight;
+                        let quota = Quota {
+                            rpm: t.rpm,
+                            tpm: t.tpm,
+                            ..Quota::default()
+                        };
+                        if !quota.is_empty() {
+                            target.limit =
+                                Some(Arc::new(Subject::new("target", target.served_by(), quota)));
+                        }
+                        target
                     })
                 })
                 .collect();
-            models.insert(m.name.clone(), targets);
+            let quota = quota_of(&m.limits);
+            models.insert(
+                m.name.clone(),
+                ModelRoute {
+                    name: Arc::from(m.name.as_str()),
+                    targets,
+                    balance: m.balance,
+                    fallbacks: m.fallbacks.clone(),
+                    fallback_on: m.fallback_on.clone(),
+                    limit: (!quota.is_empty())
+                        .then(|| Arc::new(Subject::new("model", m.name.clone(), quota))),
+                },
+            );
         }
-        let direct_metrics = providers
+        let direct = providers
             .iter()
             .map(|p| {
                 let label = format!("{}/*", p.name());
@@ -196,6 +302,9 @@ impl Runtime {
                 )
             })
             .collect();
+        let global_quota = quota_of(&config.limits.global);
+        let global_limit = (!global_quota.is_empty())
+            .then(|| Arc::new(Subject::new("global", "all", global_quota)));
         let master_key_hash = config
             .master_key
             .as_ref()
@@ -204,7 +313,8 @@ impl Runtime {
             config: Arc::new(config),
             providers,
             models,
-            direct_metrics,
+            direct,
+            global_limit,
             master_key_hash,
             jwt,
         })
@@ -212,24 +322,31 @@ impl Runtime {
 
     /// Resolves what the client sent as `model`: a configured model name wins; otherwise
     /// `provider/upstream_model` when the prefix before the first `/` is a configured provider.
-    pub fn resolve(&self, model: &str) -> Result<Cow<'_, [Target]>, ApiError> {
-        if let Some(targets) = self.models.get(model) {
-            return Ok(Cow::Borrowed(targets));
+    pub fn resolve(&self, model: &str) -> Result<Cow<'_, ModelRoute>, ApiError> {
+        if let Some(route) = self.models.get(model) {
+            return Ok(Cow::Borrowed(route));
         }
         if let Some((prefix, rest)) = model.split_once('/') {
             if !rest.is_empty() {
                 if let Some(p) = self.providers.iter().find(|p| p.name() == prefix) {
-                    // Direct addressing: one series per provider, whatever names clients send.
+                    // Direct addressing: one metric series per provider, whatever names
+                    // clients send. No breaker memory: one bad model name must not open the
+                    // provider's breaker for every other name, and a record per name sent
+                    // would grow without bound.
                     let metrics = self
-                        .direct_metrics
+                        .direct
                         .get(prefix)
                         .cloned()
                         .unwrap_or_else(|| Arc::new(TargetMetrics::new("direct", prefix)));
-                    return Ok(Cow::Owned(vec![Target {
-                        provider: p.clone(),
-                        upstream_model: Arc::from(rest),
-                        metrics,
-                    }]));
+                    let health = Arc::new(TargetHealth::new(health_config(&self.config)));
+                    return Ok(Cow::Owned(ModelRoute {
+                        name: Arc::from(model),
+                        targets: vec![Target::new(p.clone(), rest, metrics, health)],
+                        balance: Balance::default(),
+                        fallbacks: Vec::new(),
+                        fallback_on: Vec::new(),
+                        limit: None,
+                    }));
                 }
             }
         }
@@ -238,6 +355,27 @@ impl Runtime {
             format!("The model `{model}` does not exist or you do not have access to it."),
         )
         .with_param("model"))
+    }
+
+    /// Keeps the health (breaker state, latency, in-flight counts) of targets that are still
+    /// configured the same way, so a reload does not close open breakers or forget latency.
+    pub fn inherit_health(&mut self, old: &Runtime) {
+        let mut known: HashMap<(String, String), Arc<TargetHealth>> = HashMap::new();
+        for route in old.models.values() {
+            for t in &route.targets {
+                known.insert((route.name.to_string(), t.served_by()), t.health.clone());
+            }
+        }
+        if old.config.breaker != self.config.breaker {
+            return;
+        }
+        for route in self.models.values_mut() {
+            for t in &mut route.targets {
+                if let Some(h) = known.get(&(route.name.to_string(), t.served_by())) {
+                    t.health = h.clone();
+                }
+            }
+        }
     }
 
     /// Configured model names in config order.
@@ -269,15 +407,19 @@ mod tests {
             "providers: [{name: oai, kind: openai, api_key: k}, {name: tg, kind: openai-compatible, preset: together}]\n\
              models: [{name: oai/special, targets: [{provider: tg, model: x}]}]",
         );
-        let t = rt.resolve("oai/special").unwrap();
+        let t = rt.resolve("oai/special").unwrap().targets.clone();
         assert_eq!(t[0].provider.name(), "tg");
-        let t = rt.resolve("oai/gpt-4o").unwrap();
+        let t = rt.resolve("oai/gpt-4o").unwrap().targets.clone();
         assert_eq!(
             (t[0].provider.name(), &*t[0].upstream_model),
             ("oai", "gpt-4o")
         );
         // Upstream names with slashes are split at the first one only.
-        let t = rt.resolve("tg/meta-llama/Llama-3-70b").unwrap();
+        let t = rt
+            .resolve("tg/meta-llama/Llama-3-70b")
+            .unwrap()
+            .targets
+            .clone();
         assert_eq!(&*t[0].upstream_model, "meta-llama/Llama-3-70b");
         let err = rt.resolve("nope/x").unwrap_err();
         assert_eq!(err.code, ErrorCode::ModelNotFound);

@@ -28,8 +28,11 @@ pub struct StreamGuard {
     forwarded_chars: usize,
     usage: Option<Usage>,
     first_token_at: Option<Instant>,
-    /// The budget hold, settled with the stream's cost.
-    reservation: Option<plexus_limits::Reservation>,
+    /// Rate-limit holds, budget reservation and the target's in-flight slot, settled with
+    /// the stream's usage and cost.
+    claims: Option<crate::chat::Claims>,
+    /// When the first chunk arrived, on the limiter's clock.
+    first_chunk_ns: Option<u64>,
     /// The streamed text, kept only when `request_bodies` stores bodies.
     capture: Option<(plexus_core::config::BodyLogging, String)>,
 }
@@ -41,7 +44,7 @@ impl StreamGuard {
         target: Target,
         started: Instant,
         prompt_estimate: u64,
-        reservation: Option<plexus_limits::Reservation>,
+        claims: crate::chat::Claims,
         bodies: plexus_core::config::BodyLogging,
     ) -> Self {
         StreamGuard {
@@ -53,13 +56,17 @@ impl StreamGuard {
             forwarded_chars: 0,
             usage: None,
             first_token_at: None,
-            reservation,
+            claims: Some(claims),
+            first_chunk_ns: None,
             capture: (bodies != plexus_core::config::BodyLogging::Off)
                 .then(|| (bodies, String::new())),
         }
     }
 
     fn observe(&mut self, chunk: &ChatCompletionChunk) {
+        if self.first_chunk_ns.is_none() {
+            self.first_chunk_ns = Some(self.state.limiter().now_ns());
+        }
         if let Some(u) = &chunk.usage {
             self.usage = Some(u.clone());
         }
@@ -120,8 +127,23 @@ impl StreamGuard {
         if let Some((mode, text)) = self.capture.take() {
             record.response_body = crate::chat::keep_body(mode, text.as_bytes());
         }
-        if let Some(r) = self.reservation.take() {
-            r.settle(record.cost_usd);
+        if let Some(claims) = self.claims.take() {
+            // A stream the upstream broke counts against the target; one the client left
+            // does not.
+            let target_ok = status == 200 || status == 499;
+            claims.settle(
+                &self.state,
+                record.cost_usd,
+                usage.prompt_tokens + usage.completion_tokens,
+                if target_ok {
+                    Some(
+                        self.first_chunk_ns
+                            .unwrap_or_else(|| self.state.limiter().now_ns()),
+                    )
+                } else {
+                    None
+                },
+            );
         }
         record.latency_ms = self.started.elapsed().as_millis() as u64;
         record.ttft_ms = self

@@ -148,7 +148,8 @@ impl Gateway {
             Some(std::sync::Arc::new(
                 plexus_auth::vault::Kek::from_base64(TEST_KEK).unwrap(),
             )),
-        );
+        )
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();

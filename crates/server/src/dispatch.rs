@@ -1,0 +1,463 @@
+//! Running one request over a model's targets: balancing, the targets' provider limits,
+//! circuit breakers, retries with backoff, and fallback models.
+//!
+//! A model's targets are ordered by its `balance` policy (open breakers last). Attempts walk
+//! that order; a retryable failure (rate limited, unavailable, timeout) moves on to the next
+//! target at once, and after every target has been tried the request backs off (full jitter,
+//! at least the provider's `Retry-After`) before the next round, within the retry budget.
+//! A target at its provider limit is skipped; if all are, the request waits for the first
+//! one to free up (up to `limits.queue_timeout`). When the model gives up with a failure
+//! class listed in its `fallback_on`, the next model of its `fallbacks` takes over.
+//!
+//! For streams the call includes the first event, so everything here happens before the first
+//! byte reaches the client; after that a failure ends the stream with an error event.
+
+use crate::limit::Hold;
+use crate::runtime::{ModelRoute, Runtime, Target};
+use crate::AppState;
+use plexus_core::config::{Balance, FailureClass};
+use plexus_core::{ApiError, ErrorCode};
+use plexus_providers::ProviderError;
+use plexus_router::backoff::RetryPolicy;
+use plexus_router::balance::{self, Candidate};
+use plexus_router::health::{InFlight, Outcome};
+use std::borrow::Cow;
+use std::future::Future;
+use std::time::Duration;
+
+/// How an upstream failure counts: `None` is the client's own fault (a 400 that another
+/// target would refuse too), which neither retries nor falls back.
+pub fn classify(e: &ProviderError) -> Option<FailureClass> {
+    match e {
+        ProviderError::Upstream {
+            status,
+            code,
+            message,
+            ..
+        } => {
+            let code = code.as_deref().unwrap_or("");
+            let lower = message.to_ascii_lowercase();
+            match status {
+                429 => Some(FailureClass::RateLimited),
+                408 | 504 => Some(FailureClass::Timeout),
+                // The gateway's credential for this target is wrong: another may work.
+                401 | 403 => Some(FailureClass::Unavailable),
+                400 | 413 | 422
+                    if code.contains("content_filter")
+                        || code.contains("content_policy")
+                        || lower.contains("content management policy")
+                        || lower.contains("safety") && lower.contains("block") =>
+                {
+                    Some(FailureClass::ContentFilter)
+                }
+                400 | 413
+                    if code == "context_length_exceeded"
+                        || lower.contains("context length")
+                        || lower.contains("context window")
+                        || lower.contains("prompt is too long")
+                        || lower.contains("too many tokens")
+                        || lower.contains("maximum number of tokens allowed") =>
+                {
+                    Some(FailureClass::ContextWindow)
+                }
+                s if *s >= 500 => Some(FailureClass::Unavailable),
+                _ => None,
+            }
+        }
+        ProviderError::Timeout(_) => Some(FailureClass::Timeout),
+        ProviderError::Connect(_) | ProviderError::Decode(_) | ProviderError::Stream(_) => {
+            Some(FailureClass::Unavailable)
+        }
+        ProviderError::Unsupported { .. }
+        | ProviderError::UnsupportedField { .. }
+        | ProviderError::InvalidRequest { .. } => None,
+    }
+}
+
+fn retryable(class: Option<FailureClass>) -> bool {
+    matches!(
+        class,
+        Some(FailureClass::RateLimited | FailureClass::Unavailable | FailureClass::Timeout)
+    )
+}
+
+fn router_balance(b: Balance) -> balance::Balance {
+    match b {
+        Balance::Weighted => balance::Balance::Weighted,
+        Balance::LeastBusy => balance::Balance::LeastBusy,
+        Balance::Latency => balance::Balance::Latency,
+        Balance::Cost => balance::Balance::Cost,
+    }
+}
+
+/// A successful call and what it still holds: the target's in-flight slot (finish it with
+/// the outcome) and its provider-limit hold (settle it with the tokens used).
+pub struct Served<T> {
+    pub value: T,
+    pub target: Target,
+    pub inflight: InFlight,
+    pub target_hold: Option<Hold>,
+    /// When the successful attempt started, on the limiter's clock.
+    pub attempt_started_ns: u64,
+}
+
+/// The request failed on every target and fallback it was allowed to try.
+pub struct Failed {
+    pub error: ApiError,
+    /// The last target tried, if any.
+    pub target: Option<Target>,
+}
+
+struct ModelFailure {
+    error: ApiError,
+    target: Option<Target>,
+    class: Option<FailureClass>,
+}
+
+/// Runs `call` over the route's targets and then its fallbacks until one succeeds.
+pub async fn run<T, F, Fut>(
+    state: &AppState,
+    rt: &Runtime,
+    route: &ModelRoute,
+    tokens: u64,
+    mut call: F,
+) -> Result<Served<T>, Failed>
+where
+    F: FnMut(Target) -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    let r = &rt.config.retries;
+    let policy = RetryPolicy {
+        // The attempts themselves are counted here; the policy only bounds the waiting.
+        max_attempts: u32::MAX,
+        base: r.base_delay,
+        max_delay: r.max_delay,
+        budget: r.budget,
+    };
+    let mut waited = Duration::ZERO;
+    let mut current: Cow<'_, ModelRoute> = Cow::Borrowed(route);
+    let mut next_fallback = 0;
+    loop {
+        let failure =
+            match try_model(state, rt, &current, tokens, &policy, &mut waited, &mut call).await {
+                Ok(served) => return Ok(served),
+                Err(f) => f,
+            };
+        // Fallbacks are the requested model's, tried in order.
+        let class = failure.class.filter(|c| route.fallback_on.contains(c));
+        let mut next = None;
+        if let Some(class) = class {
+            while next_fallback < route.fallbacks.len() {
+                let name = &route.fallbacks[next_fallback];
+                next_fallback += 1;
+                let Ok(candidate) = rt.resolve(name) else {
+                    continue;
+                };
+                // A context overflow only moves to a model with a larger window.
+                if class == FailureClass::ContextWindow {
+                    match (candidate.context_window(), current.context_window()) {
+                        (Some(bigger), Some(failed)) if bigger <= failed => continue,
+                        _ => {}
+                    }
+                }
+                next = Some(candidate.into_owned());
+                break;
+            }
+        }
+        match next {
+            Some(fallback) => {
+                tracing::info!(
+                    message = "Falling back to another model.",
+                    from = %current.name,
+                    to = %fallback.name,
+                    reason = class.map_or("", |c| c.as_str())
+                );
+                metrics::counter!("plexus_fallbacks_total", "model" => route.name.to_string(), "reason" => class.map_or("", |c| c.as_str())).increment(1);
+                current = Cow::Owned(fallback);
+            }
+            None => {
+                return Err(Failed {
+                    error: failure.error,
+                    target: failure.target,
+                })
+            }
+        }
+    }
+}
+
+async fn try_model<T, F, Fut>(
+    state: &AppState,
+    rt: &Runtime,
+    route: &ModelRoute,
+    tokens: u64,
+    policy: &RetryPolicy,
+    waited: &mut Duration,
+    call: &mut F,
+) -> Result<Served<T>, ModelFailure>
+where
+    F: FnMut(Target) -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    let limiter = state.limiter();
+    let on_error = rt.config.limits.on_redis_error;
+    let n = route.targets.len();
+    if n == 0 {
+        return Err(ModelFailure {
+            error: ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                format!("The model `{}` has no usable target.", route.name),
+            ),
+            target: None,
+            class: Some(FailureClass::Unavailable),
+        });
+    }
+    let order = {
+        let now = limiter.now_ns();
+        let candidates: Vec<Candidate<'_>> = route
+            .targets
+            .iter()
+            .map(|t| Candidate {
+                weight: t.weight,
+                cost_per_mtok: t.price_per_mtok,
+                health: &t.health,
+            })
+            .collect();
+        balance::order(
+            router_balance(route.balance),
+            &candidates,
+            now,
+            &mut rand::rng(),
+        )
+    };
+    let max_attempts = rt.config.retries.attempts.max(n as u32);
+    let queue_deadline = tokio::time::Instant::now() + rt.config.limits.queue_timeout;
+    let mut attempts = 0u32;
+    let mut position = 0usize;
+    let mut failed_since_backoff = 0usize;
+    let mut backoffs = 0u32;
+    let mut last: Option<ModelFailure> = None;
+    // Targets that refused the gateway's credential: retrying them cannot help.
+    let mut excluded = vec![false; n];
+
+    while attempts < max_attempts {
+        // The next target that may take the request: breaker closed (or probing) and
+        // within its provider limits.
+        let mut chosen = None;
+        let mut limit_wait: Option<Duration> = None;
+        let mut every_breaker_open = true;
+        for _ in 0..n {
+            let index = order[position % n];
+            let target = &route.targets[index];
+            position += 1;
+            if excluded[index] {
+                continue;
+            }
+            let now = limiter.now_ns();
+            if !target.health.allows(now) {
+                continue;
+            }
+            every_breaker_open = false;
+            let hold = match &target.limit {
+                None => None,
+                Some(subject) => match limiter.try_target(subject, tokens, on_error).await {
+                    Ok(hold) => hold,
+                    Err(wait) => {
+                        let wait = wait.unwrap_or(Duration::from_secs(1));
+                        limit_wait = Some(limit_wait.map_or(wait, |w| w.min(wait)));
+                        continue;
+                    }
+                },
+            };
+            let Some(inflight) = target.health.begin(now) else {
+                continue;
+            };
+            chosen = Some((index, target.clone(), inflight, hold));
+            break;
+        }
+        let Some((index, target, inflight, hold)) = chosen else {
+            if excluded.iter().all(|e| *e) {
+                break;
+            }
+            if every_breaker_open {
+                let error = ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    format!(
+                        "Every target of `{}` is failing (circuit breaker open); try again later.",
+                        route.name
+                    ),
+                )
+                .with_retry_after(Some(Duration::from_secs(1)));
+                return Err(ModelFailure {
+                    error,
+                    target: last.and_then(|l| l.target),
+                    class: Some(FailureClass::Unavailable),
+                });
+            }
+            // Every target is at its provider limit: queue for the first to free up.
+            let wait = limit_wait.unwrap_or(Duration::from_secs(1));
+            if tokio::time::Instant::now() + wait <= queue_deadline {
+                metrics::counter!("plexus_queued_total", "model" => route.name.to_string())
+                    .increment(1);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let error = ApiError::new(
+                ErrorCode::RateLimitExceeded,
+                format!(
+                    "Every target of `{}` is at its provider rate limit.",
+                    route.name
+                ),
+            )
+            .with_retry_after(Some(wait));
+            return Err(ModelFailure {
+                error,
+                target: last.and_then(|l| l.target),
+                class: Some(FailureClass::RateLimited),
+            });
+        };
+
+        attempts += 1;
+        let attempt_started_ns = limiter.now_ns();
+        match call(target.clone()).await {
+            Ok(value) => {
+                return Ok(Served {
+                    value,
+                    target,
+                    inflight,
+                    target_hold: hold,
+                    attempt_started_ns,
+                })
+            }
+            Err(e) => {
+                let class = classify(&e);
+                if matches!(
+                    e,
+                    ProviderError::Upstream {
+                        status: 401 | 403,
+                        ..
+                    }
+                ) {
+                    excluded[index] = true;
+                }
+                let health_outcome = match class {
+                    Some(
+                        FailureClass::RateLimited
+                        | FailureClass::Unavailable
+                        | FailureClass::Timeout,
+                    ) => Outcome::Failure,
+                    _ => Outcome::Neutral,
+                };
+                inflight.finish(limiter.now_ns(), health_outcome);
+                if let Some(h) = hold {
+                    // The provider saw the request but spent no tokens on it.
+                    h.settle(Some(0), limiter.now_ns());
+                }
+                let error = ApiError::from(e);
+                if !retryable(class) {
+                    return Err(ModelFailure {
+                        error,
+                        target: Some(target),
+                        class,
+                    });
+                }
+                tracing::warn!(
+                    message = "Target failed.",
+                    target = %target.served_by(),
+                    attempt = attempts,
+                    error = %error.message
+                );
+                metrics::counter!("plexus_upstream_failures_total", "provider" => target.provider.name().to_owned(), "class" => class.map_or("client", |c| c.as_str())).increment(1);
+                let retry_after = error.retry_after;
+                last = Some(ModelFailure {
+                    error,
+                    target: Some(target),
+                    class,
+                });
+                failed_since_backoff += 1;
+                if attempts >= max_attempts {
+                    break;
+                }
+                if failed_since_backoff >= n {
+                    // Every target failed this round: back off before the next.
+                    backoffs += 1;
+                    let delay = policy.delay(backoffs, retry_after, *waited, &mut rand::rng());
+                    let Some(delay) = delay else { break };
+                    metrics::counter!("plexus_retries_total", "model" => route.name.to_string())
+                        .increment(1);
+                    tokio::time::sleep(delay).await;
+                    *waited += delay;
+                    failed_since_backoff = 0;
+                }
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| ModelFailure {
+        error: ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            format!("No target of `{}` could serve the request.", route.name),
+        ),
+        target: None,
+        class: Some(FailureClass::Unavailable),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_providers::TimeoutPhase;
+
+    fn upstream(status: u16, code: Option<&str>, message: &str) -> ProviderError {
+        ProviderError::Upstream {
+            status,
+            code: code.map(str::to_owned),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        let cases = [
+            (
+                upstream(429, None, "slow down"),
+                Some(FailureClass::RateLimited),
+            ),
+            (
+                upstream(503, None, "overloaded"),
+                Some(FailureClass::Unavailable),
+            ),
+            (upstream(504, None, "gateway"), Some(FailureClass::Timeout)),
+            (
+                upstream(400, Some("context_length_exceeded"), "too long"),
+                Some(FailureClass::ContextWindow),
+            ),
+            (
+                upstream(
+                    400,
+                    None,
+                    "prompt is too long: 250000 tokens > 200000 maximum",
+                ),
+                Some(FailureClass::ContextWindow),
+            ),
+            (
+                upstream(400, Some("content_filter"), "filtered"),
+                Some(FailureClass::ContentFilter),
+            ),
+            (upstream(400, None, "bad temperature"), None),
+            (
+                ProviderError::Timeout(TimeoutPhase::FirstByte),
+                Some(FailureClass::Timeout),
+            ),
+            (
+                ProviderError::Connect("refused".into()),
+                Some(FailureClass::Unavailable),
+            ),
+        ];
+        for (err, class) in cases {
+            assert_eq!(classify(&err), class, "{err}");
+        }
+        assert!(retryable(Some(FailureClass::Timeout)));
+        assert!(!retryable(Some(FailureClass::ContextWindow)));
+        assert!(!retryable(None));
+    }
+}
