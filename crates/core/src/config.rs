@@ -1340,6 +1340,22 @@ models:
         assert!(err.contains("redis"), "{err}");
     }
 
+    /// The README's configuration example is a valid config.
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("## Configuration").unwrap()..];
+        let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+        let yaml = &section[start..start + section[start..].find("```").unwrap()];
+        let cfg = from_yaml_str(yaml, &Overrides::default(), &|_| {
+            Some("sk-0123456789".into())
+        })
+        .unwrap();
+        assert_eq!(cfg.model("smart").unwrap().balance, Balance::Latency);
+        assert!(cfg.redis.is_some());
+        assert_eq!(cfg.limits.global.max_parallel, Some(512));
+    }
+
     #[test]
     fn unset_env_var_names_the_key() {
         let env = env_of(&[("PLEXUS_MASTER_KEY", "sk-master-123")]);
