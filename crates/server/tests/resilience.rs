@@ -475,3 +475,43 @@ async fn no_limits_means_no_rate_limit_headers() {
     assert!(header(&resp, "x-ratelimit-limit-requests").is_none());
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn timeouts_and_resets_fail_over_to_the_next_target() {
+    let gw = Gateway::start_with(
+        "  - name: hung\n    targets: [{provider: oai, model: 'gpt-4o-mini+timeout', weight: 1000000}, {provider: oai, model: gpt-4o, weight: 1}]\n  - name: reset\n    targets: [{provider: oai, model: 'gpt-4o-mini+reset', weight: 1000000}, {provider: oai, model: gpt-4o, weight: 1}]",
+        "timeouts: {first_byte: 300ms}\nretries: {attempts: 2, base_delay: 10ms}",
+    )
+    .await;
+    // The heavy weight sends the request to the failing target first; gpt-4o answers.
+    for model in ["hung", "reset"] {
+        for stream in [false, true] {
+            let mut body = user(model, "hi");
+            body["stream"] = json!(stream);
+            let t0 = Instant::now();
+            let resp = gw.chat(body).await;
+            assert_eq!(resp.status(), 200, "{model} stream={stream}");
+            assert_eq!(header(&resp, "x-plexus-served-by"), Some("oai/gpt-4o"));
+            assert!(t0.elapsed() < Duration::from_secs(5));
+            let _ = resp.bytes().await;
+        }
+    }
+    assert_eq!(upstream_hits(&gw, "gpt-4o-mini+timeout"), 2);
+    assert_eq!(upstream_hits(&gw, "gpt-4o-mini+reset"), 2);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn cost_balancing_prefers_the_cheaper_target() {
+    let gw = Gateway::start_with(
+        "  - name: thrifty\n    balance: cost\n    targets: [{provider: oai, model: gpt-4o}, {provider: oai, model: gpt-4o-mini}]",
+        "",
+    )
+    .await;
+    for _ in 0..20 {
+        let resp = gw.chat(user("thrifty", "hi")).await;
+        assert_eq!(header(&resp, "x-plexus-served-by"), Some("oai/gpt-4o-mini"));
+    }
+    assert_eq!(upstream_hits(&gw, "gpt-4o"), 0);
+    gw.shutdown().await;
+}
