@@ -98,6 +98,8 @@ pub enum Action {
     AuditRead,
     CredentialWrite,
     CredentialRead,
+    /// Purging response-cache entries (team admins: their team's namespace only).
+    CacheWrite,
 }
 
 /// The resource's owners.
@@ -125,7 +127,9 @@ pub fn authorize(who: &Principal, action: Action, scope: Scope<'_>) -> Result<()
     let allowed = match who.role {
         Role::Admin => true,
         Role::TeamAdmin => match action {
-            KeyWrite | KeyRead | UserWrite | UserRead | SpendRead | AuditRead => in_team,
+            KeyWrite | KeyRead | UserWrite | UserRead | SpendRead | AuditRead | CacheWrite => {
+                in_team
+            }
             TeamRead => in_team,
             TeamWrite | CredentialWrite | CredentialRead => false,
         },
@@ -133,7 +137,7 @@ pub fn authorize(who: &Principal, action: Action, scope: Scope<'_>) -> Result<()
             KeyWrite | KeyRead | SpendRead | AuditRead => own,
             UserRead => own,
             TeamRead => in_team,
-            UserWrite | TeamWrite | CredentialWrite | CredentialRead => false,
+            UserWrite | TeamWrite | CredentialWrite | CredentialRead | CacheWrite => false,
         },
         Role::Viewer => match action {
             // A viewer reads its own things, and its team's when the resource is the team's.
@@ -151,7 +155,7 @@ pub fn authorize(who: &Principal, action: Action, scope: Scope<'_>) -> Result<()
             "role `{}` may not {} this resource",
             who.role.as_str(),
             match action {
-                KeyWrite | UserWrite | TeamWrite | CredentialWrite => "change",
+                KeyWrite | UserWrite | TeamWrite | CredentialWrite | CacheWrite => "change",
                 _ => "read",
             }
         )))

@@ -352,6 +352,71 @@ pub async fn audit(cmd: AuditCmd) -> Result<()> {
     finish(run_audit(cmd).await)
 }
 
+#[derive(Args, Debug)]
+pub struct CacheCmd {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(subcommand)]
+    cmd: CacheSub,
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheSub {
+    /// Delete response-cache entries everywhere (every filter given must match; none purges
+    /// everything).
+    Purge {
+        /// `team:<id>`, `key:<id>` or `global`.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The model name clients sent.
+        #[arg(long)]
+        model: Option<String>,
+        /// A tag from the requests' `metadata.cache_tags`.
+        #[arg(long)]
+        tag: Option<String>,
+        /// The start of the entries' keys.
+        #[arg(long)]
+        key_prefix: Option<String>,
+    },
+}
+
+pub async fn cache(cmd: CacheCmd) -> Result<()> {
+    finish(run_cache(cmd).await)
+}
+
+async fn run_cache(cmd: CacheCmd) -> Result<()> {
+    let api = Api::new(&cmd.conn)?;
+    match cmd.cmd {
+        CacheSub::Purge {
+            namespace,
+            model,
+            tag,
+            key_prefix,
+        } => {
+            let mut query = Vec::new();
+            for (name, value) in [
+                ("namespace", namespace),
+                ("model", model),
+                ("tag", tag),
+                ("key_prefix", key_prefix),
+            ] {
+                if let Some(v) = value {
+                    query.push((name, v));
+                }
+            }
+            let v = api
+                .call(Method::DELETE, "/admin/cache", &query, None)
+                .await?;
+            if cmd.conn.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("purged {} entries", v["deleted"].as_u64().unwrap_or(0));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Prints a failure without a backtrace and exits with status 1.
 fn finish(result: Result<()>) -> Result<()> {
     match result {

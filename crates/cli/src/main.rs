@@ -73,6 +73,8 @@ enum Command {
     Users(admin::UsersCmd),
     /// Read, export and verify the audit log.
     Audit(admin::AuditCmd),
+    /// Purge the response cache through the admin API.
+    Cache(admin::CacheCmd),
 }
 
 #[derive(Subcommand)]
@@ -149,6 +151,7 @@ fn main() -> Result<()> {
             Command::Teams(cmd) => admin::teams(cmd).await,
             Command::Users(cmd) => admin::users(cmd).await,
             Command::Audit(cmd) => admin::audit(cmd).await,
+            Command::Cache(cmd) => admin::cache(cmd).await,
         }
     })
 }
@@ -266,7 +269,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let state = AppState::new(runtime, client, store.clone(), writer, audit, vault)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let limiter_state = state.clone();
+    let background = state.clone();
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -292,8 +295,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     retention_stop.cancel();
     let _ = retention.await;
     tracing::info!(message = "Draining the request log.");
-    limiter_state.limiter().shutdown().await;
-    drop(limiter_state);
+    background.shutdown().await;
+    drop(background);
     writer_handle.shutdown().await;
     audit_handle.shutdown().await;
     store.close().await;

@@ -347,6 +347,72 @@ impl Default for BreakerSettings {
     }
 }
 
+/// Whose requests share cache entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheScope {
+    /// Entries are per key.
+    Key,
+    /// Entries are shared by a team's keys (keys without a team keep their own).
+    #[default]
+    Team,
+    /// One cache for everybody.
+    Global,
+}
+
+/// Which text of a request the semantic cache embeds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SemanticInput {
+    #[default]
+    LastUser,
+    Conversation,
+}
+
+/// Where semantic-cache embeddings come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbedderSettings {
+    /// all-MiniLM-L6-v2 (safetensors and tokenizer files) loaded from this directory.
+    Local { path: PathBuf },
+    /// A configured embeddings model, called through the gateway itself.
+    Model { model: String },
+}
+
+/// Sampled re-checks of semantic hits: a fresh answer is compared with the cached one, and
+/// the outcome trains that entry's threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeSettings {
+    /// Share of semantic hits re-checked (0..=1).
+    pub sample_rate: f64,
+    /// Answers at least this similar (cosine of their embeddings) count as the same.
+    pub agreement: f32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SemanticSettings {
+    pub embedder: EmbedderSettings,
+    /// Cosine similarity above which a cached answer is served (before per-entry learning).
+    pub threshold: f32,
+    pub input: SemanticInput,
+    /// The false-hit rate per entry that adaptive thresholds keep under (vCache's delta).
+    pub max_false_hit_rate: f64,
+    pub judge: Option<JudgeSettings>,
+}
+
+/// The response cache (`cache:`); absent means no caching.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub ttl: Duration,
+    /// Bytes the in-process tier may hold.
+    pub max_bytes: u64,
+    pub scope: CacheScope,
+    /// Cache requests with a temperature above 0 (or none) too.
+    pub nondeterministic: bool,
+    /// A shared second tier.
+    pub redis: Option<SecretString>,
+    pub semantic: Option<SemanticSettings>,
+}
+
 /// Global limits and the limiter backend.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LimitSettings {
@@ -430,6 +496,7 @@ pub struct Config {
     pub limits: LimitSettings,
     pub retries: RetrySettings,
     pub breaker: BreakerSettings,
+    pub cache: Option<CacheSettings>,
 }
 
 /// `request_bodies: off | full | redacted` (default `off`).
@@ -489,6 +556,7 @@ struct RawConfig {
     limits: Option<RawLimits>,
     retries: Option<RawRetries>,
     circuit_breaker: Option<RawBreaker>,
+    cache: Option<RawCache>,
     #[serde(default)]
     providers: Vec<RawProvider>,
     #[serde(default)]
@@ -599,6 +667,44 @@ struct RawLimits {
     #[serde(default)]
     on_redis_error: OnRedisError,
     queue_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    ttl: Option<String>,
+    max_bytes: Option<RawSize>,
+    #[serde(default)]
+    scope: CacheScope,
+    #[serde(default)]
+    nondeterministic: bool,
+    redis: Option<String>,
+    semantic: Option<RawSemantic>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSemantic {
+    embedder: RawEmbedder,
+    threshold: Option<f32>,
+    #[serde(default)]
+    input: SemanticInput,
+    max_false_hit_rate: Option<f64>,
+    judge: Option<RawJudge>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+enum RawEmbedder {
+    Local { path: PathBuf },
+    Model { model: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJudge {
+    sample_rate: f64,
+    agreement: Option<f32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1101,6 +1207,10 @@ fn validate(
             budget: duration_key(r.budget.as_deref(), "retries.budget", retry_defaults.budget)?,
         },
     };
+    let cache = match raw.cache {
+        None => None,
+        Some(c) => Some(validate_cache(c, &models)?),
+    };
     let breaker_defaults = BreakerSettings::default();
     let breaker = match raw.circuit_breaker {
         None => breaker_defaults,
@@ -1205,6 +1315,85 @@ fn validate(
         limits,
         retries,
         breaker,
+        cache,
+    })
+}
+
+fn validate_cache(c: RawCache, models: &[ModelConfig]) -> Result<CacheSettings, ConfigError> {
+    let ttl = duration_key(c.ttl.as_deref(), "cache.ttl", Duration::from_secs(3600))?;
+    if ttl.is_zero() {
+        return Err(invalid("cache.ttl", "must be positive"));
+    }
+    let max_bytes = match c.max_bytes {
+        None => 256 * 1024 * 1024,
+        Some(RawSize::Bytes(n)) => n,
+        Some(RawSize::Text(t)) => parse_size(&t)
+            .ok_or_else(|| invalid("cache.max_bytes", format!("`{t}` is not a size")))?,
+    };
+    let redis = match c.redis {
+        None => None,
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Some(SecretString::from(url))
+        }
+        Some(_) => return Err(invalid("cache.redis", "must be a redis:// URL")),
+    };
+    let semantic = match c.semantic {
+        None => None,
+        Some(s) => {
+            let embedder = match s.embedder {
+                RawEmbedder::Local { path } => EmbedderSettings::Local { path },
+                RawEmbedder::Model { model } => {
+                    if !models.iter().any(|m| m.name == model) {
+                        return Err(invalid(
+                            "cache.semantic.embedder.model",
+                            format!("`{model}` is not a configured model"),
+                        ));
+                    }
+                    EmbedderSettings::Model { model }
+                }
+            };
+            let threshold = s.threshold.unwrap_or(0.9);
+            if !(0.0..=1.0).contains(&threshold) {
+                return Err(invalid("cache.semantic.threshold", "must be in [0, 1]"));
+            }
+            let max_false_hit_rate = s.max_false_hit_rate.unwrap_or(0.02);
+            if !(max_false_hit_rate > 0.0 && max_false_hit_rate < 1.0) {
+                return Err(invalid(
+                    "cache.semantic.max_false_hit_rate",
+                    "must be in (0, 1)",
+                ));
+            }
+            let judge = match s.judge {
+                None => None,
+                Some(j) => {
+                    if !(0.0..=1.0).contains(&j.sample_rate) {
+                        return Err(invalid(
+                            "cache.semantic.judge.sample_rate",
+                            "must be in [0, 1]",
+                        ));
+                    }
+                    Some(JudgeSettings {
+                        sample_rate: j.sample_rate,
+                        agreement: j.agreement.unwrap_or(0.9),
+                    })
+                }
+            };
+            Some(SemanticSettings {
+                embedder,
+                threshold,
+                input: s.input,
+                max_false_hit_rate,
+                judge,
+            })
+        }
+    };
+    Ok(CacheSettings {
+        ttl,
+        max_bytes,
+        scope: c.scope,
+        nondeterministic: c.nondeterministic,
+        redis,
+        semantic,
     })
 }
 
@@ -1354,6 +1543,41 @@ models:
         assert_eq!(cfg.model("smart").unwrap().balance, Balance::Latency);
         assert!(cfg.redis.is_some());
         assert_eq!(cfg.limits.global.max_parallel, Some(512));
+    }
+
+    #[test]
+    fn cache_settings() {
+        let yaml = "cache:\n  ttl: 1h\n  redis: redis://127.0.0.1:6379\n  semantic:\n    embedder: {kind: local, path: /models/minilm}\n    threshold: 0.9\n";
+        let cfg = from_yaml_str(yaml, &Overrides::default(), &|_| None).unwrap();
+        let c = cfg.cache.unwrap();
+        assert_eq!(c.ttl, Duration::from_secs(3600));
+        assert_eq!(c.scope, CacheScope::Team);
+        assert!(!c.nondeterministic);
+        let s = c.semantic.unwrap();
+        assert_eq!(
+            s.embedder,
+            EmbedderSettings::Local {
+                path: "/models/minilm".into()
+            }
+        );
+        assert_eq!(s.input, SemanticInput::LastUser);
+        for (bad, key) in [
+            ("cache: {ttl: 0s}", "cache.ttl"),
+            ("cache: {scope: planet}", "cache.scope"),
+            (
+                "cache: {semantic: {embedder: {kind: model, model: nope}}}",
+                "cache.semantic.embedder.model",
+            ),
+            (
+                "cache: {semantic: {embedder: {kind: local, path: x}, threshold: 2}}",
+                "cache.semantic.threshold",
+            ),
+        ] {
+            let err = from_yaml_str(bad, &Overrides::default(), &|_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

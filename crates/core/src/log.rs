@@ -35,6 +35,8 @@ pub struct RequestRecord {
     pub latency_ms: u64,
     /// Time to first token for streams.
     pub ttft_ms: Option<u64>,
+    /// `hit`, `semantic-hit` or `miss` when the response cache was consulted.
+    pub cache: Option<&'static str>,
     /// The bodies, only when `request_bodies` is `full` or `redacted`.
     pub request_body: Option<String>,
     pub response_body: Option<String>,

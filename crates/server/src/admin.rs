@@ -54,6 +54,63 @@ pub fn routes() -> Router<AppState> {
             "/admin/credentials/{id}",
             axum::routing::delete(retire_credential),
         )
+        .route("/admin/cache", axum::routing::delete(purge_cache))
+}
+
+/// `DELETE /admin/cache?namespace=&model=&tag=&key_prefix=`: every given filter must match;
+/// none purges everything (admins only; team admins purge `namespace=team:<their team>`).
+async fn purge_cache(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
+) -> Result<Json<Value>, HttpError> {
+    let actor = actor(&state, &principal, &req);
+    for k in q.keys() {
+        if !["namespace", "model", "tag", "key_prefix"].contains(&k.as_str()) {
+            return Err(invalid(
+                "filters are namespace, model, tag and key_prefix",
+                k,
+            ));
+        }
+    }
+    let filter = plexus_cache::store::Purge {
+        namespace: q.get("namespace").cloned(),
+        model: q.get("model").cloned(),
+        tag: q.get("tag").cloned(),
+        key_prefix: q.get("key_prefix").cloned(),
+    };
+    let team = filter
+        .namespace
+        .as_deref()
+        .and_then(|n| n.strip_prefix("team:"));
+    actor
+        .allow(
+            Action::CacheWrite,
+            Scope {
+                team_id: team,
+                user_id: None,
+            },
+            "cache.purge",
+            "cache",
+        )
+        .await?;
+    let Some(cache) = state.cache() else {
+        return Err(HttpError(ApiError::new(
+            ErrorCode::NotFound,
+            "the response cache is not configured",
+        )));
+    };
+    let deleted = cache.purge(&filter).await;
+    actor
+        .audit(
+            "cache.purge",
+            "cache",
+            "ok",
+            json!({"filter": filter, "deleted": deleted}),
+        )
+        .await;
+    Ok(Json(json!({"object": "cache.purge", "deleted": deleted})))
 }
 
 fn store_error(e: StoreError) -> HttpError {

@@ -1,5 +1,6 @@
 //! `POST /v1/chat/completions`: parse, validate, resolve, call the provider, answer, record.
 
+use crate::cache::{CacheFill, Controls, Hit};
 use crate::dispatch::{self, Failed, Served};
 use crate::error::HttpError;
 use crate::limit::{BudgetError, BudgetHold, Hold};
@@ -13,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use plexus_auth::roles::Principal;
+use plexus_cache::coalesce::{self, Flight};
 use plexus_core::catalog::Catalog;
 use plexus_core::config::BodyLogging;
 use plexus_core::log::RequestRecord;
@@ -426,6 +428,16 @@ pub async fn chat_completions(
     req: Request,
 ) -> Result<Response, HttpError> {
     let started = Instant::now();
+    let controls = match state.cache() {
+        Some(_) => match Controls::from_headers(req.headers()) {
+            Ok(c) => c,
+            Err(e) => {
+                let record = base_record(&state, &request_id, &principal, "chat", "", false);
+                return Err(finish_error(&state, record, None, started, e).await);
+            }
+        },
+        None => Controls::default(),
+    };
     let (chat, body) =
         intake::<ChatCompletionRequest>(&state, req, &request_id, &principal, "chat", validate)
             .await?;
@@ -489,6 +501,60 @@ pub async fn chat_completions(
         holds: hold.into_iter().collect(),
         ..Claims::default()
     };
+
+    // The response cache answers here, before any budget or upstream call.
+    let mut cache_fill: Option<CacheFill> = None;
+    if let Some(cache) = state.cache() {
+        if let Some(plan) = cache.plan(controls, &chat, &principal, &route) {
+            let mut leader = None;
+            if plan.lookup {
+                if let Some(hit) = cache.lookup(&state, &plan).await {
+                    if hit.kind == "semantic-hit" {
+                        cache.maybe_judge(&state, &plan, &hit, &chat);
+                    }
+                    return Ok(
+                        serve_hit(&state, record, hit, claims, started, &snapshot, &chat).await,
+                    );
+                }
+                match cache.flight(&plan.key) {
+                    Flight::Follower(slot) => {
+                        let first_byte = rt.config.timeouts.first_byte;
+                        if let Ok(Some(entry)) =
+                            tokio::time::timeout(first_byte, coalesce::wait(slot)).await
+                        {
+                            let hit = Hit {
+                                entry,
+                                kind: "hit",
+                                similarity: None,
+                            };
+                            return Ok(serve_hit(
+                                &state, record, hit, claims, started, &snapshot, &chat,
+                            )
+                            .await);
+                        }
+                    }
+                    Flight::Leader(l) => {
+                        // The previous flight may have filled the entry just now.
+                        if let Some(entry) = cache.store().get(&plan.key).await {
+                            let hit = Hit {
+                                entry,
+                                kind: "hit",
+                                similarity: None,
+                            };
+                            return Ok(serve_hit(
+                                &state, record, hit, claims, started, &snapshot, &chat,
+                            )
+                            .await);
+                        }
+                        leader = Some(l);
+                    }
+                }
+            }
+            record.cache = Some("miss");
+            cache_fill = Some(CacheFill::new(cache.clone(), plan, leader));
+        }
+    }
+
     claims.budget =
         match admit_budget(&state, &principal, first, prompt_estimate, worst_output).await {
             Ok(r) => r,
@@ -543,6 +609,7 @@ pub async fn chat_completions(
                 claims.inflight = Some(inflight);
                 claims.attempt_started_ns = attempt_started_ns;
                 let served_by = served_by_header(&target);
+                let cache_miss = cache_fill.is_some();
                 let guard = StreamGuard::new(
                     state.clone(),
                     record,
@@ -551,10 +618,15 @@ pub async fn chat_completions(
                     prompt_estimate,
                     claims,
                     bodies,
-                );
+                )
+                .with_cache(cache_fill);
                 let mut resp =
                     stream::sse_response(chunks, guard, chat.wants_stream_usage(), served_by);
                 crate::limit::apply_headers(resp.headers_mut(), &snapshot);
+                if cache_miss {
+                    resp.headers_mut()
+                        .insert("x-plexus-cache", HeaderValue::from_static("miss"));
+                }
                 Ok(resp)
             }
             Err(failed) => Ok(failure(&state, record, claims, started, failed, &snapshot).await),
@@ -589,11 +661,111 @@ pub async fn chat_completions(
                 claims,
                 first_byte_ns,
                 &snapshot,
+                cache_fill,
             )
             .await)
         }
         Err(failed) => Ok(failure(&state, record, claims, started, failed, &snapshot).await),
     }
+}
+
+/// A fresh, uncached answer to `chat` (the semantic cache's judge): the text of its first
+/// choice. Logged like any request, under the key id `cache-judge`.
+pub(crate) async fn fresh_answer(state: &AppState, chat: &ChatCompletionRequest) -> Option<String> {
+    let rt = state.runtime();
+    let route = rt.resolve(&chat.model).ok()?;
+    let started = Instant::now();
+    let created = state.clock().now_unix_secs();
+    let client = state.client();
+    let served = dispatch::run(state, &rt, &route, 0, |target: Target| async move {
+        let ctx = ConvertCtx {
+            upstream_model: &target.upstream_model,
+            created,
+            default_max_tokens: FALLBACK_MAX_OUTPUT,
+        };
+        client.chat(&target.provider, chat, &ctx).await
+    })
+    .await
+    .ok()?;
+    let completion = match served.value.response {
+        ChatBody::Parsed(c) => c,
+        ChatBody::Raw { bytes, .. } => serde_json::from_slice(&bytes).ok()?,
+    };
+    let usage = completion.usage.clone().unwrap_or_default();
+    let cost = cost_usd(&served.target, &usage);
+    served
+        .inflight
+        .finish(state.limiter().now_ns(), Outcome::Neutral);
+    let record = RequestRecord {
+        ts_ms: state.clock().now_unix_ms(),
+        request_id: format!("judge-{}", uuid::Uuid::new_v4().simple()),
+        key_id: "cache-judge".into(),
+        endpoint: "chat",
+        model: chat.model.clone(),
+        provider: served.target.provider.name().to_owned(),
+        upstream_model: served.target.upstream_model.to_string(),
+        status: 200,
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        cost_usd: cost,
+        latency_ms: started.elapsed().as_millis() as u64,
+        ..Default::default()
+    };
+    state.writer().record(record).await;
+    completion.choices.into_iter().next()?.message.content
+}
+
+/// Answers from the cache: the stored completion as JSON, or replayed as an SSE stream.
+async fn serve_hit(
+    state: &AppState,
+    mut record: RequestRecord,
+    hit: Hit,
+    claims: Claims,
+    started: Instant,
+    snapshot: &Snapshot,
+    chat: &ChatCompletionRequest,
+) -> Response {
+    claims.settle(state, 0.0, 0, None);
+    let served_by = hit.entry.served_by.as_str();
+    let (provider, upstream) = served_by.split_once('/').unwrap_or(("", served_by));
+    record.provider = provider.to_owned();
+    record.upstream_model = upstream.to_owned();
+    record.status = 200;
+    record.cache = Some(hit.kind);
+    record.latency_ms = started.elapsed().as_millis() as u64;
+    ::metrics::counter!("plexus_cache_hits_total", "kind" => hit.kind).increment(1);
+    let mut resp = if chat.is_stream() {
+        match serde_json::from_str::<ChatCompletion>(&hit.entry.body) {
+            Ok(c) => stream::replay_response(&c, chat.wants_stream_usage()),
+            Err(e) => {
+                let err = ApiError::internal(format!("unreadable cache entry: {e}"));
+                return finish_error(state, record, None, started, err)
+                    .await
+                    .into_response();
+            }
+        }
+    } else {
+        let mut r = Bytes::from(hit.entry.body.clone()).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    state.writer().record(record).await;
+    let headers = resp.headers_mut();
+    crate::limit::apply_headers(headers, snapshot);
+    headers.insert("x-plexus-cache", HeaderValue::from_static(hit.kind));
+    headers.insert("x-plexus-cost-usd", HeaderValue::from_static("0.00000000"));
+    if let Ok(v) = HeaderValue::from_str(served_by) {
+        headers.insert("x-plexus-served-by", v);
+    }
+    if let Some(s) = hit.similarity {
+        if let Ok(v) = HeaderValue::from_str(&format!("{s:.4}")) {
+            headers.insert("x-plexus-cache-similarity", v);
+        }
+    }
+    resp
 }
 
 /// Every target and fallback failed: log, release the holds, answer with the last error.
@@ -629,6 +801,7 @@ async fn answer(
     claims: Claims,
     first_byte_ns: u64,
     snapshot: &Snapshot,
+    cache_fill: Option<CacheFill>,
 ) -> Response {
     let bodies = state.runtime().config.request_bodies;
     let (body, usage) = match response {
@@ -664,11 +837,25 @@ async fn answer(
     if let Ok(b) = &body {
         record.response_body = keep_body(bodies, b);
     }
+    let record_cache_miss = record.cache.is_some();
     metrics::observe(&record, Some(&target.metrics));
     state.writer().record(record).await;
+    if let (Some(fill), Ok(b)) = (cache_fill, &body) {
+        if let Ok(text) = std::str::from_utf8(b) {
+            fill.complete(state, text.to_owned(), target.served_by())
+                .await;
+        }
+    }
 
     match body {
-        Ok(b) => json_response(b, cost, target, snapshot),
+        Ok(b) => {
+            let mut resp = json_response(b, cost, target, snapshot);
+            if record_cache_miss {
+                resp.headers_mut()
+                    .insert("x-plexus-cache", HeaderValue::from_static("miss"));
+            }
+            resp
+        }
         Err(e) => {
             HttpError(ApiError::internal(format!("cannot encode response: {e}"))).into_response()
         }

@@ -47,6 +47,37 @@ pub fn encode_base64(values: &[f32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// One text embedded by a configured embeddings model, L2-normalized (the semantic cache's
+/// `{kind: model}` embedder). `None` when the model cannot answer; the cache then misses.
+pub(crate) async fn embed_via(state: &AppState, model: &str, text: &str) -> Option<Vec<f32>> {
+    let rt = state.runtime();
+    let route = rt.resolve(model).ok()?;
+    let target = route
+        .targets
+        .iter()
+        .find(|t| UpstreamClient::has_embeddings(&t.provider))?;
+    let req: EmbeddingRequest = serde_json::from_value(serde_json::json!({
+        "model": model,
+        "input": text,
+    }))
+    .ok()?;
+    let outcome = state
+        .client()
+        .embeddings(&target.provider, &req, &target.upstream_model)
+        .await
+        .map_err(|e| tracing::warn!(message = "Cache embedding failed.", error = %e))
+        .ok()?;
+    let mut v = match outcome.response.data.into_iter().next()?.embedding {
+        EmbeddingVector::Float(v) => v,
+        EmbeddingVector::Base64(_) => return None,
+    };
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    Some(v)
+}
+
 pub async fn embeddings(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,

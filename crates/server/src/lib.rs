@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod cache;
 mod chat;
 mod dispatch;
 mod embeddings;
@@ -14,6 +15,7 @@ pub mod limit;
 pub mod metrics;
 mod middleware;
 pub mod runtime;
+mod semantic;
 mod serve;
 mod stream;
 mod tokens;
@@ -51,6 +53,12 @@ struct Inner {
     audit: plexus_auth::audit::AuditWriter,
     keys: keyauth::KeyAuth,
     limiter: limit::Limiter,
+    cache: Option<Arc<cache::ResponseCache>>,
+    /// Stops the background tasks (the cache's purge listener).
+    background_stop: tokio_util::sync::CancellationToken,
+    background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Short background jobs (the semantic cache's judge), awaited at shutdown.
+    tasks: tokio_util::task::TaskTracker,
     vault: Option<Arc<plexus_auth::vault::Kek>>,
     runtime_built_at_ms: std::sync::atomic::AtomicI64,
     metrics: Option<PrometheusHandle>,
@@ -70,12 +78,42 @@ impl AppState {
         let clock: SharedClock = Arc::new(SystemClock);
         let started_unix = clock.now_unix_secs();
         let limiter = limit::Limiter::new(&runtime.config)?;
+        let cache = match &runtime.config.cache {
+            None => None,
+            Some(settings) => Some(Arc::new(cache::ResponseCache::new(
+                settings,
+                clock.clone(),
+            )?)),
+        };
+        let background_stop = tokio_util::sync::CancellationToken::new();
+        let mut background = Vec::new();
+        if let Some(c) = &cache {
+            if c.store().redis().is_some() {
+                let for_vectors = c.clone();
+                let vector_clock = clock.clone();
+                let on_vector: Arc<dyn Fn(plexus_cache::store::VectorRecord) + Send + Sync> =
+                    Arc::new(move |rec| {
+                        if let Some(s) = for_vectors.semantic() {
+                            s.accept(rec, vector_clock.now_unix_ms());
+                        }
+                    });
+                background.push(tokio::spawn(plexus_cache::store::listen(
+                    c.store().clone(),
+                    on_vector,
+                    background_stop.clone(),
+                )));
+            }
+        }
         Ok(AppState {
             inner: Arc::new(Inner {
                 runtime: ArcSwap::from_pointee(runtime),
                 client,
                 keys: keyauth::KeyAuth::new(store.clone()),
                 limiter,
+                cache,
+                background_stop,
+                background: std::sync::Mutex::new(background),
+                tasks: tokio_util::task::TaskTracker::new(),
                 vault,
                 runtime_built_at_ms: std::sync::atomic::AtomicI64::new(clock.now_unix_ms()),
                 store,
@@ -145,6 +183,33 @@ impl AppState {
 
     pub fn limiter(&self) -> &limit::Limiter {
         &self.inner.limiter
+    }
+
+    pub(crate) fn tasks(&self) -> &tokio_util::task::TaskTracker {
+        &self.inner.tasks
+    }
+
+    pub(crate) fn cache(&self) -> Option<&Arc<cache::ResponseCache>> {
+        self.inner.cache.as_ref()
+    }
+
+    /// Stops the background work after the server has drained: queued limit releases reach
+    /// Redis, and the cache's purge listener ends.
+    pub async fn shutdown(&self) {
+        self.inner.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.wait()).await;
+        self.inner.limiter.shutdown().await;
+        self.inner.background_stop.cancel();
+        let tasks = std::mem::take(
+            &mut *self
+                .inner
+                .background
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 
     pub(crate) fn client(&self) -> &UpstreamClient {

@@ -33,6 +33,8 @@ pub struct StreamGuard {
     claims: Option<crate::chat::Claims>,
     /// When the first chunk arrived, on the limiter's clock.
     first_chunk_ns: Option<u64>,
+    /// The answer being assembled for the response cache (a miss that will be stored).
+    cache_fill: Option<crate::cache::CacheFill>,
     /// The streamed text, kept only when `request_bodies` stores bodies.
     capture: Option<(plexus_core::config::BodyLogging, String)>,
 }
@@ -58,12 +60,22 @@ impl StreamGuard {
             first_token_at: None,
             claims: Some(claims),
             first_chunk_ns: None,
+            cache_fill: None,
             capture: (bodies != plexus_core::config::BodyLogging::Off)
                 .then(|| (bodies, String::new())),
         }
     }
 
+    /// Stores the stream in the response cache when it ends well.
+    pub fn with_cache(mut self, fill: Option<crate::cache::CacheFill>) -> Self {
+        self.cache_fill = fill;
+        self
+    }
+
     fn observe(&mut self, chunk: &ChatCompletionChunk) {
+        if let Some(fill) = &mut self.cache_fill {
+            fill.observe(chunk);
+        }
         if self.first_chunk_ns.is_none() {
             self.first_chunk_ns = Some(self.state.limiter().now_ns());
         }
@@ -175,6 +187,28 @@ fn error_event(err: &ApiError) -> Bytes {
     out.freeze()
 }
 
+/// A cached completion replayed as an SSE stream (the same framing as a live one).
+pub fn replay_response(
+    completion: &plexus_protocol::openai::ChatCompletion,
+    include_usage: bool,
+) -> Response {
+    let mut out = BytesMut::new();
+    for chunk in plexus_cache::replay::replay(completion, include_usage) {
+        if let Ok(json) = serde_json::to_vec(&chunk) {
+            sse_event(&mut out, &json);
+        }
+    }
+    out.put_slice(b"data: [DONE]\n\n");
+    let mut resp = Body::from(out.freeze()).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
 /// Builds the SSE response. The usage chunk is passed on only if the client asked for it
 /// (the gateway always asks upstream); if the provider sent none, an estimate is produced.
 pub fn sse_response(
@@ -236,8 +270,15 @@ pub fn sse_response(
                 yield Ok(out.freeze());
             }
         }
+        let (usage, _) = guard.settled_usage();
+        let fill = guard.cache_fill.take();
+        let served_by = guard.target.served_by();
         guard.settle(200, None);
         yield Ok(Bytes::from_static(b"data: [DONE]\n\n"));
+        // After the client has everything: store the answer for the next ones.
+        if let Some(fill) = fill {
+            fill.complete_stream(&guard.state, usage, served_by).await;
+        }
     };
     let mut resp = Body::from_stream(body).into_response();
     let headers = resp.headers_mut();

@@ -190,7 +190,8 @@ impl Store {
         const INSERT: &str = "INSERT INTO request_log (ts_ms, request_id, upstream_request_id, \
              key_id, endpoint, model, provider, upstream_model, stream, status, error_code, \
              prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, \
-             cost_usd, latency_ms, ttft_ms, user_id, team_id, request_body, response_body) ";
+             cost_usd, latency_ms, ttft_ms, user_id, team_id, request_body, response_body, \
+             cache_status) ";
         macro_rules! insert_all {
             ($pool:expr, $db:ty) => {{
                 let mut tx = $pool.begin().await?;
@@ -219,7 +220,8 @@ impl Store {
                             .push_bind(r.user_id.as_deref())
                             .push_bind(r.team_id.as_deref())
                             .push_bind(r.request_body.as_deref())
-                            .push_bind(r.response_body.as_deref());
+                            .push_bind(r.response_body.as_deref())
+                            .push_bind(r.cache);
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -238,7 +240,7 @@ impl Store {
         const SQL: &str = "SELECT ts_ms, request_id, upstream_request_id, key_id, endpoint, \
              model, provider, upstream_model, stream, status, error_code, prompt_tokens, \
              completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, cost_usd, \
-             latency_ms, ttft_ms, request_body, response_body FROM request_log \
+             latency_ms, ttft_ms, request_body, response_body, cache_status FROM request_log \
              ORDER BY id DESC LIMIT ?";
         on_db!(&self.db, SQL, |p, q| {
             let rows = sqlx::query(q).bind(i64::from(limit)).fetch_all(p).await?;
@@ -338,7 +340,7 @@ impl Store {
         const SQL: &str = "SELECT ts_ms, request_id, upstream_request_id, key_id, endpoint, \
              model, provider, upstream_model, stream, status, error_code, prompt_tokens, \
              completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, cost_usd, \
-             latency_ms, ttft_ms, request_body, response_body FROM request_log \
+             latency_ms, ttft_ms, request_body, response_body, cache_status FROM request_log \
              WHERE request_id = ? ORDER BY id DESC LIMIT 1";
         on_db!(&self.db, SQL, |p, q| {
             let row = sqlx::query(q).bind(request_id).fetch_optional(p).await?;
@@ -415,6 +417,7 @@ pub struct LoggedRequest {
     pub ttft_ms: Option<u64>,
     pub request_body: Option<String>,
     pub response_body: Option<String>,
+    pub cache_status: Option<String>,
 }
 
 /// Column access shared by both backends' rows.
@@ -483,6 +486,7 @@ impl LoggedRequest {
             ttft_ms: row.opt_i64("ttft_ms")?.map(|v| v.max(0) as u64),
             request_body: row.opt_text("request_body")?,
             response_body: row.opt_text("response_body")?,
+            cache_status: row.opt_text("cache_status")?,
         })
     }
 }

@@ -114,9 +114,29 @@ impl Gateway {
     }
 
     pub async fn start_on(backend: Backend, extra_models: &str, extra_top: &str) -> Gateway {
+        Gateway::start_full(backend, None, extra_models, extra_top).await
+    }
+
+    /// A gateway whose providers point at another gateway's simulator (two instances in front
+    /// of one upstream).
+    pub async fn start_with_mock_url(
+        mock_url: &str,
+        extra_models: &str,
+        extra_top: &str,
+    ) -> Gateway {
+        Gateway::start_full(Backend::Sqlite, Some(mock_url), extra_models, extra_top).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        mock_url: Option<&str>,
+        extra_models: &str,
+        extra_top: &str,
+    ) -> Gateway {
         let mock = MockServer::start(MockConfig::default()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let yaml = config_yaml(&mock.url(), extra_models, extra_top);
+        let url = mock_url.map(str::to_owned).unwrap_or_else(|| mock.url());
+        let yaml = config_yaml(&url, extra_models, extra_top);
         let mut cfg = from_yaml_str(&yaml, &Overrides::default(), &|_| None).unwrap();
         let (store, schema) = match backend {
             Backend::Sqlite => {

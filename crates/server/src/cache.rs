@@ -1,0 +1,388 @@
+//! The response cache in the request path: the request's cache controls, the lookup (exact,
+//! then semantic), coalescing of identical misses, filling from plain and streamed answers,
+//! replaying hits (as JSON or as an SSE stream), and purges.
+
+use crate::runtime::ModelRoute;
+use axum::http::{header, HeaderMap};
+use plexus_auth::roles::Principal;
+use plexus_cache::coalesce::{Coalescer, Flight};
+use plexus_cache::key;
+use plexus_cache::store::{CacheStore, Entry, Purge, RedisTier};
+use plexus_core::clock::SharedClock;
+use plexus_core::config::{CacheScope, CacheSettings, SemanticInput};
+use plexus_core::ApiError;
+use plexus_protocol::openai::ChatCompletionRequest;
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The cache controls a request sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Controls {
+    /// `Cache-Control: no-cache`: skip the lookup, store the fresh answer.
+    pub no_cache: bool,
+    /// `Cache-Control: no-store`: neither read nor write.
+    pub no_store: bool,
+    /// `x-plexus-cache-ttl: 10m`.
+    pub ttl: Option<Duration>,
+    /// `x-plexus-cache: force`: cache even a non-deterministic request.
+    pub force: bool,
+}
+
+impl Controls {
+    /// Reads the controls; cheap when the request sent none.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Controls, ApiError> {
+        let mut c = Controls::default();
+        for v in headers.get_all(header::CACHE_CONTROL) {
+            for directive in v.to_str().unwrap_or("").split(',') {
+                match directive.trim().to_ascii_lowercase().as_str() {
+                    "no-cache" => c.no_cache = true,
+                    "no-store" => c.no_store = true,
+                    _ => {}
+                }
+            }
+        }
+        if let Some(v) = headers.get("x-plexus-cache-ttl") {
+            let text = v.to_str().unwrap_or("");
+            c.ttl = Some(
+                plexus_core::config::parse_duration(text)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        ApiError::invalid_request(
+                            format!("`x-plexus-cache-ttl` must be a duration such as 10m, not `{text}`."),
+                            "x-plexus-cache-ttl",
+                        )
+                    })?,
+            );
+        }
+        if let Some(v) = headers.get("x-plexus-cache") {
+            c.force = v.as_bytes().eq_ignore_ascii_case(b"force");
+        }
+        Ok(c)
+    }
+}
+
+/// What the cache will do for one request.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub key: String,
+    pub namespace: String,
+    pub model: String,
+    pub tags: Vec<String>,
+    pub ttl: Duration,
+    pub lookup: bool,
+    pub store: bool,
+    /// The question to embed and its partition, when the semantic cache is on.
+    pub semantic: Option<(String, String)>,
+}
+
+/// How a cached answer was found.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub entry: Arc<Entry>,
+    /// `hit` or `semantic-hit`.
+    pub kind: &'static str,
+    pub similarity: Option<f32>,
+}
+
+pub struct ResponseCache {
+    settings: CacheSettings,
+    store: Arc<CacheStore>,
+    coalescer: Arc<Coalescer>,
+    clock: SharedClock,
+    semantic: Option<crate::semantic::SemanticCache>,
+}
+
+impl ResponseCache {
+    pub fn new(settings: &CacheSettings, clock: SharedClock) -> Result<ResponseCache, ApiError> {
+        let redis = match &settings.redis {
+            None => None,
+            Some(url) => Some(
+                RedisTier::new(url.expose_secret(), "plexus:cache:")
+                    .map_err(|e| ApiError::internal(format!("cache.redis: {e}")))?,
+            ),
+        };
+        let store = Arc::new(CacheStore::new(settings.max_bytes, redis, clock.clone()));
+        let semantic = match &settings.semantic {
+            None => None,
+            Some(s) => Some(crate::semantic::SemanticCache::new(s, store.clone())?),
+        };
+        Ok(ResponseCache {
+            settings: settings.clone(),
+            store,
+            coalescer: Coalescer::new(),
+            clock,
+            semantic,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<CacheStore> {
+        &self.store
+    }
+
+    pub fn semantic(&self) -> Option<&crate::semantic::SemanticCache> {
+        self.semantic.as_ref()
+    }
+
+    /// The plan for a chat request, or `None` when the cache stays out of it.
+    pub fn plan(
+        &self,
+        controls: Controls,
+        chat: &ChatCompletionRequest,
+        principal: &Principal,
+        route: &ModelRoute,
+    ) -> Option<Plan> {
+        if controls.no_store {
+            return None;
+        }
+        if !(key::is_deterministic(chat) || self.settings.nondeterministic || controls.force) {
+            return None;
+        }
+        let namespace = match (self.settings.scope, &principal.team_id) {
+            (CacheScope::Global, _) => "global".to_owned(),
+            (CacheScope::Team, Some(team)) => format!("team:{team}"),
+            _ => format!("key:{}", principal.id),
+        };
+        let fingerprint = route_fingerprint(route);
+        let tags = chat
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("cache_tags"))
+            .and_then(|t| t.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let semantic = self.semantic.as_ref().and_then(|s| {
+            let part = match s.input() {
+                SemanticInput::LastUser => key::QuestionPart::LastUser,
+                SemanticInput::Conversation => key::QuestionPart::Conversation,
+            };
+            key::semantic_parts(&namespace, &fingerprint, chat, part)
+        });
+        Some(Plan {
+            key: key::exact_key(&namespace, &fingerprint, chat),
+            namespace,
+            model: chat.model.clone(),
+            tags,
+            ttl: controls.ttl.unwrap_or(self.settings.ttl),
+            lookup: !controls.no_cache,
+            store: true,
+            semantic,
+        })
+    }
+
+    /// An exact hit, else a semantic one.
+    pub async fn lookup(&self, state: &crate::AppState, plan: &Plan) -> Option<Hit> {
+        if let Some(entry) = self.store.get(&plan.key).await {
+            return Some(Hit {
+                entry,
+                kind: "hit",
+                similarity: None,
+            });
+        }
+        let (question, partition) = plan.semantic.as_ref()?;
+        let semantic = self.semantic.as_ref()?;
+        let (entry, similarity) = semantic.lookup(state, question, partition).await?;
+        Some(Hit {
+            entry,
+            kind: "semantic-hit",
+            similarity: Some(similarity),
+        })
+    }
+
+    pub fn flight(&self, key: &str) -> Flight {
+        self.coalescer.join(key)
+    }
+
+    /// Stores an answer (`body`: an OpenAI chat completion) under the plan's key, and in the
+    /// semantic index when that is on.
+    pub async fn fill(
+        &self,
+        state: &crate::AppState,
+        plan: &Plan,
+        body: String,
+        served_by: String,
+    ) -> Arc<Entry> {
+        let now = self.clock.now_unix_ms();
+        let entry = Entry {
+            key: plan.key.clone(),
+            namespace: plan.namespace.clone(),
+            model: plan.model.clone(),
+            tags: plan.tags.clone(),
+            created_ms: now,
+            expires_ms: now + i64::try_from(plan.ttl.as_millis()).unwrap_or(i64::MAX / 2),
+            served_by,
+            body,
+        };
+        self.store.put(entry.clone()).await;
+        if let (Some(semantic), Some((question, partition))) = (&self.semantic, &plan.semantic) {
+            semantic.insert(state, question, partition, &entry).await;
+        }
+        Arc::new(entry)
+    }
+
+    /// Purges matching entries everywhere (semantic neighbours of purged entries are dropped
+    /// from the index when next met).
+    pub async fn purge(&self, filter: &Purge) -> usize {
+        self.store.purge(filter).await
+    }
+}
+
+/// A miss on its way to the cache: filled from the answer once it is complete, then the
+/// requests that waited on this one (coalesced) get it too.
+pub struct CacheFill {
+    cache: Arc<ResponseCache>,
+    plan: Plan,
+    leader: Option<plexus_cache::coalesce::Leader>,
+    assembler: plexus_cache::replay::Assembler,
+}
+
+impl CacheFill {
+    pub fn new(
+        cache: Arc<ResponseCache>,
+        plan: Plan,
+        leader: Option<plexus_cache::coalesce::Leader>,
+    ) -> CacheFill {
+        CacheFill {
+            cache,
+            plan,
+            leader,
+            assembler: Default::default(),
+        }
+    }
+
+    /// Adds one streamed chunk to the answer being assembled.
+    pub fn observe(&mut self, chunk: &plexus_protocol::openai::ChatCompletionChunk) {
+        self.assembler.push(chunk);
+    }
+
+    /// Stores a complete answer (an OpenAI chat completion as JSON).
+    pub async fn complete(self, state: &crate::AppState, body: String, served_by: String) {
+        if !self.plan.store {
+            return;
+        }
+        let entry = self.cache.fill(state, &self.plan, body, served_by).await;
+        if let Some(leader) = self.leader {
+            leader.complete(entry);
+        }
+    }
+
+    /// Stores a stream that ended well, as the completion its chunks amount to.
+    pub async fn complete_stream(
+        self,
+        state: &crate::AppState,
+        usage: plexus_protocol::openai::Usage,
+        served_by: String,
+    ) {
+        let mut this = self;
+        let assembler = std::mem::take(&mut this.assembler);
+        let mut completion = assembler.finish();
+        if completion.usage.is_none() {
+            completion.usage = Some(usage);
+        }
+        if let Ok(body) = serde_json::to_string(&completion) {
+            this.complete(state, body, served_by).await;
+        }
+    }
+}
+
+impl ResponseCache {
+    /// On a sampled share of semantic hits, asks the model afresh in the background and
+    /// records whether the cached answer agrees, which trains the entry's threshold.
+    pub fn maybe_judge(
+        self: &Arc<Self>,
+        state: &crate::AppState,
+        plan: &Plan,
+        hit: &Hit,
+        chat: &ChatCompletionRequest,
+    ) {
+        let Some(semantic) = &self.semantic else {
+            return;
+        };
+        let Some(judge) = semantic.judge() else {
+            return;
+        };
+        if rand::random::<f64>() >= judge.sample_rate {
+            return;
+        }
+        let (Some((_, partition)), Some(similarity)) = (&plan.semantic, hit.similarity) else {
+            return;
+        };
+        let (cache, state2, chat) = (self.clone(), state.clone(), chat.clone());
+        let (partition, key, cached) = (
+            partition.clone(),
+            hit.entry.key.clone(),
+            hit.entry.body.clone(),
+        );
+        let agreement = judge.agreement;
+        state.tasks().spawn(async move {
+            let Some(fresh) = crate::chat::fresh_answer(&state2, &chat).await else {
+                return;
+            };
+            let Some(semantic) = &cache.semantic else {
+                return;
+            };
+            let cached = answer_text(&cached);
+            let (Some(a), Some(b)) = (
+                semantic.embed(&state2, &cached).await,
+                semantic.embed(&state2, &fresh).await,
+            ) else {
+                return;
+            };
+            let cosine: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            semantic.record_outcome(&partition, &key, similarity, cosine >= agreement);
+        });
+    }
+}
+
+/// The text of the first choice of a stored completion.
+fn answer_text(body: &str) -> String {
+    serde_json::from_str::<plexus_protocol::openai::ChatCompletion>(body)
+        .ok()
+        .and_then(|c| c.choices.into_iter().next())
+        .and_then(|c| c.message.content)
+        .unwrap_or_default()
+}
+
+/// What identifies how a model is served: its targets' providers, endpoints and upstream
+/// models, in order. A change of target or version changes every key of the model.
+fn route_fingerprint(route: &ModelRoute) -> String {
+    let mut s = String::new();
+    for t in &route.targets {
+        let c = &t.provider.config;
+        s.push_str(c.kind.as_str());
+        s.push('|');
+        s.push_str(&c.base_url);
+        s.push('|');
+        s.push_str(&t.upstream_model);
+        s.push(';');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn controls_from_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(Controls::from_headers(&h).unwrap(), Controls::default());
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("No-Cache, max-age=0"),
+        );
+        h.insert("x-plexus-cache-ttl", HeaderValue::from_static("10m"));
+        h.insert("x-plexus-cache", HeaderValue::from_static("force"));
+        let c = Controls::from_headers(&h).unwrap();
+        assert!(c.no_cache && !c.no_store && c.force);
+        assert_eq!(c.ttl, Some(Duration::from_secs(600)));
+        h.insert("x-plexus-cache-ttl", HeaderValue::from_static("soon"));
+        let e = Controls::from_headers(&h).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("x-plexus-cache-ttl"));
+    }
+}

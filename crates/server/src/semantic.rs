@@ -1,0 +1,353 @@
+//! The semantic cache: answers to questions that mean the same.
+//!
+//! The question (the last user message, or the whole conversation) is embedded and looked up in
+//! the vector index of its partition: requests that agree on everything else (tenant, model,
+//! route, system prompt, tools, parameters). A neighbour at least as similar as its threshold
+//! is served, if its exact entry is still live in the store (expired or purged entries are
+//! dropped from the index as they are met).
+//!
+//! Thresholds start at the configured global one and are learned per entry from verified
+//! outcomes, in the spirit of vCache: every outcome (a similarity and whether the cached answer
+//! was right for that question) is kept, and an entry serves at the lowest similarity where
+//! the upper confidence bound of its error rate stays under `max_false_hit_rate`. A wrong
+//! answer at some similarity raises the entry's threshold above it. Outcomes come from sampled
+//! re-checks (the judge: a fresh answer compared with the cached one) in production, and from
+//! the dataset's labels in the evaluation.
+
+use crate::AppState;
+use plexus_cache::index::VectorIndex;
+use plexus_cache::store::{CacheStore, Entry, VectorRecord};
+use plexus_core::config::{EmbedderSettings, SemanticInput, SemanticSettings};
+use plexus_core::ApiError;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Neighbours examined per lookup.
+const CANDIDATES: usize = 4;
+/// Outcomes kept per entry.
+const MAX_OUTCOMES: usize = 256;
+/// One-sided 95% normal quantile for the Wilson bound.
+const Z: f64 = 1.645;
+
+/// Where embeddings come from.
+enum Embedding {
+    Local(Arc<dyn plexus_embed::Embedder>),
+    /// A configured embeddings model, called through the gateway's own client.
+    Model(String),
+}
+
+/// The learned threshold of one entry.
+#[derive(Debug, Default, Clone)]
+pub struct Outcomes {
+    /// (similarity, the cached answer was right).
+    seen: Vec<(f32, bool)>,
+}
+
+impl Outcomes {
+    pub fn record(&mut self, similarity: f32, correct: bool) {
+        if self.seen.len() == MAX_OUTCOMES {
+            self.seen.remove(0);
+        }
+        self.seen.push((similarity, correct));
+    }
+
+    /// The similarity this entry needs: the lowest observed similarity `t` such that the
+    /// outcomes at or above `t` bound the error rate under `delta` (Wilson upper bound), never
+    /// at or below a similarity where it was wrong; the global threshold without such evidence.
+    pub fn threshold(&self, global: f32, delta: f64) -> f32 {
+        let worst_wrong = self
+            .seen
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(s, _)| *s)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let floor = worst_wrong + 1e-4;
+        let mut candidates: Vec<f32> = self.seen.iter().map(|(s, _)| *s).collect();
+        candidates.sort_by(|a, b| a.total_cmp(b));
+        for t in candidates {
+            if t < floor {
+                continue;
+            }
+            let (n, wrong) = self
+                .seen
+                .iter()
+                .filter(|(s, _)| *s >= t)
+                .fold((0u32, 0u32), |(n, w), (_, ok)| (n + 1, w + u32::from(!ok)));
+            if wilson_upper(wrong, n) <= delta {
+                return t;
+            }
+        }
+        global.max(floor)
+    }
+}
+
+/// Upper bound of a binomial proportion (Wilson score interval).
+fn wilson_upper(failures: u32, n: u32) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    let n = f64::from(n);
+    let p = f64::from(failures) / n;
+    let z2 = Z * Z;
+    let centre = p + z2 / (2.0 * n);
+    let margin = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    (centre + margin) / (1.0 + z2 / n)
+}
+
+struct Member {
+    key: String,
+    outcomes: Mutex<Outcomes>,
+}
+
+#[derive(Default)]
+struct Partition {
+    index: Option<VectorIndex>,
+    members: HashMap<u64, Arc<Member>>,
+    by_key: HashMap<String, u64>,
+}
+
+pub struct SemanticCache {
+    settings: SemanticSettings,
+    embedding: Embedding,
+    store: Arc<CacheStore>,
+    partitions: RwLock<HashMap<String, Partition>>,
+    next_id: AtomicU64,
+    /// The index is rebuilt from the shared tier before the first lookup.
+    loaded: tokio::sync::OnceCell<()>,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SemanticCache {
+    pub fn new(settings: &SemanticSettings, store: Arc<CacheStore>) -> Result<Self, ApiError> {
+        let embedding = match &settings.embedder {
+            EmbedderSettings::Local { path } => {
+                let model = plexus_embed::MiniLm::load(path).map_err(|e| {
+                    ApiError::internal(format!(
+                        "cache.semantic.embedder: cannot load {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                Embedding::Local(Arc::new(model))
+            }
+            EmbedderSettings::Model { model } => Embedding::Model(model.clone()),
+        };
+        Ok(SemanticCache {
+            settings: settings.clone(),
+            embedding,
+            store,
+            partitions: RwLock::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            loaded: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    pub fn input(&self) -> SemanticInput {
+        self.settings.input
+    }
+
+    /// Embeds one text (off the async threads for the local model).
+    pub async fn embed(&self, state: &AppState, text: &str) -> Option<Vec<f32>> {
+        match &self.embedding {
+            Embedding::Local(model) => {
+                let model = model.clone();
+                let text = text.to_owned();
+                let out = tokio::task::spawn_blocking(move || model.embed(&[text.as_str()]))
+                    .await
+                    .ok()?
+                    .map_err(|e| tracing::warn!(message = "Embedding failed.", error = %e))
+                    .ok()?;
+                out.into_iter().next()
+            }
+            Embedding::Model(name) => crate::embeddings::embed_via(state, name, text).await,
+        }
+    }
+
+    /// The best live neighbour above its threshold, with its similarity.
+    pub async fn lookup(
+        &self,
+        state: &AppState,
+        question: &str,
+        partition: &str,
+    ) -> Option<(Arc<Entry>, f32)> {
+        self.loaded
+            .get_or_init(|| self.load_shared(state.clock().now_unix_ms()))
+            .await;
+        if !read(&self.partitions).contains_key(partition) {
+            return None;
+        }
+        let vector = self.embed(state, question).await?;
+        let candidates: Vec<(u64, f32, Arc<Member>)> = {
+            let parts = read(&self.partitions);
+            let p = parts.get(partition)?;
+            let hits = p.index.as_ref()?.search(&vector, CANDIDATES).ok()?;
+            hits.into_iter()
+                .filter_map(|(id, s)| p.members.get(&id).map(|m| (id, s, m.clone())))
+                .collect()
+        };
+        for (id, similarity, member) in candidates {
+            let threshold = member
+                .outcomes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .threshold(self.settings.threshold, self.settings.max_false_hit_rate);
+            if similarity < threshold {
+                continue;
+            }
+            match self.store.get(&member.key).await {
+                Some(entry) => return Some((entry, similarity)),
+                None => self.remove(partition, id),
+            }
+        }
+        None
+    }
+
+    /// Indexes the question of a freshly stored entry, and shares it through Redis.
+    pub async fn insert(&self, state: &AppState, question: &str, partition: &str, entry: &Entry) {
+        let Some(vector) = self.embed(state, question).await else {
+            return;
+        };
+        self.insert_vector(partition, &entry.key, &vector);
+        if let Some(redis) = self.store.redis() {
+            let ttl_ms = entry.expires_ms - entry.created_ms;
+            let rec = VectorRecord {
+                partition: partition.to_owned(),
+                key: entry.key.clone(),
+                vector,
+                expires_ms: entry.expires_ms,
+            };
+            redis
+                .put_vector(&rec, std::time::Duration::from_millis(ttl_ms.max(1) as u64))
+                .await;
+        }
+    }
+
+    /// Indexes every vector the shared tier holds (once, before the first lookup).
+    async fn load_shared(&self, now_ms: i64) {
+        let Some(redis) = self.store.redis() else {
+            return;
+        };
+        let records = redis.load_vectors().await;
+        let n = records.len();
+        for rec in records {
+            self.accept(rec, now_ms);
+        }
+        tracing::info!(
+            message = "Semantic cache index rebuilt from Redis.",
+            vectors = n
+        );
+    }
+
+    /// Indexes a vector shared by another instance (or loaded at start).
+    pub fn accept(&self, rec: VectorRecord, now_ms: i64) {
+        if rec.expires_ms > now_ms {
+            self.insert_vector(&rec.partition, &rec.key, &rec.vector);
+        }
+    }
+
+    pub fn insert_vector(&self, partition: &str, key: &str, vector: &[f32]) {
+        let mut parts = write(&self.partitions);
+        let p = parts.entry(partition.to_owned()).or_default();
+        let index = p
+            .index
+            .get_or_insert_with(|| VectorIndex::new(vector.len()));
+        let id = match p.by_key.get(key) {
+            Some(id) => *id,
+            None => self.next_id.fetch_add(1, Ordering::Relaxed),
+        };
+        if index.insert(id, vector).is_err() {
+            return;
+        }
+        p.by_key.insert(key.to_owned(), id);
+        p.members.entry(id).or_insert_with(|| {
+            Arc::new(Member {
+                key: key.to_owned(),
+                outcomes: Mutex::new(Outcomes::default()),
+            })
+        });
+    }
+
+    fn remove(&self, partition: &str, id: u64) {
+        let mut parts = write(&self.partitions);
+        let Some(p) = parts.get_mut(partition) else {
+            return;
+        };
+        if let Some(index) = &p.index {
+            index.remove(id);
+        }
+        if let Some(m) = p.members.remove(&id) {
+            p.by_key.remove(&m.key);
+        }
+        if p.members.is_empty() {
+            parts.remove(partition);
+        }
+    }
+
+    /// Records a verified outcome for the entry under `key` (from the judge).
+    pub fn record_outcome(&self, partition: &str, key: &str, similarity: f32, correct: bool) {
+        let parts = read(&self.partitions);
+        let Some(p) = parts.get(partition) else {
+            return;
+        };
+        let Some(member) = p.by_key.get(key).and_then(|id| p.members.get(id)) else {
+            return;
+        };
+        member
+            .outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(similarity, correct);
+        metrics::counter!("plexus_cache_judged_total", "outcome" => if correct { "agree" } else { "disagree" }).increment(1);
+    }
+
+    pub fn judge(&self) -> Option<&plexus_core::config::JudgeSettings> {
+        self.settings.judge.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_start_global_and_learn_from_outcomes() {
+        let mut o = Outcomes::default();
+        assert_eq!(o.threshold(0.9, 0.05), 0.9);
+        // A wrong answer at 0.93 raises this entry above it.
+        o.record(0.93, false);
+        assert!(o.threshold(0.9, 0.05) > 0.93);
+        // Many right answers at 0.95 and above let it serve from 0.95 (still above the wrong one).
+        let mut o2 = o.clone();
+        for i in 0..200 {
+            o2.record(0.95 + (i % 5) as f32 * 0.01, true);
+        }
+        let t = o2.threshold(0.9, 0.05);
+        assert!((0.93..=0.95).contains(&t), "{t}");
+        // Many right answers at 0.85 lower a clean entry's threshold below the global one.
+        let mut clean = Outcomes::default();
+        for _ in 0..200 {
+            clean.record(0.85, true);
+        }
+        assert_eq!(clean.threshold(0.9, 0.05), 0.85);
+        // A few are not enough evidence.
+        let mut few = Outcomes::default();
+        for _ in 0..5 {
+            few.record(0.85, true);
+        }
+        assert_eq!(few.threshold(0.9, 0.05), 0.9);
+    }
+
+    #[test]
+    fn wilson_bound() {
+        assert!(wilson_upper(0, 200) < 0.02);
+        assert!(wilson_upper(0, 5) > 0.3);
+        assert!(wilson_upper(10, 100) > 0.1);
+    }
+}

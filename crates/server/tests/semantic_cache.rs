@@ -1,0 +1,243 @@
+//! The semantic cache with the local all-MiniLM-L6-v2 (`PLEXUS_MINILM_DIR`, set by
+//! `scripts/test.sh` from `scripts/fetch-minilm.sh`), and with a provider embeddings model.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::Gateway;
+use serde_json::{json, Value};
+
+fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn ask(system: &str, text: &str) -> Value {
+    json!({"model": "gpt", "temperature": 0, "messages": [
+        {"role": "system", "content": system},
+        {"role": "user", "content": text}
+    ]})
+}
+
+fn minilm_dir() -> Option<String> {
+    match std::env::var("PLEXUS_MINILM_DIR") {
+        Ok(d) => Some(d),
+        Err(_) => {
+            eprintln!("PLEXUS_MINILM_DIR is not set (scripts/test.sh sets it): skipped");
+            None
+        }
+    }
+}
+
+async fn start(dir: &str) -> Gateway {
+    Gateway::start_with(
+        "",
+        &format!(
+            "cache:\n  ttl: 1h\n  semantic:\n    embedder: {{kind: local, path: '{dir}'}}\n    threshold: 0.85"
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn paraphrases_hit_and_unrelated_questions_miss() {
+    let Some(dir) = minilm_dir() else { return };
+    let gw = start(&dir).await;
+    let sys = "You are a support agent.";
+    let first = gw.chat(ask(sys, "How do I reset my password?")).await;
+    assert_eq!(header(&first, "x-plexus-cache"), Some("miss"));
+    let answer: Value = first.json().await.unwrap();
+
+    let para = gw.chat(ask(sys, "How can I reset my password?")).await;
+    assert_eq!(header(&para, "x-plexus-cache"), Some("semantic-hit"));
+    let similarity: f32 = header(&para, "x-plexus-cache-similarity")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.85..=1.0).contains(&similarity), "{similarity}");
+    assert_eq!(para.json::<Value>().await.unwrap(), answer);
+
+    for unrelated in [
+        "What is the capital of France?",
+        "How do I delete my account?",
+        "Recommend a good book about sailing.",
+    ] {
+        let resp = gw.chat(ask(sys, unrelated)).await;
+        assert_eq!(header(&resp, "x-plexus-cache"), Some("miss"), "{unrelated}");
+    }
+    // Same question, another system prompt: another partition.
+    let resp = gw
+        .chat(ask("You are a pirate.", "How can I reset my password?"))
+        .await;
+    assert_eq!(header(&resp, "x-plexus-cache"), Some("miss"));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn semantic_entries_stay_within_their_tenant_and_settings() {
+    let Some(dir) = minilm_dir() else { return };
+    let gw = start(&dir).await;
+    let sys = "Answer briefly.";
+    gw.chat(ask(sys, "What time zone is Tokyo in?")).await;
+    // Another team's key does not see it.
+    let _ = gw
+        .post("/admin/teams")
+        .json(&json!({"id": "other"}))
+        .send()
+        .await
+        .unwrap();
+    let created: Value = gw
+        .post("/admin/keys")
+        .json(&json!({"name": "o", "team": "other"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = gw
+        .http
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(created["key"].as_str().unwrap())
+        .json(&ask(sys, "Which time zone is Tokyo in?"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&resp, "x-plexus-cache"), Some("miss"));
+    // Other sampling parameters: another partition.
+    let mut hot = ask(sys, "Which time zone is Tokyo in?");
+    hot["max_tokens"] = json!(9);
+    assert_eq!(header(&gw.chat(hot).await, "x-plexus-cache"), Some("miss"));
+    // The original tenant and settings hit.
+    let resp = gw.chat(ask(sys, "Which time zone is Tokyo in?")).await;
+    assert_eq!(header(&resp, "x-plexus-cache"), Some("semantic-hit"));
+    // A purged entry is never served semantically either.
+    let resp = gw
+        .http
+        .delete(format!("{}/admin/cache?model=gpt", gw.url))
+        .bearer_auth(common::MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = gw.chat(ask(sys, "In which time zone is Tokyo?")).await;
+    assert_eq!(header(&resp, "x-plexus-cache"), Some("miss"));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_provider_embeddings_model_can_embed_for_the_cache() {
+    let gw = Gateway::start_with(
+        "",
+        "cache:\n  ttl: 1h\n  semantic:\n    embedder: {kind: model, model: embed}\n    threshold: 0.99",
+    )
+    .await;
+    let q = ask("sys", "Name three prime numbers.");
+    assert_eq!(
+        header(&gw.chat(q.clone()).await, "x-plexus-cache"),
+        Some("miss")
+    );
+    let embed_calls = gw
+        .mock
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/embeddings"))
+        .count();
+    assert!(
+        embed_calls >= 1,
+        "the question was embedded through the model"
+    );
+    // The same question with other whitespace misses the exact key but is the same vector.
+    let resp = gw.chat(ask("sys", "Name three prime numbers. ")).await;
+    assert_eq!(header(&resp, "x-plexus-cache"), Some("semantic-hit"));
+    gw.shutdown().await;
+}
+
+fn redis_url() -> String {
+    std::env::var("PLEXUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+#[tokio::test]
+async fn instances_share_semantic_entries_through_redis() {
+    let Some(dir) = minilm_dir() else { return };
+    let top = format!(
+        "cache:\n  ttl: 1h\n  redis: '{}'\n  semantic:\n    embedder: {{kind: local, path: '{dir}'}}\n    threshold: 0.85",
+        redis_url()
+    );
+    let a = Gateway::start_with("", &top).await;
+    // A question no earlier run asked (the shared tier outlives test runs).
+    let topic = uuid::Uuid::new_v4().simple().to_string();
+    let sys = format!("Support for product {topic}.");
+    assert_eq!(
+        header(
+            &a.chat(ask(&sys, "How do I reset my password?")).await,
+            "x-plexus-cache"
+        ),
+        Some("miss")
+    );
+    // An instance started afterwards rebuilds its index from Redis.
+    let b = Gateway::start_with_mock_url(&a.mock.url(), "", &top).await;
+    let resp = b.chat(ask(&sys, "How can I reset my password?")).await;
+    assert_eq!(header(&resp, "x-plexus-cache"), Some("semantic-hit"));
+    // And an entry filled on B reaches A's running index.
+    assert_eq!(
+        header(
+            &b.chat(ask(&sys, "Where can I download my invoices?")).await,
+            "x-plexus-cache"
+        ),
+        Some("miss")
+    );
+    // (Announced on a Redis channel: each try is a new wording, so a miss does not fill the
+    // entry the next try would find.)
+    let mut kind = None;
+    for wording in [
+        "Where do I download my invoices?",
+        "Where can I download invoices?",
+        "Where could I download my invoices?",
+        "How can I download my invoices?",
+    ] {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let resp = a.chat(ask(&sys, wording)).await;
+        kind = header(&resp, "x-plexus-cache").map(str::to_owned);
+        if kind.as_deref() == Some("semantic-hit") {
+            break;
+        }
+    }
+    assert_eq!(kind.as_deref(), Some("semantic-hit"));
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_judge_raises_the_threshold_of_an_entry_it_finds_wrong() {
+    let Some(dir) = minilm_dir() else { return };
+    // Every semantic hit is re-checked; answers must agree almost exactly.
+    let gw = Gateway::start_with(
+        "",
+        &format!(
+            "cache:\n  ttl: 1h\n  semantic:\n    embedder: {{kind: local, path: '{dir}'}}\n    threshold: 0.6\n    judge: {{sample_rate: 1.0, agreement: 0.999}}"
+        ),
+    )
+    .await;
+    let sys = "sys";
+    gw.chat(ask(sys, "What is the best way to learn French?"))
+        .await;
+    // A loose threshold lets a different question in once...
+    let resp = gw
+        .chat(ask(sys, "What is the best way to learn German?"))
+        .await;
+    assert_eq!(header(&resp, "x-plexus-cache"), Some("semantic-hit"));
+    // ...the judge's fresh answer disagrees, and the entry stops serving at that similarity.
+    let mut kind = None;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let resp = gw
+            .chat(ask(sys, "What is the best way to learn German?"))
+            .await;
+        kind = header(&resp, "x-plexus-cache").map(str::to_owned);
+        if kind.as_deref() != Some("semantic-hit") {
+            break;
+        }
+    }
+    assert_eq!(kind.as_deref(), Some("miss"));
+    gw.shutdown().await;
+}
