@@ -12,6 +12,7 @@
 //!   checked against the injected clock on every read, and purges that reach every instance.
 //! - [`coalesce`]: concurrent identical misses make one upstream call.
 //! - [`replay`]: streams assembled into one stored completion, and replayed as chunks.
+//! - [`threshold`]: per-entry similarity thresholds learned from verified outcomes.
 //!
 //! **Invariants:** an entry is never served after its expiry, from either tier; a key never
 //! matches across tenants, models, routes or parameters that change the answer; a cache
@@ -22,3 +23,4 @@ pub mod index;
 pub mod key;
 pub mod replay;
 pub mod store;
+pub mod threshold;

@@ -17,6 +17,7 @@
 use crate::AppState;
 use plexus_cache::index::VectorIndex;
 use plexus_cache::store::{CacheStore, Entry, VectorRecord};
+use plexus_cache::threshold::Outcomes;
 use plexus_core::config::{EmbedderSettings, SemanticInput, SemanticSettings};
 use plexus_core::ApiError;
 use std::collections::HashMap;
@@ -25,74 +26,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// Neighbours examined per lookup.
 const CANDIDATES: usize = 4;
-/// Outcomes kept per entry.
-const MAX_OUTCOMES: usize = 256;
-/// One-sided 95% normal quantile for the Wilson bound.
-const Z: f64 = 1.645;
 
 /// Where embeddings come from.
 enum Embedding {
     Local(Arc<dyn plexus_embed::Embedder>),
     /// A configured embeddings model, called through the gateway's own client.
     Model(String),
-}
-
-/// The learned threshold of one entry.
-#[derive(Debug, Default, Clone)]
-pub struct Outcomes {
-    /// (similarity, the cached answer was right).
-    seen: Vec<(f32, bool)>,
-}
-
-impl Outcomes {
-    pub fn record(&mut self, similarity: f32, correct: bool) {
-        if self.seen.len() == MAX_OUTCOMES {
-            self.seen.remove(0);
-        }
-        self.seen.push((similarity, correct));
-    }
-
-    /// The similarity this entry needs: the lowest observed similarity `t` such that the
-    /// outcomes at or above `t` bound the error rate under `delta` (Wilson upper bound), never
-    /// at or below a similarity where it was wrong; the global threshold without such evidence.
-    pub fn threshold(&self, global: f32, delta: f64) -> f32 {
-        let worst_wrong = self
-            .seen
-            .iter()
-            .filter(|(_, ok)| !ok)
-            .map(|(s, _)| *s)
-            .fold(f32::NEG_INFINITY, f32::max);
-        let floor = worst_wrong + 1e-4;
-        let mut candidates: Vec<f32> = self.seen.iter().map(|(s, _)| *s).collect();
-        candidates.sort_by(|a, b| a.total_cmp(b));
-        for t in candidates {
-            if t < floor {
-                continue;
-            }
-            let (n, wrong) = self
-                .seen
-                .iter()
-                .filter(|(s, _)| *s >= t)
-                .fold((0u32, 0u32), |(n, w), (_, ok)| (n + 1, w + u32::from(!ok)));
-            if wilson_upper(wrong, n) <= delta {
-                return t;
-            }
-        }
-        global.max(floor)
-    }
-}
-
-/// Upper bound of a binomial proportion (Wilson score interval).
-fn wilson_upper(failures: u32, n: u32) -> f64 {
-    if n == 0 {
-        return 1.0;
-    }
-    let n = f64::from(n);
-    let p = f64::from(failures) / n;
-    let z2 = Z * Z;
-    let centre = p + z2 / (2.0 * n);
-    let margin = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    (centre + margin) / (1.0 + z2 / n)
 }
 
 struct Member {
@@ -309,45 +248,5 @@ impl SemanticCache {
 
     pub fn judge(&self) -> Option<&plexus_core::config::JudgeSettings> {
         self.settings.judge.as_ref()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thresholds_start_global_and_learn_from_outcomes() {
-        let mut o = Outcomes::default();
-        assert_eq!(o.threshold(0.9, 0.05), 0.9);
-        // A wrong answer at 0.93 raises this entry above it.
-        o.record(0.93, false);
-        assert!(o.threshold(0.9, 0.05) > 0.93);
-        // Many right answers at 0.95 and above let it serve from 0.95 (still above the wrong one).
-        let mut o2 = o.clone();
-        for i in 0..200 {
-            o2.record(0.95 + (i % 5) as f32 * 0.01, true);
-        }
-        let t = o2.threshold(0.9, 0.05);
-        assert!((0.93..=0.95).contains(&t), "{t}");
-        // Many right answers at 0.85 lower a clean entry's threshold below the global one.
-        let mut clean = Outcomes::default();
-        for _ in 0..200 {
-            clean.record(0.85, true);
-        }
-        assert_eq!(clean.threshold(0.9, 0.05), 0.85);
-        // A few are not enough evidence.
-        let mut few = Outcomes::default();
-        for _ in 0..5 {
-            few.record(0.85, true);
-        }
-        assert_eq!(few.threshold(0.9, 0.05), 0.9);
-    }
-
-    #[test]
-    fn wilson_bound() {
-        assert!(wilson_upper(0, 200) < 0.02);
-        assert!(wilson_upper(0, 5) > 0.3);
-        assert!(wilson_upper(10, 100) > 0.1);
     }
 }

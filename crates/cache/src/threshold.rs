@@ -1,0 +1,122 @@
+//! Per-entry similarity thresholds learned from verified outcomes, in the spirit of vCache
+//! (Schroeder et al., 2025: per-prompt thresholds with a user-set error bound).
+//!
+//! Every outcome is a similarity at which an entry was served (or would have been) and whether
+//! its answer was right for that question. An entry serves from the lowest observed similarity
+//! at which the one-sided 95% Wilson upper bound of its error rate, over the outcomes at or
+//! above it, stays under `delta`; never at or below a similarity where it was wrong; and at the
+//! global threshold while it lacks that evidence.
+
+/// Outcomes kept per entry.
+const MAX_OUTCOMES: usize = 256;
+/// One-sided 95% normal quantile for the Wilson bound.
+const Z: f64 = 1.645;
+
+/// The learned threshold of one entry.
+#[derive(Debug, Default, Clone)]
+pub struct Outcomes {
+    /// (similarity, the cached answer was right).
+    seen: Vec<(f32, bool)>,
+}
+
+impl Outcomes {
+    pub fn record(&mut self, similarity: f32, correct: bool) {
+        if self.seen.len() == MAX_OUTCOMES {
+            self.seen.remove(0);
+        }
+        self.seen.push((similarity, correct));
+    }
+
+    /// The similarity this entry needs. Evidence can lower it below the global threshold: to
+    /// the lowest observed similarity `t` such that the outcomes at or above `t` bound the
+    /// error rate under `delta` (Wilson upper bound). A wrong answer raises it above the
+    /// similarity where it happened, and nothing lowers it back to there.
+    pub fn threshold(&self, global: f32, delta: f64) -> f32 {
+        let worst_wrong = self
+            .seen
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(s, _)| *s)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let floor = worst_wrong + 1e-4;
+        let mut candidates: Vec<f32> = self.seen.iter().map(|(s, _)| *s).collect();
+        candidates.sort_by(|a, b| a.total_cmp(b));
+        for t in candidates {
+            if t < floor {
+                continue;
+            }
+            let (n, wrong) = self
+                .seen
+                .iter()
+                .filter(|(s, _)| *s >= t)
+                .fold((0u32, 0u32), |(n, w), (_, ok)| (n + 1, w + u32::from(!ok)));
+            if wilson_upper(wrong, n) <= delta {
+                return t.min(global.max(floor));
+            }
+        }
+        global.max(floor)
+    }
+}
+
+/// Upper bound of a binomial proportion (Wilson score interval).
+pub fn wilson_upper(failures: u32, n: u32) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    let n = f64::from(n);
+    let p = f64::from(failures) / n;
+    let z2 = Z * Z;
+    let centre = p + z2 / (2.0 * n);
+    let margin = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    (centre + margin) / (1.0 + z2 / n)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn thresholds_start_global_and_learn_from_outcomes() {
+        let mut o = Outcomes::default();
+        assert_eq!(o.threshold(0.9, 0.05), 0.9);
+        // A wrong answer at 0.93 raises this entry above it.
+        o.record(0.93, false);
+        assert!(o.threshold(0.9, 0.05) > 0.93);
+        // Many right answers at 0.95 and above let it serve from 0.95 (still above the wrong one).
+        let mut o2 = o.clone();
+        for i in 0..200 {
+            o2.record(0.95 + (i % 5) as f32 * 0.01, true);
+        }
+        let t = o2.threshold(0.9, 0.05);
+        assert!((0.93..=0.95).contains(&t), "{t}");
+        // Many right answers at 0.85 lower a clean entry's threshold below the global one.
+        let mut clean = Outcomes::default();
+        for _ in 0..200 {
+            clean.record(0.85, true);
+        }
+        assert_eq!(clean.threshold(0.9, 0.05), 0.85);
+        // A few are not enough evidence.
+        let mut few = Outcomes::default();
+        for _ in 0..5 {
+            few.record(0.85, true);
+        }
+        assert_eq!(few.threshold(0.9, 0.05), 0.9);
+    }
+
+    #[test]
+    fn evidence_of_correct_answers_never_makes_a_clean_entry_stricter() {
+        let mut o = Outcomes::default();
+        for _ in 0..300 {
+            o.record(0.97, true);
+        }
+        assert_eq!(o.threshold(0.9, 0.05), 0.9);
+    }
+
+    #[test]
+    fn wilson_bound() {
+        assert!(wilson_upper(0, 200) < 0.02);
+        assert!(wilson_upper(0, 5) > 0.3);
+        assert!(wilson_upper(10, 100) > 0.1);
+    }
+}
