@@ -1580,6 +1580,19 @@ models:
         }
     }
 
+    /// The README's cache example is a valid config too.
+    #[test]
+    fn the_readme_cache_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("## Response cache").unwrap()..];
+        let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+        let yaml = &section[start..start + section[start..].find("```").unwrap()];
+        let cfg = from_yaml_str(yaml, &Overrides::default(), &|_| None).unwrap();
+        let c = cfg.cache.unwrap();
+        assert_eq!(c.max_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.semantic.unwrap().judge.unwrap().sample_rate, 0.02);
+    }
+
     #[test]
     fn unset_env_var_names_the_key() {
         let env = env_of(&[("PLEXUS_MASTER_KEY", "sk-master-123")]);
