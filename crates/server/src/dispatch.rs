@@ -211,7 +211,10 @@ where
             class: Some(FailureClass::Unavailable),
         });
     }
-    let order = {
+    // A single target needs no balancing (the common case: nothing to allocate).
+    let order: Cow<'_, [usize]> = if n == 1 {
+        Cow::Borrowed(&[0])
+    } else {
         let now = limiter.now_ns();
         let candidates: Vec<Candidate<'_>> = route
             .targets
@@ -222,12 +225,12 @@ where
                 health: &t.health,
             })
             .collect();
-        balance::order(
+        Cow::Owned(balance::order(
             router_balance(route.balance),
             &candidates,
             now,
             &mut rand::rng(),
-        )
+        ))
     };
     let max_attempts = rt.config.retries.attempts.max(n as u32);
     let queue_deadline = tokio::time::Instant::now() + rt.config.limits.queue_timeout;
