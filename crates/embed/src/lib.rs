@@ -14,13 +14,21 @@
 //! # Why hand-written, not candle + tokenizers
 //!
 //! The ecosystem's route (`candle-core`, `candle-nn`, `candle-transformers`' `BertModel` and
-//! Hugging Face `tokenizers`) was measured first: a clean `cargo build` of those dependencies
-//! alone took about 6 minutes on the project's 2-core machine, over the 3-minute budget for one
-//! crate's dependencies. This crate therefore carries its own two small pieces instead:
-//! - [`bert`]: the 6-layer encoder's forward pass on `ndarray` (whose matrix products are
+//! Hugging Face `tokenizers`, default features off, `fancy-regex`; candle 0.11 itself depends on
+//! `tokenizers` 0.23) was measured first, on the project's 2-core machine: a clean build of those
+//! dependencies took 124 s (dev profile, numeric crates at `opt-level = 3`) and 144 s (release)
+//! with the machine otherwise idle, and about 6 minutes while other builds ran. This crate's own
+//! dependencies (`ndarray`, `safetensors`, `unicode-normalization`, `unicode_categories`, `libm`,
+//! `flate2`, `tar`) build clean in about 15 s. At run time the two are equivalent: the same
+//! vectors (cosine 1.000000 between them on the reference sentences), 234 against 214
+//! sentences/s on one thread, and this crate ahead on two threads (414 against 293, because it
+//! spreads whole batches over the cores) and for one question per call (9.4 against 10.5 ms).
+//! So the crate carries its own two small pieces:
+//! - [`bert`]: the encoder's forward pass on `ndarray` (whose matrix products are
 //!   `matrixmultiply`'s packed SIMD kernels), with the weights read by `safetensors`;
 //! - [`tokenizer`]: BERT's uncased WordPiece over `vocab.txt`, with the same normalization
-//!   rules and Unicode tables as `tokenizers`.
+//!   rules and Unicode tables as `tokenizers` (identical ids on all 137,551 distinct questions of
+//!   the QQP data, and on the corner cases of the reference fixture).
 //!
 //! Both are checked against an independent reference: `tests/reference/make_reference.py`
 //! tokenizes with Hugging Face `tokenizers` and runs the forward pass in numpy from the same
