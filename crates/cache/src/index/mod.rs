@@ -4,7 +4,115 @@
 //! entries most similar to this query" by cosine similarity (the dot product, since the caller
 //! normalizes). It takes inserts, replacements and deletes while it serves searches.
 //!
-//! EVALUATION_PLACEHOLDER
+//! # Design
+//!
+//! - **Exact below 3,000 live entries, HNSW from there on** ([`IndexConfig::exact_below`]).
+//!   Measured on this project's 2-core machine (AMD EPYC, idle), 384 dimensions, top 10, median
+//!   of 500 queries, scan and graph search interleaved: a scan costs ~35 ns per entry (71 µs at
+//!   2,000, 139 µs at 4,000) and the graph search at `ef_search = 128` 87 µs at 2,000 and
+//!   109 µs at 4,000; they cross near 2,800. Below that a scan is faster and exact. The graph
+//!   is kept up to date at every size, so crossing the line in either direction costs nothing.
+//! - **HNSW** (Malkov & Yashunin, 2018): `m = 16` links per node on the upper layers and 32 on
+//!   layer 0, level multiplier 1/ln(m), the neighbour-selection heuristic (algorithm 4) both
+//!   for a new node and when an old node's list overflows, `ef_construction = 128` (200 gave
+//!   the same recall on this data), `ef_search = 128` (recall@10 0.998 at
+//!   10k entries and 0.957 at 100k; 64 halves the latency for 0.971 and 0.860).
+//! - **Deletes**: a removed entry becomes a tombstone. It leaves the results at once (a search
+//!   expands tombstones, since they hold the graph together, but never returns them) and its
+//!   slot is reused by the next insert, hnswlib's `replace_deleted`: the nodes that linked to
+//!   the old vector are re-linked among their own and its other neighbours, then the slot is
+//!   linked like a new node. A cache at steady state (one eviction per insert) therefore never
+//!   grows past its peak size. Tombstones accumulate only when deletes outnumber inserts (a
+//!   purge, traffic falling off); beyond [`IndexConfig::max_tombstone_ratio`] (25%) of the
+//!   slots the graph is rebuilt from the live entries ([`VectorIndex::compact`]), outside the
+//!   lock, with the changes made meanwhile replayed before the swap. Removing the last entry
+//!   resets the graph.
+//! - **Replacing** an id (inserting it again) tombstones its slot and reuses it at once.
+//! - **Distances**: the dot product, written with eight independent accumulators so the
+//!   compiler emits packed SIMD on the baseline x86-64 target (~25 ns for 384 dimensions in
+//!   cache); no `unsafe`, no C, no runtime feature detection.
+//! - **Concurrency**: one `RwLock`. Searches share it; an insert holds it exclusively for one
+//!   graph insertion (0.14 ms at 10k entries, ~0.7–1 ms at 100k), a remove for O(1) (a
+//!   compaction it triggers runs outside the lock).
+//! - **Memory**: ~1.7 KB per entry at 384 dimensions (1,536 B of vector, 128 B of layer-0
+//!   links, the id map): ~170 MB at 100k entries.
+//!
+//! # Why not a crate
+//!
+//! Evaluated with the versions current on crates.io at the time of writing, for incremental insert,
+//! delete, `f32` dot product, building on stable Rust offline, and weight on a 2-core machine:
+//!
+//! | crate | insert after build | delete | notes |
+//! |---|---|---|---|
+//! | `hnswlib-rs` 0.10 | yes | tombstone + resurrect | Closest fit, but does not build on stable Rust (its `corenn-kernels` uses `#![feature(f16)]`); fixed capacity at creation; tombstoned node ids never reused or reclaimed; depends on bincode 1. |
+//! | `usearch` 2.26 | yes (after `reserve`) | yes | Maintained and fast, but C++ through `cxx` plus the `numkong` C kernels: 2 min 18 s for a release build here (again for each profile) and a C++ toolchain in CI. Same data, 100k entries, `ef = 128`: 604 µs per insert, search p50 1.38 ms at recall@10 0.954, i.e. no faster than the index here. |
+//! | `hnsw_rs` 0.3 | yes | no | 92 crates in its tree (rayon, mmap-rs, env_logger, …), 2 min to build; deleting would mean hiding ids with its search filter and rebuilding. |
+//! | `instant-distance` 0.6 | no | no | Built once from the full set. |
+//! | `small-world-rs` 1.1 | yes | no | Needs `simsimd` (C). |
+//! | `hnsw` (rust-cv) 0.11 | yes | no | |
+//!
+//! None offered insert and delete on stable Rust without a C/C++ build, so this module is a
+//! compact HNSW (about 600 lines with its invariant checks) with no dependency but `thiserror`.
+//!
+//! # Measurements
+//!
+//! `cargo run --release -p plexus-cache --example index_bench` on the idle 2-core machine,
+//! one thread. Data: 384-dimensional unit vectors shaped like sentence embeddings (a
+//! 32-dimensional Gaussian through a fixed random 384×32 map plus 5% isotropic noise); queries
+//! are fresh vectors of the same kind ("unrelated", nearest entry at cosine ~0.65) or
+//! near-duplicates of entries ("paraphrase", cosine ~0.9, what a semantic-cache hit looks
+//! like). Recall is against the exact scan. Real all-MiniLM-L6-v2 embeddings were not used:
+//! rerun the example on them when the QQP evaluation embeds its questions.
+//!
+//! | entries | exact scan p50 | HNSW p50 | HNSW recall@10 |
+//! |---:|---:|---:|---:|
+//! | 250 | 10 µs | 27 µs | 1.000 |
+//! | 500 | 19 µs | 42 µs | 1.000 |
+//! | 1,000 | 36 µs | 64 µs | 1.000 |
+//! | 2,000 | 71 µs | 87 µs | 1.000 |
+//! | 4,000 | 139 µs | 109 µs | 1.000 |
+//! | 8,000 | 281 µs | 129 µs | 0.997 |
+//! | 16,000 | 636 µs | 270 µs | 0.994 |
+//!
+//! 10,000 entries: build 1.4 s (137 µs per insert); compaction after deleting 30%: 0.8 s.
+//!
+//! | search | p50 | p99 | recall@1 | recall@10 |
+//! |---|---:|---:|---:|---:|
+//! | exact scan | 343 µs | 425 µs | 1.000 | 1.000 |
+//! | HNSW, unrelated queries | 141 µs | 476 µs | 1.000 | 0.998 |
+//! | HNSW, paraphrase queries | 137 µs | 184 µs | 1.000 | 1.000 |
+//! | HNSW, unrelated, `ef_search` 32 | 53 µs | 82 µs | 0.936 | 0.887 |
+//! | HNSW, unrelated, `ef_search` 64 | 89 µs | 123 µs | 0.986 | 0.971 |
+//! | HNSW, unrelated, `ef_search` 256 | 270 µs | 327 µs | 1.000 | 1.000 |
+//! | HNSW after deleting 30% (tombstones) | 223 µs | 761 µs | 1.000 | 0.999 |
+//! | HNSW after compaction | 128 µs | 159 µs | 1.000 | 0.997 |
+//! | HNSW after inserting 10% more | 143 µs | 311 µs | 1.000 | 0.998 |
+//!
+//! 100,000 entries: build 72 s (722 µs per insert); compaction of the 70,000 left after
+//! deleting 30%: 41.5 s.
+//!
+//! | search | p50 | p99 | recall@1 | recall@10 |
+//! |---|---:|---:|---:|---:|
+//! | exact scan | 4,732 µs | 5,055 µs | 1.000 | 1.000 |
+//! | HNSW, unrelated queries | 902 µs | 1,066 µs | 0.976 | 0.957 |
+//! | HNSW, paraphrase queries | 901 µs | 1,019 µs | 1.000 | 0.989 |
+//! | HNSW, unrelated, `ef_search` 32 | 279 µs | 398 µs | 0.820 | 0.716 |
+//! | HNSW, unrelated, `ef_search` 64 | 510 µs | 635 µs | 0.936 | 0.860 |
+//! | HNSW, unrelated, `ef_search` 256 | 1,628 µs | 1,986 µs | 1.000 | 0.993 |
+//! | HNSW after deleting 30% (tombstones) | 1,157 µs | 1,504 µs | 0.998 | 0.976 |
+//! | HNSW after compaction | 808 µs | 4,861 µs | 0.984 | 0.971 |
+//! | HNSW after inserting 10% more | 853 µs | 1,151 µs | 0.982 | 0.966 |
+//!
+//! No deleted entry was ever returned. At 100k entries a search touches a few thousand
+//! 1.5 KB vectors in 150 MB, far beyond the caches, so it is bound by memory latency; a
+//! quantized copy of the vectors for the graph walk would be the next step if it matters.
+//!
+//! **The worst case.** Uniform random unit vectors in 384 dimensions are all nearly
+//! equidistant (nearest neighbour at cosine ~0.2, tenth at ~0.17), and no graph index does
+//! well on them: at 10,000 entries HNSW found recall@10 0.620 in 216 µs against 344 µs for
+//! the exact scan (at 20,000 entries `ef_search` 512 reached only 0.83, slower than the scan;
+//! `hnsw_rs` found 0.33 at `ef` 64). The tests and the benchmark therefore use vectors
+//! of low intrinsic dimension, as sentence embeddings have.
 
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
@@ -45,7 +153,9 @@ impl Default for IndexConfig {
             m: 16,
             ef_construction: 128,
             ef_search: 128,
-            exact_below: 2_000,
+            // The measured crossover (module docs): a scan of 2,800 entries costs what a
+            // graph search does, and is exact.
+            exact_below: 3_000,
             max_tombstone_ratio: 0.25,
             auto_compact: true,
             seed: 0x5EED_CAC4E,
