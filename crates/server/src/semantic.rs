@@ -41,7 +41,9 @@ struct Member {
 
 #[derive(Default)]
 struct Partition {
-    index: Option<VectorIndex>,
+    /// Shared so that searches, inserts and removals (which may compact the graph) run
+    /// outside the partitions' lock.
+    index: Option<Arc<VectorIndex>>,
     members: HashMap<u64, Arc<Member>>,
     by_key: HashMap<String, u64>,
 }
@@ -123,10 +125,11 @@ impl SemanticCache {
             return None;
         }
         let vector = self.embed(state, question).await?;
+        let index = read(&self.partitions).get(partition)?.index.clone()?;
+        let hits = index.search(&vector, CANDIDATES).ok()?;
         let candidates: Vec<(u64, f32, Arc<Member>)> = {
             let parts = read(&self.partitions);
             let p = parts.get(partition)?;
-            let hits = p.index.as_ref()?.search(&vector, CANDIDATES).ok()?;
             hits.into_iter()
                 .filter_map(|(id, s)| p.members.get(&id).map(|m| (id, s, m.clone())))
                 .collect()
@@ -192,41 +195,50 @@ impl SemanticCache {
     }
 
     pub fn insert_vector(&self, partition: &str, key: &str, vector: &[f32]) {
-        let mut parts = write(&self.partitions);
-        let p = parts.entry(partition.to_owned()).or_default();
-        let index = p
-            .index
-            .get_or_insert_with(|| VectorIndex::new(vector.len()));
-        let id = match p.by_key.get(key) {
-            Some(id) => *id,
-            None => self.next_id.fetch_add(1, Ordering::Relaxed),
+        let (index, id, fresh) = {
+            let mut parts = write(&self.partitions);
+            let p = parts.entry(partition.to_owned()).or_default();
+            let index = p
+                .index
+                .get_or_insert_with(|| Arc::new(VectorIndex::new(vector.len())))
+                .clone();
+            let (id, fresh) = match p.by_key.get(key) {
+                Some(id) => (*id, false),
+                None => (self.next_id.fetch_add(1, Ordering::Relaxed), true),
+            };
+            p.by_key.insert(key.to_owned(), id);
+            p.members.entry(id).or_insert_with(|| {
+                Arc::new(Member {
+                    key: key.to_owned(),
+                    outcomes: Mutex::new(Outcomes::default()),
+                })
+            });
+            (index, id, fresh)
         };
-        if index.insert(id, vector).is_err() {
-            return;
+        if index.insert(id, vector).is_err() && fresh {
+            self.forget(partition, id);
         }
-        p.by_key.insert(key.to_owned(), id);
-        p.members.entry(id).or_insert_with(|| {
-            Arc::new(Member {
-                key: key.to_owned(),
-                outcomes: Mutex::new(Outcomes::default()),
-            })
-        });
     }
 
+    /// Drops an entry from its partition; the index removal (which may compact the graph)
+    /// runs outside the partitions' lock.
     fn remove(&self, partition: &str, id: u64) {
-        let mut parts = write(&self.partitions);
-        let Some(p) = parts.get_mut(partition) else {
-            return;
-        };
-        if let Some(index) = &p.index {
+        if let Some(index) = self.forget(partition, id) {
             index.remove(id);
         }
+    }
+
+    fn forget(&self, partition: &str, id: u64) -> Option<Arc<VectorIndex>> {
+        let mut parts = write(&self.partitions);
+        let p = parts.get_mut(partition)?;
+        let index = p.index.clone();
         if let Some(m) = p.members.remove(&id) {
             p.by_key.remove(&m.key);
         }
         if p.members.is_empty() {
             parts.remove(partition);
         }
+        index
     }
 
     /// Records a verified outcome for the entry under `key` (from the judge).
