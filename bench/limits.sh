@@ -11,9 +11,15 @@ cd "$(dirname "$0")/.."
 DURATION="${1:-20}"
 PROFILE="${BENCH_PROFILE:-bench-release}"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --profile "$PROFILE" --bin plexus --example openloop -p plexus-cli
-BIN="target/$PROFILE/plexus"
-LOAD="target/$PROFILE/examples/openloop"
+# BENCH_BIN and BENCH_LOAD name already built binaries (skips the build).
+if [ -n "${BENCH_BIN:-}" ] && [ -n "${BENCH_LOAD:-}" ]; then
+  BIN="$BENCH_BIN"
+  LOAD="$BENCH_LOAD"
+else
+  cargo build --profile "$PROFILE" --bin plexus --example openloop -p plexus-cli
+  BIN="target/$PROFILE/plexus"
+  LOAD="target/$PROFILE/examples/openloop"
+fi
 TICKS=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 

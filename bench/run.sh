@@ -14,8 +14,13 @@ THREADS=2
 PROFILE="${BENCH_PROFILE:-bench-release}"
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --profile "$PROFILE" --bin plexus
-BIN="target/$PROFILE/plexus"
+# BENCH_BIN names an already built binary (skips the build).
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN="$BENCH_BIN"
+else
+  cargo build --profile "$PROFILE" --bin plexus
+  BIN="target/$PROFILE/plexus"
+fi
 rm -f bench/plexus-bench.db*
 
 cleanup() { kill "${GW_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; }
