@@ -14,6 +14,17 @@ fi
 PLEXUS_MINILM_DIR="$(scripts/fetch-minilm.sh)"
 export PLEXUS_MINILM_DIR
 
+# The labelled QQP pairs for the cache evaluation (read-only, beside the repository).
+if [ -z "${PLEXUS_QQP_PATH:-}" ]; then
+  for candidate in ../shared/data/qqp/similiar_qqp_full.json.tar.gz /work/shared/data/qqp/similiar_qqp_full.json.tar.gz; do
+    if [ -f "$candidate" ]; then
+      PLEXUS_QQP_PATH="$(realpath "$candidate")"
+      export PLEXUS_QQP_PATH
+      break
+    fi
+  done
+fi
+
 cargo build --bin plexus
 cargo test --workspace --no-fail-fast
 
