@@ -13,6 +13,8 @@
 //! - [`coalesce`]: concurrent identical misses make one upstream call.
 //! - [`replay`]: streams assembled into one stored completion, and replayed as chunks.
 //! - [`threshold`]: per-entry similarity thresholds learned from verified outcomes.
+//! - [`sim`]: the semantic cache simulated on labelled question pairs (hit rate, precision of
+//!   hits, recall, lookup latency), for `plexus cache eval`.
 //!
 //! **Invariants:** an entry is never served after its expiry, from either tier; a key never
 //! matches across tenants, models, routes or parameters that change the answer; a cache
@@ -22,5 +24,6 @@ pub mod coalesce;
 pub mod index;
 pub mod key;
 pub mod replay;
+pub mod sim;
 pub mod store;
 pub mod threshold;

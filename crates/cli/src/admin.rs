@@ -378,6 +378,9 @@ enum CacheSub {
         #[arg(long)]
         key_prefix: Option<String>,
     },
+    /// Measure the semantic cache offline on the labelled Quora Question Pairs: pair
+    /// classification and a cache simulation (docs/cache-eval.md).
+    Eval(crate::eval::EvalArgs),
 }
 
 pub async fn cache(cmd: CacheCmd) -> Result<()> {
@@ -385,14 +388,15 @@ pub async fn cache(cmd: CacheCmd) -> Result<()> {
 }
 
 async fn run_cache(cmd: CacheCmd) -> Result<()> {
-    let api = Api::new(&cmd.conn)?;
     match cmd.cmd {
+        CacheSub::Eval(args) => crate::eval::run(args).await,
         CacheSub::Purge {
             namespace,
             model,
             tag,
             key_prefix,
         } => {
+            let api = Api::new(&cmd.conn)?;
             let mut query = Vec::new();
             for (name, value) in [
                 ("namespace", namespace),

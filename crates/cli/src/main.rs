@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod admin;
+mod eval;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -73,7 +74,7 @@ enum Command {
     Users(admin::UsersCmd),
     /// Read, export and verify the audit log.
     Audit(admin::AuditCmd),
-    /// Purge the response cache through the admin API.
+    /// The response cache: purge it through the admin API, or evaluate the semantic cache.
     Cache(admin::CacheCmd),
 }
 
