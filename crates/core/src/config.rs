@@ -1352,7 +1352,7 @@ fn validate_cache(c: RawCache, models: &[ModelConfig]) -> Result<CacheSettings, 
                     EmbedderSettings::Model { model }
                 }
             };
-            let threshold = s.threshold.unwrap_or(0.9);
+            let threshold = s.threshold.unwrap_or(0.95);
             if !(0.0..=1.0).contains(&threshold) {
                 return Err(invalid("cache.semantic.threshold", "must be in [0, 1]"));
             }
