@@ -222,7 +222,8 @@ impl Cells {
 /// The in-process backend.
 #[derive(Debug, Default)]
 pub struct LocalLimiter {
-    subjects: RwLock<HashMap<String, Arc<Cells>>>,
+    /// Scope, then id: looked up by `&str` without building a key per request.
+    subjects: RwLock<HashMap<&'static str, HashMap<String, Arc<Cells>>>>,
 }
 
 /// One limit taken by an admission, to roll back or reconcile.
@@ -247,9 +248,11 @@ impl LocalLimiter {
     }
 
     fn cells(&self, subject: &Subject) -> Arc<Cells> {
-        let name = subject.name();
         if let Ok(map) = self.subjects.read() {
-            if let Some(c) = map.get(&name) {
+            if let Some(c) = map
+                .get(subject.scope)
+                .and_then(|ids| ids.get(subject.id.as_str()))
+            {
                 return c.clone();
             }
         }
@@ -257,7 +260,11 @@ impl LocalLimiter {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
-        map.entry(name).or_default().clone()
+        map.entry(subject.scope)
+            .or_default()
+            .entry(subject.id.clone())
+            .or_default()
+            .clone()
     }
 
     /// Admits one request costing `tokens` (estimated) on every subject, or none.
@@ -364,19 +371,27 @@ impl LocalLimiter {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
-        let before = map.len();
-        map.retain(|_, c| {
-            Arc::strong_count(c) > 1
-                || c.parallel.load(Ordering::Acquire) > 0
-                || c.requests.load(Ordering::Acquire) > now
-                || c.tokens_minute.load(Ordering::Acquire) > now
-                || c.tokens_day.load(Ordering::Acquire) > now
-        });
-        before - map.len()
+        let mut purged = 0;
+        for ids in map.values_mut() {
+            let before = ids.len();
+            ids.retain(|_, c| {
+                Arc::strong_count(c) > 1
+                    || c.parallel.load(Ordering::Acquire) > 0
+                    || c.requests.load(Ordering::Acquire) > now
+                    || c.tokens_minute.load(Ordering::Acquire) > now
+                    || c.tokens_day.load(Ordering::Acquire) > now
+            });
+            purged += before - ids.len();
+        }
+        map.retain(|_, ids| !ids.is_empty());
+        purged
     }
 
     pub fn len(&self) -> usize {
-        self.subjects.read().map(|m| m.len()).unwrap_or(0)
+        self.subjects
+            .read()
+            .map(|m| m.values().map(HashMap::len).sum())
+            .unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -380,6 +380,13 @@ pub async fn run_housekeeping(
             }
         }
         check_credentials(&state, now).await;
+        let forgotten = state.limiter().purge_idle();
+        if forgotten > 0 {
+            tracing::debug!(
+                message = "Forgot idle rate-limit subjects.",
+                subjects = forgotten
+            );
+        }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}

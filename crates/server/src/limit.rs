@@ -99,6 +99,12 @@ impl Limiter {
             + plexus_limits::rate::DAY_NS
     }
 
+    /// Forgets in-process limit state that is back to full (housekeeping), so the table does
+    /// not grow with every key ever seen.
+    pub fn purge_idle(&self) -> usize {
+        self.local.purge_idle(self.now_ns())
+    }
+
     pub fn local_budgets(&self) -> &Arc<Budgets> {
         &self.budgets
     }
