@@ -55,7 +55,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::index::{IndexConfig, IndexError, VectorIndex};
-use crate::threshold::Outcomes;
+use crate::threshold::{Outcomes, Pool};
 
 /// One labelled pair of questions, by their index in the vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -390,6 +390,8 @@ pub struct AdaptiveRun {
     pub served_below_global: usize,
     /// Lookups whose nearest entry reached the global threshold but not its learned one.
     pub refused: usize,
+    /// The pooled floor at the end of the run (`-inf`: never constrained).
+    pub floor: f32,
 }
 
 impl AdaptiveRun {
@@ -626,13 +628,16 @@ pub fn simulate(
             lowered: 0,
             served_below_global: 0,
             refused: 0,
+            floor: f32::NEG_INFINITY,
         };
+        // Same capacity as the gateway's pool.
+        let mut pool = Pool::new(4096, delta);
         for q in &queries {
             let candidates = index.search(vector(q.question)?, config.candidates.max(1))?;
             let served = candidates
                 .iter()
                 .map(|&(id, s)| (id as usize, s))
-                .find(|&(id, s)| s >= learned[id].threshold(global, delta));
+                .find(|&(id, s)| s >= learned[id].threshold(global, delta).max(pool.floor()));
             let Some(&(top, top_s)) = candidates.first() else {
                 continue;
             };
@@ -654,10 +659,12 @@ pub fn simulate(
             if let Some((id, s)) = judged {
                 let correct = judge.verdict(*q, plan.entries[id]) == Verdict::Correct;
                 learned[id].record(s, correct);
+                pool.record(s, correct);
                 recorded[id] += 1;
                 run.outcomes += 1;
             }
         }
+        run.floor = pool.floor();
         for (o, &n) in learned.iter().zip(&recorded) {
             if n == 0 {
                 continue;
@@ -879,6 +886,13 @@ impl SimReport {
         });
         line(&mut md, "recall", format!("{:.4}", b.recall()), &|a| {
             format!("{:.4}", a.row.recall())
+        });
+        line(&mut md, "pooled floor at the end", "–".into(), &|a| {
+            if a.floor.is_finite() {
+                format!("{:.3}", a.floor)
+            } else {
+                "none".into()
+            }
         });
         line(&mut md, "outcomes recorded", "–".into(), &|a| {
             a.outcomes.to_string()

@@ -58,6 +58,77 @@ impl Outcomes {
     }
 }
 
+/// Outcomes pooled over a whole cache: the bound that holds while entries lack evidence of
+/// their own. Its floor is the lowest similarity at which the pooled error rate's Wilson upper
+/// bound, over the outcomes at or above it, is under `delta`; with enough outcomes and no such
+/// similarity, it refuses everything it has seen (the cache stops serving semantic hits until
+/// the evidence changes). Entries serve at the higher of their own threshold and this floor.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    seen: std::collections::VecDeque<(f32, bool)>,
+    capacity: usize,
+    delta: f64,
+    floor: f32,
+    since_update: usize,
+}
+
+/// Outcomes the pool needs before it constrains anything.
+const POOL_MIN_OUTCOMES: usize = 50;
+/// Outcomes between two recomputations of the floor.
+const POOL_UPDATE_EVERY: usize = 16;
+
+impl Pool {
+    pub fn new(capacity: usize, delta: f64) -> Pool {
+        Pool {
+            seen: std::collections::VecDeque::with_capacity(capacity),
+            capacity: capacity.max(1),
+            delta,
+            floor: f32::NEG_INFINITY,
+            since_update: 0,
+        }
+    }
+
+    pub fn record(&mut self, similarity: f32, correct: bool) {
+        if self.seen.len() == self.capacity {
+            self.seen.pop_front();
+        }
+        self.seen.push_back((similarity, correct));
+        self.since_update += 1;
+        if self.since_update >= POOL_UPDATE_EVERY || self.seen.len() == POOL_MIN_OUTCOMES {
+            self.since_update = 0;
+            self.floor = self.compute();
+        }
+    }
+
+    /// The similarity every entry needs at least (`-inf` without enough evidence).
+    pub fn floor(&self) -> f32 {
+        self.floor
+    }
+
+    fn compute(&self) -> f32 {
+        if self.seen.len() < POOL_MIN_OUTCOMES {
+            return f32::NEG_INFINITY;
+        }
+        let mut sorted: Vec<(f32, bool)> = self.seen.iter().copied().collect();
+        sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let (mut n, mut wrong) = (0u32, 0u32);
+        let mut best = None;
+        for (i, (s, ok)) in sorted.iter().enumerate() {
+            n += 1;
+            wrong += u32::from(!ok);
+            // A threshold at `s` serves every outcome at `s`: judge it after the last of them.
+            let last_of_ties = sorted.get(i + 1).is_none_or(|(next, _)| next < s);
+            if last_of_ties && wilson_upper(wrong, n) <= self.delta {
+                best = Some(*s);
+            }
+        }
+        match best {
+            Some(t) => t,
+            None => sorted.first().map_or(f32::NEG_INFINITY, |(s, _)| s + 1e-4),
+        }
+    }
+}
+
 /// Upper bound of a binomial proportion (Wilson score interval).
 pub fn wilson_upper(failures: u32, n: u32) -> f64 {
     if n == 0 {
@@ -111,6 +182,29 @@ mod tests {
             o.record(0.97, true);
         }
         assert_eq!(o.threshold(0.9, 0.05), 0.9);
+    }
+
+    #[test]
+    fn the_pool_bounds_the_error_rate_of_what_it_serves() {
+        let mut pool = Pool::new(1000, 0.05);
+        assert_eq!(
+            pool.floor(),
+            f32::NEG_INFINITY,
+            "no evidence, no constraint"
+        );
+        // Wrong below 0.95, right above: the floor settles at the right ones.
+        for i in 0..400 {
+            let s = 0.90 + (i % 10) as f32 * 0.01;
+            pool.record(s, s >= 0.95);
+        }
+        let f = pool.floor();
+        assert!((0.95..=0.96).contains(&f), "{f}");
+        // Everything wrong: nothing it has seen is served.
+        let mut bad = Pool::new(1000, 0.05);
+        for _ in 0..100 {
+            bad.record(0.99, false);
+        }
+        assert!(bad.floor() > 0.99);
     }
 
     #[test]

@@ -10,14 +10,17 @@
 //! outcomes, in the spirit of vCache: every outcome (a similarity and whether the cached answer
 //! was right for that question) is kept, and an entry serves at the lowest similarity where
 //! the upper confidence bound of its error rate stays under `max_false_hit_rate`. A wrong
-//! answer at some similarity raises the entry's threshold above it. Outcomes come from sampled
+//! answer at some similarity raises the entry's threshold above it. All outcomes together also
+//! set a floor (`threshold::Pool`) that every entry serves at or above: the lowest similarity at
+//! which the pooled error rate stays under the bound, so the bound holds while entries lack
+//! evidence of their own. Outcomes come from sampled
 //! re-checks (the judge: a fresh answer compared with the cached one) in production, and from
 //! the dataset's labels in the evaluation.
 
 use crate::AppState;
 use plexus_cache::index::VectorIndex;
 use plexus_cache::store::{CacheStore, Entry, VectorRecord};
-use plexus_cache::threshold::Outcomes;
+use plexus_cache::threshold::{Outcomes, Pool};
 use plexus_core::config::{EmbedderSettings, SemanticInput, SemanticSettings};
 use plexus_core::ApiError;
 use std::collections::HashMap;
@@ -56,7 +59,13 @@ pub struct SemanticCache {
     next_id: AtomicU64,
     /// The index is rebuilt from the shared tier before the first lookup.
     loaded: tokio::sync::OnceCell<()>,
+    /// Every verified outcome: the floor that keeps the false-hit rate under the bound while
+    /// entries lack evidence of their own.
+    pool: Mutex<Pool>,
 }
+
+/// Outcomes the pool keeps (the most recent).
+const POOL_CAPACITY: usize = 4096;
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
@@ -87,6 +96,7 @@ impl SemanticCache {
             partitions: RwLock::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             loaded: tokio::sync::OnceCell::new(),
+            pool: Mutex::new(Pool::new(POOL_CAPACITY, settings.max_false_hit_rate)),
         })
     }
 
@@ -134,12 +144,14 @@ impl SemanticCache {
                 .filter_map(|(id, s)| p.members.get(&id).map(|m| (id, s, m.clone())))
                 .collect()
         };
+        let floor = self.pool.lock().unwrap_or_else(|p| p.into_inner()).floor();
         for (id, similarity, member) in candidates {
             let threshold = member
                 .outcomes
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .threshold(self.settings.threshold, self.settings.max_false_hit_rate);
+                .threshold(self.settings.threshold, self.settings.max_false_hit_rate)
+                .max(floor);
             if similarity < threshold {
                 continue;
             }
@@ -243,6 +255,10 @@ impl SemanticCache {
 
     /// Records a verified outcome for the entry under `key` (from the judge).
     pub fn record_outcome(&self, partition: &str, key: &str, similarity: f32, correct: bool) {
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(similarity, correct);
         let parts = read(&self.partitions);
         let Some(p) = parts.get(partition) else {
             return;
