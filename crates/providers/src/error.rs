@@ -74,51 +74,15 @@ impl ProviderError {
     }
 }
 
-/// Parses a `Retry-After` header value given in seconds (fractions allowed) or, failing that,
-/// the provider-specific reset headers in the OpenAI duration format (`1s`, `6m0s`, `120ms`).
+/// Parses a `Retry-After` header: delta-seconds (fractions allowed), an HTTP-date, or the
+/// provider-specific reset headers in the OpenAI duration format (`1s`, `6m0s`, `120ms`).
+/// One parser for the whole gateway: the router's.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs));
-        }
-        return None;
-    }
-    parse_go_duration(value)
-}
-
-/// `6m0s`, `1.5s`, `250ms`, `1h2m` → Duration.
-pub fn parse_go_duration(value: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut rest = value;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_end == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_end] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            "us" | "µs" => 0.000_001,
-            "ns" => 0.000_000_001,
-            _ => return None,
-        };
-        total += n * factor;
-        rest = &rest[unit_end..];
-    }
-    Some(Duration::from_secs_f64(total))
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    plexus_router::parse_retry_after(value, now)
 }
 
 impl From<ProviderError> for ApiError {

@@ -143,7 +143,7 @@ impl ResponseCache {
             (CacheScope::Team, Some(team)) => format!("team:{team}"),
             _ => format!("key:{}", principal.id),
         };
-        let fingerprint = route_fingerprint(route);
+        let fingerprint = &*route.fingerprint;
         let tags = chat
             .metadata
             .as_ref()
@@ -160,10 +160,10 @@ impl ResponseCache {
                 SemanticInput::LastUser => key::QuestionPart::LastUser,
                 SemanticInput::Conversation => key::QuestionPart::Conversation,
             };
-            key::semantic_parts(&namespace, &fingerprint, chat, part)
+            key::semantic_parts(&namespace, fingerprint, chat, part)
         });
         Some(Plan {
-            key: key::exact_key(&namespace, &fingerprint, chat),
+            key: key::exact_key(&namespace, fingerprint, chat),
             namespace,
             model: chat.model.clone(),
             tags,
@@ -345,22 +345,6 @@ fn answer_text(body: &str) -> String {
         .and_then(|c| c.choices.into_iter().next())
         .and_then(|c| c.message.content)
         .unwrap_or_default()
-}
-
-/// What identifies how a model is served: its targets' providers, endpoints and upstream
-/// models, in order. A change of target or version changes every key of the model.
-fn route_fingerprint(route: &ModelRoute) -> String {
-    let mut s = String::new();
-    for t in &route.targets {
-        let c = &t.provider.config;
-        s.push_str(c.kind.as_str());
-        s.push('|');
-        s.push_str(&c.base_url);
-        s.push('|');
-        s.push_str(&t.upstream_model);
-        s.push(';');
-    }
-    s
 }
 
 #[cfg(test)]

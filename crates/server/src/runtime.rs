@@ -130,6 +130,23 @@ pub struct ModelRoute {
     pub fallback_on: Vec<FailureClass>,
     /// Limits on the model across callers (scope `model`), if any.
     pub limit: Option<Arc<Subject>>,
+    /// How the model is served (its targets' kinds, endpoints and upstream models, in order):
+    /// part of every cache key, so a change of target or version invalidates its entries.
+    pub fingerprint: Arc<str>,
+}
+
+fn fingerprint(targets: &[Target]) -> Arc<str> {
+    let mut s = String::new();
+    for t in targets {
+        let c = &t.provider.config;
+        s.push_str(c.kind.as_str());
+        s.push('|');
+        s.push_str(&c.base_url);
+        s.push('|');
+        s.push_str(&t.upstream_model);
+        s.push(';');
+    }
+    Arc::from(s)
 }
 
 impl ModelRoute {
@@ -253,7 +270,7 @@ impl Runtime {
         let health = health_config(&config);
         let mut models = HashMap::with_capacity(config.models.len());
         for m in &config.models {
-            let targets = m
+            let targets: Vec<Target> = m
                 .targets
                 .iter()
                 .filter_map(|t| {
@@ -283,6 +300,7 @@ impl Runtime {
                 m.name.clone(),
                 ModelRoute {
                     name: Arc::from(m.name.as_str()),
+                    fingerprint: fingerprint(&targets),
                     targets,
                     balance: m.balance,
                     fallbacks: m.fallbacks.clone(),
@@ -339,9 +357,11 @@ impl Runtime {
                         .cloned()
                         .unwrap_or_else(|| Arc::new(TargetMetrics::new("direct", prefix)));
                     let health = Arc::new(TargetHealth::new(health_config(&self.config)));
+                    let targets = vec![Target::new(p.clone(), rest, metrics, health)];
                     return Ok(Cow::Owned(ModelRoute {
                         name: Arc::from(model),
-                        targets: vec![Target::new(p.clone(), rest, metrics, health)],
+                        fingerprint: fingerprint(&targets),
+                        targets,
                         balance: Balance::default(),
                         fallbacks: Vec::new(),
                         fallback_on: Vec::new(),

@@ -272,8 +272,21 @@ async fn circuit_breaker_opens_fails_fast_and_probes_after_cooldown() {
     let msg = error_of(resp).await["message"].as_str().unwrap().to_owned();
     assert!(msg.contains("circuit breaker open"), "{msg}");
     assert_eq!(upstream_hits(&gw, model), 2, "no traffic while open");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(gw.chat(user("broken", "hi")).await.status(), 502);
+    // Fails fast until the cooldown has passed; then one probe goes upstream (and fails).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let probed = loop {
+        let status = gw.chat(user("broken", "hi")).await.status();
+        if status != 503 {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no probe after the cooldown");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert!(
+        t0.elapsed() >= Duration::from_millis(400),
+        "not before the cooldown"
+    );
+    assert_eq!(probed, 502);
     assert_eq!(upstream_hits(&gw, model), 3, "one half-open probe");
     assert_eq!(gw.chat(user("broken", "hi")).await.status(), 503);
     gw.shutdown().await;
