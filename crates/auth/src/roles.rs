@@ -100,6 +100,8 @@ pub enum Action {
     CredentialRead,
     /// Purging response-cache entries (team admins: their team's namespace only).
     CacheWrite,
+    /// The response cache's cache-wide statistics (admins only).
+    CacheRead,
 }
 
 /// The resource's owners.
@@ -131,13 +133,15 @@ pub fn authorize(who: &Principal, action: Action, scope: Scope<'_>) -> Result<()
                 in_team
             }
             TeamRead => in_team,
-            TeamWrite | CredentialWrite | CredentialRead => false,
+            TeamWrite | CredentialWrite | CredentialRead | CacheRead => false,
         },
         Role::Member => match action {
             KeyWrite | KeyRead | SpendRead | AuditRead => own,
             UserRead => own,
             TeamRead => in_team,
-            UserWrite | TeamWrite | CredentialWrite | CredentialRead | CacheWrite => false,
+            UserWrite | TeamWrite | CredentialWrite | CredentialRead | CacheWrite | CacheRead => {
+                false
+            }
         },
         Role::Viewer => match action {
             // A viewer reads its own things, and its team's when the resource is the team's.

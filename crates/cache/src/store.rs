@@ -328,8 +328,13 @@ impl CacheStore {
 
     /// Entries held in this process (for metrics and tests).
     pub fn local_len(&self) -> u64 {
+        self.local_size().0
+    }
+
+    /// Entries held in this process, and their weight in bytes.
+    pub fn local_size(&self) -> (u64, u64) {
         self.local.run_pending_tasks();
-        self.local.entry_count()
+        (self.local.entry_count(), self.local.weighted_size())
     }
 }
 

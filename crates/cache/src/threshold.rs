@@ -60,9 +60,14 @@ impl Outcomes {
 
 /// Outcomes pooled over a whole cache: the bound that holds while entries lack evidence of
 /// their own. Its floor is the lowest similarity at which the pooled error rate's Wilson upper
-/// bound, over the outcomes at or above it, is under `delta`; with enough outcomes and no such
-/// similarity, it refuses everything it has seen (the cache stops serving semantic hits until
-/// the evidence changes). Entries serve at the higher of their own threshold and this floor.
+/// bound, over the outcomes at or above it, is under `delta`. Without such a similarity (no
+/// evidence yet, or evidence that nothing it has seen is safe enough) the floor is `+inf`: the
+/// cache serves no semantic hit until the evidence says it may. Entries serve at the higher of
+/// their own threshold and this floor. A `delta` of 1 bounds nothing: the floor is `-inf`.
+///
+/// The evidence comes from the judge: sampled re-checks of served hits, and the exploring judge,
+/// which compares a refused candidate's cached answer with the fresh answer fetched for that
+/// request anyway.
 #[derive(Debug, Clone)]
 pub struct Pool {
     seen: std::collections::VecDeque<(f32, bool)>,
@@ -72,20 +77,30 @@ pub struct Pool {
     since_update: usize,
 }
 
-/// Outcomes the pool needs before it constrains anything.
-const POOL_MIN_OUTCOMES: usize = 50;
-/// Outcomes between two recomputations of the floor.
+/// Outcomes between two recomputations of the floor once the pool holds many.
 const POOL_UPDATE_EVERY: usize = 16;
+/// Below this many outcomes the floor is recomputed on every one (it is cheap, and the first
+/// finite floor should not wait).
+const POOL_UPDATE_ALWAYS_BELOW: usize = 512;
 
 impl Pool {
     pub fn new(capacity: usize, delta: f64) -> Pool {
         Pool {
-            seen: std::collections::VecDeque::with_capacity(capacity),
+            seen: std::collections::VecDeque::with_capacity(capacity.min(4096)),
             capacity: capacity.max(1),
             delta,
-            floor: f32::NEG_INFINITY,
+            floor: if delta >= 1.0 {
+                f32::NEG_INFINITY
+            } else {
+                f32::INFINITY
+            },
             since_update: 0,
         }
+    }
+
+    /// Whether the pool constrains anything (`delta` < 1).
+    pub fn bounded(&self) -> bool {
+        self.delta < 1.0
     }
 
     pub fn record(&mut self, similarity: f32, correct: bool) {
@@ -94,38 +109,42 @@ impl Pool {
         }
         self.seen.push_back((similarity, correct));
         self.since_update += 1;
-        if self.since_update >= POOL_UPDATE_EVERY || self.seen.len() == POOL_MIN_OUTCOMES {
+        if self.since_update >= POOL_UPDATE_EVERY || self.seen.len() < POOL_UPDATE_ALWAYS_BELOW {
             self.since_update = 0;
             self.floor = self.compute();
         }
     }
 
-    /// The similarity every entry needs at least (`-inf` without enough evidence).
+    /// The similarity every entry needs at least: `+inf` while the evidence allows nothing,
+    /// `-inf` when unbounded.
     pub fn floor(&self) -> f32 {
         self.floor
     }
 
+    /// Outcomes held, and how many of them were wrong.
+    pub fn counts(&self) -> (usize, usize) {
+        let wrong = self.seen.iter().filter(|(_, ok)| !ok).count();
+        (self.seen.len(), wrong)
+    }
+
     fn compute(&self) -> f32 {
-        if self.seen.len() < POOL_MIN_OUTCOMES {
+        if !self.bounded() {
             return f32::NEG_INFINITY;
         }
         let mut sorted: Vec<(f32, bool)> = self.seen.iter().copied().collect();
         sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
         let (mut n, mut wrong) = (0u32, 0u32);
-        let mut best = None;
+        let mut best = f32::INFINITY;
         for (i, (s, ok)) in sorted.iter().enumerate() {
             n += 1;
             wrong += u32::from(!ok);
             // A threshold at `s` serves every outcome at `s`: judge it after the last of them.
             let last_of_ties = sorted.get(i + 1).is_none_or(|(next, _)| next < s);
             if last_of_ties && wilson_upper(wrong, n) <= self.delta {
-                best = Some(*s);
+                best = *s;
             }
         }
-        match best {
-            Some(t) => t,
-            None => sorted.first().map_or(f32::NEG_INFINITY, |(s, _)| s + 1e-4),
-        }
+        best
     }
 }
 
@@ -187,11 +206,7 @@ mod tests {
     #[test]
     fn the_pool_bounds_the_error_rate_of_what_it_serves() {
         let mut pool = Pool::new(1000, 0.05);
-        assert_eq!(
-            pool.floor(),
-            f32::NEG_INFINITY,
-            "no evidence, no constraint"
-        );
+        assert_eq!(pool.floor(), f32::INFINITY, "no evidence, no hits");
         // Wrong below 0.95, right above: the floor settles at the right ones.
         for i in 0..400 {
             let s = 0.90 + (i % 10) as f32 * 0.01;
@@ -199,12 +214,56 @@ mod tests {
         }
         let f = pool.floor();
         assert!((0.95..=0.96).contains(&f), "{f}");
-        // Everything wrong: nothing it has seen is served.
+        assert_eq!(pool.counts(), (400, 200));
+        // Everything wrong: nothing is served, however similar.
         let mut bad = Pool::new(1000, 0.05);
         for _ in 0..100 {
             bad.record(0.99, false);
         }
-        assert!(bad.floor() > 0.99);
+        assert_eq!(bad.floor(), f32::INFINITY);
+    }
+
+    #[test]
+    fn the_pool_needs_enough_clean_outcomes_before_it_serves() {
+        // With no failure, the Wilson bound falls under 0.02 after 133 outcomes.
+        let mut pool = Pool::new(1000, 0.02);
+        for _ in 0..132 {
+            pool.record(0.97, true);
+        }
+        assert_eq!(pool.floor(), f32::INFINITY);
+        pool.record(0.97, true);
+        assert_eq!(pool.floor(), 0.97);
+        // One wrong answer at 0.96 does not move it; many push it up past them.
+        pool.record(0.96, false);
+        assert_eq!(pool.floor(), 0.97);
+        for _ in 0..20 {
+            pool.record(0.98, false);
+        }
+        assert_eq!(pool.floor(), f32::INFINITY, "{}", pool.floor());
+    }
+
+    #[test]
+    fn a_bound_of_one_bounds_nothing() {
+        let mut pool = Pool::new(10, 1.0);
+        assert!(!pool.bounded());
+        assert_eq!(pool.floor(), f32::NEG_INFINITY);
+        pool.record(0.5, false);
+        assert_eq!(pool.floor(), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn the_pool_keeps_the_most_recent_outcomes() {
+        let mut pool = Pool::new(200, 0.05);
+        for _ in 0..200 {
+            pool.record(0.99, false);
+        }
+        assert_eq!(pool.floor(), f32::INFINITY);
+        // The evidence changes: after a full window of right answers the old ones are gone.
+        for _ in 0..200 {
+            pool.record(0.99, true);
+        }
+        assert_eq!(pool.counts(), (200, 0));
+        assert_eq!(pool.floor(), 0.99);
     }
 
     #[test]

@@ -49,12 +49,13 @@ pub struct EvalArgs {
     /// Embedding threads (default: every core).
     #[arg(long)]
     threads: Option<usize>,
-    /// The adaptive run's global threshold (`cache.semantic.threshold`).
-    #[arg(long, default_value_t = 0.9)]
+    /// The adaptive runs' global threshold (`cache.semantic.threshold`).
+    #[arg(long, default_value_t = 0.95)]
     threshold: f32,
-    /// The adaptive run's bound (`cache.semantic.max_false_hit_rate`).
-    #[arg(long, default_value_t = 0.02)]
-    max_false_hit_rate: f64,
+    /// Bounds (`cache.semantic.max_false_hit_rate`) of the adaptive runs with the exploring
+    /// judge, comma-separated; the first also gets a run whose judge sees every lookup.
+    #[arg(long, value_delimiter = ',', default_value = "0.02,0.05,0.1,0.2")]
+    bounds: Vec<f64>,
     /// Wrong hits quoted per cache size (the first in the lookups' order), for a reader to
     /// judge.
     #[arg(long, default_value_t = 8)]
@@ -206,7 +207,16 @@ fn evaluate(args: EvalArgs) -> Result<()> {
     );
     let config = SimConfig {
         global_threshold: args.threshold,
-        max_false_hit_rate: args.max_false_hit_rate,
+        adaptive: args
+            .bounds
+            .iter()
+            .map(|&b| (sim::Feedback::Explore, b))
+            .chain(
+                args.bounds
+                    .first()
+                    .map(|&b| (sim::Feedback::EveryLookup, b)),
+            )
+            .collect(),
         seed: args.seed,
         examples: args.examples,
         examples_from: args.examples_from,

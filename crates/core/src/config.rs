@@ -378,12 +378,16 @@ pub enum EmbedderSettings {
     Model { model: String },
 }
 
-/// Sampled re-checks of semantic hits: a fresh answer is compared with the cached one, and
-/// the outcome trains that entry's threshold.
+/// Verified outcomes for the semantic cache's thresholds: a fresh answer is compared with a
+/// cached one, and the outcome trains that entry's threshold and the cache's pooled floor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JudgeSettings {
-    /// Share of semantic hits re-checked (0..=1).
+    /// Share of semantic hits re-checked with a fresh upstream answer (0..=1).
     pub sample_rate: f64,
+    /// Share of refused candidates (at or above the global threshold, below the learned one)
+    /// whose cached answer is compared with the fresh answer the request fetched anyway
+    /// (0..=1): two embeddings, no extra upstream call.
+    pub explore_rate: f64,
     /// Answers at least this similar (cosine of their embeddings) count as the same.
     pub agreement: f32,
 }
@@ -394,7 +398,9 @@ pub struct SemanticSettings {
     /// Cosine similarity above which a cached answer is served (before per-entry learning).
     pub threshold: f32,
     pub input: SemanticInput,
-    /// The false-hit rate per entry that adaptive thresholds keep under (vCache's delta).
+    /// The false-hit rate that adaptive thresholds keep served hits under (vCache's delta),
+    /// enforced when a judge is configured (without one nothing is verified, and the global
+    /// threshold alone decides); 1 bounds nothing.
     pub max_false_hit_rate: f64,
     pub judge: Option<JudgeSettings>,
 }
@@ -704,6 +710,7 @@ enum RawEmbedder {
 #[serde(deny_unknown_fields)]
 struct RawJudge {
     sample_rate: f64,
+    explore_rate: Option<f64>,
     agreement: Option<f32>,
 }
 
@@ -1357,10 +1364,10 @@ fn validate_cache(c: RawCache, models: &[ModelConfig]) -> Result<CacheSettings, 
                 return Err(invalid("cache.semantic.threshold", "must be in [0, 1]"));
             }
             let max_false_hit_rate = s.max_false_hit_rate.unwrap_or(0.02);
-            if !(max_false_hit_rate > 0.0 && max_false_hit_rate < 1.0) {
+            if !(max_false_hit_rate > 0.0 && max_false_hit_rate <= 1.0) {
                 return Err(invalid(
                     "cache.semantic.max_false_hit_rate",
-                    "must be in (0, 1)",
+                    "must be in (0, 1]",
                 ));
             }
             let judge = match s.judge {
@@ -1372,9 +1379,24 @@ fn validate_cache(c: RawCache, models: &[ModelConfig]) -> Result<CacheSettings, 
                             "must be in [0, 1]",
                         ));
                     }
+                    let explore_rate = j.explore_rate.unwrap_or(1.0);
+                    if !(0.0..=1.0).contains(&explore_rate) {
+                        return Err(invalid(
+                            "cache.semantic.judge.explore_rate",
+                            "must be in [0, 1]",
+                        ));
+                    }
+                    let agreement = j.agreement.unwrap_or(0.9);
+                    if !(-1.0..=1.0).contains(&agreement) {
+                        return Err(invalid(
+                            "cache.semantic.judge.agreement",
+                            "must be in [-1, 1]",
+                        ));
+                    }
                     Some(JudgeSettings {
                         sample_rate: j.sample_rate,
-                        agreement: j.agreement.unwrap_or(0.9),
+                        explore_rate,
+                        agreement,
                     })
                 }
             };

@@ -54,7 +54,36 @@ pub fn routes() -> Router<AppState> {
             "/admin/credentials/{id}",
             axum::routing::delete(retire_credential),
         )
-        .route("/admin/cache", axum::routing::delete(purge_cache))
+        .route(
+            "/admin/cache",
+            axum::routing::delete(purge_cache).get(cache_stats),
+        )
+}
+
+/// `GET /admin/cache`: the cache's size and the state of the semantic cache's learned
+/// thresholds (admins only: the figures are cache-wide).
+async fn cache_stats(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    req: Request,
+) -> Result<Json<Value>, HttpError> {
+    let actor = actor(&state, &principal, &req);
+    actor
+        .allow(Action::CacheRead, Scope::default(), "cache.read", "cache")
+        .await?;
+    let Some(cache) = state.cache() else {
+        return Err(HttpError(ApiError::new(
+            ErrorCode::NotFound,
+            "the response cache is not configured",
+        )));
+    };
+    let (entries, bytes) = cache.store().local_size();
+    Ok(Json(json!({
+        "object": "cache.stats",
+        "local_entries": entries,
+        "local_bytes": bytes,
+        "semantic": cache.semantic().map(|s| s.stats()),
+    })))
 }
 
 /// `DELETE /admin/cache?namespace=&model=&tag=&key_prefix=`: every given filter must match;

@@ -3,6 +3,7 @@
 //! replaying hits (as JSON or as an SSE stream), and purges.
 
 use crate::runtime::ModelRoute;
+use crate::semantic::Probe;
 use axum::http::{header, HeaderMap};
 use plexus_auth::roles::Principal;
 use plexus_cache::coalesce::{Coalescer, Flight};
@@ -11,7 +12,7 @@ use plexus_cache::store::{CacheStore, Entry, Purge, RedisTier};
 use plexus_core::clock::SharedClock;
 use plexus_core::config::{CacheScope, CacheSettings, SemanticInput};
 use plexus_core::ApiError;
-use plexus_protocol::openai::ChatCompletionRequest;
+use plexus_protocol::openai::{ChatCompletion, ChatCompletionRequest};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +84,13 @@ pub struct Hit {
     /// `hit` or `semantic-hit`.
     pub kind: &'static str,
     pub similarity: Option<f32>,
+}
+
+/// What a lookup found: a hit, or on a miss maybe a refused candidate for the exploring judge.
+#[derive(Default)]
+pub struct Found {
+    pub hit: Option<Hit>,
+    pub probe: Option<Probe>,
 }
 
 pub struct ResponseCache {
@@ -174,23 +182,31 @@ impl ResponseCache {
         })
     }
 
-    /// An exact hit, else a semantic one.
-    pub async fn lookup(&self, state: &crate::AppState, plan: &Plan) -> Option<Hit> {
+    /// An exact hit, else a semantic one; with a miss, maybe a refused candidate for the
+    /// exploring judge.
+    pub async fn lookup(&self, state: &crate::AppState, plan: &Plan) -> Found {
         if let Some(entry) = self.store.get(&plan.key).await {
-            return Some(Hit {
-                entry,
-                kind: "hit",
-                similarity: None,
-            });
+            return Found {
+                hit: Some(Hit {
+                    entry,
+                    kind: "hit",
+                    similarity: None,
+                }),
+                probe: None,
+            };
         }
-        let (question, partition) = plan.semantic.as_ref()?;
-        let semantic = self.semantic.as_ref()?;
-        let (entry, similarity) = semantic.lookup(state, question, partition).await?;
-        Some(Hit {
-            entry,
-            kind: "semantic-hit",
-            similarity: Some(similarity),
-        })
+        let (Some((question, partition)), Some(semantic)) = (&plan.semantic, &self.semantic) else {
+            return Found::default();
+        };
+        let found = semantic.lookup(state, question, partition).await;
+        Found {
+            hit: found.hit.map(|(entry, similarity)| Hit {
+                entry,
+                kind: "semantic-hit",
+                similarity: Some(similarity),
+            }),
+            probe: found.probe,
+        }
     }
 
     pub fn flight(&self, key: &str) -> Flight {
@@ -238,6 +254,8 @@ pub struct CacheFill {
     plan: Plan,
     leader: Option<plexus_cache::coalesce::Leader>,
     assembler: plexus_cache::replay::Assembler,
+    /// A candidate the lookup refused: the fresh answer will tell whether it was right.
+    probe: Option<Probe>,
 }
 
 impl CacheFill {
@@ -245,12 +263,14 @@ impl CacheFill {
         cache: Arc<ResponseCache>,
         plan: Plan,
         leader: Option<plexus_cache::coalesce::Leader>,
+        probe: Option<Probe>,
     ) -> CacheFill {
         CacheFill {
             cache,
             plan,
             leader,
             assembler: Default::default(),
+            probe,
         }
     }
 
@@ -259,8 +279,22 @@ impl CacheFill {
         self.assembler.push(chunk);
     }
 
-    /// Stores a complete answer (an OpenAI chat completion as JSON).
+    /// Stores a complete answer (an OpenAI chat completion as JSON), and has the exploring
+    /// judge compare it with the refused candidate's.
     pub async fn complete(self, state: &crate::AppState, body: String, served_by: String) {
+        if let Some(probe) = &self.probe {
+            let fresh = serde_json::from_str::<ChatCompletion>(&body)
+                .ok()
+                .map(|c| answer_text(&c));
+            self.cache.compare_later(
+                state,
+                probe.partition.clone(),
+                probe.entry.key.clone(),
+                probe.similarity,
+                probe.entry.body.clone(),
+                std::future::ready(fresh),
+            );
+        }
         if !self.plan.store {
             return;
         }
@@ -299,10 +333,7 @@ impl ResponseCache {
         hit: &Hit,
         chat: &ChatCompletionRequest,
     ) {
-        let Some(semantic) = &self.semantic else {
-            return;
-        };
-        let Some(judge) = semantic.judge() else {
+        let Some(judge) = self.semantic.as_ref().and_then(|s| s.judge()) else {
             return;
         };
         if rand::random::<f64>() >= judge.sample_rate {
@@ -311,40 +342,77 @@ impl ResponseCache {
         let (Some((_, partition)), Some(similarity)) = (&plan.semantic, hit.similarity) else {
             return;
         };
-        let (cache, state2, chat) = (self.clone(), state.clone(), chat.clone());
-        let (partition, key, cached) = (
+        let (state2, chat) = (state.clone(), chat.clone());
+        self.compare_later(
+            state,
             partition.clone(),
             hit.entry.key.clone(),
+            similarity,
             hit.entry.body.clone(),
+            async move { crate::chat::fresh_answer(&state2, &chat).await },
         );
+    }
+
+    /// In the background: waits for the fresh answer, compares it with the cached one (cosine
+    /// of their embeddings against `judge.agreement`) and records the outcome.
+    fn compare_later<F>(
+        self: &Arc<Self>,
+        state: &crate::AppState,
+        partition: String,
+        key: String,
+        similarity: f32,
+        cached_body: String,
+        fresh: F,
+    ) where
+        F: std::future::Future<Output = Option<String>> + Send + 'static,
+    {
+        let Some(judge) = self.semantic.as_ref().and_then(|s| s.judge()) else {
+            return;
+        };
         let agreement = judge.agreement;
+        let (cache, state2) = (self.clone(), state.clone());
         state.tasks().spawn(async move {
-            let Some(fresh) = crate::chat::fresh_answer(&state2, &chat).await else {
+            let Some(fresh) = fresh.await else {
                 return;
             };
             let Some(semantic) = &cache.semantic else {
                 return;
             };
-            let cached = answer_text(&cached);
-            let (Some(a), Some(b)) = (
-                semantic.embed(&state2, &cached).await,
-                semantic.embed(&state2, &fresh).await,
-            ) else {
+            let Ok(cached) = serde_json::from_str::<ChatCompletion>(&cached_body) else {
                 return;
             };
-            let cosine: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            semantic.record_outcome(&partition, &key, similarity, cosine >= agreement);
+            let cached = answer_text(&cached);
+            let agrees = if cached == fresh {
+                true
+            } else {
+                let (Some(a), Some(b)) = (
+                    semantic.embed(&state2, &cached).await,
+                    semantic.embed(&state2, &fresh).await,
+                ) else {
+                    return;
+                };
+                let cosine: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+                cosine >= agreement
+            };
+            semantic.record_outcome(&partition, &key, similarity, agrees);
         });
     }
 }
 
-/// The text of the first choice of a stored completion.
-fn answer_text(body: &str) -> String {
-    serde_json::from_str::<plexus_protocol::openai::ChatCompletion>(body)
-        .ok()
-        .and_then(|c| c.choices.into_iter().next())
-        .and_then(|c| c.message.content)
-        .unwrap_or_default()
+/// What the judge compares of an answer: the first choice's text, and its tool calls.
+pub fn answer_text(completion: &ChatCompletion) -> String {
+    let Some(message) = completion.choices.first().map(|c| &c.message) else {
+        return String::new();
+    };
+    let mut text = message.content.clone().unwrap_or_default();
+    for call in message.tool_calls.iter().flatten() {
+        text.push('\n');
+        text.push_str(&call.function.name);
+        text.push('(');
+        text.push_str(&call.function.arguments);
+        text.push(')');
+    }
+    text
 }
 
 #[cfg(test)]

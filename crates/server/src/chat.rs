@@ -507,8 +507,11 @@ pub async fn chat_completions(
     if let Some(cache) = state.cache() {
         if let Some(plan) = cache.plan(controls, &chat, &principal, &route) {
             let mut leader = None;
+            let mut probe = None;
             if plan.lookup {
-                if let Some(hit) = cache.lookup(&state, &plan).await {
+                let found = cache.lookup(&state, &plan).await;
+                probe = found.probe;
+                if let Some(hit) = found.hit {
                     if hit.kind == "semantic-hit" {
                         cache.maybe_judge(&state, &plan, &hit, &chat);
                     }
@@ -551,7 +554,7 @@ pub async fn chat_completions(
                 }
             }
             record.cache = Some("miss");
-            cache_fill = Some(CacheFill::new(cache.clone(), plan, leader));
+            cache_fill = Some(CacheFill::new(cache.clone(), plan, leader, probe));
         }
     }
 
@@ -712,7 +715,7 @@ pub(crate) async fn fresh_answer(state: &AppState, chat: &ChatCompletionRequest)
         ..Default::default()
     };
     state.writer().record(record).await;
-    completion.choices.into_iter().next()?.message.content
+    Some(crate::cache::answer_text(&completion))
 }
 
 /// Answers from the cache: the stored completion as JSON, or replayed as an SSE stream.

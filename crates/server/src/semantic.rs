@@ -6,16 +6,20 @@
 //! is served, if its exact entry is still live in the store (expired or purged entries are
 //! dropped from the index as they are met).
 //!
-//! Thresholds start at the configured global one and are learned per entry from verified
-//! outcomes, in the spirit of vCache: every outcome (a similarity and whether the cached answer
-//! was right for that question) is kept, and an entry serves at the lowest similarity where
-//! the upper confidence bound of its error rate stays under `max_false_hit_rate`. A wrong
-//! answer at some similarity raises the entry's threshold above it. All outcomes together also
-//! set a floor (`threshold::Pool`) that every entry serves at or above: the lowest similarity at
-//! which the pooled error rate stays under the bound, so the bound holds while entries lack
-//! evidence of their own. Outcomes come from sampled
-//! re-checks (the judge: a fresh answer compared with the cached one) in production, and from
-//! the dataset's labels in the evaluation.
+//! Without a judge, the configured global threshold alone decides. With one, thresholds are
+//! learned from verified outcomes, in the spirit of vCache: every outcome (a similarity and
+//! whether the cached answer was right for that question) is kept per entry, and an entry
+//! serves at the lowest similarity where the upper confidence bound of its error rate stays
+//! under `max_false_hit_rate`; a wrong answer at some similarity raises the entry's threshold
+//! above it. All outcomes together set a floor (`threshold::Pool`) that every entry serves at or
+//! above: the lowest similarity at which the pooled error rate's bound holds. The pool starts
+//! empty, and then the floor is `+inf`: no semantic hit is served before the evidence allows.
+//!
+//! The outcomes come from the judge, in two ways. It re-asks the model for a sampled share of
+//! served hits and compares the answers (`sample_rate`). And it explores at no upstream cost:
+//! a lookup that refused a candidate at or above the global threshold goes upstream anyway, so
+//! once its fresh answer is in, the candidate's cached answer is compared with it
+//! (`explore_rate`). That is how an empty pool learns without serving anything.
 
 use crate::AppState;
 use plexus_cache::index::VectorIndex;
@@ -24,7 +28,7 @@ use plexus_cache::threshold::{Outcomes, Pool};
 use plexus_core::config::{EmbedderSettings, SemanticInput, SemanticSettings};
 use plexus_core::ApiError;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Neighbours examined per lookup.
@@ -60,8 +64,42 @@ pub struct SemanticCache {
     /// The index is rebuilt from the shared tier before the first lookup.
     loaded: tokio::sync::OnceCell<()>,
     /// Every verified outcome: the floor that keeps the false-hit rate under the bound while
-    /// entries lack evidence of their own.
-    pool: Mutex<Pool>,
+    /// entries lack evidence of their own (`None` without a judge: nothing is verified).
+    pool: Option<Mutex<Pool>>,
+    /// The pool's floor (`f32` bits), read on every lookup without the pool's lock.
+    floor: AtomicU32,
+}
+
+/// A candidate the lookup refused although it reached the global threshold: once the fresh
+/// answer is in, the exploring judge compares it with this entry's.
+#[derive(Clone)]
+pub struct Probe {
+    pub partition: String,
+    pub entry: Arc<Entry>,
+    pub similarity: f32,
+}
+
+/// What a lookup found.
+#[derive(Default)]
+pub struct Lookup {
+    pub hit: Option<(Arc<Entry>, f32)>,
+    pub probe: Option<Probe>,
+}
+
+/// The cache-wide state of the learned thresholds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SemanticStats {
+    /// Indexed entries over every partition.
+    pub entries: usize,
+    pub partitions: usize,
+    /// Whether served hits are bounded by verified outcomes (a judge is configured).
+    pub bounded: bool,
+    /// Outcomes the pool holds, and how many were wrong.
+    pub outcomes: usize,
+    pub wrong: usize,
+    /// The similarity every hit needs at least (`None`: nothing is served yet, or no bound).
+    pub floor: Option<f32>,
+    pub serving: bool,
 }
 
 /// Outcomes the pool keeps (the most recent).
@@ -89,6 +127,11 @@ impl SemanticCache {
             }
             EmbedderSettings::Model { model } => Embedding::Model(model.clone()),
         };
+        let pool = settings
+            .judge
+            .as_ref()
+            .map(|_| Pool::new(POOL_CAPACITY, settings.max_false_hit_rate));
+        let floor = pool.as_ref().map_or(f32::NEG_INFINITY, Pool::floor);
         Ok(SemanticCache {
             settings: settings.clone(),
             embedding,
@@ -96,7 +139,8 @@ impl SemanticCache {
             partitions: RwLock::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             loaded: tokio::sync::OnceCell::new(),
-            pool: Mutex::new(Pool::new(POOL_CAPACITY, settings.max_false_hit_rate)),
+            pool: pool.map(Mutex::new),
+            floor: AtomicU32::new(floor.to_bits()),
         })
     }
 
@@ -121,46 +165,88 @@ impl SemanticCache {
         }
     }
 
-    /// The best live neighbour above its threshold, with its similarity.
-    pub async fn lookup(
-        &self,
-        state: &AppState,
-        question: &str,
-        partition: &str,
-    ) -> Option<(Arc<Entry>, f32)> {
+    /// The similarity every hit needs at least.
+    fn floor(&self) -> f32 {
+        f32::from_bits(self.floor.load(Ordering::Relaxed))
+    }
+
+    /// The best live neighbour at or above its threshold, with its similarity; else, when the
+    /// exploring judge samples this lookup, the best live candidate refused at or above the
+    /// global threshold.
+    pub async fn lookup(&self, state: &AppState, question: &str, partition: &str) -> Lookup {
         self.loaded
             .get_or_init(|| self.load_shared(state.clock().now_unix_ms()))
             .await;
         if !read(&self.partitions).contains_key(partition) {
-            return None;
+            return Lookup::default();
         }
-        let vector = self.embed(state, question).await?;
-        let index = read(&self.partitions).get(partition)?.index.clone()?;
-        let hits = index.search(&vector, CANDIDATES).ok()?;
+        let Some(vector) = self.embed(state, question).await else {
+            return Lookup::default();
+        };
+        let Some(index) = read(&self.partitions)
+            .get(partition)
+            .and_then(|p| p.index.clone())
+        else {
+            return Lookup::default();
+        };
+        let Ok(hits) = index.search(&vector, CANDIDATES) else {
+            return Lookup::default();
+        };
         let candidates: Vec<(u64, f32, Arc<Member>)> = {
             let parts = read(&self.partitions);
-            let p = parts.get(partition)?;
+            let Some(p) = parts.get(partition) else {
+                return Lookup::default();
+            };
             hits.into_iter()
                 .filter_map(|(id, s)| p.members.get(&id).map(|m| (id, s, m.clone())))
                 .collect()
         };
-        let floor = self.pool.lock().unwrap_or_else(|p| p.into_inner()).floor();
+        let floor = self.floor();
+        let global = self.settings.threshold;
+        let mut refused = Vec::new();
         for (id, similarity, member) in candidates {
             let threshold = member
                 .outcomes
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .threshold(self.settings.threshold, self.settings.max_false_hit_rate)
+                .threshold(global, self.settings.max_false_hit_rate)
                 .max(floor);
             if similarity < threshold {
+                if similarity >= global {
+                    refused.push((id, similarity, member));
+                }
                 continue;
             }
             match self.store.get(&member.key).await {
-                Some(entry) => return Some((entry, similarity)),
+                Some(entry) => {
+                    return Lookup {
+                        hit: Some((entry, similarity)),
+                        probe: None,
+                    }
+                }
                 None => self.remove(partition, id),
             }
         }
-        None
+        let explore_rate = self.settings.judge.as_ref().map_or(0.0, |j| j.explore_rate);
+        if refused.is_empty() || rand::random::<f64>() >= explore_rate {
+            return Lookup::default();
+        }
+        for (id, similarity, member) in refused {
+            match self.store.get(&member.key).await {
+                Some(entry) => {
+                    return Lookup {
+                        hit: None,
+                        probe: Some(Probe {
+                            partition: partition.to_owned(),
+                            entry,
+                            similarity,
+                        }),
+                    }
+                }
+                None => self.remove(partition, id),
+            }
+        }
+        Lookup::default()
     }
 
     /// Indexes the question of a freshly stored entry, and shares it through Redis.
@@ -255,10 +341,12 @@ impl SemanticCache {
 
     /// Records a verified outcome for the entry under `key` (from the judge).
     pub fn record_outcome(&self, partition: &str, key: &str, similarity: f32, correct: bool) {
-        self.pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(similarity, correct);
+        if let Some(pool) = &self.pool {
+            let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
+            pool.record(similarity, correct);
+            self.floor.store(pool.floor().to_bits(), Ordering::Relaxed);
+        }
+        metrics::counter!("plexus_cache_judged_total", "outcome" => if correct { "agree" } else { "disagree" }).increment(1);
         let parts = read(&self.partitions);
         let Some(p) = parts.get(partition) else {
             return;
@@ -271,7 +359,31 @@ impl SemanticCache {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .record(similarity, correct);
-        metrics::counter!("plexus_cache_judged_total", "outcome" => if correct { "agree" } else { "disagree" }).increment(1);
+    }
+
+    pub fn stats(&self) -> SemanticStats {
+        let (entries, partitions) = {
+            let parts = read(&self.partitions);
+            (parts.values().map(|p| p.members.len()).sum(), parts.len())
+        };
+        let (outcomes, wrong, bounded) = match &self.pool {
+            Some(pool) => {
+                let pool = pool.lock().unwrap_or_else(|p| p.into_inner());
+                let (n, wrong) = pool.counts();
+                (n, wrong, pool.bounded())
+            }
+            None => (0, 0, false),
+        };
+        let floor = self.floor();
+        SemanticStats {
+            entries,
+            partitions,
+            bounded,
+            outcomes,
+            wrong,
+            floor: floor.is_finite().then_some(floor),
+            serving: floor < f32::INFINITY,
+        }
     }
 
     pub fn judge(&self) -> Option<&plexus_core::config::JudgeSettings> {

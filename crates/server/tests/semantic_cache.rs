@@ -210,11 +210,12 @@ async fn instances_share_semantic_entries_through_redis() {
 #[tokio::test]
 async fn the_judge_raises_the_threshold_of_an_entry_it_finds_wrong() {
     let Some(dir) = minilm_dir() else { return };
-    // Every semantic hit is re-checked; answers must agree almost exactly.
+    // Every semantic hit is re-checked; answers must agree almost exactly. A bound of 1 leaves
+    // the pooled floor out, so this is the entry's own threshold at work.
     let gw = Gateway::start_with(
         "",
         &format!(
-            "cache:\n  ttl: 1h\n  semantic:\n    embedder: {{kind: local, path: '{dir}'}}\n    threshold: 0.6\n    judge: {{sample_rate: 1.0, agreement: 0.999}}"
+            "cache:\n  ttl: 1h\n  semantic:\n    embedder: {{kind: local, path: '{dir}'}}\n    threshold: 0.6\n    max_false_hit_rate: 1\n    judge: {{sample_rate: 1.0, agreement: 0.999}}"
         ),
     )
     .await;
@@ -239,5 +240,143 @@ async fn the_judge_raises_the_threshold_of_an_entry_it_finds_wrong() {
         }
     }
     assert_eq!(kind.as_deref(), Some("miss"));
+    gw.shutdown().await;
+}
+
+/// `GET /admin/cache`.
+async fn cache_stats(gw: &Gateway) -> Value {
+    let resp = gw
+        .http
+        .get(format!("{}/admin/cache", gw.url))
+        .bearer_auth(common::MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+/// Waits until the judge has recorded `n` outcomes in all (it works in the background).
+async fn outcomes_reach(gw: &Gateway, n: u64) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let stats = cache_stats(gw).await;
+        if stats["semantic"]["outcomes"].as_u64().unwrap() >= n {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the judge recorded no outcome {n}: {stats}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+const TOPICS: [&str; 20] = [
+    "reset my password",
+    "change my email address",
+    "cancel my subscription",
+    "update my billing details",
+    "export my data",
+    "enable two-factor authentication",
+    "delete a project",
+    "invite a teammate",
+    "rename my workspace",
+    "download an invoice",
+    "change the display language",
+    "turn off email notifications",
+    "upgrade my plan",
+    "contact customer support",
+    "recover a deleted file",
+    "change my username",
+    "add a payment method",
+    "leave an organization",
+    "connect my calendar",
+    "report a bug",
+];
+
+async fn judged_gateway(dir: &str, model: &str) -> Gateway {
+    Gateway::start_with(
+        &format!("  - name: answers\n    targets: [{{provider: oai, model: {model}}}]"),
+        &format!(
+            "cache:\n  ttl: 1h\n  semantic:\n    embedder: {{kind: local, path: '{dir}'}}\n    threshold: 0.8\n    max_false_hit_rate: 0.2\n    judge: {{sample_rate: 1.0, agreement: 0.9}}"
+        ),
+    )
+    .await
+}
+
+fn ask_model(model: &str, system: &str, text: &str) -> Value {
+    let mut body = ask(system, text);
+    body["model"] = json!(model);
+    body
+}
+
+#[tokio::test]
+async fn the_exploring_judge_learns_before_anything_is_served() {
+    let Some(dir) = minilm_dir() else { return };
+    // The simulator's `echo` model repeats the question, so a paraphrase's fresh answer agrees
+    // with the cached one: every explored outcome is right.
+    let gw = judged_gateway(&dir, "echo").await;
+    let stats = cache_stats(&gw).await;
+    assert_eq!(stats["semantic"]["bounded"], true);
+    assert_eq!(stats["semantic"]["serving"], false, "no evidence, no hits");
+    let mut first_hit = None;
+    for (round, topic) in TOPICS.iter().enumerate() {
+        // One partition per round: the only neighbour of the paraphrase is its original.
+        let sys = format!("Support desk {round}.");
+        let original = gw
+            .chat(ask_model("answers", &sys, &format!("How do I {topic}?")))
+            .await;
+        assert_eq!(header(&original, "x-plexus-cache"), Some("miss"));
+        let cached: Value = original.json().await.unwrap();
+        let before = cache_stats(&gw).await["semantic"]["outcomes"]
+            .as_u64()
+            .unwrap();
+        let para = gw
+            .chat(ask_model("answers", &sys, &format!("How can I {topic}?")))
+            .await;
+        let kind = header(&para, "x-plexus-cache").unwrap().to_owned();
+        if kind == "semantic-hit" {
+            assert_eq!(para.json::<Value>().await.unwrap(), cached);
+            first_hit = Some(round);
+            break;
+        }
+        assert_eq!(kind, "miss");
+        // The refused candidate's answer is compared with the fresh one.
+        let stats = outcomes_reach(&gw, before + 1).await;
+        assert_eq!(stats["semantic"]["wrong"], 0, "{stats}");
+    }
+    // With no failure the Wilson bound falls under 0.2 after 11 outcomes.
+    assert_eq!(first_hit, Some(11));
+    let stats = cache_stats(&gw).await;
+    assert_eq!(stats["semantic"]["serving"], true);
+    let floor = stats["semantic"]["floor"].as_f64().unwrap();
+    assert!((0.8..1.0).contains(&floor), "{stats}");
+    // The hit is re-checked too (sample_rate 1), and agrees.
+    let stats = outcomes_reach(&gw, 12).await;
+    assert_eq!(stats["semantic"]["wrong"], 0, "{stats}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn answers_that_disagree_keep_semantic_hits_off() {
+    let Some(dir) = minilm_dir() else { return };
+    // The simulator's default model answers a sentence seeded by the prompt: a paraphrase gets
+    // another answer, so every explored outcome is wrong.
+    let gw = judged_gateway(&dir, "gpt-4o-mini").await;
+    for (round, topic) in TOPICS.iter().take(14).enumerate() {
+        let sys = format!("Support desk {round}.");
+        gw.chat(ask_model("answers", &sys, &format!("How do I {topic}?")))
+            .await;
+        let para = gw
+            .chat(ask_model("answers", &sys, &format!("How can I {topic}?")))
+            .await;
+        assert_eq!(header(&para, "x-plexus-cache"), Some("miss"), "{topic}");
+        outcomes_reach(&gw, round as u64 + 1).await;
+    }
+    let stats = cache_stats(&gw).await;
+    assert_eq!(stats["semantic"]["wrong"], 14, "{stats}");
+    assert_eq!(stats["semantic"]["serving"], false);
+    assert_eq!(stats["semantic"]["floor"], Value::Null);
     gw.shutdown().await;
 }
