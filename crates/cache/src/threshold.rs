@@ -59,8 +59,9 @@ impl Outcomes {
 }
 
 /// Outcomes pooled over a whole cache: the bound that holds while entries lack evidence of
-/// their own. Its floor is the lowest similarity at which the pooled error rate's Wilson upper
-/// bound, over the outcomes at or above it, is under `delta`. Without such a similarity (no
+/// their own. Its floor is the lowest similarity down to which the pooled error rate's Wilson
+/// upper bound, over the outcomes at or above each similarity, stays under `delta` (tested from
+/// the top down, see `compute`). Without such a similarity (no
 /// evidence yet, or evidence that nothing it has seen is safe enough) the floor is `+inf`: the
 /// cache serves no semantic hit until the evidence says it may. Entries serve at the higher of
 /// their own threshold and this floor. A `delta` of 1 bounds nothing: the floor is `-inf`.
@@ -127,6 +128,12 @@ impl Pool {
         (self.seen.len(), wrong)
     }
 
+    /// The floor by fixed-sequence testing: candidate similarities are tested from the highest
+    /// down, each against the bound over the outcomes at or above it, and the first failure
+    /// stops the walk. Taking the lowest similarity that passes anywhere instead would pick
+    /// the luckiest of many tests, and serve above the bound. Testing starts where there are
+    /// enough outcomes that a clean record could pass (the order depends on the similarities
+    /// only, not on the outcomes), so a sparse top does not end the walk before it begins.
     fn compute(&self) -> f32 {
         if !self.bounded() {
             return f32::NEG_INFINITY;
@@ -135,14 +142,25 @@ impl Pool {
         sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
         let (mut n, mut wrong) = (0u32, 0u32);
         let mut best = f32::INFINITY;
+        let mut testing = false;
         for (i, (s, ok)) in sorted.iter().enumerate() {
             n += 1;
             wrong += u32::from(!ok);
             // A threshold at `s` serves every outcome at `s`: judge it after the last of them.
             let last_of_ties = sorted.get(i + 1).is_none_or(|(next, _)| next < s);
-            if last_of_ties && wilson_upper(wrong, n) <= self.delta {
-                best = *s;
+            if !last_of_ties {
+                continue;
             }
+            if !testing {
+                if wilson_upper(0, n) > self.delta {
+                    continue;
+                }
+                testing = true;
+            }
+            if wilson_upper(wrong, n) > self.delta {
+                break;
+            }
+            best = *s;
         }
         best
     }
@@ -240,6 +258,34 @@ mod tests {
             pool.record(0.98, false);
         }
         assert_eq!(pool.floor(), f32::INFINITY, "{}", pool.floor());
+    }
+
+    #[test]
+    fn the_walk_down_stops_at_the_first_failure() {
+        // Clean at 0.99, a bad band at 0.97, clean again at 0.96 in such numbers that the
+        // lowest passing similarity would be 0.96: the floor stays above the bad band.
+        let mut pool = Pool::new(4096, 0.05);
+        for _ in 0..100 {
+            pool.record(0.99, true);
+        }
+        for i in 0..20 {
+            pool.record(0.97, i % 2 == 0);
+        }
+        for _ in 0..400 {
+            pool.record(0.96, true);
+        }
+        let (mut n, mut wrong) = (0, 0);
+        let lowest_passing = [(100, 0), (20, 10), (400, 0)]
+            .iter()
+            .zip([0.99f32, 0.97, 0.96])
+            .filter_map(|(&(k, w), s)| {
+                n += k;
+                wrong += w;
+                (wilson_upper(wrong, n) <= 0.05).then_some(s)
+            })
+            .fold(f32::INFINITY, f32::min);
+        assert_eq!(lowest_passing, 0.96, "the case this test is about");
+        assert_eq!(pool.floor(), 0.99);
     }
 
     #[test]

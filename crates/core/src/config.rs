@@ -1594,6 +1594,18 @@ models:
                 "cache: {semantic: {embedder: {kind: local, path: x}, threshold: 2}}",
                 "cache.semantic.threshold",
             ),
+            (
+                "cache: {semantic: {embedder: {kind: local, path: x}, max_false_hit_rate: 0}}",
+                "cache.semantic.max_false_hit_rate",
+            ),
+            (
+                "cache: {semantic: {embedder: {kind: local, path: x}, judge: {sample_rate: 0.1, explore_rate: 2}}}",
+                "cache.semantic.judge.explore_rate",
+            ),
+            (
+                "cache: {semantic: {embedder: {kind: local, path: x}, judge: {sample_rate: 0.1, agreement: 1.5}}}",
+                "cache.semantic.judge.agreement",
+            ),
         ] {
             let err = from_yaml_str(bad, &Overrides::default(), &|_| None)
                 .unwrap_err()
@@ -1612,7 +1624,21 @@ models:
         let cfg = from_yaml_str(yaml, &Overrides::default(), &|_| None).unwrap();
         let c = cfg.cache.unwrap();
         assert_eq!(c.max_bytes, 256 * 1024 * 1024);
-        assert_eq!(c.semantic.unwrap().judge.unwrap().sample_rate, 0.02);
+        let s = c.semantic.unwrap();
+        assert_eq!(s.max_false_hit_rate, 0.02);
+        let judge = s.judge.unwrap();
+        assert_eq!((judge.sample_rate, judge.explore_rate), (0.02, 1.0));
+        // A bound of 1 (no bound) is accepted.
+        let loose = from_yaml_str(
+            "cache: {semantic: {embedder: {kind: local, path: x}, max_false_hit_rate: 1}}",
+            &Overrides::default(),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            loose.cache.unwrap().semantic.unwrap().max_false_hit_rate,
+            1.0
+        );
     }
 
     #[test]
