@@ -42,12 +42,11 @@
 //! `crates/server/src/semantic.rs`: a lookup examines the nearest [`SimConfig::candidates`]
 //! entries and serves the first whose similarity reaches both its entry's learned threshold
 //! ([`Outcomes`]) and the pooled floor ([`Pool`]), for a bound (`max_false_hit_rate`) given per
-//! run in [`SimConfig::adaptive`]. The pool starts with no evidence, so nothing is served until
+//! run in [`SimConfig::bounds`]. The pool starts with no evidence, so nothing is served until
 //! the outcomes say it may. The dataset's label is the outcome the judge records at that
-//! similarity, for what [`Feedback`] lets it see: [`Feedback::Explore`] is the gateway (every
-//! served hit, and the nearest entry of a refused lookup at or above the global threshold,
-//! compared with the answer fetched for that lookup anyway); [`Feedback::EveryLookup`] also
-//! learns from lookups below the global threshold.
+//! similarity, for what the gateway's judge sees with `sample_rate: 1` and `explore_rate: 1`:
+//! every served hit, and the nearest entry of a refused lookup at or above the global threshold
+//! (compared with the answer fetched for that lookup anyway).
 //!
 //! The labels count an unlabelled paraphrase as wrong, so the pool is stricter here than a
 //! judge comparing answers would make it.
@@ -103,6 +102,11 @@ impl SplitMix64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Uniform in `0..n` (`n` > 0), by Lemire's multiply-shift.
@@ -244,9 +248,8 @@ pub struct SimConfig {
     pub index: IndexConfig,
     /// The adaptive run's global threshold (`cache.semantic.threshold`).
     pub global_threshold: f32,
-    /// The adaptive runs: what the judge sees, and the bound
-    /// (`cache.semantic.max_false_hit_rate`).
-    pub adaptive: Vec<(Feedback, f64)>,
+    /// The adaptive runs' bounds (`cache.semantic.max_false_hit_rate`), one run each.
+    pub bounds: Vec<f64>,
     /// Neighbours a lookup of the adaptive run examines (the gateway's 4).
     pub candidates: usize,
     /// Lookups also answered by an exact scan, to check the index's top-1.
@@ -265,13 +268,7 @@ impl Default for SimConfig {
             thresholds: (80..=98).map(|c| c as f32 / 100.0).collect(),
             index: IndexConfig::default(),
             global_threshold: 0.95,
-            adaptive: vec![
-                (Feedback::Explore, 0.02),
-                (Feedback::Explore, 0.05),
-                (Feedback::Explore, 0.1),
-                (Feedback::Explore, 0.2),
-                (Feedback::EveryLookup, 0.02),
-            ],
+            bounds: vec![0.02, 0.1, 0.2, 0.3, 0.4, 0.5],
             candidates: 4,
             exact_check: 1_000,
             seed: 42,
@@ -371,22 +368,9 @@ pub struct WrongHit {
     pub kind: &'static str,
 }
 
-/// Which outcomes the adaptive run's judge records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Feedback {
-    /// What the gateway's judge records with `sample_rate: 1` and `explore_rate: 1`: every
-    /// served hit, and for a lookup that was not served its nearest entry when that reached the
-    /// global threshold (the exploring judge compares it with the fresh answer fetched anyway).
-    Explore,
-    /// Served hits, and for any lookup that was not served its nearest entry: what a judge
-    /// that paid for an answer on every miss would learn (not what the gateway does).
-    EveryLookup,
-}
-
 /// The lookups replayed with learned per-entry thresholds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdaptiveRun {
-    pub feedback: Feedback,
     pub global: f32,
     pub bound: f64,
     /// The counts of the run (its `threshold` is the global one).
@@ -643,11 +627,10 @@ pub fn simulate(
         );
     }
     let adaptive = config
-        .adaptive
+        .bounds
         .iter()
-        .map(|&(feedback, bound)| {
+        .map(|&bound| {
             adaptive_run(
-                feedback,
                 config.global_threshold,
                 bound,
                 &queries,
@@ -682,10 +665,8 @@ pub fn simulate(
 
 /// One online run: each lookup serves its first candidate at or above both the entry's learned
 /// threshold and the pooled floor, and the judge records the label as the outcome of what
-/// `feedback` lets it see.
-#[allow(clippy::too_many_arguments)]
+/// the gateway's judge sees.
 fn adaptive_run(
-    feedback: Feedback,
     global: f32,
     delta: f64,
     queries: &[Query],
@@ -697,7 +678,6 @@ fn adaptive_run(
     let mut learned = vec![Outcomes::default(); plan.entries.len()];
     let mut recorded = vec![0usize; plan.entries.len()];
     let mut run = AdaptiveRun {
-        feedback,
         global,
         bound: delta,
         row,
@@ -735,7 +715,7 @@ fn adaptive_run(
                 run.first_hit_at.get_or_insert(n);
                 Some((id, s))
             }
-            None if feedback == Feedback::EveryLookup || top_s >= global => {
+            None if top_s >= global => {
                 run.explored += 1;
                 Some((top, top_s))
             }
@@ -764,6 +744,180 @@ fn adaptive_run(
         }
     }
     run
+}
+
+/// A synthetic stream where the truth is known, to check that the pooled floor keeps what it
+/// serves under the bound (QQP's labels are too noisy near the top to show it: see the docs).
+///
+/// Every lookup's nearest entry has a similarity drawn uniformly from `[low, 1]`, and its
+/// cached answer is wrong with probability `error_at(s)`, falling from 1/2 well below
+/// `midpoint` to 0 well above it (a logistic curve of the given `width`). The gateway's rule is
+/// replayed online: serve when the similarity reaches the pool's floor; the judge records
+/// every lookup's outcome (`sample_rate` and `explore_rate` 1, global threshold `low`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    pub low: f32,
+    pub midpoint: f64,
+    pub width: f64,
+    pub lookups: usize,
+    /// Runs per bound, each with its own seed.
+    pub runs: u64,
+    pub bounds: Vec<f64>,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Calibration {
+            low: 0.90,
+            midpoint: 0.95,
+            width: 0.01,
+            lookups: 10_000,
+            runs: 10,
+            bounds: vec![0.02, 0.05, 0.1, 0.2],
+        }
+    }
+}
+
+/// One bound of a [`Calibration`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CalibrationRow {
+    pub bound: f64,
+    /// The lowest threshold whose hits' true error rate is under the bound, and its hit rate:
+    /// what a cache that knew the curve would do.
+    pub oracle_threshold: f32,
+    pub oracle_hit_rate: f64,
+    /// Over the runs.
+    pub hit_rate_mean: f64,
+    pub false_hit_mean: f64,
+    pub false_hit_max: f64,
+    /// Runs whose false-hit rate (wrong / hits) exceeded the bound.
+    pub runs_over: usize,
+    pub floor_mean: f64,
+    /// Lookups before the first hit, mean over the runs.
+    pub warmup_mean: f64,
+}
+
+impl Calibration {
+    /// The probability that a cached answer at similarity `s` is wrong.
+    pub fn error_at(&self, s: f64) -> f64 {
+        0.5 / (1.0 + ((s - self.midpoint) / self.width).exp())
+    }
+
+    pub fn run(&self) -> Vec<CalibrationRow> {
+        self.bounds.iter().map(|&b| self.row(b)).collect()
+    }
+
+    /// The oracle for `bound`: scans thresholds from 1 down on a fine grid, with the mean
+    /// error over `[t, 1]` (similarities are uniform).
+    fn oracle(&self, bound: f64) -> (f32, f64) {
+        const STEPS: usize = 10_000;
+        let low = f64::from(self.low);
+        let step = (1.0 - low) / STEPS as f64;
+        let (mut sum, mut best) = (0.0, None);
+        for k in 0..STEPS {
+            let t = 1.0 - (k as f64 + 1.0) * step;
+            sum += self.error_at(t + step / 2.0);
+            if sum / (k + 1) as f64 <= bound {
+                best = Some(t);
+            }
+        }
+        match best {
+            Some(t) => (t as f32, (1.0 - t) / (1.0 - low)),
+            None => (f32::INFINITY, 0.0),
+        }
+    }
+
+    fn row(&self, bound: f64) -> CalibrationRow {
+        let (oracle_threshold, oracle_hit_rate) = self.oracle(bound);
+        let low = f64::from(self.low);
+        let (mut hit_rates, mut false_hits, mut floors, mut warmups) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut runs_over = 0;
+        for seed in 0..self.runs {
+            let mut rng = SplitMix64(0x5EED ^ seed.wrapping_mul(0x9E37_79B9));
+            let mut pool = Pool::new(POOL_CAPACITY, bound);
+            let (mut hits, mut wrong) = (0usize, 0usize);
+            let mut first_hit = self.lookups;
+            for n in 0..self.lookups {
+                let s = low + (1.0 - low) * rng.unit();
+                let correct = rng.unit() >= self.error_at(s);
+                let s = s as f32;
+                if s >= pool.floor() {
+                    hits += 1;
+                    wrong += usize::from(!correct);
+                    first_hit = first_hit.min(n);
+                }
+                pool.record(s, correct);
+            }
+            let rate = ratio(wrong, hits);
+            runs_over += usize::from(rate > bound);
+            hit_rates.push(ratio(hits, self.lookups));
+            false_hits.push(rate);
+            floors.push(if pool.floor().is_finite() {
+                f64::from(pool.floor())
+            } else {
+                1.0
+            });
+            warmups.push(first_hit as f64);
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        CalibrationRow {
+            bound,
+            oracle_threshold,
+            oracle_hit_rate,
+            hit_rate_mean: mean(&hit_rates),
+            false_hit_mean: mean(&false_hits),
+            false_hit_max: false_hits.iter().copied().fold(0.0, f64::max),
+            runs_over,
+            floor_mean: mean(&floors),
+            warmup_mean: mean(&warmups),
+        }
+    }
+
+    pub fn to_markdown(&self, rows: &[CalibrationRow]) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "{} lookups per run, {} runs per bound; similarity uniform in [{:.2}, 1]; a cached \
+             answer at similarity s is wrong with probability 0.5 / (1 + e^((s − {}) / {})) \
+             ({:.2} at {:.2}, {:.3} at {:.2}, {:.4} at {:.2}).\n",
+            thousands(self.lookups),
+            self.runs,
+            self.low,
+            self.midpoint,
+            self.width,
+            self.error_at(self.midpoint),
+            self.midpoint,
+            self.error_at(self.midpoint + 2.0 * self.width),
+            self.midpoint + 2.0 * self.width,
+            self.error_at(self.midpoint + 4.0 * self.width),
+            self.midpoint + 4.0 * self.width,
+        );
+        let _ = writeln!(
+            md,
+            "| bound | oracle threshold | oracle hit rate | hit rate (mean) | false-hit rate \
+             (mean) | false-hit rate (worst run) | runs over the bound | floor at the end \
+             (mean) | lookups before the first hit (mean) |"
+        );
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in rows {
+            let _ = writeln!(
+                md,
+                "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {} of {} | {:.4} | {:.0} |",
+                r.bound,
+                r.oracle_threshold,
+                r.oracle_hit_rate,
+                r.hit_rate_mean,
+                r.false_hit_mean,
+                r.false_hit_max,
+                r.runs_over,
+                self.runs,
+                r.floor_mean,
+                r.warmup_mean
+            );
+        }
+        md
+    }
 }
 
 /// `12345` as `12,345`.
@@ -909,15 +1063,7 @@ impl SimReport {
         let mut header = format!("| | static {:.2} |", self.baseline.threshold);
         let mut rule = "|---|---:|".to_owned();
         for a in &self.adaptive {
-            let _ = write!(
-                header,
-                " {}, bound {} |",
-                match a.feedback {
-                    Feedback::Explore => "exploring judge",
-                    Feedback::EveryLookup => "judge on every lookup",
-                },
-                a.bound
-            );
+            let _ = write!(header, " bound {} |", a.bound);
             rule.push_str("---:|");
         }
         let _ = writeln!(md, "{header}\n{rule}");
@@ -1163,11 +1309,8 @@ mod tests {
         assert_eq!(graph.rows, exact.rows);
     }
 
-    fn run(r: &SimReport, feedback: Feedback, bound: f64) -> AdaptiveRun {
-        *r.adaptive
-            .iter()
-            .find(|a| a.feedback == feedback && a.bound == bound)
-            .unwrap()
+    fn run(r: &SimReport, bound: f64) -> AdaptiveRun {
+        *r.adaptive.iter().find(|a| a.bound == bound).unwrap()
     }
 
     #[test]
@@ -1202,37 +1345,38 @@ mod tests {
 
     #[test]
     fn clean_evidence_opens_the_pool_after_the_wilson_bound_allows() {
-        // 200 pairs share their q1 (entry 0): duplicates, all 0.95 to it.
+        // 400 pairs share their q1 (entry 0): duplicates, all 0.95 to it.
         let mut vectors = vec![unit(0)];
         let mut pairs = vec![];
-        for _ in 0..200 {
+        for _ in 0..400 {
             vectors.push(mix(&[(0, 0.95)], 1));
             pairs.push(pair(0, vectors.len() - 1, true));
         }
         let plan = Plan {
             requested: 1,
             entries: vec![0],
-            paired: (0..200).collect(),
+            paired: (0..400).collect(),
             unrelated: vec![],
             filler: 0,
         };
         let r = simulate(&vectors, &pairs, &plan, &config(&[0.9])).unwrap();
-        assert_eq!(r.baseline.hits, 200);
-        // With no failure the Wilson bound falls under 0.02 after 133 outcomes, under 0.2
-        // after 11: those lookups go upstream and teach the pool, the rest are served.
-        let strict = run(&r, Feedback::Explore, 0.02);
-        assert_eq!(strict.first_hit_at, Some(133));
-        assert_eq!((strict.row.hits, strict.row.wrong()), (67, 0));
-        assert_eq!((strict.explored, strict.outcomes), (133, 200));
+        assert_eq!(r.baseline.hits, 400);
+        // With no failure the Wilson bound (99%) falls under 0.02 after 266 outcomes; under
+        // 0.2 after 22, but the pool wants 30: those lookups go upstream and teach the pool,
+        // the rest are served.
+        let strict = run(&r, 0.02);
+        assert_eq!(strict.first_hit_at, Some(266));
+        assert_eq!((strict.row.hits, strict.row.wrong()), (134, 0));
+        assert_eq!((strict.explored, strict.outcomes), (266, 400));
         assert_eq!(strict.floor, 0.95);
-        let loose = run(&r, Feedback::Explore, 0.2);
-        assert_eq!(loose.first_hit_at, Some(11));
-        assert_eq!(loose.row.hits, 189);
+        let loose = run(&r, 0.2);
+        assert_eq!(loose.first_hit_at, Some(30));
+        assert_eq!(loose.row.hits, 370);
     }
 
     #[test]
-    fn only_the_every_lookup_judge_learns_below_the_global_threshold() {
-        // 200 duplicates at 0.85 to entry 0, under the global 0.9.
+    fn nothing_below_the_global_threshold_is_explored() {
+        // 200 duplicates at 0.85 to entry 0, under the global 0.9: never served, never judged.
         let mut vectors = vec![unit(0)];
         let mut pairs = vec![];
         for _ in 0..200 {
@@ -1248,15 +1392,9 @@ mod tests {
         };
         let r = simulate(&vectors, &pairs, &plan, &config(&[0.9])).unwrap();
         assert_eq!(r.baseline.hits, 0);
-        let explore = run(&r, Feedback::Explore, 0.02);
-        assert_eq!((explore.row.hits, explore.outcomes), (0, 0));
-        let every = run(&r, Feedback::EveryLookup, 0.02);
-        assert_eq!((every.row.hits, every.row.wrong()), (67, 0));
-        assert_eq!(every.served_below_global, 67);
-        assert_eq!(
-            (every.lowered, every.raised, every.most_outcomes),
-            (1, 0, 200)
-        );
+        for a in &r.adaptive {
+            assert_eq!((a.row.hits, a.outcomes, a.refused), (0, 0, 0), "{a:?}");
+        }
     }
 
     #[test]
@@ -1288,7 +1426,7 @@ mod tests {
             filler: 0,
         };
         let mut cfg = config(&[0.9]);
-        cfg.adaptive = vec![(Feedback::Explore, 0.05), (Feedback::Explore, 0.2)];
+        cfg.bounds = vec![0.05, 0.2];
         let r = simulate(&vectors, &pairs, &plan, &cfg).unwrap();
         assert!((0.45..0.55).contains(&r.baseline.precision()));
         for a in &r.adaptive {
@@ -1296,6 +1434,29 @@ mod tests {
             assert!(a.false_hit_rate() <= a.bound, "{a:?}");
             assert!(a.floor > 0.93 && a.floor <= 0.96, "{a:?}");
         }
+    }
+
+    #[test]
+    fn on_a_known_curve_the_floor_keeps_the_bound_and_approaches_the_oracle() {
+        let cal = Calibration {
+            runs: 4,
+            ..Calibration::default()
+        };
+        let rows = cal.run();
+        for r in &rows {
+            assert_eq!(r.runs_over, 0, "{r:?}");
+            assert!(r.false_hit_max <= r.bound, "{r:?}");
+            assert!(r.oracle_threshold.is_finite() && r.oracle_hit_rate > 0.0);
+            // It serves, and no more than the oracle would (with margin for chance).
+            assert!(r.hit_rate_mean > 0.3 * r.oracle_hit_rate, "{r:?}");
+            assert!(r.hit_rate_mean < r.oracle_hit_rate * 1.05, "{r:?}");
+        }
+        // Looser bounds serve more.
+        assert!(rows
+            .windows(2)
+            .all(|w| w[1].hit_rate_mean > w[0].hit_rate_mean));
+        let md = cal.to_markdown(&rows);
+        assert!(md.contains("| 0.02 |"), "{md}");
     }
 
     fn qqp_like(n: usize) -> Vec<LabelledPair> {

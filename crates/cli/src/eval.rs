@@ -52,9 +52,12 @@ pub struct EvalArgs {
     /// The adaptive runs' global threshold (`cache.semantic.threshold`).
     #[arg(long, default_value_t = 0.95)]
     threshold: f32,
-    /// Bounds (`cache.semantic.max_false_hit_rate`) of the adaptive runs with the exploring
-    /// judge, comma-separated; the first also gets a run whose judge sees every lookup.
-    #[arg(long, value_delimiter = ',', default_value = "0.02,0.05,0.1,0.2")]
+    /// Bounds (`cache.semantic.max_false_hit_rate`) of the adaptive runs, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.02,0.1,0.2,0.3,0.4,0.5"
+    )]
     bounds: Vec<f64>,
     /// Wrong hits quoted per cache size (the first in the lookups' order), for a reader to
     /// judge.
@@ -205,18 +208,12 @@ fn evaluate(args: EvalArgs) -> Result<()> {
          queries labelled duplicate. Seed {}.",
         args.seed
     );
+    if let Some(b) = args.bounds.iter().find(|b| !(**b > 0.0 && **b <= 1.0)) {
+        bail!("--bounds: {b} is not in (0, 1]");
+    }
     let config = SimConfig {
         global_threshold: args.threshold,
-        adaptive: args
-            .bounds
-            .iter()
-            .map(|&b| (sim::Feedback::Explore, b))
-            .chain(
-                args.bounds
-                    .first()
-                    .map(|&b| (sim::Feedback::EveryLookup, b)),
-            )
-            .collect(),
+        bounds: args.bounds.clone(),
         seed: args.seed,
         examples: args.examples,
         examples_from: args.examples_from,
@@ -267,6 +264,10 @@ fn evaluate(args: EvalArgs) -> Result<()> {
             }
         }
     }
+
+    let calibration = sim::Calibration::default();
+    let _ = writeln!(md, "\n## The pooled floor on a known error curve\n");
+    md.push_str(&calibration.to_markdown(&calibration.run()));
 
     print!("{md}");
     if let Some(path) = &args.out {

@@ -321,8 +321,10 @@ async fn the_exploring_judge_learns_before_anything_is_served() {
     assert_eq!(stats["semantic"]["bounded"], true);
     assert_eq!(stats["semantic"]["serving"], false, "no evidence, no hits");
     let mut first_hit = None;
-    for (round, topic) in TOPICS.iter().enumerate() {
-        // One partition per round: the only neighbour of the paraphrase is its original.
+    for round in 0..40 {
+        let topic = TOPICS[round % TOPICS.len()];
+        // One partition per round (topics come round again under another system prompt): the
+        // only neighbour of the paraphrase is its original.
         let sys = format!("Support desk {round}.");
         let original = gw
             .chat(ask_model("answers", &sys, &format!("How do I {topic}?")))
@@ -346,14 +348,15 @@ async fn the_exploring_judge_learns_before_anything_is_served() {
         let stats = outcomes_reach(&gw, before + 1).await;
         assert_eq!(stats["semantic"]["wrong"], 0, "{stats}");
     }
-    // With no failure the Wilson bound falls under 0.2 after 11 outcomes.
-    assert_eq!(first_hit, Some(11));
+    // With no failure the Wilson bound falls under 0.2 after 22 outcomes, and the pool wants
+    // 30 before it serves anything.
+    assert_eq!(first_hit, Some(30));
     let stats = cache_stats(&gw).await;
     assert_eq!(stats["semantic"]["serving"], true);
     let floor = stats["semantic"]["floor"].as_f64().unwrap();
     assert!((0.8..1.0).contains(&floor), "{stats}");
     // The hit is re-checked too (sample_rate 1), and agrees.
-    let stats = outcomes_reach(&gw, 12).await;
+    let stats = outcomes_reach(&gw, 31).await;
     assert_eq!(stats["semantic"]["wrong"], 0, "{stats}");
     gw.shutdown().await;
 }
@@ -364,7 +367,7 @@ async fn answers_that_disagree_keep_semantic_hits_off() {
     // The simulator's default model answers a sentence seeded by the prompt: a paraphrase gets
     // another answer, so every explored outcome is wrong.
     let gw = judged_gateway(&dir, "gpt-4o-mini").await;
-    for (round, topic) in TOPICS.iter().take(14).enumerate() {
+    for (round, topic) in TOPICS.iter().enumerate() {
         let sys = format!("Support desk {round}.");
         gw.chat(ask_model("answers", &sys, &format!("How do I {topic}?")))
             .await;
@@ -375,7 +378,7 @@ async fn answers_that_disagree_keep_semantic_hits_off() {
         outcomes_reach(&gw, round as u64 + 1).await;
     }
     let stats = cache_stats(&gw).await;
-    assert_eq!(stats["semantic"]["wrong"], 14, "{stats}");
+    assert_eq!(stats["semantic"]["wrong"], 20, "{stats}");
     assert_eq!(stats["semantic"]["serving"], false);
     assert_eq!(stats["semantic"]["floor"], Value::Null);
     gw.shutdown().await;
