@@ -933,6 +933,15 @@ pub fn thousands(n: usize) -> String {
     out
 }
 
+/// The 95% Wilson interval of `wrong` out of `n`, or `–` without any.
+fn interval(wrong: usize, n: usize) -> String {
+    if n == 0 {
+        return "–".into();
+    }
+    let (lo, hi) = crate::threshold::wilson_interval(wrong as u32, n as u32, 1.96);
+    format!("{lo:.2}–{hi:.2}")
+}
+
 fn micros(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
     if us < 10.0 {
@@ -1087,6 +1096,12 @@ impl SimReport {
             "false-hit rate (wrong / hits)",
             format!("{:.4}", ratio(b.wrong(), b.hits)),
             &|a| format!("{:.4}", a.false_hit_rate()),
+        );
+        line(
+            &mut md,
+            "its 95% interval",
+            interval(b.wrong(), b.hits),
+            &|a| interval(a.row.wrong(), a.row.hits),
         );
         line(
             &mut md,

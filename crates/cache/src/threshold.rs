@@ -157,17 +157,26 @@ impl Pool {
     }
 }
 
-/// Upper bound of a binomial proportion (Wilson score interval).
+/// Upper bound of a binomial proportion (Wilson score interval, one-sided 99%).
 pub fn wilson_upper(failures: u32, n: u32) -> f64 {
+    wilson_interval(failures, n, Z).1
+}
+
+/// The Wilson score interval of a binomial proportion for the normal quantile `z`.
+pub fn wilson_interval(failures: u32, n: u32, z: f64) -> (f64, f64) {
     if n == 0 {
-        return 1.0;
+        return (0.0, 1.0);
     }
     let n = f64::from(n);
     let p = f64::from(failures) / n;
-    let z2 = Z * Z;
+    let z2 = z * z;
     let centre = p + z2 / (2.0 * n);
-    let margin = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    (centre + margin) / (1.0 + z2 / n)
+    let margin = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    let scale = 1.0 + z2 / n;
+    (
+        ((centre - margin) / scale).max(0.0),
+        ((centre + margin) / scale).min(1.0),
+    )
 }
 
 #[cfg(test)]
@@ -309,5 +318,10 @@ mod tests {
         assert!(wilson_upper(0, 265) > 0.02);
         assert!(wilson_upper(0, 5) > 0.3);
         assert!(wilson_upper(10, 100) > 0.1);
+        // One wrong of one says little: the 95% interval spans most of [0, 1].
+        let (lo, hi) = wilson_interval(1, 1, 1.96);
+        assert!(lo < 0.3 && hi == 1.0, "{lo} {hi}");
+        let (lo, hi) = wilson_interval(110, 469, 1.96);
+        assert!(lo > 0.19 && hi < 0.28, "{lo} {hi}");
     }
 }
