@@ -56,10 +56,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::index::{IndexConfig, IndexError, VectorIndex};
-use crate::threshold::{Outcomes, Pool};
-
-/// Outcomes the pool keeps: the gateway's `POOL_CAPACITY`.
-pub const POOL_CAPACITY: usize = 4096;
+use crate::threshold::{Outcomes, Pool, POOL_CAPACITY};
 
 /// One labelled pair of questions, by their index in the vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -692,7 +689,6 @@ fn adaptive_run(
         first_hit_at: None,
         floor: f32::INFINITY,
     };
-    // Same capacity as the gateway's pool.
     let mut pool = Pool::new(POOL_CAPACITY, delta);
     for (n, (q, found)) in queries.iter().zip(candidates).enumerate() {
         let floor = pool.floor();

@@ -55,6 +55,26 @@ pub struct VectorRecord {
     pub expires_ms: i64,
 }
 
+/// A verified outcome of the semantic cache's judge, shared so that every instance's pool
+/// (and the entry's learned threshold) learns from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    pub partition: String,
+    /// The exact key of the entry that was judged.
+    pub key: String,
+    pub similarity: f32,
+    pub correct: bool,
+    /// The instance that recorded it (which skips its own announcement).
+    pub origin: String,
+}
+
+/// What another instance announced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shared {
+    Vector(VectorRecord),
+    Outcome(OutcomeRecord),
+}
+
 /// What to purge; every field given must match (an empty filter purges everything).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Purge {
@@ -120,6 +140,53 @@ impl RedisTier {
 
     fn vectors_channel(&self) -> String {
         format!("{}vectors", self.prefix)
+    }
+
+    fn outcomes_key(&self) -> String {
+        format!("{}outcomes", self.prefix)
+    }
+
+    /// Shares a judge's outcome: appended to a list that keeps the most recent
+    /// [`POOL_CAPACITY`](crate::threshold::POOL_CAPACITY), and announced to the running
+    /// instances.
+    pub async fn put_outcome(&self, rec: &OutcomeRecord) {
+        let Some(mut c) = self.conn().await else {
+            return;
+        };
+        let Ok(text) = serde_json::to_string(rec) else {
+            return;
+        };
+        let keep = crate::threshold::POOL_CAPACITY as isize;
+        let list = self.outcomes_key();
+        let mut pipe = redis::pipe();
+        pipe.rpush(&list, &text)
+            .ignore()
+            .ltrim(&list, -keep, -1)
+            .ignore()
+            .publish(self.outcomes_key(), &text)
+            .ignore();
+        let write = pipe.query_async::<()>(&mut c);
+        if !matches!(tokio::time::timeout(REDIS_TIMEOUT, write).await, Ok(Ok(()))) {
+            metrics::counter!("plexus_cache_redis_errors_total").increment(1);
+        }
+    }
+
+    /// The shared outcomes, oldest first (to fill a pool before the first lookup).
+    pub async fn load_outcomes(&self) -> Vec<OutcomeRecord> {
+        let Some(mut c) = self.conn().await else {
+            return Vec::new();
+        };
+        let read = c.lrange::<_, Vec<String>>(self.outcomes_key(), 0, -1);
+        match tokio::time::timeout(REDIS_TIMEOUT * 4, read).await {
+            Ok(Ok(texts)) => texts
+                .iter()
+                .filter_map(|t| serde_json::from_str(t).ok())
+                .collect(),
+            _ => {
+                metrics::counter!("plexus_cache_redis_errors_total").increment(1);
+                Vec::new()
+            }
+        }
     }
 
     /// Shares a semantic vector: stored until its entry expires, and announced to the running
@@ -354,21 +421,26 @@ impl moka::Expiry<String, Arc<Entry>> for EntryExpiry {
 }
 
 /// Receives what other instances publish until `stop`: purges are applied to this process's
-/// tier, shared vectors are handed to `on_vector`. Reconnects after failures.
+/// tier, shared vectors and outcomes are handed to `on_shared`. Reconnects after failures.
 pub async fn listen(
     store: Arc<CacheStore>,
-    on_vector: Arc<dyn Fn(VectorRecord) + Send + Sync>,
+    on_shared: Arc<dyn Fn(Shared) + Send + Sync>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let Some(redis) = store.redis() else {
         return;
     };
-    let (purges, vectors) = (redis.channel(), redis.vectors_channel());
+    let (purges, vectors, outcomes) = (
+        redis.channel(),
+        redis.vectors_channel(),
+        redis.outcomes_key(),
+    );
     while !stop.is_cancelled() {
         let subscribed = async {
             let mut pubsub = redis.client.get_async_pubsub().await?;
             pubsub.subscribe(&purges).await?;
             pubsub.subscribe(&vectors).await?;
+            pubsub.subscribe(&outcomes).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         let pubsub = tokio::select! {
@@ -394,12 +466,17 @@ pub async fn listen(
             let Ok(text) = msg.get_payload::<String>() else {
                 continue;
             };
-            if msg.get_channel_name() == purges {
+            let channel = msg.get_channel_name();
+            if channel == purges {
                 if let Ok(filter) = serde_json::from_str::<Purge>(&text) {
                     store.purge_local(&filter);
                 }
+            } else if channel == outcomes {
+                if let Ok(rec) = serde_json::from_str::<OutcomeRecord>(&text) {
+                    on_shared(Shared::Outcome(rec));
+                }
             } else if let Ok(rec) = serde_json::from_str::<VectorRecord>(&text) {
-                on_vector(rec);
+                on_shared(Shared::Vector(rec));
             }
         }
     }

@@ -78,6 +78,9 @@ pub struct Pool {
     since_update: usize,
 }
 
+/// Outcomes a pool keeps (the most recent), in the gateway and in the evaluation.
+pub const POOL_CAPACITY: usize = 4096;
+
 /// Outcomes at or above a similarity before the pool may serve from it, however loose the
 /// bound: with fewer, one unlucky hit is a large share of what is served.
 const POOL_MIN_EVIDENCE: u32 = 30;

@@ -138,11 +138,7 @@ fn cache_eval_on_the_ci_subsample_reports_sane_figures() {
     let bounds: Vec<f64> = header
         .split("bound ")
         .skip(1)
-        .map(|c| {
-            c.trim_end_matches(|ch: char| ch == ' ' || ch == '|')
-                .parse()
-                .unwrap()
-        })
+        .map(|c| c.trim_end_matches([' ', '|']).parse().unwrap())
         .collect();
     assert_eq!(bounds, vec![0.02, 0.1, 0.2, 0.3, 0.4, 0.5]);
     let hits = row(&report, "Adaptive thresholds", "hits");

@@ -416,6 +416,9 @@ pub struct CacheSettings {
     pub nondeterministic: bool,
     /// A shared second tier.
     pub redis: Option<SecretString>,
+    /// Prefix of every Redis key and channel of the cache (deployments sharing one Redis keep
+    /// apart with their own).
+    pub redis_prefix: String,
     pub semantic: Option<SemanticSettings>,
 }
 
@@ -685,6 +688,7 @@ struct RawCache {
     #[serde(default)]
     nondeterministic: bool,
     redis: Option<String>,
+    redis_prefix: Option<String>,
     semantic: Option<RawSemantic>,
 }
 
@@ -1344,6 +1348,13 @@ fn validate_cache(c: RawCache, models: &[ModelConfig]) -> Result<CacheSettings, 
         }
         Some(_) => return Err(invalid("cache.redis", "must be a redis:// URL")),
     };
+    let redis_prefix = c.redis_prefix.unwrap_or_else(|| "plexus:cache:".to_owned());
+    if redis_prefix.is_empty() || redis_prefix.contains(['*', '?', '[', ' ']) {
+        return Err(invalid(
+            "cache.redis_prefix",
+            "must be non-empty, without spaces or glob characters",
+        ));
+    }
     let semantic = match c.semantic {
         None => None,
         Some(s) => {
@@ -1415,6 +1426,7 @@ fn validate_cache(c: RawCache, models: &[ModelConfig]) -> Result<CacheSettings, 
         scope: c.scope,
         nondeterministic: c.nondeterministic,
         redis,
+        redis_prefix,
         semantic,
     })
 }
@@ -1574,6 +1586,7 @@ models:
         let c = cfg.cache.unwrap();
         assert_eq!(c.ttl, Duration::from_secs(3600));
         assert_eq!(c.scope, CacheScope::Team);
+        assert_eq!(c.redis_prefix, "plexus:cache:");
         assert!(!c.nondeterministic);
         let s = c.semantic.unwrap();
         assert_eq!(
@@ -1586,6 +1599,7 @@ models:
         for (bad, key) in [
             ("cache: {ttl: 0s}", "cache.ttl"),
             ("cache: {scope: planet}", "cache.scope"),
+            ("cache: {redis_prefix: 'a*'}", "cache.redis_prefix"),
             (
                 "cache: {semantic: {embedder: {kind: model, model: nope}}}",
                 "cache.semantic.embedder.model",

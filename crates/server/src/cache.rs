@@ -106,7 +106,7 @@ impl ResponseCache {
         let redis = match &settings.redis {
             None => None,
             Some(url) => Some(
-                RedisTier::new(url.expose_secret(), "plexus:cache:")
+                RedisTier::new(url.expose_secret(), &settings.redis_prefix)
                     .map_err(|e| ApiError::internal(format!("cache.redis: {e}")))?,
             ),
         };
@@ -394,7 +394,9 @@ impl ResponseCache {
                 let cosine: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
                 cosine >= agreement
             };
-            semantic.record_outcome(&partition, &key, similarity, agrees);
+            semantic
+                .record_outcome(&partition, &key, similarity, agrees)
+                .await;
         });
     }
 }

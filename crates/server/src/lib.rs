@@ -89,17 +89,23 @@ impl AppState {
         let mut background = Vec::new();
         if let Some(c) = &cache {
             if c.store().redis().is_some() {
-                let for_vectors = c.clone();
-                let vector_clock = clock.clone();
-                let on_vector: Arc<dyn Fn(plexus_cache::store::VectorRecord) + Send + Sync> =
-                    Arc::new(move |rec| {
-                        if let Some(s) = for_vectors.semantic() {
-                            s.accept(rec, vector_clock.now_unix_ms());
+                let for_shared = c.clone();
+                let shared_clock = clock.clone();
+                let on_shared: Arc<dyn Fn(plexus_cache::store::Shared) + Send + Sync> =
+                    Arc::new(move |shared| {
+                        let Some(s) = for_shared.semantic() else {
+                            return;
+                        };
+                        match shared {
+                            plexus_cache::store::Shared::Vector(rec) => {
+                                s.accept(rec, shared_clock.now_unix_ms())
+                            }
+                            plexus_cache::store::Shared::Outcome(rec) => s.accept_outcome(rec),
                         }
                     });
                 background.push(tokio::spawn(plexus_cache::store::listen(
                     c.store().clone(),
-                    on_vector,
+                    on_shared,
                     background_stop.clone(),
                 )));
             }

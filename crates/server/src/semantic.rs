@@ -23,8 +23,8 @@
 
 use crate::AppState;
 use plexus_cache::index::VectorIndex;
-use plexus_cache::store::{CacheStore, Entry, VectorRecord};
-use plexus_cache::threshold::{Outcomes, Pool};
+use plexus_cache::store::{CacheStore, Entry, OutcomeRecord, VectorRecord};
+use plexus_cache::threshold::{Outcomes, Pool, POOL_CAPACITY};
 use plexus_core::config::{EmbedderSettings, SemanticInput, SemanticSettings};
 use plexus_core::ApiError;
 use std::collections::HashMap;
@@ -68,6 +68,8 @@ pub struct SemanticCache {
     pool: Option<Mutex<Pool>>,
     /// The pool's floor (`f32` bits), read on every lookup without the pool's lock.
     floor: AtomicU32,
+    /// This instance, in the outcomes it shares through Redis.
+    origin: String,
 }
 
 /// A candidate the lookup refused although it reached the global threshold: once the fresh
@@ -101,9 +103,6 @@ pub struct SemanticStats {
     pub floor: Option<f32>,
     pub serving: bool,
 }
-
-/// Outcomes the pool keeps (the most recent).
-const POOL_CAPACITY: usize = 4096;
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
@@ -141,6 +140,7 @@ impl SemanticCache {
             loaded: tokio::sync::OnceCell::new(),
             pool: pool.map(Mutex::new),
             floor: AtomicU32::new(floor.to_bits()),
+            origin: uuid::Uuid::new_v4().simple().to_string(),
         })
     }
 
@@ -269,7 +269,8 @@ impl SemanticCache {
         }
     }
 
-    /// Indexes every vector the shared tier holds (once, before the first lookup).
+    /// Indexes every vector the shared tier holds, then learns from the outcomes it holds
+    /// (once, before the first lookup).
     async fn load_shared(&self, now_ms: i64) {
         let Some(redis) = self.store.redis() else {
             return;
@@ -279,9 +280,19 @@ impl SemanticCache {
         for rec in records {
             self.accept(rec, now_ms);
         }
+        let outcomes = if self.pool.is_some() {
+            redis.load_outcomes().await
+        } else {
+            Vec::new()
+        };
+        let judged = outcomes.len();
+        for rec in outcomes {
+            self.apply_outcome(&rec.partition, &rec.key, rec.similarity, rec.correct);
+        }
         tracing::info!(
-            message = "Semantic cache index rebuilt from Redis.",
-            vectors = n
+            message = "Semantic cache rebuilt from Redis.",
+            vectors = n,
+            outcomes = judged
         );
     }
 
@@ -339,14 +350,37 @@ impl SemanticCache {
         index
     }
 
-    /// Records a verified outcome for the entry under `key` (from the judge).
-    pub fn record_outcome(&self, partition: &str, key: &str, similarity: f32, correct: bool) {
+    /// Records a verified outcome for the entry under `key` (from the judge), and shares it
+    /// with the other instances.
+    pub async fn record_outcome(&self, partition: &str, key: &str, similarity: f32, correct: bool) {
+        metrics::counter!("plexus_cache_judged_total", "outcome" => if correct { "agree" } else { "disagree" }).increment(1);
+        self.apply_outcome(partition, key, similarity, correct);
+        if let (Some(redis), Some(_)) = (self.store.redis(), &self.pool) {
+            let rec = OutcomeRecord {
+                partition: partition.to_owned(),
+                key: key.to_owned(),
+                similarity,
+                correct,
+                origin: self.origin.clone(),
+            };
+            redis.put_outcome(&rec).await;
+        }
+    }
+
+    /// Learns from an outcome another instance shared. Until this instance has loaded the
+    /// shared outcomes (before its first lookup) the load will bring it, so it is skipped here.
+    pub fn accept_outcome(&self, rec: OutcomeRecord) {
+        if rec.origin != self.origin && self.loaded.initialized() {
+            self.apply_outcome(&rec.partition, &rec.key, rec.similarity, rec.correct);
+        }
+    }
+
+    fn apply_outcome(&self, partition: &str, key: &str, similarity: f32, correct: bool) {
         if let Some(pool) = &self.pool {
             let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
             pool.record(similarity, correct);
             self.floor.store(pool.floor().to_bits(), Ordering::Relaxed);
         }
-        metrics::counter!("plexus_cache_judged_total", "outcome" => if correct { "agree" } else { "disagree" }).increment(1);
         let parts = read(&self.partitions);
         let Some(p) = parts.get(partition) else {
             return;

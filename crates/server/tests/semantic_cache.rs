@@ -383,3 +383,69 @@ async fn answers_that_disagree_keep_semantic_hits_off() {
     assert_eq!(stats["semantic"]["floor"], Value::Null);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn instances_share_what_the_judge_learned_through_redis() {
+    let Some(dir) = minilm_dir() else { return };
+    // A prefix of its own: the shared outcomes are cache-wide.
+    let prefix = format!("plexus:test:{}:", uuid::Uuid::new_v4().simple());
+    let top = format!(
+        "cache:\n  ttl: 1h\n  redis: '{}'\n  redis_prefix: '{prefix}'\n  semantic:\n    embedder: {{kind: local, path: '{dir}'}}\n    threshold: 0.8\n    max_false_hit_rate: 0.2\n    judge: {{sample_rate: 1.0, agreement: 0.9}}",
+        redis_url()
+    );
+    let models = "  - name: answers\n    targets: [{provider: oai, model: echo}]";
+    let a = Gateway::start_with(models, &top).await;
+    // B is running (and has looked up once) while A learns: outcomes reach it as they come.
+    let b = Gateway::start_with_mock_url(&a.mock.url(), models, &top).await;
+    b.chat(ask_model("answers", "Warm-up.", "Hello?")).await;
+    for round in 0..30 {
+        let topic = TOPICS[round % TOPICS.len()];
+        let sys = format!("Support desk {round}.");
+        a.chat(ask_model("answers", &sys, &format!("How do I {topic}?")))
+            .await;
+        let para = a
+            .chat(ask_model("answers", &sys, &format!("How can I {topic}?")))
+            .await;
+        assert_eq!(header(&para, "x-plexus-cache"), Some("miss"));
+        outcomes_reach(&a, round as u64 + 1).await;
+    }
+    assert_eq!(cache_stats(&a).await["semantic"]["serving"], true);
+    let stats = outcomes_reach(&b, 30).await;
+    assert_eq!(stats["semantic"]["serving"], true, "{stats}");
+    // C starts afterwards and loads them before its first lookup.
+    let c = Gateway::start_with_mock_url(&a.mock.url(), models, &top).await;
+    for (gw, sys) in [(&b, "Fresh desk B."), (&c, "Fresh desk C.")] {
+        gw.chat(ask_model("answers", sys, "How do I export my data?"))
+            .await;
+        let para = gw
+            .chat(ask_model("answers", sys, "How can I export my data?"))
+            .await;
+        assert_eq!(
+            header(&para, "x-plexus-cache"),
+            Some("semantic-hit"),
+            "{sys}"
+        );
+    }
+    let stats = cache_stats(&c).await;
+    assert!(
+        stats["semantic"]["outcomes"].as_u64().unwrap() >= 30,
+        "{stats}"
+    );
+    c.shutdown().await;
+    b.shutdown().await;
+    a.shutdown().await;
+    // The outcomes list has no expiry (it is bounded instead): drop this test's keys.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.contains(&format!("{prefix}outcomes")), "{keys:?}");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
