@@ -20,6 +20,9 @@
 //! a lookup that refused a candidate at or above the global threshold goes upstream anyway, so
 //! once its fresh answer is in, the candidate's cached answer is compared with it
 //! (`explore_rate`). That is how an empty pool learns without serving anything.
+//!
+//! With a Redis tier, instances share vectors and outcomes (announced on channels; the
+//! outcomes also kept in a bounded list), and each loads both before its first lookup.
 
 use crate::AppState;
 use plexus_cache::index::VectorIndex;

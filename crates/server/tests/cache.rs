@@ -410,6 +410,27 @@ async fn purges_by_model_tag_namespace_and_prefix() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403);
+    // The cache-wide statistics are for admins only.
+    let stats = |key: String| {
+        gw.http
+            .get(format!("{}/admin/cache", gw.url))
+            .bearer_auth(key)
+            .send()
+    };
+    assert_eq!(stats(member.clone()).await.unwrap().status(), 403);
+    let body: Value = stats(common::MASTER_KEY.to_owned())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["object"], "cache.stats");
+    assert_eq!(body["local_entries"], 0, "{body}");
+    assert_eq!(
+        body["semantic"],
+        Value::Null,
+        "no semantic cache configured"
+    );
     // Purges are audited.
     let audit: Value = gw
         .http
