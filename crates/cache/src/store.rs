@@ -59,6 +59,8 @@ pub struct VectorRecord {
 /// (and the entry's learned threshold) learns from it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutcomeRecord {
+    /// The model clients asked for: each has its own pool.
+    pub model: String,
     pub partition: String,
     /// The exact key of the entry that was judged.
     pub key: String,

@@ -198,7 +198,9 @@ impl ResponseCache {
         let (Some((question, partition)), Some(semantic)) = (&plan.semantic, &self.semantic) else {
             return Found::default();
         };
-        let found = semantic.lookup(state, question, partition).await;
+        let found = semantic
+            .lookup(state, &plan.model, question, partition)
+            .await;
         Found {
             hit: found.hit.map(|(entry, similarity)| Hit {
                 entry,
@@ -288,9 +290,12 @@ impl CacheFill {
                 .map(|c| answer_text(&c));
             self.cache.compare_later(
                 state,
-                probe.partition.clone(),
-                probe.entry.key.clone(),
-                probe.similarity,
+                Judged {
+                    model: probe.model.clone(),
+                    partition: probe.partition.clone(),
+                    key: probe.entry.key.clone(),
+                    similarity: probe.similarity,
+                },
                 probe.entry.body.clone(),
                 std::future::ready(fresh),
             );
@@ -345,9 +350,12 @@ impl ResponseCache {
         let (state2, chat) = (state.clone(), chat.clone());
         self.compare_later(
             state,
-            partition.clone(),
-            hit.entry.key.clone(),
-            similarity,
+            Judged {
+                model: plan.model.clone(),
+                partition: partition.clone(),
+                key: hit.entry.key.clone(),
+                similarity,
+            },
             hit.entry.body.clone(),
             async move { crate::chat::fresh_answer(&state2, &chat).await },
         );
@@ -358,9 +366,7 @@ impl ResponseCache {
     fn compare_later<F>(
         self: &Arc<Self>,
         state: &crate::AppState,
-        partition: String,
-        key: String,
-        similarity: f32,
+        judged: Judged,
         cached_body: String,
         fresh: F,
     ) where
@@ -394,11 +400,24 @@ impl ResponseCache {
                 let cosine: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
                 cosine >= agreement
             };
-            semantic
-                .record_outcome(&partition, &key, similarity, agrees)
-                .await;
+            let rec = semantic.outcome(
+                &judged.model,
+                &judged.partition,
+                &judged.key,
+                judged.similarity,
+                agrees,
+            );
+            semantic.record_outcome(rec).await;
         });
     }
+}
+
+/// The cached entry a judgement is about.
+struct Judged {
+    model: String,
+    partition: String,
+    key: String,
+    similarity: f32,
 }
 
 /// What the judge compares of an answer: the first choice's text, and its tool calls.

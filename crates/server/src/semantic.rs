@@ -11,9 +11,11 @@
 //! whether the cached answer was right for that question) is kept per entry, and an entry
 //! serves at the lowest similarity where the upper confidence bound of its error rate stays
 //! under `max_false_hit_rate`; a wrong answer at some similarity raises the entry's threshold
-//! above it. All outcomes together set a floor (`threshold::Pool`) that every entry serves at or
-//! above: the lowest similarity at which the pooled error rate's bound holds. The pool starts
-//! empty, and then the floor is `+inf`: no semantic hit is served before the evidence allows.
+//! above it. All outcomes of a model (the name clients ask for) together set a floor
+//! (`threshold::Pool`) that every entry of that model serves at or above: the lowest
+//! similarity at which the pooled error rate's bound holds. Per model, because how far apart two
+//! questions may be and still share an answer depends on what answers them. A pool starts empty,
+//! and then its floor is `+inf`: no semantic hit is served before the evidence allows.
 //!
 //! The outcomes come from the judge, in two ways. It re-asks the model for a sampled share of
 //! served hits and compares the answers (`sample_rate`). And it explores at no upstream cost:
@@ -66,19 +68,26 @@ pub struct SemanticCache {
     next_id: AtomicU64,
     /// The index is rebuilt from the shared tier before the first lookup.
     loaded: tokio::sync::OnceCell<()>,
-    /// Every verified outcome: the floor that keeps the false-hit rate under the bound while
-    /// entries lack evidence of their own (`None` without a judge: nothing is verified).
-    pool: Option<Mutex<Pool>>,
-    /// The pool's floor (`f32` bits), read on every lookup without the pool's lock.
-    floor: AtomicU32,
+    /// Every verified outcome, by model: the floors that keep the false-hit rate under the
+    /// bound while entries lack evidence of their own (unused without a judge: nothing is
+    /// verified, and the global threshold decides).
+    pools: RwLock<HashMap<String, Arc<ModelPool>>>,
     /// This instance, in the outcomes it shares through Redis.
     origin: String,
+}
+
+/// The pooled outcomes of one model.
+struct ModelPool {
+    pool: Mutex<Pool>,
+    /// The pool's floor (`f32` bits), read on every lookup without the pool's lock.
+    floor: AtomicU32,
 }
 
 /// A candidate the lookup refused although it reached the global threshold: once the fresh
 /// answer is in, the exploring judge compares it with this entry's.
 #[derive(Clone)]
 pub struct Probe {
+    pub model: String,
     pub partition: String,
     pub entry: Arc<Entry>,
     pub similarity: f32,
@@ -99,7 +108,15 @@ pub struct SemanticStats {
     pub partitions: usize,
     /// Whether served hits are bounded by verified outcomes (a judge is configured).
     pub bounded: bool,
-    /// Outcomes the pool holds, and how many were wrong.
+    /// Outcomes over every model's pool, and how many were wrong.
+    pub outcomes: usize,
+    pub wrong: usize,
+    /// Each model's pool.
+    pub models: std::collections::BTreeMap<String, PoolStats>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PoolStats {
     pub outcomes: usize,
     pub wrong: usize,
     /// The similarity every hit needs at least (`None`: nothing is served yet, or no bound).
@@ -129,11 +146,6 @@ impl SemanticCache {
             }
             EmbedderSettings::Model { model } => Embedding::Model(model.clone()),
         };
-        let pool = settings
-            .judge
-            .as_ref()
-            .map(|_| Pool::new(POOL_CAPACITY, settings.max_false_hit_rate));
-        let floor = pool.as_ref().map_or(f32::NEG_INFINITY, Pool::floor);
         Ok(SemanticCache {
             settings: settings.clone(),
             embedding,
@@ -141,8 +153,7 @@ impl SemanticCache {
             partitions: RwLock::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             loaded: tokio::sync::OnceCell::new(),
-            pool: pool.map(Mutex::new),
-            floor: AtomicU32::new(floor.to_bits()),
+            pools: RwLock::new(HashMap::new()),
             origin: uuid::Uuid::new_v4().simple().to_string(),
         })
     }
@@ -168,15 +179,32 @@ impl SemanticCache {
         }
     }
 
-    /// The similarity every hit needs at least.
-    fn floor(&self) -> f32 {
-        f32::from_bits(self.floor.load(Ordering::Relaxed))
+    fn bounded(&self) -> bool {
+        self.settings.judge.is_some() && self.settings.max_false_hit_rate < 1.0
+    }
+
+    /// The similarity every hit of `model` needs at least: its pool's floor, `+inf` before it
+    /// has one, `-inf` when nothing is bounded.
+    fn floor(&self, model: &str) -> f32 {
+        if !self.bounded() {
+            return f32::NEG_INFINITY;
+        }
+        match read(&self.pools).get(model) {
+            Some(p) => f32::from_bits(p.floor.load(Ordering::Relaxed)),
+            None => f32::INFINITY,
+        }
     }
 
     /// The best live neighbour at or above its threshold, with its similarity; else, when the
     /// exploring judge samples this lookup, the best live candidate refused at or above the
     /// global threshold.
-    pub async fn lookup(&self, state: &AppState, question: &str, partition: &str) -> Lookup {
+    pub async fn lookup(
+        &self,
+        state: &AppState,
+        model: &str,
+        question: &str,
+        partition: &str,
+    ) -> Lookup {
         self.loaded
             .get_or_init(|| self.load_shared(state.clock().now_unix_ms()))
             .await;
@@ -204,7 +232,7 @@ impl SemanticCache {
                 .filter_map(|(id, s)| p.members.get(&id).map(|m| (id, s, m.clone())))
                 .collect()
         };
-        let floor = self.floor();
+        let floor = self.floor(model);
         let global = self.settings.threshold;
         let mut refused = Vec::new();
         for (id, similarity, member) in candidates {
@@ -240,6 +268,7 @@ impl SemanticCache {
                     return Lookup {
                         hit: None,
                         probe: Some(Probe {
+                            model: model.to_owned(),
                             partition: partition.to_owned(),
                             entry,
                             similarity,
@@ -283,14 +312,14 @@ impl SemanticCache {
         for rec in records {
             self.accept(rec, now_ms);
         }
-        let outcomes = if self.pool.is_some() {
+        let outcomes = if self.settings.judge.is_some() {
             redis.load_outcomes().await
         } else {
             Vec::new()
         };
         let judged = outcomes.len();
         for rec in outcomes {
-            self.apply_outcome(&rec.partition, &rec.key, rec.similarity, rec.correct);
+            self.apply_outcome(&rec);
         }
         tracing::info!(
             message = "Semantic cache rebuilt from Redis.",
@@ -353,20 +382,31 @@ impl SemanticCache {
         index
     }
 
-    /// Records a verified outcome for the entry under `key` (from the judge), and shares it
-    /// with the other instances.
-    pub async fn record_outcome(&self, partition: &str, key: &str, similarity: f32, correct: bool) {
-        metrics::counter!("plexus_cache_judged_total", "outcome" => if correct { "agree" } else { "disagree" }).increment(1);
-        self.apply_outcome(partition, key, similarity, correct);
-        if let (Some(redis), Some(_)) = (self.store.redis(), &self.pool) {
-            let rec = OutcomeRecord {
-                partition: partition.to_owned(),
-                key: key.to_owned(),
-                similarity,
-                correct,
-                origin: self.origin.clone(),
-            };
+    /// Records a verified outcome (from the judge), and shares it with the other instances.
+    pub async fn record_outcome(&self, rec: OutcomeRecord) {
+        metrics::counter!("plexus_cache_judged_total", "outcome" => if rec.correct { "agree" } else { "disagree" }).increment(1);
+        self.apply_outcome(&rec);
+        if let (Some(redis), Some(_)) = (self.store.redis(), &self.settings.judge) {
             redis.put_outcome(&rec).await;
+        }
+    }
+
+    /// An outcome of this instance's judge, ready to record and share.
+    pub fn outcome(
+        &self,
+        model: &str,
+        partition: &str,
+        key: &str,
+        similarity: f32,
+        correct: bool,
+    ) -> OutcomeRecord {
+        OutcomeRecord {
+            model: model.to_owned(),
+            partition: partition.to_owned(),
+            key: key.to_owned(),
+            similarity,
+            correct,
+            origin: self.origin.clone(),
         }
     }
 
@@ -374,28 +414,41 @@ impl SemanticCache {
     /// shared outcomes (before its first lookup) the load will bring it, so it is skipped here.
     pub fn accept_outcome(&self, rec: OutcomeRecord) {
         if rec.origin != self.origin && self.loaded.initialized() {
-            self.apply_outcome(&rec.partition, &rec.key, rec.similarity, rec.correct);
+            self.apply_outcome(&rec);
         }
     }
 
-    fn apply_outcome(&self, partition: &str, key: &str, similarity: f32, correct: bool) {
-        if let Some(pool) = &self.pool {
-            let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
-            pool.record(similarity, correct);
-            self.floor.store(pool.floor().to_bits(), Ordering::Relaxed);
+    fn apply_outcome(&self, rec: &OutcomeRecord) {
+        if self.settings.judge.is_some() {
+            let pool = read(&self.pools).get(&rec.model).cloned();
+            let pool = pool.unwrap_or_else(|| {
+                write(&self.pools)
+                    .entry(rec.model.clone())
+                    .or_insert_with(|| {
+                        let pool = Pool::new(POOL_CAPACITY, self.settings.max_false_hit_rate);
+                        Arc::new(ModelPool {
+                            floor: AtomicU32::new(pool.floor().to_bits()),
+                            pool: Mutex::new(pool),
+                        })
+                    })
+                    .clone()
+            });
+            let mut p = pool.pool.lock().unwrap_or_else(|p| p.into_inner());
+            p.record(rec.similarity, rec.correct);
+            pool.floor.store(p.floor().to_bits(), Ordering::Relaxed);
         }
         let parts = read(&self.partitions);
-        let Some(p) = parts.get(partition) else {
+        let Some(p) = parts.get(&rec.partition) else {
             return;
         };
-        let Some(member) = p.by_key.get(key).and_then(|id| p.members.get(id)) else {
+        let Some(member) = p.by_key.get(&rec.key).and_then(|id| p.members.get(id)) else {
             return;
         };
         member
             .outcomes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .record(similarity, correct);
+            .record(rec.similarity, rec.correct);
     }
 
     pub fn stats(&self) -> SemanticStats {
@@ -403,23 +456,31 @@ impl SemanticCache {
             let parts = read(&self.partitions);
             (parts.values().map(|p| p.members.len()).sum(), parts.len())
         };
-        let (outcomes, wrong, bounded) = match &self.pool {
-            Some(pool) => {
-                let pool = pool.lock().unwrap_or_else(|p| p.into_inner());
-                let (n, wrong) = pool.counts();
-                (n, wrong, pool.bounded())
-            }
-            None => (0, 0, false),
-        };
-        let floor = self.floor();
+        let pools: Vec<(String, Arc<ModelPool>)> = read(&self.pools)
+            .iter()
+            .map(|(m, p)| (m.clone(), p.clone()))
+            .collect();
+        let mut models = std::collections::BTreeMap::new();
+        for (model, pool) in pools {
+            let (outcomes, wrong) = pool.pool.lock().unwrap_or_else(|p| p.into_inner()).counts();
+            let floor = self.floor(&model);
+            models.insert(
+                model,
+                PoolStats {
+                    outcomes,
+                    wrong,
+                    floor: floor.is_finite().then_some(floor),
+                    serving: floor < f32::INFINITY,
+                },
+            );
+        }
         SemanticStats {
             entries,
             partitions,
-            bounded,
-            outcomes,
-            wrong,
-            floor: floor.is_finite().then_some(floor),
-            serving: floor < f32::INFINITY,
+            bounded: self.bounded(),
+            outcomes: models.values().map(|p| p.outcomes).sum(),
+            wrong: models.values().map(|p| p.wrong).sum(),
+            models,
         }
     }
 

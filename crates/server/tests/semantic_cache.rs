@@ -297,7 +297,9 @@ const TOPICS: [&str; 20] = [
 
 async fn judged_gateway(dir: &str, model: &str) -> Gateway {
     Gateway::start_with(
-        &format!("  - name: answers\n    targets: [{{provider: oai, model: {model}}}]"),
+        &format!(
+            "  - name: answers\n    targets: [{{provider: oai, model: {model}}}]\n  - name: answers-b\n    targets: [{{provider: oai, model: {model}}}]"
+        ),
         &format!(
             "cache:\n  ttl: 1h\n  semantic:\n    embedder: {{kind: local, path: '{dir}'}}\n    threshold: 0.8\n    max_false_hit_rate: 0.2\n    judge: {{sample_rate: 1.0, agreement: 0.9}}"
         ),
@@ -319,7 +321,11 @@ async fn the_exploring_judge_learns_before_anything_is_served() {
     let gw = judged_gateway(&dir, "echo").await;
     let stats = cache_stats(&gw).await;
     assert_eq!(stats["semantic"]["bounded"], true);
-    assert_eq!(stats["semantic"]["serving"], false, "no evidence, no hits");
+    assert_eq!(
+        stats["semantic"]["models"],
+        json!({}),
+        "no evidence, no hits"
+    );
     let mut first_hit = None;
     for round in 0..40 {
         let topic = TOPICS[round % TOPICS.len()];
@@ -352,12 +358,27 @@ async fn the_exploring_judge_learns_before_anything_is_served() {
     // 30 before it serves anything.
     assert_eq!(first_hit, Some(30));
     let stats = cache_stats(&gw).await;
-    assert_eq!(stats["semantic"]["serving"], true);
-    let floor = stats["semantic"]["floor"].as_f64().unwrap();
+    let pool = &stats["semantic"]["models"]["answers"];
+    assert_eq!(pool["serving"], true, "{stats}");
+    let floor = pool["floor"].as_f64().unwrap();
     assert!((0.8..1.0).contains(&floor), "{stats}");
     // The hit is re-checked too (sample_rate 1), and agrees.
     let stats = outcomes_reach(&gw, 31).await;
     assert_eq!(stats["semantic"]["wrong"], 0, "{stats}");
+    // Another model has a pool of its own: what `answers` learned does not open it.
+    let sys = "Support desk for the other model.";
+    gw.chat(ask_model("answers-b", sys, "How do I reset my password?"))
+        .await;
+    let para = gw
+        .chat(ask_model("answers-b", sys, "How can I reset my password?"))
+        .await;
+    assert_eq!(header(&para, "x-plexus-cache"), Some("miss"));
+    let stats = outcomes_reach(&gw, 32).await;
+    assert_eq!(
+        stats["semantic"]["models"]["answers-b"]["outcomes"], 1,
+        "{stats}"
+    );
+    assert_eq!(stats["semantic"]["models"]["answers-b"]["serving"], false);
     gw.shutdown().await;
 }
 
@@ -379,8 +400,9 @@ async fn answers_that_disagree_keep_semantic_hits_off() {
     }
     let stats = cache_stats(&gw).await;
     assert_eq!(stats["semantic"]["wrong"], 20, "{stats}");
-    assert_eq!(stats["semantic"]["serving"], false);
-    assert_eq!(stats["semantic"]["floor"], Value::Null);
+    let pool = &stats["semantic"]["models"]["answers"];
+    assert_eq!(pool["serving"], false, "{stats}");
+    assert_eq!(pool["floor"], Value::Null);
     gw.shutdown().await;
 }
 
@@ -409,9 +431,15 @@ async fn instances_share_what_the_judge_learned_through_redis() {
         assert_eq!(header(&para, "x-plexus-cache"), Some("miss"));
         outcomes_reach(&a, round as u64 + 1).await;
     }
-    assert_eq!(cache_stats(&a).await["semantic"]["serving"], true);
+    assert_eq!(
+        cache_stats(&a).await["semantic"]["models"]["answers"]["serving"],
+        true
+    );
     let stats = outcomes_reach(&b, 30).await;
-    assert_eq!(stats["semantic"]["serving"], true, "{stats}");
+    assert_eq!(
+        stats["semantic"]["models"]["answers"]["serving"], true,
+        "{stats}"
+    );
     // C starts afterwards and loads them before its first lookup.
     let c = Gateway::start_with_mock_url(&a.mock.url(), models, &top).await;
     for (gw, sys) in [(&b, "Fresh desk B."), (&c, "Fresh desk C.")] {
