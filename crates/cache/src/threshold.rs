@@ -59,12 +59,13 @@ impl Outcomes {
     }
 }
 
-/// Outcomes pooled over a whole cache: the bound that holds while entries lack evidence of
-/// their own. Its floor is the lowest similarity at which the pooled error rate's Wilson upper
-/// bound, over the outcomes at or above it, is under `delta` (see `compute`). Without such a similarity (no
-/// evidence yet, or evidence that nothing it has seen is safe enough) the floor is `+inf`: the
-/// cache serves no semantic hit until the evidence says it may. Entries serve at the higher of
-/// their own threshold and this floor. A `delta` of 1 bounds nothing: the floor is `-inf`.
+/// Outcomes pooled over many entries (the gateway keeps one pool per model): the bound that
+/// holds while entries lack evidence of their own. Its floor is the lowest similarity at which
+/// the pooled error rate's Wilson upper bound, over the outcomes at or above it, is under
+/// `delta` (see `compute`). Without such a similarity (no evidence yet, or evidence that
+/// nothing it has seen is safe enough) the floor is `+inf`: no semantic hit is served until the
+/// evidence says it may. Entries serve at the higher of their own threshold and this floor. A
+/// `delta` of 1 bounds nothing: the floor is `-inf`.
 ///
 /// The evidence comes from the judge: sampled re-checks of served hits, and the exploring judge,
 /// which compares a refused candidate's cached answer with the fresh answer fetched for that
