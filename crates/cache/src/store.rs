@@ -364,7 +364,8 @@ impl CacheStore {
         Some(entry)
     }
 
-    pub async fn put(&self, entry: Entry) {
+    pub async fn put(&self, entry: impl Into<Arc<Entry>>) {
+        let entry: Arc<Entry> = entry.into();
         let ttl_ms = entry.expires_ms - self.clock.now_unix_ms();
         if ttl_ms <= 0 {
             return;
@@ -372,7 +373,7 @@ impl CacheStore {
         if let Some(r) = &self.redis {
             r.put(&entry, Duration::from_millis(ttl_ms as u64)).await;
         }
-        self.local.insert(entry.key.clone(), Arc::new(entry));
+        self.local.insert(entry.key.clone(), entry);
     }
 
     /// Purges matching entries from this process only (a message from another instance).

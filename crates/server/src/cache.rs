@@ -215,17 +215,18 @@ impl ResponseCache {
         self.coalescer.join(key)
     }
 
-    /// Stores an answer (`body`: an OpenAI chat completion) under the plan's key, and in the
-    /// semantic index when that is on.
+    /// Stores an answer (`body`: an OpenAI chat completion) under the plan's key, and has its
+    /// question indexed for the semantic cache in the background (embedding it takes
+    /// milliseconds the response does not wait for).
     pub async fn fill(
-        &self,
+        self: &Arc<Self>,
         state: &crate::AppState,
         plan: &Plan,
         body: String,
         served_by: String,
     ) -> Arc<Entry> {
         let now = self.clock.now_unix_ms();
-        let entry = Entry {
+        let entry = Arc::new(Entry {
             key: plan.key.clone(),
             namespace: plan.namespace.clone(),
             model: plan.model.clone(),
@@ -234,12 +235,20 @@ impl ResponseCache {
             expires_ms: now + i64::try_from(plan.ttl.as_millis()).unwrap_or(i64::MAX / 2),
             served_by,
             body,
-        };
+        });
         self.store.put(entry.clone()).await;
-        if let (Some(semantic), Some((question, partition))) = (&self.semantic, &plan.semantic) {
-            semantic.insert(state, question, partition, &entry).await;
+        if let (Some(_), Some((question, partition))) = (&self.semantic, &plan.semantic) {
+            let (cache, state2, entry) = (self.clone(), state.clone(), entry.clone());
+            let (question, partition) = (question.clone(), partition.clone());
+            state.tasks().spawn(async move {
+                if let Some(semantic) = &cache.semantic {
+                    semantic
+                        .insert(&state2, &question, &partition, &entry)
+                        .await;
+                }
+            });
         }
-        Arc::new(entry)
+        entry
     }
 
     /// Purges matching entries everywhere (semantic neighbours of purged entries are dropped

@@ -191,6 +191,12 @@ impl AppState {
         &self.inner.limiter
     }
 
+    /// Whether no short background job (indexing a question, judging an answer) is running:
+    /// what tests wait for before they look at the results.
+    pub fn background_idle(&self) -> bool {
+        self.inner.tasks.is_empty()
+    }
+
     pub(crate) fn tasks(&self) -> &tokio_util::task::TaskTracker {
         &self.inner.tasks
     }

@@ -286,19 +286,20 @@ impl SemanticCache {
         let Some(vector) = self.embed(state, question).await else {
             return;
         };
-        self.insert_vector(partition, &entry.key, &vector);
+        // Shared first: once this instance lists the entry, other instances can find it too.
         if let Some(redis) = self.store.redis() {
             let ttl_ms = entry.expires_ms - entry.created_ms;
             let rec = VectorRecord {
                 partition: partition.to_owned(),
                 key: entry.key.clone(),
-                vector,
+                vector: vector.clone(),
                 expires_ms: entry.expires_ms,
             };
             redis
                 .put_vector(&rec, std::time::Duration::from_millis(ttl_ms.max(1) as u64))
                 .await;
         }
+        self.insert_vector(partition, &entry.key, &vector);
     }
 
     /// Indexes every vector the shared tier holds, then learns from the outcomes it holds

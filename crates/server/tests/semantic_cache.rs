@@ -28,6 +28,22 @@ fn minilm_dir() -> Option<String> {
     }
 }
 
+/// Sends a request that must miss, and waits until its question is indexed (in the
+/// background, after the answer): what comes next can then find it.
+async fn miss_indexed(gw: &Gateway, body: Value) -> reqwest::Response {
+    let resp = gw.chat(body).await;
+    assert_eq!(header(&resp, "x-plexus-cache"), Some("miss"));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !gw.state.background_idle() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the question was never indexed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    resp
+}
+
 async fn start(dir: &str) -> Gateway {
     Gateway::start_with(
         "",
@@ -43,8 +59,7 @@ async fn paraphrases_hit_and_unrelated_questions_miss() {
     let Some(dir) = minilm_dir() else { return };
     let gw = start(&dir).await;
     let sys = "You are a support agent.";
-    let first = gw.chat(ask(sys, "How do I reset my password?")).await;
-    assert_eq!(header(&first, "x-plexus-cache"), Some("miss"));
+    let first = miss_indexed(&gw, ask(sys, "How do I reset my password?")).await;
     let answer: Value = first.json().await.unwrap();
 
     let para = gw.chat(ask(sys, "How can I reset my password?")).await;
@@ -77,7 +92,7 @@ async fn semantic_entries_stay_within_their_tenant_and_settings() {
     let Some(dir) = minilm_dir() else { return };
     let gw = start(&dir).await;
     let sys = "Answer briefly.";
-    gw.chat(ask(sys, "What time zone is Tokyo in?")).await;
+    miss_indexed(&gw, ask(sys, "What time zone is Tokyo in?")).await;
     // Another team's key does not see it.
     let _ = gw
         .post("/admin/teams")
@@ -131,11 +146,7 @@ async fn a_provider_embeddings_model_can_embed_for_the_cache() {
         "cache:\n  ttl: 1h\n  semantic:\n    embedder: {kind: model, model: embed}\n    threshold: 0.99",
     )
     .await;
-    let q = ask("sys", "Name three prime numbers.");
-    assert_eq!(
-        header(&gw.chat(q.clone()).await, "x-plexus-cache"),
-        Some("miss")
-    );
+    miss_indexed(&gw, ask("sys", "Name three prime numbers.")).await;
     let embed_calls = gw
         .mock
         .requests()
@@ -167,25 +178,14 @@ async fn instances_share_semantic_entries_through_redis() {
     // A question no earlier run asked (the shared tier outlives test runs).
     let topic = uuid::Uuid::new_v4().simple().to_string();
     let sys = format!("Support for product {topic}.");
-    assert_eq!(
-        header(
-            &a.chat(ask(&sys, "How do I reset my password?")).await,
-            "x-plexus-cache"
-        ),
-        Some("miss")
-    );
+    // (Indexed here means shared too: the vector goes to Redis first.)
+    miss_indexed(&a, ask(&sys, "How do I reset my password?")).await;
     // An instance started afterwards rebuilds its index from Redis.
     let b = Gateway::start_with_mock_url(&a.mock.url(), "", &top).await;
     let resp = b.chat(ask(&sys, "How can I reset my password?")).await;
     assert_eq!(header(&resp, "x-plexus-cache"), Some("semantic-hit"));
     // And an entry filled on B reaches A's running index.
-    assert_eq!(
-        header(
-            &b.chat(ask(&sys, "Where can I download my invoices?")).await,
-            "x-plexus-cache"
-        ),
-        Some("miss")
-    );
+    miss_indexed(&b, ask(&sys, "Where can I download my invoices?")).await;
     // (Announced on a Redis channel: each try is a new wording, so a miss does not fill the
     // entry the next try would find.)
     let mut kind = None;
@@ -220,8 +220,7 @@ async fn the_judge_raises_the_threshold_of_an_entry_it_finds_wrong() {
     )
     .await;
     let sys = "sys";
-    gw.chat(ask(sys, "What is the best way to learn French?"))
-        .await;
+    miss_indexed(&gw, ask(sys, "What is the best way to learn French?")).await;
     // A loose threshold lets a different question in once...
     let resp = gw
         .chat(ask(sys, "What is the best way to learn German?"))
@@ -332,10 +331,11 @@ async fn the_exploring_judge_learns_before_anything_is_served() {
         // One partition per round (topics come round again under another system prompt): the
         // only neighbour of the paraphrase is its original.
         let sys = format!("Support desk {round}.");
-        let original = gw
-            .chat(ask_model("answers", &sys, &format!("How do I {topic}?")))
-            .await;
-        assert_eq!(header(&original, "x-plexus-cache"), Some("miss"));
+        let original = miss_indexed(
+            &gw,
+            ask_model("answers", &sys, &format!("How do I {topic}?")),
+        )
+        .await;
         let cached: Value = original.json().await.unwrap();
         let before = cache_stats(&gw).await["semantic"]["outcomes"]
             .as_u64()
@@ -367,8 +367,11 @@ async fn the_exploring_judge_learns_before_anything_is_served() {
     assert_eq!(stats["semantic"]["wrong"], 0, "{stats}");
     // Another model has a pool of its own: what `answers` learned does not open it.
     let sys = "Support desk for the other model.";
-    gw.chat(ask_model("answers-b", sys, "How do I reset my password?"))
-        .await;
+    miss_indexed(
+        &gw,
+        ask_model("answers-b", sys, "How do I reset my password?"),
+    )
+    .await;
     let para = gw
         .chat(ask_model("answers-b", sys, "How can I reset my password?"))
         .await;
@@ -390,8 +393,11 @@ async fn answers_that_disagree_keep_semantic_hits_off() {
     let gw = judged_gateway(&dir, "gpt-4o-mini").await;
     for (round, topic) in TOPICS.iter().enumerate() {
         let sys = format!("Support desk {round}.");
-        gw.chat(ask_model("answers", &sys, &format!("How do I {topic}?")))
-            .await;
+        miss_indexed(
+            &gw,
+            ask_model("answers", &sys, &format!("How do I {topic}?")),
+        )
+        .await;
         let para = gw
             .chat(ask_model("answers", &sys, &format!("How can I {topic}?")))
             .await;
@@ -423,8 +429,11 @@ async fn instances_share_what_the_judge_learned_through_redis() {
     for round in 0..30 {
         let topic = TOPICS[round % TOPICS.len()];
         let sys = format!("Support desk {round}.");
-        a.chat(ask_model("answers", &sys, &format!("How do I {topic}?")))
-            .await;
+        miss_indexed(
+            &a,
+            ask_model("answers", &sys, &format!("How do I {topic}?")),
+        )
+        .await;
         let para = a
             .chat(ask_model("answers", &sys, &format!("How can I {topic}?")))
             .await;
@@ -443,8 +452,7 @@ async fn instances_share_what_the_judge_learned_through_redis() {
     // C starts afterwards and loads them before its first lookup.
     let c = Gateway::start_with_mock_url(&a.mock.url(), models, &top).await;
     for (gw, sys) in [(&b, "Fresh desk B."), (&c, "Fresh desk C.")] {
-        gw.chat(ask_model("answers", sys, "How do I export my data?"))
-            .await;
+        miss_indexed(gw, ask_model("answers", sys, "How do I export my data?")).await;
         let para = gw
             .chat(ask_model("answers", sys, "How can I export my data?"))
             .await;
