@@ -237,10 +237,14 @@ impl ResponseCache {
             body,
         });
         self.store.put(entry.clone()).await;
-        if let (Some(_), Some((question, partition))) = (&self.semantic, &plan.semantic) {
+        if let (Some(semantic), Some((question, partition))) = (&self.semantic, &plan.semantic) {
+            let Some(ticket) = semantic.admit_background() else {
+                return entry;
+            };
             let (cache, state2, entry) = (self.clone(), state.clone(), entry.clone());
             let (question, partition) = (question.clone(), partition.clone());
             state.tasks().spawn(async move {
+                let _ticket = ticket;
                 if let Some(semantic) = &cache.semantic {
                     semantic
                         .insert(&state2, &question, &partition, &entry)
@@ -381,12 +385,19 @@ impl ResponseCache {
     ) where
         F: std::future::Future<Output = Option<String>> + Send + 'static,
     {
-        let Some(judge) = self.semantic.as_ref().and_then(|s| s.judge()) else {
+        let Some(semantic) = &self.semantic else {
+            return;
+        };
+        let Some(judge) = semantic.judge() else {
             return;
         };
         let agreement = judge.agreement;
+        let Some(ticket) = semantic.admit_background() else {
+            return;
+        };
         let (cache, state2) = (self.clone(), state.clone());
         state.tasks().spawn(async move {
+            let _ticket = ticket;
             let Some(fresh) = fresh.await else {
                 return;
             };
@@ -401,8 +412,8 @@ impl ResponseCache {
                 true
             } else {
                 let (Some(a), Some(b)) = (
-                    semantic.embed(&state2, &cached).await,
-                    semantic.embed(&state2, &fresh).await,
+                    semantic.embed_background(&state2, &cached).await,
+                    semantic.embed_background(&state2, &fresh).await,
                 ) else {
                     return;
                 };

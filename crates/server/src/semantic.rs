@@ -74,6 +74,24 @@ pub struct SemanticCache {
     pools: RwLock<HashMap<String, Arc<ModelPool>>>,
     /// This instance, in the outcomes it shares through Redis.
     origin: String,
+    /// Background embeddings (indexing, judging) running at once: at most half the cores, so
+    /// lookups, which a request waits for, keep the rest.
+    background_permits: tokio::sync::Semaphore,
+    /// Background jobs admitted and not finished; past `MAX_BACKGROUND_QUEUED` new ones are
+    /// dropped (a cache is best-effort; memory is not).
+    background_queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Background jobs that may wait for an embedding permit.
+const MAX_BACKGROUND_QUEUED: usize = 1024;
+
+/// A background job's place in the queue, given back when it is dropped.
+pub struct BackgroundTicket(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for BackgroundTicket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The pooled outcomes of one model.
@@ -155,6 +173,10 @@ impl SemanticCache {
             loaded: tokio::sync::OnceCell::new(),
             pools: RwLock::new(HashMap::new()),
             origin: uuid::Uuid::new_v4().simple().to_string(),
+            background_permits: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            ),
+            background_queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         })
     }
 
@@ -177,6 +199,23 @@ impl SemanticCache {
             }
             Embedding::Model(name) => crate::embeddings::embed_via(state, name, text).await,
         }
+    }
+
+    /// A place for a background job, or `None` when too many wait (the job is skipped).
+    pub fn admit_background(&self) -> Option<BackgroundTicket> {
+        let queued = &self.background_queued;
+        if queued.fetch_add(1, Ordering::Relaxed) >= MAX_BACKGROUND_QUEUED {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            metrics::counter!("plexus_cache_background_dropped_total").increment(1);
+            return None;
+        }
+        Some(BackgroundTicket(queued.clone()))
+    }
+
+    /// Embeds for a background job, within the background's share of the cores.
+    pub async fn embed_background(&self, state: &AppState, text: &str) -> Option<Vec<f32>> {
+        let _permit = self.background_permits.acquire().await.ok()?;
+        self.embed(state, text).await
     }
 
     fn bounded(&self) -> bool {
@@ -283,7 +322,7 @@ impl SemanticCache {
 
     /// Indexes the question of a freshly stored entry, and shares it through Redis.
     pub async fn insert(&self, state: &AppState, question: &str, partition: &str, entry: &Entry) {
-        let Some(vector) = self.embed(state, question).await else {
+        let Some(vector) = self.embed_background(state, question).await else {
             return;
         };
         // Shared first: once this instance lists the entry, other instances can find it too.
@@ -487,5 +526,59 @@ impl SemanticCache {
 
     pub fn judge(&self) -> Option<&plexus_core::config::JudgeSettings> {
         self.settings.judge.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use plexus_core::clock::SystemClock;
+
+    fn cache(judge: bool) -> SemanticCache {
+        let settings = SemanticSettings {
+            embedder: EmbedderSettings::Model {
+                model: "embed".into(),
+            },
+            threshold: 0.9,
+            input: SemanticInput::LastUser,
+            max_false_hit_rate: 0.2,
+            judge: judge.then_some(plexus_core::config::JudgeSettings {
+                sample_rate: 1.0,
+                explore_rate: 1.0,
+                agreement: 0.9,
+            }),
+        };
+        let store = Arc::new(CacheStore::new(1 << 20, None, Arc::new(SystemClock)));
+        SemanticCache::new(&settings, store).unwrap()
+    }
+
+    #[test]
+    fn background_work_past_the_queue_bound_is_dropped() {
+        let c = cache(true);
+        let held: Vec<_> = (0..MAX_BACKGROUND_QUEUED)
+            .map(|_| c.admit_background().unwrap())
+            .collect();
+        assert!(c.admit_background().is_none(), "the queue is full");
+        drop(held);
+        assert!(c.admit_background().is_some(), "tickets are given back");
+    }
+
+    #[test]
+    fn each_model_has_its_own_pool_and_none_serves_without_evidence() {
+        let c = cache(true);
+        assert_eq!(c.floor("a"), f32::INFINITY);
+        for _ in 0..40 {
+            c.apply_outcome(&c.outcome("a", "p", "k", 0.97, true));
+        }
+        assert_eq!(c.floor("a"), 0.97);
+        assert_eq!(c.floor("b"), f32::INFINITY, "a's evidence is not b's");
+        let stats = c.stats();
+        assert_eq!((stats.outcomes, stats.models["a"].outcomes), (40, 40));
+        assert!(stats.models["a"].serving && stats.bounded);
+        // Without a judge nothing is verified: the global threshold alone decides.
+        let unjudged = cache(false);
+        assert_eq!(unjudged.floor("a"), f32::NEG_INFINITY);
+        assert!(!unjudged.stats().bounded);
     }
 }
