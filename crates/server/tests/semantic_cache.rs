@@ -426,6 +426,26 @@ async fn instances_share_what_the_judge_learned_through_redis() {
     // B is running (and has looked up once) while A learns: outcomes reach it as they come.
     let b = Gateway::start_with_mock_url(&a.mock.url(), models, &top).await;
     b.chat(ask_model("answers", "Warm-up.", "Hello?")).await;
+    // Both listen on the outcomes channel before A learns anything.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, listeners): (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(format!("{prefix}outcomes"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if listeners >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{listeners} listening"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     for round in 0..30 {
         let topic = TOPICS[round % TOPICS.len()];
         let sys = format!("Support desk {round}.");
@@ -471,8 +491,6 @@ async fn instances_share_what_the_judge_learned_through_redis() {
     b.shutdown().await;
     a.shutdown().await;
     // The outcomes list has no expiry (it is bounded instead): drop this test's keys.
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query_async(&mut conn)
