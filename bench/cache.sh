@@ -10,39 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-20}"
 CONNS="${2:-64}"
-THREADS=2
-PROFILE="${BENCH_PROFILE:-bench-release}"
+. bench/lib.sh
+start_servers bench/plexus-cache.yaml
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-if [ -n "${BENCH_BIN:-}" ]; then
-  BIN="$BENCH_BIN"
-else
-  cargo build --profile "$PROFILE" --bin plexus
-  BIN="target/$PROFILE/plexus"
-fi
-rm -f bench/plexus-bench.db*
-
-cleanup() { kill "${GW_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-PIN_LOAD=""
-PIN_GW=""
-if [ "${BENCH_PIN:-0}" = 1 ]; then
-  PIN_LOAD="taskset -c 0"
-  PIN_GW="taskset -c 1"
-  THREADS=1
-fi
-PLEXUS_LOG=warn $PIN_LOAD "$BIN" mock --listen 127.0.0.1:4010 >/dev/null &
-MOCK_PID=$!
-PLEXUS_LOG=warn $PIN_GW "$BIN" serve --config bench/plexus-cache.yaml >/dev/null &
-GW_PID=$!
-for _ in $(seq 100); do
-  curl -sf http://127.0.0.1:4000/health >/dev/null && break
-  sleep 0.1
-done
-
-TICKS=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run_wrk() { BENCH_MODEL=gpt $PIN_LOAD wrk -t"$THREADS" -c"$CONNS" -d"$1" --latency -s bench/chat.lua http://127.0.0.1:4000/v1/chat/completions; }
 
 echo "warm-up (5 s)..."

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{sse_data, Gateway};
+use common::{redis_url, sse_data, Gateway};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -466,10 +466,6 @@ async fn changing_a_models_target_invalidates_its_entries() {
     let resp = gw.chat(ask("gpt", "stable question")).await;
     assert_eq!(header(&resp, "x-plexus-cache"), Some("miss"));
     gw.shutdown().await;
-}
-
-fn redis_url() -> String {
-    std::env::var("PLEXUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 #[tokio::test]

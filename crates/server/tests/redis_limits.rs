@@ -4,13 +4,9 @@
 
 mod common;
 
-use common::{user, Gateway};
+use common::{redis_url, user, Gateway};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn redis_url() -> String {
-    std::env::var("PLEXUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 /// A model name no other test run uses, so its limit keys in Redis are fresh.
 fn unique_model() -> String {

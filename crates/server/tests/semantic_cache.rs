@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Gateway;
+use common::{redis_url, Gateway};
 use serde_json::{json, Value};
 
 fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
@@ -33,15 +33,29 @@ fn minilm_dir() -> Option<String> {
 async fn miss_indexed(gw: &Gateway, body: Value) -> reqwest::Response {
     let resp = gw.chat(body).await;
     assert_eq!(header(&resp, "x-plexus-cache"), Some("miss"));
+    settled(gw).await;
+    resp
+}
+
+/// Waits until the gateway's background work (indexing, judging) is done.
+async fn settled(gw: &Gateway) {
+    eventually("background work to finish", || async {
+        gw.state.background_idle()
+    })
+    .await;
+}
+
+/// Polls `done` until it holds; fails after 20 s, naming `what` it waited for.
+async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !gw.state.background_idle() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the question was never indexed"
-        );
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "waited for {what}");
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    resp
 }
 
 async fn start(dir: &str) -> Gateway {
@@ -163,10 +177,6 @@ async fn a_provider_embeddings_model_can_embed_for_the_cache() {
     gw.shutdown().await;
 }
 
-fn redis_url() -> String {
-    std::env::var("PLEXUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 #[tokio::test]
 async fn instances_share_semantic_entries_through_redis() {
     let Some(dir) = minilm_dir() else { return };
@@ -186,23 +196,13 @@ async fn instances_share_semantic_entries_through_redis() {
     assert_eq!(header(&resp, "x-plexus-cache"), Some("semantic-hit"));
     // And an entry filled on B reaches A's running index.
     miss_indexed(&b, ask(&sys, "Where can I download my invoices?")).await;
-    // (Announced on a Redis channel: each try is a new wording, so a miss does not fill the
-    // entry the next try would find.)
-    let mut kind = None;
-    for wording in [
-        "Where do I download my invoices?",
-        "Where can I download invoices?",
-        "Where could I download my invoices?",
-        "How can I download my invoices?",
-    ] {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let resp = a.chat(ask(&sys, wording)).await;
-        kind = header(&resp, "x-plexus-cache").map(str::to_owned);
-        if kind.as_deref() == Some("semantic-hit") {
-            break;
-        }
-    }
-    assert_eq!(kind.as_deref(), Some("semantic-hit"));
+    // (Announced on a Redis channel: A then indexes two questions, its own and B's.)
+    eventually("B's entry in A's index", || async {
+        cache_stats(&a).await["semantic"]["entries"].as_u64() >= Some(2)
+    })
+    .await;
+    let resp = a.chat(ask(&sys, "Where do I download my invoices?")).await;
+    assert_eq!(header(&resp, "x-plexus-cache"), Some("semantic-hit"));
     b.shutdown().await;
     a.shutdown().await;
 }
@@ -227,18 +227,11 @@ async fn the_judge_raises_the_threshold_of_an_entry_it_finds_wrong() {
         .await;
     assert_eq!(header(&resp, "x-plexus-cache"), Some("semantic-hit"));
     // ...the judge's fresh answer disagrees, and the entry stops serving at that similarity.
-    let mut kind = None;
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-        let resp = gw
-            .chat(ask(sys, "What is the best way to learn German?"))
-            .await;
-        kind = header(&resp, "x-plexus-cache").map(str::to_owned);
-        if kind.as_deref() != Some("semantic-hit") {
-            break;
-        }
-    }
-    assert_eq!(kind.as_deref(), Some("miss"));
+    settled(&gw).await;
+    let resp = gw
+        .chat(ask(sys, "What is the best way to learn German?"))
+        .await;
+    assert_eq!(header(&resp, "x-plexus-cache"), Some("miss"));
     gw.shutdown().await;
 }
 
@@ -257,18 +250,11 @@ async fn cache_stats(gw: &Gateway) -> Value {
 
 /// Waits until the judge has recorded `n` outcomes in all (it works in the background).
 async fn outcomes_reach(gw: &Gateway, n: u64) -> Value {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let stats = cache_stats(gw).await;
-        if stats["semantic"]["outcomes"].as_u64().unwrap() >= n {
-            return stats;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the judge recorded no outcome {n}: {stats}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(&format!("outcome {n}"), || async {
+        cache_stats(gw).await["semantic"]["outcomes"].as_u64() >= Some(n)
+    })
+    .await;
+    cache_stats(gw).await
 }
 
 const TOPICS: [&str; 20] = [
@@ -429,23 +415,20 @@ async fn instances_share_what_the_judge_learned_through_redis() {
     // Both listen on the outcomes channel before A learns anything.
     let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (_, listeners): (String, u64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(format!("{prefix}outcomes"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if listeners >= 2 {
-            break;
+    eventually("both instances on the outcomes channel", || {
+        let mut conn = conn.clone();
+        let channel = format!("{prefix}outcomes");
+        async move {
+            let (_, listeners): (String, u64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(channel)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            listeners >= 2
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{listeners} listening"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     for round in 0..30 {
         let topic = TOPICS[round % TOPICS.len()];
         let sys = format!("Support desk {round}.");

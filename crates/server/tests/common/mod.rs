@@ -25,6 +25,10 @@ pub fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+pub fn redis_url() -> String {
+    std::env::var("PLEXUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
 /// A migrated store in a fresh schema of the local PostgreSQL.
 pub async fn postgres_store() -> (Store, String) {
     let schema = format!("plexus_t_{}", uuid::Uuid::new_v4().simple());
