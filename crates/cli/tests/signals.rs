@@ -165,7 +165,7 @@ async fn sigterm_drains_in_flight_requests_and_flushes_the_log() {
         .await
         .unwrap();
     let row = store
-        .request_by_id("drain-me")
+        .request_by_client_id("drain-me")
         .await
         .unwrap()
         .expect("row flushed at shutdown");

@@ -180,7 +180,36 @@ pub struct ProviderConfig {
     pub stream_usage: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A target's price in USD per million tokens, overriding the catalog.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    /// The price of prompt tokens read from the provider's prompt cache; `None` bills them
+    /// at `input_per_mtok`.
+    pub cached_input_per_mtok: Option<f64>,
+}
+
+impl Price {
+    /// The cost of a call with these token counts (cached prompt tokens at the cached rate
+    /// when given, else the input rate; reasoning tokens are part of completion tokens and
+    /// not billed twice).
+    ///
+    /// Follows the OpenAI usage convention, like [`crate::catalog::ModelInfo::cost_usd`]:
+    /// `cached_tokens` are part of `prompt_tokens` (clamped to it), so only the uncached
+    /// rest is billed at the input rate.
+    pub fn cost_usd(&self, prompt_tokens: u64, completion_tokens: u64, cached_tokens: u64) -> f64 {
+        let cached = cached_tokens.min(prompt_tokens);
+        let uncached = prompt_tokens - cached;
+        let cached_rate = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
+        (uncached as f64 * self.input_per_mtok
+            + cached as f64 * cached_rate
+            + completion_tokens as f64 * self.output_per_mtok)
+            / 1_000_000.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetConfig {
     /// Index into [`Config::providers`].
     pub provider: usize,
@@ -190,9 +219,11 @@ pub struct TargetConfig {
     /// The provider account's own limits for this target (requests and tokens per minute).
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
+    /// The configured price, which overrides the catalog's; `None` leaves it to the catalog.
+    pub price: Option<Price>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     pub name: String,
     pub targets: Vec<TargetConfig>,
@@ -212,6 +243,7 @@ impl TargetConfig {
             weight: 1,
             rpm: None,
             tpm: None,
+            price: None,
         }
     }
 }
@@ -646,7 +678,15 @@ struct RawProvider {
 #[serde(deny_unknown_fields)]
 struct RawModel {
     name: String,
-    targets: Vec<RawTarget>,
+    /// Exactly one of `targets`, `select` and `orchestrate` (checked in [`validate`]).
+    #[serde(default, deserialize_with = "present")]
+    targets: Option<Vec<RawTarget>>,
+    /// Not available yet: accepted only to refuse it by name.
+    #[serde(default, deserialize_with = "present")]
+    select: Option<serde_yaml::Value>,
+    /// Not available yet: accepted only to refuse it by name.
+    #[serde(default, deserialize_with = "present")]
+    orchestrate: Option<serde_yaml::Value>,
     #[serde(default)]
     balance: Balance,
     #[serde(default)]
@@ -664,6 +704,25 @@ struct RawTarget {
     weight: Option<u32>,
     rpm: Option<u64>,
     tpm: Option<u64>,
+    price: Option<RawPrice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input_per_mtok: f64,
+    output_per_mtok: f64,
+    cached_input_per_mtok: Option<f64>,
+}
+
+/// A key that is present (even as `null`) becomes `Some`; with `#[serde(default)]` an absent
+/// one stays `None`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -1112,14 +1171,47 @@ fn validate(
                 format!("duplicate model `{}`", m.name),
             ));
         }
-        if m.targets.is_empty() {
+        let kinds: Vec<&str> = [
+            ("targets", m.targets.is_some()),
+            ("select", m.select.is_some()),
+            ("orchestrate", m.orchestrate.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, given)| given.then_some(kind))
+        .collect();
+        let raw_targets = match (kinds.as_slice(), m.targets) {
+            ([_], Some(targets)) => targets,
+            ([kind], None) => {
+                return Err(invalid(
+                    format!("models[{i}].{kind}"),
+                    format!("`{kind}` models are not available in this version of Plexus"),
+                ))
+            }
+            ([], _) => {
+                return Err(invalid(
+                    format!("models[{i}]"),
+                    "a model needs exactly one of `targets`, `select` or `orchestrate`",
+                ))
+            }
+            (given, _) => {
+                let given: Vec<String> = given.iter().map(|k| format!("`{k}`")).collect();
+                return Err(invalid(
+                    format!("models[{i}]"),
+                    format!(
+                        "a model needs exactly one of `targets`, `select` or `orchestrate`, not {}",
+                        given.join(" and ")
+                    ),
+                ));
+            }
+        };
+        if raw_targets.is_empty() {
             return Err(invalid(
                 format!("models[{i}].targets"),
                 "needs at least one target",
             ));
         }
-        let mut targets = Vec::with_capacity(m.targets.len());
-        for (j, t) in m.targets.into_iter().enumerate() {
+        let mut targets = Vec::with_capacity(raw_targets.len());
+        for (j, t) in raw_targets.into_iter().enumerate() {
             let idx = providers
                 .iter()
                 .position(|p| p.name == t.provider)
@@ -1143,12 +1235,20 @@ fn validate(
                     ));
                 }
             }
+            let price = match t.price {
+                None => None,
+                Some(p) => Some(validate_price(
+                    p,
+                    &format!("models[{i}].targets[{j}].price"),
+                )?),
+            };
             targets.push(TargetConfig {
                 provider: idx,
                 model: t.model,
                 weight: t.weight.unwrap_or(1),
                 rpm: t.rpm,
                 tpm: t.tpm,
+                price,
             });
         }
         check_limits(&m.limits, &format!("models[{i}].limits"))?;
@@ -1431,6 +1531,28 @@ fn validate_cache(c: RawCache, models: &[ModelConfig]) -> Result<CacheSettings, 
     })
 }
 
+fn validate_price(p: RawPrice, path: &str) -> Result<Price, ConfigError> {
+    for (field, value) in [
+        ("input_per_mtok", Some(p.input_per_mtok)),
+        ("output_per_mtok", Some(p.output_per_mtok)),
+        ("cached_input_per_mtok", p.cached_input_per_mtok),
+    ] {
+        if let Some(v) = value {
+            if !v.is_finite() || v < 0.0 {
+                return Err(invalid(
+                    format!("{path}.{field}"),
+                    format!("`{v}` is not a price (USD per million tokens, at least 0)"),
+                ));
+            }
+        }
+    }
+    Ok(Price {
+        input_per_mtok: p.input_per_mtok,
+        output_per_mtok: p.output_per_mtok,
+        cached_input_per_mtok: p.cached_input_per_mtok,
+    })
+}
+
 fn check_limits(limits: &RateLimits, path: &str) -> Result<(), ConfigError> {
     for (field, value) in [
         ("rpm", limits.rpm),
@@ -1577,6 +1699,9 @@ models:
         assert_eq!(cfg.model("smart").unwrap().balance, Balance::Latency);
         assert!(cfg.redis.is_some());
         assert_eq!(cfg.limits.global.max_parallel, Some(512));
+        let llama = cfg.model("llama").unwrap();
+        assert_eq!(llama.targets[0].price.unwrap().cost_usd(1000, 1000, 0), 0.0);
+        assert_eq!(llama.targets[1].price.unwrap().output_per_mtok, 0.79);
     }
 
     #[test]
@@ -1809,6 +1934,210 @@ models:
         .unwrap_err()
         .to_string();
         assert!(err.contains("retention.requests"), "{err}");
+    }
+
+    const PRICED: &str = r#"
+providers:
+  - {name: p, kind: openai-compatible, base_url: 'http://127.0.0.1:1/v1'}
+models:
+  - name: m
+    targets:
+      - {provider: p, model: a, weight: 2, rpm: 10}
+      - {provider: p, model: b, weight: 3, rpm: 20, tpm: 300, price: {input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3}}
+  - name: free
+    targets: [{provider: p, model: llama, price: {input_per_mtok: 0, output_per_mtok: 0}}]
+"#;
+
+    fn config_err(yaml: &str) -> String {
+        from_yaml_str(yaml, &Overrides::default(), &|_| None)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn target_price_parses_and_overrides_nothing_else() {
+        let cfg = from_yaml_str(PRICED, &Overrides::default(), &|_| None).unwrap();
+        let m = cfg.model("m").unwrap();
+        assert_eq!(m.targets[0].price, None);
+        assert_eq!(
+            m.targets[1].price,
+            Some(Price {
+                input_per_mtok: 3.0,
+                output_per_mtok: 15.0,
+                cached_input_per_mtok: Some(0.3),
+            })
+        );
+        // The other keys of the priced target are as without a price.
+        let t = &m.targets[1];
+        assert_eq!(
+            (t.provider, t.model.as_str(), t.weight, t.rpm, t.tpm),
+            (0, "b", 3, Some(20), Some(300))
+        );
+        let unpriced = PRICED.replace(
+            ", price: {input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3}",
+            "",
+        );
+        let plain = from_yaml_str(&unpriced, &Overrides::default(), &|_| None).unwrap();
+        let mut expected = m.clone();
+        expected.targets[1].price = None;
+        assert_eq!(plain.model("m").unwrap(), &expected);
+        assert_eq!(TargetConfig::new(0, "x").price, None);
+    }
+
+    #[test]
+    fn a_free_price_costs_nothing() {
+        let cfg = from_yaml_str(PRICED, &Overrides::default(), &|_| None).unwrap();
+        let price = cfg.model("free").unwrap().targets[0].price.unwrap();
+        assert_eq!(price.cached_input_per_mtok, None);
+        assert_eq!(price.cost_usd(1_000_000, 1_000_000, 500_000), 0.0);
+    }
+
+    #[test]
+    fn price_cost_arithmetic() {
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12;
+        let price = Price {
+            input_per_mtok: 3.0,
+            output_per_mtok: 15.0,
+            cached_input_per_mtok: Some(0.3),
+        };
+        assert_eq!(price.cost_usd(0, 0, 0), 0.0);
+        assert!(close(price.cost_usd(1_000_000, 0, 0), 3.0));
+        assert!(close(price.cost_usd(0, 1_000_000, 0), 15.0));
+        // 1000 prompt tokens of which 400 cached, 500 completion tokens.
+        let expected = (600.0 * 3.0 + 400.0 * 0.3 + 500.0 * 15.0) / 1e6;
+        assert!(close(price.cost_usd(1000, 500, 400), expected));
+        // Cached tokens beyond the prompt are clamped to it.
+        assert!(close(price.cost_usd(100, 0, 1000), 100.0 * 0.3 / 1e6));
+        // Without a cached rate, cached tokens are billed at the input rate.
+        let flat = Price {
+            cached_input_per_mtok: None,
+            ..price
+        };
+        assert!(close(
+            flat.cost_usd(1000, 500, 400),
+            (1000.0 * 3.0 + 500.0 * 15.0) / 1e6
+        ));
+        // The same as the catalog's arithmetic for the same per-token prices.
+        let info = crate::catalog::ModelInfo {
+            provider: "openai".into(),
+            model: "m".into(),
+            mode: crate::catalog::ModelMode::Chat,
+            input_cost_per_token: 3e-6,
+            output_cost_per_token: 15e-6,
+            cache_read_input_token_cost: Some(0.3e-6),
+            cache_creation_input_token_cost: None,
+            output_cost_per_reasoning_token: None,
+            max_input_tokens: None,
+            max_output_tokens: None,
+            supports_tools: false,
+            supports_vision: false,
+            supports_response_schema: false,
+            supports_reasoning: false,
+            supports_prompt_caching: true,
+        };
+        for (p, c, cached) in [(1000, 500, 400), (100, 7, 1000), (12345, 678, 0)] {
+            assert!(close(
+                price.cost_usd(p, c, cached),
+                info.cost_usd(p, c, cached, c / 2)
+            ));
+        }
+    }
+
+    #[test]
+    fn bad_prices_are_named() {
+        let price = "price: {input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3}";
+        for (to, key) in [
+            (
+                "price: {input_per_mtok: 3, output_per_mtok: -15}",
+                "models[0].targets[1].price.output_per_mtok",
+            ),
+            (
+                "price: {input_per_mtok: -1, output_per_mtok: 15}",
+                "models[0].targets[1].price.input_per_mtok",
+            ),
+            (
+                "price: {input_per_mtok: .nan, output_per_mtok: 15}",
+                "models[0].targets[1].price.input_per_mtok",
+            ),
+            (
+                "price: {input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: .inf}",
+                "models[0].targets[1].price.cached_input_per_mtok",
+            ),
+            (
+                "price: {input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: -0.3}",
+                "models[0].targets[1].price.cached_input_per_mtok",
+            ),
+            ("price: {input_per_mtok: 3}", "models[0].targets[1].price"),
+            ("price: {output_per_mtok: 3}", "models[0].targets[1].price"),
+            (
+                "price: {input_per_mtok: 3, output_per_mtok: 15, currency: eur}",
+                "models[0].targets[1].price",
+            ),
+            (
+                "price: {input_per_mtok: three, output_per_mtok: 15}",
+                "models[0].targets[1].price.input_per_mtok",
+            ),
+        ] {
+            let err = config_err(&PRICED.replace(price, to));
+            assert!(err.contains(key), "{to}: {err}");
+        }
+        let err = config_err(&PRICED.replace(price, "price: {input_per_mtok: 3}"));
+        assert!(err.contains("output_per_mtok"), "{err}");
+        let err = config_err(&PRICED.replace(price, "price: {output_per_mtok: 3}"));
+        assert!(err.contains("input_per_mtok"), "{err}");
+    }
+
+    #[test]
+    fn a_model_has_exactly_one_kind() {
+        let head = "providers: [{name: p, kind: openai}]\nmodels:\n  - name: ok\n    targets: [{provider: p, model: x}]\n";
+        let one_of = "a model needs exactly one of `targets`, `select` or `orchestrate`";
+        let cases = [
+            ("  - name: m\n", "models[1]", one_of),
+            ("  - {name: m, balance: cost}\n", "models[1]", one_of),
+            (
+                "  - name: m\n    targets: [{provider: p, model: x}]\n    select: {}\n",
+                "models[1]",
+                "not `targets` and `select`",
+            ),
+            (
+                "  - name: m\n    select: {}\n    orchestrate: {}\n",
+                "models[1]",
+                "not `select` and `orchestrate`",
+            ),
+            (
+                "  - name: m\n    targets: []\n    select: ~\n    orchestrate: x\n",
+                "models[1]",
+                "not `targets` and `select` and `orchestrate`",
+            ),
+            (
+                "  - name: m\n    select: {from: [ok]}\n",
+                "models[1].select",
+                "`select` models are not available in this version of Plexus",
+            ),
+            (
+                "  - name: m\n    select: ~\n",
+                "models[1].select",
+                "`select` models are not available in this version of Plexus",
+            ),
+            (
+                "  - name: m\n    orchestrate: {steps: []}\n",
+                "models[1].orchestrate",
+                "`orchestrate` models are not available in this version of Plexus",
+            ),
+            (
+                "  - name: m\n    targets: []\n",
+                "models[1].targets",
+                "needs at least one target",
+            ),
+        ];
+        for (model, key, message) in cases {
+            let err = config_err(&format!("{head}{model}"));
+            assert!(err.contains(&format!("`{key}`")), "{model}: {err}");
+            // The whole message: exactly the kinds given are named.
+            assert!(err.ends_with(message), "{model}: {err}");
+        }
+        let cfg = from_yaml_str(head, &Overrides::default(), &|_| None).unwrap();
+        assert_eq!(cfg.models[0].targets.len(), 1);
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     RateLimitExceeded,
     /// A budget is spent.
     BudgetExceeded,
+    /// A budget applies but a target's price is unknown, so the cost cannot be bounded.
+    PriceUnknown,
     /// The provider says the account has no quota left.
     InsufficientQuota,
     /// Plexus's own provider credential was refused by the provider.
@@ -47,7 +49,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnsupportedParameter,
         ErrorCode::InvalidApiKey,
@@ -59,6 +61,7 @@ impl ErrorCode {
         ErrorCode::ContextLengthExceeded,
         ErrorCode::RateLimitExceeded,
         ErrorCode::BudgetExceeded,
+        ErrorCode::PriceUnknown,
         ErrorCode::InsufficientQuota,
         ErrorCode::UpstreamAuthError,
         ErrorCode::UpstreamError,
@@ -82,6 +85,7 @@ impl ErrorCode {
             ErrorCode::ContextLengthExceeded => "context_length_exceeded",
             ErrorCode::RateLimitExceeded => "rate_limit_exceeded",
             ErrorCode::BudgetExceeded => "budget_exceeded",
+            ErrorCode::PriceUnknown => "price_unknown",
             ErrorCode::InsufficientQuota => "insufficient_quota",
             ErrorCode::UpstreamAuthError => "upstream_auth_error",
             ErrorCode::UpstreamError => "upstream_error",
@@ -98,6 +102,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest
             | ErrorCode::UnsupportedParameter
             | ErrorCode::ContextLengthExceeded
+            | ErrorCode::PriceUnknown
             | ErrorCode::UpstreamInvalidRequest => 400,
             ErrorCode::InvalidApiKey => 401,
             ErrorCode::PermissionDenied => 403,
@@ -124,6 +129,7 @@ impl ErrorCode {
             | ErrorCode::MethodNotAllowed
             | ErrorCode::RequestTooLarge
             | ErrorCode::ContextLengthExceeded
+            | ErrorCode::PriceUnknown
             | ErrorCode::UpstreamInvalidRequest => "invalid_request_error",
             ErrorCode::InvalidApiKey => "authentication_error",
             ErrorCode::PermissionDenied => "permission_error",
@@ -155,6 +161,9 @@ impl ErrorCode {
                 "A rate limit was hit; `Retry-After` says when to retry."
             }
             ErrorCode::BudgetExceeded => "The key's, user's or team's budget is spent.",
+            ErrorCode::PriceUnknown => {
+                "A budget applies, but a target's price is unknown; declare its `price` in the config."
+            }
             ErrorCode::InsufficientQuota => "The provider account has no quota left.",
             ErrorCode::UpstreamAuthError => {
                 "The provider refused Plexus's own credential (not the client's key)."

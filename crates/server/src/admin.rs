@@ -1452,7 +1452,11 @@ async fn list_audit(
 }
 
 /// `GET /admin/spend?group=key|user|team|model|day&since=<unix secs>&team=&user=`: spend from
-/// the request log. Non-admins see their own scope only.
+/// the request log. Non-admins see their own scope only. `requests` counts client requests
+/// (a composite request once); cost and tokens are those of every call. `cache_overhead` is the
+/// spend of the gateway's own calls (the semantic cache's judge, model-based embeddings) per
+/// originating team, within the `team` asked for; it is empty when a `user` scope applies, as
+/// overhead belongs to teams, not users.
 async fn spend(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -1492,6 +1496,15 @@ async fn spend(
         .spend_report(group, since_ms, team.as_deref(), user.as_deref())
         .await
         .map_err(store_error)?;
+    let overhead = if user.is_some() {
+        Vec::new()
+    } else {
+        state
+            .store()
+            .overhead_by_team(since_ms, team.as_deref())
+            .await
+            .map_err(store_error)?
+    };
     let total: f64 = rows.iter().map(|r| r.cost_usd).sum();
     Ok(Json(json!({
         "object": "spend",
@@ -1499,6 +1512,13 @@ async fn spend(
         "total_usd": total,
         "data": rows.iter().map(|r| json!({
             group: if group == "day" { json!(r.group.parse::<i64>().map(|d| d * 86_400).unwrap_or(0)) } else { json!(r.group) },
+            "requests": r.requests,
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "cost_usd": r.cost_usd,
+        })).collect::<Vec<_>>(),
+        "cache_overhead": overhead.iter().map(|r| json!({
+            "team": r.group,
             "requests": r.requests,
             "prompt_tokens": r.prompt_tokens,
             "completion_tokens": r.completion_tokens,
@@ -1527,7 +1547,10 @@ fn credential_view(c: &plexus_store::CredentialRecord) -> Value {
 /// the provider handles they hold).
 async fn apply_credentials(state: &AppState) -> Result<(), HttpError> {
     let config = (*state.runtime().config).clone();
-    state.reload(config).await.map_err(HttpError)
+    state
+        .reload(config)
+        .await
+        .map_err(|e| HttpError(ApiError::internal(e.to_string())))
 }
 
 async fn create_credential(

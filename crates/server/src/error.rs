@@ -1,9 +1,9 @@
-//! Turning [`ApiError`] into the OpenAI-shaped HTTP response. No side effects here: logging
-//! and metrics read the error code from the response extensions.
+//! Turning [`ApiError`] into the OpenAI-shaped HTTP response. No side effects here: the
+//! gateway recorded the failure (log and metrics) before it became a response.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use plexus_core::{ApiError, ErrorCode};
+use plexus_core::ApiError;
 
 /// Wrapper so handlers can `?` an [`ApiError`].
 #[derive(Debug)]
@@ -14,10 +14,6 @@ impl From<ApiError> for HttpError {
         HttpError(e)
     }
 }
-
-/// The error code of a failed response, for the logging/metrics layer.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorMarker(pub ErrorCode);
 
 pub fn error_body_bytes(err: &ApiError) -> Vec<u8> {
     serde_json::to_vec(&err.to_body()).unwrap_or_else(|_| b"{}".to_vec())
@@ -44,7 +40,6 @@ impl IntoResponse for HttpError {
                 headers.insert("retry-after-ms", v);
             }
         }
-        resp.extensions_mut().insert(ErrorMarker(err.code));
         resp
     }
 }

@@ -7,14 +7,17 @@ use axum::http::request::Parts;
 use axum::http::HeaderValue;
 use axum::response::Response;
 use plexus_auth::roles::Principal;
-use plexus_core::{ApiError, ErrorCode};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use plexus_core::ApiError;
+use plexus_gateway::keyauth::AuthFailure;
 use subtle::ConstantTimeEq;
 
-/// The request id: the client's `x-request-id` when it sent a sane one, else a new one.
+/// The request's ids: the gateway's own (the key of its record), and the client's
+/// `x-request-id` when it sent a sane one (kept and echoed, never a key).
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId {
+    pub id: String,
+    pub client: Option<String>,
+}
 
 /// Who is calling: the master key, a virtual key, or nobody (auth off on loopback).
 #[derive(Debug, Clone)]
@@ -22,23 +25,13 @@ pub struct Auth(pub Principal);
 
 const X_REQUEST_ID: &str = "x-request-id";
 
-fn new_request_id() -> String {
-    // A random per-process prefix plus a counter: unique across instances, and no syscall or
-    // RNG per request.
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("req_{prefix}{n:010x}")
-}
-
 fn client_request_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
     let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic());
     ok.then(|| s.to_owned())
 }
 
-/// Tags every request with its id and every response (errors and 404s included) with the
+/// Gives every request a gateway id and every response (errors and 404s included) the
 /// `x-request-id` header. A hand-written layer rather than `from_fn`: no boxed future per request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestIdLayer;
@@ -72,13 +65,11 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        let id = req
-            .headers()
-            .get(X_REQUEST_ID)
-            .and_then(client_request_id)
-            .unwrap_or_else(new_request_id);
-        let header = HeaderValue::from_str(&id).ok();
-        req.extensions_mut().insert(RequestId(id));
+        let client = req.headers().get(X_REQUEST_ID).and_then(client_request_id);
+        let id = plexus_gateway::ctx::new_request_id();
+        // The client's own id is echoed as it sent it; otherwise the gateway's.
+        let header = HeaderValue::from_str(client.as_deref().unwrap_or(&id)).ok();
+        req.extensions_mut().insert(RequestId { id, client });
         RequestIdFuture {
             inner: self.inner.call(req),
             header,
@@ -149,16 +140,10 @@ impl FromRequestParts<AppState> for Auth {
             return Ok(Auth(Principal::anonymous_admin()));
         };
         let Some(key) = presented_key(parts).filter(|k| !k.is_empty()) else {
-            return Err(auth_failure(
-                state,
-                parts,
-                "missing",
-                "You didn't provide an API key. Send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
-            )
-            .await);
+            return Err(auth_failure(state, parts, AuthFailure::Missing).await);
         };
         // Hash first so the comparison is constant-time whatever the lengths.
-        if bool::from(crate::runtime::hash_key(key).ct_eq(master)) {
+        if bool::from(plexus_gateway::runtime::hash_key(key).ct_eq(master)) {
             return Ok(Auth(Principal::master()));
         }
         if let Some(validator) = &rt.jwt {
@@ -166,23 +151,11 @@ impl FromRequestParts<AppState> for Auth {
                 return match validator.validate_at(key, state.clock().now_unix_secs()) {
                     Ok(identity) => match jwt_principal(identity) {
                         Some(p) => Ok(Auth(p)),
-                        None => Err(auth_failure(
-                            state,
-                            parts,
-                            "jwt_role",
-                            "The token's role is not one of admin, team_admin, member, viewer.",
-                        )
-                        .await),
+                        None => Err(auth_failure(state, parts, AuthFailure::JwtRole).await),
                     },
                     Err(e) => {
                         tracing::info!(message = "JWT rejected.", reason = %e);
-                        Err(auth_failure(
-                            state,
-                            parts,
-                            "jwt_invalid",
-                            "The bearer token is not valid.",
-                        )
-                        .await)
+                        Err(auth_failure(state, parts, AuthFailure::JwtInvalid).await)
                     }
                 };
             }
@@ -193,7 +166,7 @@ impl FromRequestParts<AppState> for Auth {
             .await
         {
             Ok(principal) => Ok(Auth(principal)),
-            Err(reason) => Err(auth_failure(state, parts, reason, reason_text(reason)).await),
+            Err(reason) => Err(auth_failure(state, parts, reason).await),
         }
     }
 }
@@ -214,23 +187,9 @@ fn jwt_principal(identity: plexus_auth::jwt::JwtIdentity) -> Option<Principal> {
     })
 }
 
-fn reason_text(reason: &'static str) -> &'static str {
-    match reason {
-        "revoked" => "This API key has been revoked.",
-        "expired" => "This API key has expired.",
-        "unavailable" => "The key store is unavailable; try again.",
-        _ => "Incorrect API key provided.",
-    }
-}
-
 /// Records the failure in the audit log (with the key's public id when it had one, never the
 /// key) and answers 401.
-async fn auth_failure(
-    state: &AppState,
-    parts: &Parts,
-    reason: &'static str,
-    message: &'static str,
-) -> HttpError {
+async fn auth_failure(state: &AppState, parts: &Parts, reason: AuthFailure) -> HttpError {
     let actor = presented_key(parts)
         .and_then(plexus_auth::keys::id_of)
         .unwrap_or("anonymous")
@@ -244,15 +203,10 @@ async fn auth_failure(
             target: parts.uri.path().to_owned(),
             outcome: "denied",
             source: client_addr(&parts.extensions),
-            details: serde_json::json!({"reason": reason}).to_string(),
+            details: serde_json::json!({"reason": reason.as_str()}).to_string(),
         })
         .await;
-    let code = if reason == "unavailable" {
-        ErrorCode::ServiceUnavailable
-    } else {
-        ErrorCode::InvalidApiKey
-    };
-    HttpError(ApiError::new(code, message))
+    HttpError(ApiError::new(reason.code(), reason.message()))
 }
 
 /// The peer address, when the server was started with connection info.
@@ -268,11 +222,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_ids_are_unique_and_client_ids_are_checked() {
-        let a = new_request_id();
-        let b = new_request_id();
-        assert_ne!(a, b);
-        assert!(a.starts_with("req_"));
+    fn client_ids_are_checked() {
         assert!(client_request_id(&HeaderValue::from_static("abc-123")).is_some());
         assert!(client_request_id(&HeaderValue::from_static("has space")).is_none());
         let long = "x".repeat(200);

@@ -169,19 +169,16 @@ async fn credentials_rotate_and_retire(backend: Backend) {
     let err = plexus_server::Runtime::load(config.clone(), &client, &gw.store, Some(&wrong))
         .await
         .unwrap_err();
+    let message = err.to_string();
     assert!(
-        err.message.contains("KEK") || err.message.contains("key"),
-        "{}",
-        err.message
+        message.contains("KEK") || message.contains("key"),
+        "{message}"
     );
     let err = plexus_server::Runtime::load(config.clone(), &client, &gw.store, None)
         .await
         .unwrap_err();
-    assert!(
-        err.message.contains("PLEXUS_ENCRYPTION_KEY"),
-        "{}",
-        err.message
-    );
+    let message = err.to_string();
+    assert!(message.contains("PLEXUS_ENCRYPTION_KEY"), "{message}");
     let old = Kek::from_base64(TEST_KEK).unwrap();
     assert_eq!(
         plexus_server::rotate_kek(&gw.store, &old, &wrong)

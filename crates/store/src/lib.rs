@@ -110,6 +110,17 @@ pub(crate) fn pg_sql(sql: &'static str) -> &'static str {
     leaked
 }
 
+/// The columns [`LoggedRequest::from_row`] reads, as a literal for `concat!`.
+macro_rules! request_columns {
+    () => {
+        "ts_ms, request_id, upstream_request_id, key_id, endpoint, model, provider, \
+         upstream_model, stream, status, error_code, prompt_tokens, completion_tokens, \
+         cached_tokens, reasoning_tokens, usage_estimated, cost_usd, latency_ms, ttft_ms, \
+         request_body, response_body, cache_status, parent_request_id, step, \
+         client_request_id, overhead_team_id"
+    };
+}
+
 /// The database behind Plexus.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -191,7 +202,7 @@ impl Store {
              key_id, endpoint, model, provider, upstream_model, stream, status, error_code, \
              prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, \
              cost_usd, latency_ms, ttft_ms, user_id, team_id, request_body, response_body, \
-             cache_status) ";
+             cache_status, parent_request_id, step, client_request_id, overhead_team_id) ";
         macro_rules! insert_all {
             ($pool:expr, $db:ty) => {{
                 let mut tx = $pool.begin().await?;
@@ -221,7 +232,11 @@ impl Store {
                             .push_bind(r.team_id.as_deref())
                             .push_bind(r.request_body.as_deref())
                             .push_bind(r.response_body.as_deref())
-                            .push_bind(r.cache);
+                            .push_bind(r.cache)
+                            .push_bind(r.parent_request_id.as_deref())
+                            .push_bind(r.step.map(i64::from))
+                            .push_bind(r.client_request_id.as_deref())
+                            .push_bind(r.overhead_team_id.as_deref());
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -237,18 +252,21 @@ impl Store {
 
     /// The most recent request records, newest first.
     pub async fn recent_requests(&self, limit: u32) -> Result<Vec<LoggedRequest>, StoreError> {
-        const SQL: &str = "SELECT ts_ms, request_id, upstream_request_id, key_id, endpoint, \
-             model, provider, upstream_model, stream, status, error_code, prompt_tokens, \
-             completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, cost_usd, \
-             latency_ms, ttft_ms, request_body, response_body, cache_status FROM request_log \
-             ORDER BY id DESC LIMIT ?";
+        const SQL: &str = concat!(
+            "SELECT ",
+            request_columns!(),
+            " FROM request_log ORDER BY id DESC LIMIT ?"
+        );
         on_db!(&self.db, SQL, |p, q| {
             let rows = sqlx::query(q).bind(i64::from(limit)).fetch_all(p).await?;
             rows.iter().map(LoggedRequest::from_row).collect()
         })
     }
 
-    /// Spend since `since_ms` of a key, user or team (`scope` is `key`, `user` or `team`).
+    /// Spend since `since_ms` of a key, user or team (`scope` is `key`, `user` or `team`); seeds
+    /// the budgets. Every row counts: inner calls carry the caller's key, user and team and their
+    /// own cost, a composite parent row carries none. Rows of the `system` key have no user or
+    /// team, so they never count against a caller.
     pub async fn spend_since(
         &self,
         scope: &str,
@@ -278,6 +296,12 @@ impl Store {
 
     /// Spend grouped by `group` (`key`, `user`, `team`, `model` or `day`) since `since_ms`,
     /// optionally within one team or user.
+    ///
+    /// `requests` counts client rows only (no `parent_request_id`); tokens and cost sum over
+    /// every row. A composite request's parent row carries no cost of its own and its inner
+    /// calls carry theirs, so nothing is counted twice. Rows of the `system` key are never
+    /// attributed to a team or user (they appear under the `system` key, and under the empty
+    /// team or user); [`Store::overhead_by_team`] reports them per originating team.
     pub async fn spend_report(
         &self,
         group: &str,
@@ -288,22 +312,26 @@ impl Store {
         macro_rules! report {
             ($col:literal) => {
                 concat!(
-                    "SELECT ", $col, " AS grp, COUNT(*) AS requests, \
+                    "SELECT ", $col, " AS grp, \
+                     COUNT(CASE WHEN parent_request_id IS NULL THEN 1 END) AS requests, \
                      CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
                      CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
                      COALESCE(SUM(cost_usd), 0.0) AS cost_usd FROM request_log \
-                     WHERE ts_ms >= ? AND (? IS NULL OR team_id = ?) AND (? IS NULL OR user_id = ?) \
+                     WHERE ts_ms >= ? \
+                     AND (? IS NULL OR (team_id = ? AND key_id <> 'system')) \
+                     AND (? IS NULL OR (user_id = ? AND key_id <> 'system')) \
                      GROUP BY grp ORDER BY cost_usd DESC LIMIT 1000"
                 )
             };
         }
         let sql: &'static str = match group {
-            "user" => report!("COALESCE(user_id, '')"),
-            "team" => report!("COALESCE(team_id, '')"),
+            "user" => report!("CASE WHEN key_id = 'system' THEN '' ELSE COALESCE(user_id, '') END"),
+            "team" => report!("CASE WHEN key_id = 'system' THEN '' ELSE COALESCE(team_id, '') END"),
             "model" => report!("model"),
             "day" => report!("CAST(ts_ms / 86400000 AS BIGINT)"),
             _ => report!("key_id"),
         };
+        let numeric_group = group == "day";
         on_db!(&self.db, sql, |p, q| {
             let rows = sqlx::query(q)
                 .bind(since_ms)
@@ -314,21 +342,34 @@ impl Store {
                 .fetch_all(p)
                 .await?;
             rows.iter()
-                .map(|r| {
-                    let group = if sql.contains("ts_ms / 86400000") {
-                        r.i64("grp")?.to_string()
-                    } else {
-                        r.text("grp")?
-                    };
-                    Ok(SpendRow {
-                        group,
-                        requests: r.i64("requests")?.max(0) as u64,
-                        prompt_tokens: r.i64("prompt_tokens")?.max(0) as u64,
-                        completion_tokens: r.i64("completion_tokens")?.max(0) as u64,
-                        cost_usd: r.f64("cost_usd")?,
-                    })
-                })
+                .map(|r| SpendRow::from_row(r, numeric_group))
                 .collect()
+        })
+    }
+
+    /// Cache overhead since `since_ms`: the rows of the `system` key (the semantic cache's
+    /// judge, model-based embeddings) grouped by the team of the client request that caused
+    /// them (`overhead_team_id`; the empty group when there was none), optionally for one team.
+    /// `requests` counts those rows. This spend never counts against a caller's budget.
+    pub async fn overhead_by_team(
+        &self,
+        since_ms: i64,
+        team_id: Option<&str>,
+    ) -> Result<Vec<SpendRow>, StoreError> {
+        const SQL: &str = "SELECT COALESCE(overhead_team_id, '') AS grp, COUNT(*) AS requests, \
+             CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
+             CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
+             COALESCE(SUM(cost_usd), 0.0) AS cost_usd FROM request_log \
+             WHERE key_id = 'system' AND ts_ms >= ? AND (? IS NULL OR overhead_team_id = ?) \
+             GROUP BY grp ORDER BY cost_usd DESC LIMIT 1000";
+        on_db!(&self.db, SQL, |p, q| {
+            let rows = sqlx::query(q)
+                .bind(since_ms)
+                .bind(team_id)
+                .bind(team_id)
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(|r| SpendRow::from_row(r, false)).collect()
         })
     }
 
@@ -337,14 +378,54 @@ impl Store {
         &self,
         request_id: &str,
     ) -> Result<Option<LoggedRequest>, StoreError> {
-        const SQL: &str = "SELECT ts_ms, request_id, upstream_request_id, key_id, endpoint, \
-             model, provider, upstream_model, stream, status, error_code, prompt_tokens, \
-             completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, cost_usd, \
-             latency_ms, ttft_ms, request_body, response_body, cache_status FROM request_log \
-             WHERE request_id = ? ORDER BY id DESC LIMIT 1";
+        const SQL: &str = concat!(
+            "SELECT ",
+            request_columns!(),
+            " FROM request_log WHERE request_id = ? ORDER BY id DESC LIMIT 1"
+        );
         on_db!(&self.db, SQL, |p, q| {
             let row = sqlx::query(q).bind(request_id).fetch_optional(p).await?;
             row.as_ref().map(LoggedRequest::from_row).transpose()
+        })
+    }
+
+    /// The latest client request (not an inner or system call) the client tagged with its own
+    /// `x-request-id`: how an operator finds a request from the client's side.
+    pub async fn request_by_client_id(
+        &self,
+        client_request_id: &str,
+    ) -> Result<Option<LoggedRequest>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            request_columns!(),
+            " FROM request_log WHERE client_request_id = ? AND parent_request_id IS NULL \
+             ORDER BY id DESC LIMIT 1"
+        );
+        on_db!(&self.db, SQL, |p, q| {
+            let row = sqlx::query(q)
+                .bind(client_request_id)
+                .fetch_optional(p)
+                .await?;
+            row.as_ref().map(LoggedRequest::from_row).transpose()
+        })
+    }
+
+    /// The records of the calls made for `parent_request_id` (the inner calls of a composite
+    /// request, and system calls such as the cache's judge), in step order; calls without a
+    /// step come last, each group in the order they were written.
+    pub async fn requests_by_parent(
+        &self,
+        parent_request_id: &str,
+    ) -> Result<Vec<LoggedRequest>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            request_columns!(),
+            " FROM request_log WHERE parent_request_id = ? \
+             ORDER BY CASE WHEN step IS NULL THEN 1 ELSE 0 END, step, id"
+        );
+        on_db!(&self.db, SQL, |p, q| {
+            let rows = sqlx::query(q).bind(parent_request_id).fetch_all(p).await?;
+            rows.iter().map(LoggedRequest::from_row).collect()
         })
     }
 
@@ -418,6 +499,14 @@ pub struct LoggedRequest {
     pub request_body: Option<String>,
     pub response_body: Option<String>,
     pub cache_status: Option<String>,
+    /// See [`RequestRecord::parent_request_id`].
+    pub parent_request_id: Option<String>,
+    /// See [`RequestRecord::step`].
+    pub step: Option<u32>,
+    /// See [`RequestRecord::client_request_id`].
+    pub client_request_id: Option<String>,
+    /// See [`RequestRecord::overhead_team_id`].
+    pub overhead_team_id: Option<String>,
 }
 
 /// Column access shared by both backends' rows.
@@ -461,6 +550,24 @@ macro_rules! any_row {
 any_row!(sqlx::sqlite::SqliteRow);
 any_row!(sqlx::postgres::PgRow);
 
+impl SpendRow {
+    /// `numeric_group`: the group column is a number (days), not text.
+    fn from_row(r: &impl AnyRow, numeric_group: bool) -> Result<Self, StoreError> {
+        let group = if numeric_group {
+            r.i64("grp")?.to_string()
+        } else {
+            r.text("grp")?
+        };
+        Ok(SpendRow {
+            group,
+            requests: r.i64("requests")?.max(0) as u64,
+            prompt_tokens: r.i64("prompt_tokens")?.max(0) as u64,
+            completion_tokens: r.i64("completion_tokens")?.max(0) as u64,
+            cost_usd: r.f64("cost_usd")?,
+        })
+    }
+}
+
 impl LoggedRequest {
     fn from_row(row: &impl AnyRow) -> Result<Self, StoreError> {
         let u = |name: &str| -> Result<u64, StoreError> { Ok(row.i64(name)?.max(0) as u64) };
@@ -487,6 +594,13 @@ impl LoggedRequest {
             request_body: row.opt_text("request_body")?,
             response_body: row.opt_text("response_body")?,
             cache_status: row.opt_text("cache_status")?,
+            parent_request_id: row.opt_text("parent_request_id")?,
+            step: row
+                .opt_i64("step")?
+                .map(|v| u32::try_from(v).map_err(|_| StoreError::Corrupt("request_log.step")))
+                .transpose()?,
+            client_request_id: row.opt_text("client_request_id")?,
+            overhead_team_id: row.opt_text("overhead_team_id")?,
         })
     }
 }

@@ -520,3 +520,192 @@ async fn spend(store: &Store) {
     assert_eq!(by_user[0].group, "bob");
 }
 both!(spend_by_scope_and_report, spend);
+
+/// The lineage columns (migration 0008) survive the write and every read path.
+async fn lineage(store: &Store) {
+    let rec = RequestRecord {
+        ts_ms: 9,
+        request_id: "gw-1".into(),
+        client_request_id: Some("client-abc".into()),
+        parent_request_id: Some("gw-0".into()),
+        step: Some(3),
+        key_id: "system".into(),
+        overhead_team_id: Some("t1".into()),
+        endpoint: "chat",
+        status: 200,
+        ..Default::default()
+    };
+    store.insert_requests(&[rec]).await.unwrap();
+    let row = store.request_by_id("gw-1").await.unwrap().unwrap();
+    assert_eq!(row.client_request_id.as_deref(), Some("client-abc"));
+    assert_eq!(row.parent_request_id.as_deref(), Some("gw-0"));
+    assert_eq!(row.step, Some(3));
+    assert_eq!(row.overhead_team_id.as_deref(), Some("t1"));
+    let recent = store.recent_requests(1).await.unwrap();
+    assert_eq!(recent, [row]);
+
+    // Absent values stay absent.
+    store
+        .insert_requests(&[RequestRecord {
+            request_id: "gw-2".into(),
+            endpoint: "chat",
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+    let plain = store.request_by_id("gw-2").await.unwrap().unwrap();
+    assert_eq!(plain.client_request_id, None);
+    assert_eq!(plain.parent_request_id, None);
+    assert_eq!(plain.step, None);
+    assert_eq!(plain.overhead_team_id, None);
+}
+both!(lineage_round_trip, lineage);
+
+/// The calls made for a request come back in step order (unnumbered ones last), and only
+/// those of that parent.
+async fn children(store: &Store) {
+    let child = |id: &str, parent: &str, step: Option<u32>| RequestRecord {
+        ts_ms: 1,
+        request_id: id.into(),
+        parent_request_id: Some(parent.into()),
+        step,
+        key_id: "k".into(),
+        endpoint: "chat",
+        ..Default::default()
+    };
+    store
+        .insert_requests(&[
+            child("c2", "p", Some(2)),
+            child("judge", "p", None),
+            child("c0", "p", Some(0)),
+            child("other", "q", Some(1)),
+            child("c1", "p", Some(1)),
+        ])
+        .await
+        .unwrap();
+    let got: Vec<(String, Option<u32>)> = store
+        .requests_by_parent("p")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.request_id, r.step))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("c0".to_owned(), Some(0)),
+            ("c1".to_owned(), Some(1)),
+            ("c2".to_owned(), Some(2)),
+            ("judge".to_owned(), None),
+        ]
+    );
+    assert!(store.requests_by_parent("none").await.unwrap().is_empty());
+}
+both!(requests_by_parent_in_step_order, children);
+
+/// A composite request counts once, with its children's cost; system rows never count
+/// against a caller and are reported per originating team as cache overhead.
+async fn lineage_spend(store: &Store) {
+    let row =
+        |id: &str, parent: Option<&str>, key: &str, team: Option<&str>, cost: f64| RequestRecord {
+            ts_ms: 1_000,
+            request_id: id.into(),
+            parent_request_id: parent.map(str::to_owned),
+            key_id: key.into(),
+            user_id: team.map(|_| "ada".to_owned()),
+            team_id: team.map(str::to_owned),
+            endpoint: "chat",
+            model: "m".into(),
+            prompt_tokens: if parent.is_some() { 10 } else { 0 },
+            completion_tokens: if parent.is_some() { 4 } else { 0 },
+            cost_usd: cost,
+            ..Default::default()
+        };
+    let mut first = row("child-1", Some("parent"), "k1", Some("t1"), 0.25);
+    first.step = Some(0);
+    let mut second = row("child-2", Some("parent"), "k1", Some("t1"), 0.5);
+    second.step = Some(1);
+    let mut judge = row("judge-1", Some("parent"), "system", None, 0.125);
+    judge.overhead_team_id = Some("t1".into());
+    judge.prompt_tokens = 7;
+    let mut stray = row("judge-2", None, "system", None, 0.0625);
+    stray.prompt_tokens = 1;
+    store
+        .insert_requests(&[
+            row("parent", None, "k1", Some("t1"), 0.0),
+            first,
+            second,
+            judge,
+            stray,
+        ])
+        .await
+        .unwrap();
+
+    // Budgets: the children's cost, once; the judge's never.
+    assert_eq!(store.spend_since("key", "k1", 0).await.unwrap(), 0.75);
+    assert_eq!(store.spend_since("team", "t1", 0).await.unwrap(), 0.75);
+    assert_eq!(store.spend_since("user", "ada", 0).await.unwrap(), 0.75);
+    assert_eq!(store.spend_since("key", "system", 0).await.unwrap(), 0.1875);
+
+    // The report: one request, the children's summed cost and tokens.
+    let by_key = store.spend_report("key", 0, None, None).await.unwrap();
+    let k1 = by_key.iter().find(|r| r.group == "k1").unwrap();
+    assert_eq!(
+        (
+            k1.requests,
+            k1.prompt_tokens,
+            k1.completion_tokens,
+            k1.cost_usd
+        ),
+        (1, 20, 8, 0.75)
+    );
+    let system = by_key.iter().find(|r| r.group == "system").unwrap();
+    assert_eq!(system.cost_usd, 0.1875);
+    let t1 = store
+        .spend_report("team", 0, Some("t1"), None)
+        .await
+        .unwrap();
+    assert_eq!(t1.len(), 1);
+    assert_eq!((t1[0].group.as_str(), t1[0].requests), ("t1", 1));
+    assert_eq!(t1[0].cost_usd, 0.75, "system rows are not the team's");
+    let by_team = store.spend_report("team", 0, None, None).await.unwrap();
+    assert_eq!(
+        by_team.iter().find(|r| r.group == "t1").unwrap().cost_usd,
+        0.75
+    );
+    let ada = store
+        .spend_report("user", 0, None, Some("ada"))
+        .await
+        .unwrap();
+    assert_eq!(ada.len(), 1);
+    assert_eq!((ada[0].requests, ada[0].cost_usd), (1, 0.75));
+
+    // Cache overhead, per originating team.
+    let overhead = store.overhead_by_team(0, None).await.unwrap();
+    assert_eq!(overhead.len(), 2);
+    let t1_overhead = overhead.iter().find(|r| r.group == "t1").unwrap();
+    assert_eq!(
+        (
+            t1_overhead.requests,
+            t1_overhead.prompt_tokens,
+            t1_overhead.cost_usd
+        ),
+        (1, 7, 0.125)
+    );
+    let unowned = overhead.iter().find(|r| r.group.is_empty()).unwrap();
+    assert_eq!((unowned.requests, unowned.cost_usd), (1, 0.0625));
+    let only_t1 = store.overhead_by_team(0, Some("t1")).await.unwrap();
+    assert_eq!(only_t1.len(), 1);
+    assert_eq!(only_t1[0].group, "t1");
+    assert!(store
+        .overhead_by_team(0, Some("t2"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .overhead_by_team(2_000, None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+both!(composite_and_system_spend, lineage_spend);

@@ -223,12 +223,13 @@ impl Gateway {
             .unwrap()
     }
 
-    /// Waits until the request log holds a row for `request_id` (written in the background).
+    /// Waits until the request log holds the row of the client request the test tagged with
+    /// `x-request-id: request_id` (written in the background).
     pub async fn logged(&self, request_id: &str) -> plexus_store::LoggedRequest {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             self.state.writer().flush().await;
-            if let Some(row) = self.store.request_by_id(request_id).await.unwrap() {
+            if let Some(row) = self.store.request_by_client_id(request_id).await.unwrap() {
                 return row;
             }
             assert!(

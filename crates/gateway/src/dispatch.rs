@@ -7,14 +7,16 @@
 //! at least the provider's `Retry-After`) before the next round, within the retry budget.
 //! A target at its provider limit is skipped; if all are, the request waits for the first
 //! one to free up (up to `limits.queue_timeout`). When the model gives up with a failure
-//! class listed in its `fallback_on`, the next model of its `fallbacks` takes over.
+//! class listed in its `fallback_on`, the next model of its `fallbacks` takes over, if the
+//! caller may use it and it is within its own model limits.
 //!
 //! For streams the call includes the first event, so everything here happens before the first
 //! byte reaches the client; after that a failure ends the stream with an error event.
 
 use crate::limit::Hold;
 use crate::runtime::{ModelRoute, Runtime, Target};
-use crate::AppState;
+use crate::Gateway;
+use plexus_auth::roles::Principal;
 use plexus_core::config::{Balance, FailureClass};
 use plexus_core::{ApiError, ErrorCode};
 use plexus_providers::ProviderError;
@@ -97,6 +99,8 @@ pub struct Served<T> {
     pub target: Target,
     pub inflight: InFlight,
     pub target_hold: Option<Hold>,
+    /// The fallback model's own limit, when a fallback served.
+    pub model_hold: Option<Hold>,
     /// When the successful attempt started, on the limiter's clock.
     pub attempt_started_ns: u64,
 }
@@ -114,11 +118,26 @@ struct ModelFailure {
     class: Option<FailureClass>,
 }
 
+/// The fallback models a request to `route` may move to: those that exist and that
+/// `principal` may use, in order.
+pub fn allowed_fallbacks<'a>(
+    rt: &'a Runtime,
+    route: &'a ModelRoute,
+    principal: &'a Principal,
+) -> impl Iterator<Item = std::borrow::Cow<'a, ModelRoute>> + 'a {
+    route
+        .fallbacks
+        .iter()
+        .filter(|name| principal.may_use_model(name))
+        .filter_map(|name| rt.resolve(name).ok())
+}
+
 /// Runs `call` over the route's targets and then its fallbacks until one succeeds.
 pub async fn run<T, F, Fut>(
-    state: &AppState,
+    gateway: &Gateway,
     rt: &Runtime,
     route: &ModelRoute,
+    principal: &Principal,
     tokens: u64,
     mut call: F,
 ) -> Result<Served<T>, Failed>
@@ -137,12 +156,31 @@ where
     let mut waited = Duration::ZERO;
     let mut current: Cow<'_, ModelRoute> = Cow::Borrowed(route);
     let mut next_fallback = 0;
+    let limiter = gateway.limiter();
+    let on_error = rt.config.limits.on_redis_error;
+    let mut model_hold: Option<Hold> = None;
     loop {
-        let failure =
-            match try_model(state, rt, &current, tokens, &policy, &mut waited, &mut call).await {
-                Ok(served) => return Ok(served),
-                Err(f) => f,
-            };
+        let failure = match try_model(
+            gateway,
+            rt,
+            &current,
+            tokens,
+            &policy,
+            &mut waited,
+            &mut call,
+        )
+        .await
+        {
+            Ok(mut served) => {
+                served.model_hold = model_hold;
+                return Ok(served);
+            }
+            Err(f) => f,
+        };
+        if let Some(h) = model_hold.take() {
+            // The fallback model was tried and spent nothing.
+            h.settle(Some(0), limiter.now_ns());
+        }
         // Fallbacks are the requested model's, tried in order.
         let class = failure.class.filter(|c| route.fallback_on.contains(c));
         let mut next = None;
@@ -150,6 +188,10 @@ where
             while next_fallback < route.fallbacks.len() {
                 let name = &route.fallbacks[next_fallback];
                 next_fallback += 1;
+                if !principal.may_use_model(name) {
+                    tracing::debug!(message = "Fallback not allowed for this key.", to = %name);
+                    continue;
+                }
                 let Ok(candidate) = rt.resolve(name) else {
                     continue;
                 };
@@ -158,6 +200,16 @@ where
                     match (candidate.context_window(), current.context_window()) {
                         (Some(bigger), Some(failed)) if bigger <= failed => continue,
                         _ => {}
+                    }
+                }
+                // The fallback model's own limits apply; a model at its limit is passed over.
+                if let Some(subject) = &candidate.limit {
+                    match limiter.try_target(subject, tokens, on_error).await {
+                        Ok(hold) => model_hold = hold,
+                        Err(_) => {
+                            tracing::info!(message = "Fallback model at its limit.", to = %name);
+                            continue;
+                        }
                     }
                 }
                 next = Some(candidate.into_owned());
@@ -186,7 +238,7 @@ where
 }
 
 async fn try_model<T, F, Fut>(
-    state: &AppState,
+    gateway: &Gateway,
     rt: &Runtime,
     route: &ModelRoute,
     tokens: u64,
@@ -198,7 +250,7 @@ where
     F: FnMut(Target) -> Fut,
     Fut: Future<Output = Result<T, ProviderError>>,
 {
-    let limiter = state.limiter();
+    let limiter = gateway.limiter();
     let on_error = rt.config.limits.on_redis_error;
     let n = route.targets.len();
     if n == 0 {
@@ -328,6 +380,7 @@ where
                     target,
                     inflight,
                     target_hold: hold,
+                    model_hold: None,
                     attempt_started_ns,
                 })
             }

@@ -20,6 +20,64 @@ use std::time::Duration;
 pub const KEY_TTL: Duration = Duration::from_secs(1);
 const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 
+/// Why a presented credential was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No key was sent.
+    Missing,
+    /// Not shaped like a virtual key.
+    Malformed,
+    Unknown,
+    WrongSecret,
+    Revoked,
+    Expired,
+    /// The key store could not be read.
+    Unavailable,
+    /// A JWT that does not validate.
+    JwtInvalid,
+    /// A valid JWT whose role is not one of ours.
+    JwtRole,
+}
+
+impl AuthFailure {
+    /// The reason as the audit log records it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Malformed => "malformed",
+            AuthFailure::Unknown => "unknown",
+            AuthFailure::WrongSecret => "wrong_secret",
+            AuthFailure::Revoked => "revoked",
+            AuthFailure::Expired => "expired",
+            AuthFailure::Unavailable => "unavailable",
+            AuthFailure::JwtInvalid => "jwt_invalid",
+            AuthFailure::JwtRole => "jwt_role",
+        }
+    }
+
+    /// What the caller is told: the same for every wrong key, so a probe learns nothing.
+    pub fn message(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "You didn't provide an API key. Send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
+            AuthFailure::Revoked => "This API key has been revoked.",
+            AuthFailure::Expired => "This API key has expired.",
+            AuthFailure::Unavailable => "The key store is unavailable; try again.",
+            AuthFailure::JwtInvalid => "The bearer token is not valid.",
+            AuthFailure::JwtRole => "The token's role is not one of admin, team_admin, member, viewer.",
+            AuthFailure::Malformed | AuthFailure::Unknown | AuthFailure::WrongSecret => {
+                "Incorrect API key provided."
+            }
+        }
+    }
+
+    pub fn code(self) -> plexus_core::ErrorCode {
+        match self {
+            AuthFailure::Unavailable => plexus_core::ErrorCode::ServiceUnavailable,
+            _ => plexus_core::ErrorCode::InvalidApiKey,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct KeyAuth {
     store: Store,
@@ -160,14 +218,14 @@ impl KeyAuth {
         &self.store
     }
 
-    /// Checks a presented key; the error is a short reason for the audit log.
-    pub async fn authenticate(&self, key: &str, now_ms: i64) -> Result<Principal, &'static str> {
-        let id = keys::id_of(key).ok_or("malformed")?;
+    /// Checks a presented virtual key.
+    pub async fn authenticate(&self, key: &str, now_ms: i64) -> Result<Principal, AuthFailure> {
+        let id = keys::id_of(key).ok_or(AuthFailure::Malformed)?;
         let record = match self.keys.get(id) {
             Some(r) => r,
             None => {
                 if self.unknown.contains_key(id) {
-                    return Err("unknown");
+                    return Err(AuthFailure::Unknown);
                 }
                 match self.store.get_key(id).await {
                     Ok(Some(r)) => {
@@ -177,23 +235,23 @@ impl KeyAuth {
                     }
                     Ok(None) => {
                         self.unknown.insert(id.to_owned(), ());
-                        return Err("unknown");
+                        return Err(AuthFailure::Unknown);
                     }
                     Err(e) => {
                         tracing::error!(message = "Key lookup failed.", error = %e);
-                        return Err("unavailable");
+                        return Err(AuthFailure::Unavailable);
                     }
                 }
             }
         };
         if !keys::verify(key, &record.key_hash) {
-            return Err("wrong_secret");
+            return Err(AuthFailure::WrongSecret);
         }
         if record.revoked_at.is_some() {
-            return Err("revoked");
+            return Err(AuthFailure::Revoked);
         }
         if record.expires_at.is_some_and(|at| at <= now_ms) {
-            return Err("expired");
+            return Err(AuthFailure::Expired);
         }
         Ok(principal_of(&record))
     }

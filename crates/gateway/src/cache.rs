@@ -1,67 +1,20 @@
-//! The response cache in the request path: the request's cache controls, the lookup (exact,
-//! then semantic), coalescing of identical misses, filling from plain and streamed answers,
-//! replaying hits (as JSON or as an SSE stream), and purges.
+//! The response cache in the request path: the lookup (exact, then semantic), coalescing of
+//! identical misses, filling from plain and streamed answers, the judge, and purges.
 
+use crate::ctx::{CacheControls, Origin};
 use crate::runtime::ModelRoute;
 use crate::semantic::Probe;
-use axum::http::{header, HeaderMap};
+use crate::Gateway;
 use plexus_auth::roles::Principal;
 use plexus_cache::coalesce::{Coalescer, Flight};
 use plexus_cache::key;
 use plexus_cache::store::{CacheStore, Entry, Purge, RedisTier};
 use plexus_core::clock::SharedClock;
 use plexus_core::config::{CacheScope, CacheSettings, SemanticInput};
-use plexus_core::ApiError;
 use plexus_protocol::openai::{ChatCompletion, ChatCompletionRequest};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The cache controls a request sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Controls {
-    /// `Cache-Control: no-cache`: skip the lookup, store the fresh answer.
-    pub no_cache: bool,
-    /// `Cache-Control: no-store`: neither read nor write.
-    pub no_store: bool,
-    /// `x-plexus-cache-ttl: 10m`.
-    pub ttl: Option<Duration>,
-    /// `x-plexus-cache: force`: cache even a non-deterministic request.
-    pub force: bool,
-}
-
-impl Controls {
-    /// Reads the controls; cheap when the request sent none.
-    pub fn from_headers(headers: &HeaderMap) -> Result<Controls, ApiError> {
-        let mut c = Controls::default();
-        for v in headers.get_all(header::CACHE_CONTROL) {
-            for directive in v.to_str().unwrap_or("").split(',') {
-                match directive.trim().to_ascii_lowercase().as_str() {
-                    "no-cache" => c.no_cache = true,
-                    "no-store" => c.no_store = true,
-                    _ => {}
-                }
-            }
-        }
-        if let Some(v) = headers.get("x-plexus-cache-ttl") {
-            let text = v.to_str().unwrap_or("");
-            c.ttl = Some(
-                plexus_core::config::parse_duration(text)
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        ApiError::invalid_request(
-                            format!("`x-plexus-cache-ttl` must be a duration such as 10m, not `{text}`."),
-                            "x-plexus-cache-ttl",
-                        )
-                    })?,
-            );
-        }
-        if let Some(v) = headers.get("x-plexus-cache") {
-            c.force = v.as_bytes().eq_ignore_ascii_case(b"force");
-        }
-        Ok(c)
-    }
-}
 
 /// What the cache will do for one request.
 #[derive(Debug, Clone)]
@@ -72,7 +25,6 @@ pub struct Plan {
     pub tags: Vec<String>,
     pub ttl: Duration,
     pub lookup: bool,
-    pub store: bool,
     /// The question to embed and its partition, when the semantic cache is on.
     pub semantic: Option<(String, String)>,
 }
@@ -102,12 +54,15 @@ pub struct ResponseCache {
 }
 
 impl ResponseCache {
-    pub fn new(settings: &CacheSettings, clock: SharedClock) -> Result<ResponseCache, ApiError> {
+    pub fn new(
+        settings: &CacheSettings,
+        clock: SharedClock,
+    ) -> Result<ResponseCache, crate::StartupError> {
         let redis = match &settings.redis {
             None => None,
             Some(url) => Some(
                 RedisTier::new(url.expose_secret(), &settings.redis_prefix)
-                    .map_err(|e| ApiError::internal(format!("cache.redis: {e}")))?,
+                    .map_err(|e| crate::StartupError::setting("cache.redis", e.to_string()))?,
             ),
         };
         let store = Arc::new(CacheStore::new(settings.max_bytes, redis, clock.clone()));
@@ -132,10 +87,13 @@ impl ResponseCache {
         self.semantic.as_ref()
     }
 
-    /// The plan for a chat request, or `None` when the cache stays out of it.
+    /// The plan for a chat request, or `None` when the cache stays out of it. A salt keeps
+    /// independent samples of one prompt apart (in the key, the semantic partition and the
+    /// coalescing of misses).
     pub fn plan(
         &self,
-        controls: Controls,
+        controls: CacheControls,
+        salt: Option<&str>,
         chat: &ChatCompletionRequest,
         principal: &Principal,
         route: &ModelRoute,
@@ -151,7 +109,14 @@ impl ResponseCache {
             (CacheScope::Team, Some(team)) => format!("team:{team}"),
             _ => format!("key:{}", principal.id),
         };
-        let fingerprint = &*route.fingerprint;
+        let salted;
+        let fingerprint = match salt {
+            None => &*route.fingerprint,
+            Some(salt) => {
+                salted = format!("{}#salt:{salt}", route.fingerprint);
+                salted.as_str()
+            }
+        };
         let tags = chat
             .metadata
             .as_ref()
@@ -177,14 +142,13 @@ impl ResponseCache {
             tags,
             ttl: controls.ttl.unwrap_or(self.settings.ttl),
             lookup: !controls.no_cache,
-            store: true,
             semantic,
         })
     }
 
     /// An exact hit, else a semantic one; with a miss, maybe a refused candidate for the
     /// exploring judge.
-    pub async fn lookup(&self, state: &crate::AppState, plan: &Plan) -> Found {
+    pub async fn lookup(&self, gateway: &Gateway, origin: &Origin, plan: &Plan) -> Found {
         if let Some(entry) = self.store.get(&plan.key).await {
             return Found {
                 hit: Some(Hit {
@@ -199,7 +163,7 @@ impl ResponseCache {
             return Found::default();
         };
         let found = semantic
-            .lookup(state, &plan.model, question, partition)
+            .lookup(gateway, origin, &plan.model, question, partition)
             .await;
         Found {
             hit: found.hit.map(|(entry, similarity)| Hit {
@@ -220,7 +184,8 @@ impl ResponseCache {
     /// milliseconds the response does not wait for).
     pub async fn fill(
         self: &Arc<Self>,
-        state: &crate::AppState,
+        gateway: &Gateway,
+        origin: &Origin,
         plan: &Plan,
         body: String,
         served_by: String,
@@ -241,13 +206,14 @@ impl ResponseCache {
             let Some(ticket) = semantic.admit_background() else {
                 return entry;
             };
-            let (cache, state2, entry) = (self.clone(), state.clone(), entry.clone());
-            let (question, partition) = (question.clone(), partition.clone());
-            state.tasks().spawn(async move {
+            let (cache, gateway2, entry) = (self.clone(), gateway.clone(), entry.clone());
+            let (question, partition, origin) =
+                (question.clone(), partition.clone(), origin.clone());
+            gateway.tasks().spawn(async move {
                 let _ticket = ticket;
                 if let Some(semantic) = &cache.semantic {
                     semantic
-                        .insert(&state2, &question, &partition, &entry)
+                        .insert(&gateway2, &origin, &question, &partition, &entry)
                         .await;
                 }
             });
@@ -271,6 +237,8 @@ pub struct CacheFill {
     assembler: plexus_cache::replay::Assembler,
     /// A candidate the lookup refused: the fresh answer will tell whether it was right.
     probe: Option<Probe>,
+    /// The request the answer is for (its system calls' parent).
+    origin: Origin,
 }
 
 impl CacheFill {
@@ -279,6 +247,7 @@ impl CacheFill {
         plan: Plan,
         leader: Option<plexus_cache::coalesce::Leader>,
         probe: Option<Probe>,
+        origin: Origin,
     ) -> CacheFill {
         CacheFill {
             cache,
@@ -286,6 +255,7 @@ impl CacheFill {
             leader,
             assembler: Default::default(),
             probe,
+            origin,
         }
     }
 
@@ -296,13 +266,14 @@ impl CacheFill {
 
     /// Stores a complete answer (an OpenAI chat completion as JSON), and has the exploring
     /// judge compare it with the refused candidate's.
-    pub async fn complete(self, state: &crate::AppState, body: String, served_by: String) {
+    pub async fn complete(self, gateway: &Gateway, body: String, served_by: String) {
         if let Some(probe) = &self.probe {
             let fresh = serde_json::from_str::<ChatCompletion>(&body)
                 .ok()
                 .map(|c| answer_text(&c));
             self.cache.compare_later(
-                state,
+                gateway,
+                &self.origin,
                 Judged {
                     model: probe.model.clone(),
                     partition: probe.partition.clone(),
@@ -313,10 +284,10 @@ impl CacheFill {
                 std::future::ready(fresh),
             );
         }
-        if !self.plan.store {
-            return;
-        }
-        let entry = self.cache.fill(state, &self.plan, body, served_by).await;
+        let entry = self
+            .cache
+            .fill(gateway, &self.origin, &self.plan, body, served_by)
+            .await;
         if let Some(leader) = self.leader {
             leader.complete(entry);
         }
@@ -325,7 +296,7 @@ impl CacheFill {
     /// Stores a stream that ended well, as the completion its chunks amount to.
     pub async fn complete_stream(
         self,
-        state: &crate::AppState,
+        gateway: &Gateway,
         usage: plexus_protocol::openai::Usage,
         served_by: String,
     ) {
@@ -336,7 +307,7 @@ impl CacheFill {
             completion.usage = Some(usage);
         }
         if let Ok(body) = serde_json::to_string(&completion) {
-            this.complete(state, body, served_by).await;
+            this.complete(gateway, body, served_by).await;
         }
     }
 }
@@ -346,7 +317,8 @@ impl ResponseCache {
     /// records whether the cached answer agrees, which trains the entry's threshold.
     pub fn maybe_judge(
         self: &Arc<Self>,
-        state: &crate::AppState,
+        gateway: &Gateway,
+        origin: &Origin,
         plan: &Plan,
         hit: &Hit,
         chat: &ChatCompletionRequest,
@@ -360,9 +332,10 @@ impl ResponseCache {
         let (Some((_, partition)), Some(similarity)) = (&plan.semantic, hit.similarity) else {
             return;
         };
-        let (state2, chat) = (state.clone(), chat.clone());
+        let (gateway2, chat, origin2) = (gateway.clone(), chat.clone(), origin.clone());
         self.compare_later(
-            state,
+            gateway,
+            origin,
             Judged {
                 model: plan.model.clone(),
                 partition: partition.clone(),
@@ -370,7 +343,7 @@ impl ResponseCache {
                 similarity,
             },
             hit.entry.body.clone(),
-            async move { crate::chat::fresh_answer(&state2, &chat).await },
+            async move { gateway2.fresh_answer(&origin2, chat).await },
         );
     }
 
@@ -378,7 +351,8 @@ impl ResponseCache {
     /// of their embeddings against `judge.agreement`) and records the outcome.
     fn compare_later<F>(
         self: &Arc<Self>,
-        state: &crate::AppState,
+        gateway: &Gateway,
+        origin: &Origin,
         judged: Judged,
         cached_body: String,
         fresh: F,
@@ -395,8 +369,8 @@ impl ResponseCache {
         let Some(ticket) = semantic.admit_background() else {
             return;
         };
-        let (cache, state2) = (self.clone(), state.clone());
-        state.tasks().spawn(async move {
+        let (cache, gateway2, origin) = (self.clone(), gateway.clone(), origin.clone());
+        gateway.tasks().spawn(async move {
             let _ticket = ticket;
             let Some(fresh) = fresh.await else {
                 return;
@@ -412,8 +386,8 @@ impl ResponseCache {
                 true
             } else {
                 let (Some(a), Some(b)) = (
-                    semantic.embed_background(&state2, &cached).await,
-                    semantic.embed_background(&state2, &fresh).await,
+                    semantic.embed_background(&gateway2, &origin, &cached).await,
+                    semantic.embed_background(&gateway2, &origin, &fresh).await,
                 ) else {
                     return;
                 };
@@ -454,28 +428,4 @@ pub fn answer_text(completion: &ChatCompletion) -> String {
         text.push(')');
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    #[test]
-    fn controls_from_headers() {
-        let mut h = HeaderMap::new();
-        assert_eq!(Controls::from_headers(&h).unwrap(), Controls::default());
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("No-Cache, max-age=0"),
-        );
-        h.insert("x-plexus-cache-ttl", HeaderValue::from_static("10m"));
-        h.insert("x-plexus-cache", HeaderValue::from_static("force"));
-        let c = Controls::from_headers(&h).unwrap();
-        assert!(c.no_cache && !c.no_store && c.force);
-        assert_eq!(c.ttl, Some(Duration::from_secs(600)));
-        h.insert("x-plexus-cache-ttl", HeaderValue::from_static("soon"));
-        let e = Controls::from_headers(&h).unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("x-plexus-cache-ttl"));
-    }
 }

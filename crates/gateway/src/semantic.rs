@@ -26,12 +26,12 @@
 //! With a Redis tier, instances share vectors and outcomes (announced on channels; the
 //! outcomes also kept in a bounded list), and each loads both before its first lookup.
 
-use crate::AppState;
+use crate::ctx::Origin;
+use crate::Gateway;
 use plexus_cache::index::VectorIndex;
 use plexus_cache::store::{CacheStore, Entry, OutcomeRecord, VectorRecord};
 use plexus_cache::threshold::{Outcomes, Pool, POOL_CAPACITY};
 use plexus_core::config::{EmbedderSettings, SemanticInput, SemanticSettings};
-use plexus_core::ApiError;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -151,14 +151,17 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl SemanticCache {
-    pub fn new(settings: &SemanticSettings, store: Arc<CacheStore>) -> Result<Self, ApiError> {
+    pub fn new(
+        settings: &SemanticSettings,
+        store: Arc<CacheStore>,
+    ) -> Result<Self, crate::StartupError> {
         let embedding = match &settings.embedder {
             EmbedderSettings::Local { path } => {
                 let model = plexus_embed::MiniLm::load(path).map_err(|e| {
-                    ApiError::internal(format!(
-                        "cache.semantic.embedder: cannot load {}: {e}",
-                        path.display()
-                    ))
+                    crate::StartupError::setting(
+                        "cache.semantic.embedder",
+                        format!("cannot load {}: {e}", path.display()),
+                    )
                 })?;
                 Embedding::Local(Arc::new(model))
             }
@@ -185,7 +188,8 @@ impl SemanticCache {
     }
 
     /// Embeds one text (off the async threads for the local model).
-    pub async fn embed(&self, state: &AppState, text: &str) -> Option<Vec<f32>> {
+    /// A model-based embedding is a system call through the pipeline, made for `origin`.
+    pub async fn embed(&self, gateway: &Gateway, origin: &Origin, text: &str) -> Option<Vec<f32>> {
         match &self.embedding {
             Embedding::Local(model) => {
                 let model = model.clone();
@@ -197,7 +201,7 @@ impl SemanticCache {
                     .ok()?;
                 out.into_iter().next()
             }
-            Embedding::Model(name) => crate::embeddings::embed_via(state, name, text).await,
+            Embedding::Model(name) => gateway.embed_text(origin, name, text).await,
         }
     }
 
@@ -213,9 +217,14 @@ impl SemanticCache {
     }
 
     /// Embeds for a background job, within the background's share of the cores.
-    pub async fn embed_background(&self, state: &AppState, text: &str) -> Option<Vec<f32>> {
+    pub async fn embed_background(
+        &self,
+        gateway: &Gateway,
+        origin: &Origin,
+        text: &str,
+    ) -> Option<Vec<f32>> {
         let _permit = self.background_permits.acquire().await.ok()?;
-        self.embed(state, text).await
+        self.embed(gateway, origin, text).await
     }
 
     fn bounded(&self) -> bool {
@@ -239,18 +248,19 @@ impl SemanticCache {
     /// global threshold.
     pub async fn lookup(
         &self,
-        state: &AppState,
+        gateway: &Gateway,
+        origin: &Origin,
         model: &str,
         question: &str,
         partition: &str,
     ) -> Lookup {
         self.loaded
-            .get_or_init(|| self.load_shared(state.clock().now_unix_ms()))
+            .get_or_init(|| self.load_shared(gateway.clock().now_unix_ms()))
             .await;
         if !read(&self.partitions).contains_key(partition) {
             return Lookup::default();
         }
-        let Some(vector) = self.embed(state, question).await else {
+        let Some(vector) = self.embed(gateway, origin, question).await else {
             return Lookup::default();
         };
         let Some(index) = read(&self.partitions)
@@ -321,8 +331,15 @@ impl SemanticCache {
     }
 
     /// Indexes the question of a freshly stored entry, and shares it through Redis.
-    pub async fn insert(&self, state: &AppState, question: &str, partition: &str, entry: &Entry) {
-        let Some(vector) = self.embed_background(state, question).await else {
+    pub async fn insert(
+        &self,
+        gateway: &Gateway,
+        origin: &Origin,
+        question: &str,
+        partition: &str,
+        entry: &Entry,
+    ) {
+        let Some(vector) = self.embed_background(gateway, origin, question).await else {
             return;
         };
         // Shared first: once this instance lists the entry, other instances can find it too.

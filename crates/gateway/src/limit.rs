@@ -1,14 +1,13 @@
 //! Admission: rate limits (requests, tokens, concurrency) and spend budgets, in process or in
-//! Redis, and the `x-ratelimit-*` headers.
+//! Redis.
 //!
 //! With Redis configured every check goes there first (shared by all instances). When Redis
 //! cannot be reached, `limits.on_redis_error: open` enforces the same limits in process (per
 //! instance) and `closed` refuses with 503; either way Redis is tried again on its own.
 
-use axum::http::{HeaderMap, HeaderValue};
 use plexus_core::config::{Config, OnRedisError};
 use plexus_core::{ApiError, ErrorCode};
-use plexus_limits::rate::{LocalHold, LocalLimiter, Rejection, Remaining, Snapshot, Subject};
+use plexus_limits::rate::{LocalHold, LocalLimiter, Rejection, Snapshot, Subject};
 use plexus_limits::redis::{BudgetRefusal, RedisLimiter, RemoteHold, RemoteReservation};
 use plexus_limits::{BudgetKey, Budgets, Exceeded, Limit, Reservation};
 use secrecy::ExposeSecret;
@@ -74,12 +73,12 @@ pub enum BudgetError {
 }
 
 impl Limiter {
-    pub fn new(config: &Config) -> Result<Limiter, ApiError> {
+    pub fn new(config: &Config) -> Result<Limiter, crate::StartupError> {
         let redis = match &config.redis {
             None => None,
             Some(url) => Some(
                 RedisLimiter::new(url.expose_secret(), "plexus:", REDIS_TIMEOUT)
-                    .map_err(|e| ApiError::internal(format!("redis: {e}")))?,
+                    .map_err(|e| crate::StartupError::setting("redis", e.to_string()))?,
             ),
         };
         Ok(Limiter {
@@ -274,46 +273,4 @@ impl Limiter {
 fn rejected(r: &Rejection) -> ApiError {
     ApiError::new(ErrorCode::RateLimitExceeded, r.message())
         .with_retry_after(Some(r.retry_after.unwrap_or(Duration::from_secs(60))))
-}
-
-fn put(headers: &mut HeaderMap, name: &'static str, value: String) {
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(name, v);
-    }
-}
-
-fn put_remaining(headers: &mut HeaderMap, names: [&'static str; 3], r: &Remaining) {
-    put(headers, names[0], r.limit.to_string());
-    put(headers, names[1], r.remaining.to_string());
-    put(
-        headers,
-        names[2],
-        plexus_router::format_reset_duration(r.reset),
-    );
-}
-
-/// The `x-ratelimit-*` headers for the limits closest to exhaustion.
-pub fn apply_headers(headers: &mut HeaderMap, snapshot: &Snapshot) {
-    if let Some(r) = &snapshot.requests {
-        put_remaining(
-            headers,
-            [
-                "x-ratelimit-limit-requests",
-                "x-ratelimit-remaining-requests",
-                "x-ratelimit-reset-requests",
-            ],
-            r,
-        );
-    }
-    if let Some(r) = &snapshot.tokens {
-        put_remaining(
-            headers,
-            [
-                "x-ratelimit-limit-tokens",
-                "x-ratelimit-remaining-tokens",
-                "x-ratelimit-reset-tokens",
-            ],
-            r,
-        );
-    }
 }

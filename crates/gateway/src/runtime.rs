@@ -2,13 +2,15 @@
 //! the model table and the master key hash. Requests load it once; SIGHUP swaps a new one in
 //! atomically while in-flight requests finish on the old one.
 
+use crate::error::StartupError;
 use crate::metrics::TargetMetrics;
 use plexus_auth::jwt::{ClaimNames, JwtConfig, JwtValidator};
 use plexus_auth::vault::{self, Kek, SealedSecret};
-use plexus_core::catalog::Catalog;
+use plexus_core::catalog::{Catalog, ModelInfo};
 use plexus_core::config::{Balance, Config, FailureClass, JwksSource};
 use plexus_core::{ApiError, ErrorCode};
 use plexus_limits::rate::{Quota, Subject};
+use plexus_protocol::openai::Usage;
 use plexus_providers::client::ProviderHandle;
 use plexus_providers::client::UpstreamClient;
 use plexus_router::health::{HealthConfig, TargetHealth};
@@ -35,44 +37,64 @@ pub struct Runtime {
     pub global_limit: Option<Arc<Subject>>,
 }
 
-/// How early an expiring credential is reported.
-const EXPIRY_NOTICE_MS: i64 = 7 * 86_400_000;
-
 /// Decrypts the active credentials, grouped by provider. Stored credentials without the
-/// key-encryption key, or under another one, stop the start-up with a clear error.
+/// key-encryption key, or under another one, stop the start-up with a clear error. (Expiring
+/// credentials are reported by the housekeeping pass, once.)
 fn open_credentials(
     records: &[CredentialRecord],
     vault: Option<&Kek>,
     now_ms: i64,
-) -> Result<HashMap<String, Vec<SecretString>>, ApiError> {
+) -> Result<HashMap<String, Vec<SecretString>>, StartupError> {
     let mut out: HashMap<String, Vec<SecretString>> = HashMap::new();
     for r in records {
         if r.retired_at.is_some() || r.expires_at.is_some_and(|e| e <= now_ms) {
             continue;
         }
         let Some(kek) = vault else {
-            return Err(ApiError::internal(
-                "provider credentials are stored in the database, but no key-encryption key is configured: set PLEXUS_ENCRYPTION_KEY or vault.key_file",
+            return Err(StartupError::Credentials(
+                "provider credentials are stored in the database, but no key-encryption key is configured: set PLEXUS_ENCRYPTION_KEY or vault.key_file".into(),
             ));
         };
         let sealed: SealedSecret = serde_json::from_str(&r.sealed)
-            .map_err(|_| ApiError::internal(format!("credential {} is corrupt", r.id)))?;
+            .map_err(|_| StartupError::Credentials(format!("credential {} is corrupt", r.id)))?;
         let secret = vault::open(kek, &r.id, &sealed)
-            .map_err(|e| ApiError::internal(format!("credential {}: {e}", r.id)))?;
-        if let Some(expires) = r.expires_at {
-            if expires - now_ms < EXPIRY_NOTICE_MS {
-                tracing::warn!(
-                    message = "A provider credential expires soon.",
-                    credential = %r.id,
-                    provider = %r.provider,
-                    expires_in_hours = (expires - now_ms) / 3_600_000
-                );
-                metrics::counter!("plexus_credentials_expiring_total", "provider" => r.provider.clone()).increment(1);
-            }
-        }
+            .map_err(|e| StartupError::Credentials(format!("credential {}: {e}", r.id)))?;
         out.entry(r.provider.clone()).or_default().push(secret);
     }
     Ok(out)
+}
+
+/// What a target's tokens cost: the config's `price`, else the catalog's.
+#[derive(Debug, Clone, Copy)]
+pub enum Pricing {
+    Config(plexus_core::config::Price),
+    Catalog(&'static ModelInfo),
+}
+
+impl Pricing {
+    pub fn cost_usd(&self, usage: &Usage) -> f64 {
+        match self {
+            Pricing::Config(p) => p.cost_usd(
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens(),
+            ),
+            Pricing::Catalog(m) => m.cost_usd(
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens(),
+                usage.reasoning_tokens(),
+            ),
+        }
+    }
+
+    /// Input and output averaged, per million tokens (for `balance: cost`).
+    fn per_mtok(&self) -> f64 {
+        match self {
+            Pricing::Config(p) => (p.input_per_mtok + p.output_per_mtok) * 0.5,
+            Pricing::Catalog(m) => (m.input_cost_per_token + m.output_cost_per_token) * 0.5e6,
+        }
+    }
 }
 
 /// One place a model can be served from.
@@ -86,10 +108,14 @@ pub struct Target {
     pub weight: u32,
     /// The provider account's limits on this target (scope `target`), if any.
     pub limit: Option<Arc<Subject>>,
-    /// Catalog price per million tokens (input and output averaged), for `balance: cost`.
+    /// Price per million tokens (input and output averaged), for `balance: cost`.
     pub price_per_mtok: Option<f64>,
+    /// What its tokens cost; `None` when neither the config nor the catalog knows.
+    pub pricing: Option<Pricing>,
     /// Catalog context window in tokens.
     pub context_window: Option<u32>,
+    /// The catalog's entry for the upstream model, if any.
+    pub info: Option<&'static ModelInfo>,
 }
 
 impl Target {
@@ -98,13 +124,25 @@ impl Target {
         format!("{}/{}", self.provider.name(), self.upstream_model)
     }
 
+    /// The cost of `usage` on this target; `None` when its price is unknown.
+    pub fn cost_usd(&self, usage: &Usage) -> Option<f64> {
+        self.pricing.map(|p| p.cost_usd(usage))
+    }
+
+    /// The catalog's largest output, when it knows the model.
+    pub fn max_output_tokens(&self) -> Option<u32> {
+        self.info.and_then(|m| m.max_output_tokens)
+    }
+
     fn new(
         provider: Arc<ProviderHandle>,
         upstream_model: &str,
         metrics: Arc<TargetMetrics>,
         health: Arc<TargetHealth>,
+        price: Option<plexus_core::config::Price>,
     ) -> Target {
         let info = Catalog::builtin().lookup(provider.kind().as_str(), upstream_model);
+        let pricing = price.map(Pricing::Config).or(info.map(Pricing::Catalog));
         Target {
             provider,
             upstream_model: Arc::from(upstream_model),
@@ -112,9 +150,10 @@ impl Target {
             health,
             weight: 1,
             limit: None,
-            price_per_mtok: info
-                .map(|m| (m.input_cost_per_token + m.output_cost_per_token) * 0.5e6),
+            price_per_mtok: pricing.map(|p| p.per_mtok()),
+            pricing,
             context_window: info.and_then(|m| m.max_input_tokens),
+            info,
         }
     }
 }
@@ -193,17 +232,17 @@ impl Runtime {
         client: &UpstreamClient,
         store: &Store,
         vault: Option<&Kek>,
-    ) -> Result<Runtime, ApiError> {
+    ) -> Result<Runtime, StartupError> {
         let jwks = match config.jwt.as_ref().map(|j| &j.jwks) {
             Some(JwksSource::Url(url)) => Some(client.fetch_text(url).await.map_err(|e| {
-                ApiError::internal(format!("cannot fetch the JWKS from {url}: {e}"))
+                StartupError::setting(
+                    "jwt.jwks_url",
+                    format!("cannot fetch the JWKS from {url}: {e}"),
+                )
             })?),
             _ => None,
         };
-        let records = store
-            .list_credentials()
-            .await
-            .map_err(|e| ApiError::internal(format!("cannot read credentials: {e}")))?;
+        let records = store.list_credentials().await?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -213,7 +252,7 @@ impl Runtime {
     }
 
     /// Builds the snapshot from the config alone (no vault; a JWKS URL is an error).
-    pub fn new(config: Config) -> Result<Runtime, ApiError> {
+    pub fn new(config: Config) -> Result<Runtime, StartupError> {
         Runtime::build(config, None, HashMap::new())
     }
 
@@ -221,7 +260,7 @@ impl Runtime {
         config: Config,
         fetched_jwks: Option<String>,
         mut credentials: HashMap<String, Vec<SecretString>>,
-    ) -> Result<Runtime, ApiError> {
+    ) -> Result<Runtime, StartupError> {
         let jwt = match &config.jwt {
             None => None,
             Some(settings) => {
@@ -229,16 +268,17 @@ impl Runtime {
                     (_, Some(text)) => text,
                     (JwksSource::File(path), None) => {
                         std::fs::read_to_string(path).map_err(|e| {
-                            ApiError::internal(format!(
-                                "cannot read jwt.jwks_file {}: {e}",
-                                path.display()
-                            ))
+                            StartupError::setting(
+                                "jwt.jwks_file",
+                                format!("cannot read {}: {e}", path.display()),
+                            )
                         })?
                     }
                     (JwksSource::Url(url), None) => {
-                        return Err(ApiError::internal(format!(
-                            "the JWKS at {url} must be fetched first (Runtime::load)"
-                        )))
+                        return Err(StartupError::setting(
+                            "jwt.jwks_url",
+                            format!("the JWKS at {url} must be fetched first (Runtime::load)"),
+                        ))
                     }
                 };
                 let mut cfg = JwtConfig::new(settings.issuer.clone(), settings.audience.clone());
@@ -249,7 +289,7 @@ impl Runtime {
                 };
                 cfg.leeway_secs = settings.leeway_secs;
                 let validator = JwtValidator::from_jwks_json(&jwks, cfg)
-                    .map_err(|e| ApiError::internal(format!("invalid JWT settings: {e}")))?;
+                    .map_err(|e| StartupError::setting("jwt", e.to_string()))?;
                 Some(Arc::new(validator))
             }
         };
@@ -260,8 +300,7 @@ impl Runtime {
             let handle = match credentials.remove(&p.name) {
                 Some(secrets) => ProviderHandle::with_credentials(p.clone(), secrets),
                 None => ProviderHandle::new(p.clone()),
-            }
-            .map_err(ApiError::from)?;
+            }?;
             providers.push(handle);
         }
         for unknown in credentials.keys() {
@@ -280,6 +319,7 @@ impl Runtime {
                             &t.model,
                             Arc::new(TargetMetrics::new(&m.name, p.name())),
                             Arc::new(TargetHealth::new(health)),
+                            t.price,
                         );
                         target.weight = t.weight;
                         let quota = Quota {
@@ -357,7 +397,7 @@ impl Runtime {
                         .cloned()
                         .unwrap_or_else(|| Arc::new(TargetMetrics::new("direct", prefix)));
                     let health = Arc::new(TargetHealth::new(health_config(&self.config)));
-                    let targets = vec![Target::new(p.clone(), rest, metrics, health)];
+                    let targets = vec![Target::new(p.clone(), rest, metrics, health, None)];
                     return Ok(Cow::Owned(ModelRoute {
                         name: Arc::from(model),
                         fingerprint: fingerprint(&targets),

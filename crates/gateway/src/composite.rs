@@ -1,0 +1,293 @@
+//! Composite requests: one client request served by several inner calls (the model selector,
+//! orchestrations).
+//!
+//! A composite counts once: it takes the caller's request-rate and concurrency limits (key,
+//! user, team) once, for the whole, and reserves its budget once. Its inner calls are
+//! ordinary [`Gateway::complete`](crate::Gateway::complete) calls with a child context: they
+//! take token, model, global and provider limits, and draw their worst case from the parent's
+//! reservation ([`Drawdown`]) instead of reserving on the caller's budgets again, so a key
+//! with `max_parallel: 1` can run a five-call orchestration without waiting on itself.
+//!
+//! The parent writes its own record, with no cost of its own (its children carry the cost):
+//! requests are counted from client rows, spend from leaf rows, and nothing twice.
+
+use crate::ctx::CallCtx;
+use crate::limit::{BudgetHold, Hold};
+use crate::Gateway;
+use plexus_core::log::RequestRecord;
+use plexus_core::{ApiError, ErrorCode};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+const MICROS: f64 = 1_000_000.0;
+
+fn micros(usd: f64) -> u64 {
+    if usd.is_finite() && usd > 0.0 {
+        (usd * MICROS).ceil() as u64
+    } else {
+        0
+    }
+}
+
+/// A parent's budget reservation that its inner calls draw from, and the tally of what they
+/// spent. Without a budget it only tallies.
+#[derive(Debug, Default)]
+pub struct Drawdown {
+    /// What the parent reserved (micro-dollars); `None`: no budget applies.
+    limit: Option<u64>,
+    /// Held by inner calls in flight (their worst case) plus spent by finished ones.
+    drawn: AtomicU64,
+    spent: AtomicU64,
+}
+
+impl Drawdown {
+    pub fn new(limit_usd: Option<f64>) -> Arc<Drawdown> {
+        Arc::new(Drawdown {
+            limit: limit_usd.map(micros),
+            ..Drawdown::default()
+        })
+    }
+
+    /// Whether a budget applies (inner calls then need a known price).
+    pub fn limited(&self) -> bool {
+        self.limit.is_some()
+    }
+
+    /// Takes `worst_usd` from the reservation, or refuses when what is left is not enough.
+    pub fn draw(self: &Arc<Self>, worst_usd: f64) -> Result<Draw, ApiError> {
+        let worst = micros(worst_usd);
+        if let Some(limit) = self.limit {
+            let mut current = self.drawn.load(Ordering::Acquire);
+            loop {
+                let next = current.saturating_add(worst);
+                if next > limit {
+                    return Err(ApiError::new(
+                        ErrorCode::BudgetExceeded,
+                        format!(
+                            "This step could cost up to ${:.4}, but only ${:.4} of the request's ${:.4} reservation is left.",
+                            worst_usd,
+                            limit.saturating_sub(current) as f64 / MICROS,
+                            limit as f64 / MICROS
+                        ),
+                    ));
+                }
+                match self.drawn.compare_exchange_weak(
+                    current,
+                    next,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(now) => current = now,
+                }
+            }
+        } else {
+            self.drawn.fetch_add(worst, Ordering::AcqRel);
+        }
+        Ok(Draw {
+            from: self.clone(),
+            worst,
+        })
+    }
+
+    /// What the inner calls spent so far.
+    pub fn spent_usd(&self) -> f64 {
+        self.spent.load(Ordering::Acquire) as f64 / MICROS
+    }
+}
+
+/// One inner call's share of a [`Drawdown`]: its worst case until it settles.
+#[derive(Debug)]
+pub struct Draw {
+    from: Arc<Drawdown>,
+    worst: u64,
+}
+
+impl Draw {
+    /// Replaces the worst case with the real cost.
+    pub fn settle(mut self, actual_usd: f64) {
+        let actual = micros(actual_usd);
+        let worst = std::mem::take(&mut self.worst);
+        self.from.drawn.fetch_add(actual, Ordering::AcqRel);
+        self.from.drawn.fetch_sub(worst, Ordering::AcqRel);
+        self.from.spent.fetch_add(actual, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Draw {
+    fn drop(&mut self) {
+        // Not settled: nothing was spent.
+        self.from.drawn.fetch_sub(self.worst, Ordering::AcqRel);
+    }
+}
+
+/// A composite request in progress: its limits and reservation, and its own record, written
+/// when it finishes (or, if it is dropped, as cancelled).
+pub struct Composite {
+    gateway: Gateway,
+    ctx: CallCtx,
+    drawdown: Arc<Drawdown>,
+    holds: Vec<Hold>,
+    budget: Option<BudgetHold>,
+    record: Option<RequestRecord>,
+    next_step: AtomicU32,
+}
+
+impl Gateway {
+    /// Admits a composite request for `model`: the caller's request-rate and concurrency
+    /// limits once, and a budget reservation of `reserve_usd` that the inner calls draw from
+    /// (when a budget applies).
+    pub async fn begin_composite(
+        &self,
+        ctx: &CallCtx,
+        model: &str,
+        stream: bool,
+        reserve_usd: f64,
+    ) -> Result<Composite, ApiError> {
+        let mut record = crate::record::base(self, ctx, "chat", model, stream);
+        let admitted = self.admit_composite(ctx, model, reserve_usd).await;
+        match admitted {
+            Ok((holds, budget, limit)) => Ok(Composite {
+                gateway: self.clone(),
+                ctx: ctx.clone(),
+                drawdown: Drawdown::new(limit),
+                holds,
+                budget,
+                record: Some(record),
+                next_step: AtomicU32::new(0),
+            }),
+            Err(e) => {
+                record.status = e.status();
+                record.error_code = Some(e.code.as_str());
+                crate::record::write(self, record, None).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn admit_composite(
+        &self,
+        ctx: &CallCtx,
+        model: &str,
+        reserve_usd: f64,
+    ) -> Result<(Vec<Hold>, Option<BudgetHold>, Option<f64>), ApiError> {
+        crate::pipeline::check_model_access(&ctx.principal, model)?;
+        let rt = self.runtime();
+        let mut subjects = self
+            .auth()
+            .rate_subjects(&ctx.principal)
+            .await
+            .map_err(|e| crate::error::store_unavailable("read rate limits", e))?;
+        // The whole counts as one request; its inner calls count their tokens.
+        subjects.retain_mut(|s| {
+            s.quota.tpm = None;
+            s.quota.tpd = None;
+            !s.quota.is_empty()
+        });
+        let on_error = rt.config.limits.on_redis_error;
+        let (hold, _) = self.limiter().acquire(&subjects, 0, on_error).await?;
+        let budget = self.reserve_own_budget(ctx, reserve_usd).await;
+        let holds: Vec<Hold> = hold.into_iter().collect();
+        match budget {
+            Ok(Some(b)) => Ok((holds, Some(b), Some(reserve_usd))),
+            Ok(None) => Ok((holds, None, None)),
+            Err(e) => {
+                let now = self.limiter().now_ns();
+                for h in holds {
+                    h.settle(Some(0), now);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Composite {
+    /// The context of the next inner call.
+    pub fn child(&self) -> Result<CallCtx, ApiError> {
+        let step = self.next_step.fetch_add(1, Ordering::Relaxed);
+        self.ctx.child(step, Some(self.drawdown.clone()))
+    }
+
+    /// The composite's own request id (its children's parent).
+    pub fn request_id(&self) -> &str {
+        &self.ctx.request_id
+    }
+
+    /// What the inner calls spent so far: the composite's cost.
+    pub fn spent_usd(&self) -> f64 {
+        self.drawdown.spent_usd()
+    }
+
+    /// Records the composite's outcome (`served_by`: what answered, for the log) and settles
+    /// its limits and reservation with what its children spent.
+    pub async fn finish(mut self, status: u16, error: Option<&ApiError>, served_by: &str) {
+        if let Some(record) = self.settle(status, error, served_by) {
+            crate::record::write(&self.gateway, record, None).await;
+        }
+    }
+
+    fn settle(
+        &mut self,
+        status: u16,
+        error: Option<&ApiError>,
+        served_by: &str,
+    ) -> Option<RequestRecord> {
+        let mut record = self.record.take()?;
+        let now = self.gateway.limiter().now_ns();
+        for h in self.holds.drain(..) {
+            h.settle(None, now);
+        }
+        if let Some(b) = self.budget.take() {
+            b.settle(self.drawdown.spent_usd());
+        }
+        record.status = status;
+        record.error_code = error.map(|e| e.code.as_str());
+        let (provider, upstream) = served_by.split_once('/').unwrap_or(("", served_by));
+        record.provider = provider.to_owned();
+        record.upstream_model = upstream.to_owned();
+        // The children carry the cost; the parent row none, so spend is never counted twice.
+        record.cost_usd = 0.0;
+        record.latency_ms = self.ctx.started.elapsed().as_millis() as u64;
+        Some(record)
+    }
+}
+
+impl Drop for Composite {
+    fn drop(&mut self) {
+        if let Some(record) = self.settle(499, None, "") {
+            self.gateway.writer().record_detached(record);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn draws_hold_the_reservation_and_settle_to_the_real_cost() {
+        let d = Drawdown::new(Some(1.0));
+        let a = d.draw(0.6).unwrap();
+        let err = d.draw(0.5).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BudgetExceeded);
+        a.settle(0.1);
+        assert!((d.spent_usd() - 0.1).abs() < 1e-9);
+        let b = d.draw(0.8).unwrap();
+        drop(b);
+        // A dropped draw gives its worst case back and spends nothing.
+        let _c = d.draw(0.9).unwrap();
+        assert!((d.spent_usd() - 0.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn without_a_budget_draws_only_tally() {
+        let d = Drawdown::new(None);
+        assert!(!d.limited());
+        for _ in 0..5 {
+            d.draw(100.0).unwrap().settle(0.25);
+        }
+        assert!((d.spent_usd() - 1.25).abs() < 1e-9);
+    }
+}

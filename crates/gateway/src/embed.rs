@@ -1,0 +1,241 @@
+//! Embeddings through the pipeline: the same stages as chat without the response cache, and
+//! the same dispatch (balancing, provider limits, retries, fallbacks, breakers) over the
+//! route's targets that have an embeddings API.
+
+use crate::ctx::{CallCtx, Origin};
+use crate::dispatch;
+use crate::pipeline::{check_model_access, Admission, AnswerMeta, Failure, TargetFate};
+use crate::record::{estimate_tokens, keep_body};
+use crate::runtime::Target;
+use crate::Gateway;
+use plexus_core::{ApiError, ErrorCode};
+use plexus_protocol::openai::{
+    EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, EmbeddingVector, Usage,
+};
+use plexus_providers::client::UpstreamClient;
+use std::borrow::Cow;
+
+/// A successful embeddings call.
+#[derive(Debug)]
+pub struct EmbedAnswer {
+    pub meta: AnswerMeta,
+    pub response: EmbeddingResponse,
+    pub cost_usd: f64,
+}
+
+/// Semantic checks the types cannot express, naming the parameter.
+pub fn validate(req: &EmbeddingRequest) -> Result<(), ApiError> {
+    if req.model.is_empty() {
+        return Err(ApiError::invalid_request(
+            "`model` must not be empty.",
+            "model",
+        ));
+    }
+    if req.input.is_empty() {
+        return Err(ApiError::invalid_request(
+            "`input` must not be empty.",
+            "input",
+        ));
+    }
+    match req.encoding_format.as_deref() {
+        None | Some("float") | Some("base64") => Ok(()),
+        Some(other) => Err(ApiError::invalid_request(
+            format!("`encoding_format` must be `float` or `base64`, not `{other}`."),
+            "encoding_format",
+        )),
+    }
+}
+
+fn input_chars(req: &EmbeddingRequest) -> usize {
+    req.input
+        .texts()
+        .map_or(0, |t| t.iter().map(|s| s.len()).sum())
+}
+
+impl Gateway {
+    /// Runs an embeddings request through the pipeline. `body` is what arrived on the wire
+    /// (for the stored body), empty for the gateway's own calls.
+    pub async fn embed(
+        &self,
+        ctx: &CallCtx,
+        req: EmbeddingRequest,
+        body: &[u8],
+    ) -> Result<EmbedAnswer, Failure> {
+        let mut admission = Admission::new(self, ctx, "embeddings", &req.model, false);
+        let mut meta = AnswerMeta {
+            request_id: ctx.request_id.clone(),
+            ..AnswerMeta::default()
+        };
+        let run = self.run_embed(ctx, req, body, &mut admission, &mut meta);
+        let result = match ctx.deadline {
+            None => run.await,
+            Some(at) => match tokio::time::timeout_at(at, run).await {
+                Ok(r) => r,
+                Err(_) => Err(ApiError::new(
+                    ErrorCode::UpstreamTimeout,
+                    "The call's deadline passed before the answer.",
+                )),
+            },
+        };
+        match result {
+            Ok(answer) => Ok(answer),
+            Err(error) => {
+                admission
+                    .finish(error.status(), Some(&error), None, TargetFate::Unknown)
+                    .await;
+                Err(Failure { error, meta })
+            }
+        }
+    }
+
+    async fn run_embed(
+        &self,
+        ctx: &CallCtx,
+        req: EmbeddingRequest,
+        body: &[u8],
+        admission: &mut Admission,
+        meta: &mut AnswerMeta,
+    ) -> Result<EmbedAnswer, ApiError> {
+        let rt = self.runtime();
+        validate(&req)?;
+        if let Some(r) = admission.record_mut() {
+            r.request_body = keep_body(rt.config.request_bodies, body);
+        }
+        check_model_access(&ctx.principal, &req.model)?;
+        let resolved = rt.resolve(&req.model)?;
+        // Only the targets that can embed take part.
+        let targets: Vec<Target> = resolved
+            .targets
+            .iter()
+            .filter(|t| UpstreamClient::has_embeddings(&t.provider))
+            .cloned()
+            .collect();
+        if targets.is_empty() {
+            let kind = resolved
+                .targets
+                .first()
+                .map(|t| t.provider.kind().as_str())
+                .unwrap_or("this");
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedParameter,
+                format!(
+                    "The {kind} provider has no embeddings API; route `{}` to an embeddings model.",
+                    req.model
+                ),
+            )
+            .with_param("model"));
+        }
+        let route = match resolved {
+            Cow::Borrowed(r) if r.targets.len() == targets.len() => Cow::Borrowed(r),
+            other => {
+                let mut r = other.into_owned();
+                r.targets = targets;
+                Cow::Owned(r)
+            }
+        };
+        let estimate = estimate_tokens(input_chars(&req).max(4));
+        let subjects = self.rate_subjects(ctx, &rt, &route).await?;
+        let tokens = if subjects.iter().any(|s| s.quota.limits_tokens())
+            || route
+                .targets
+                .iter()
+                .any(|t| t.limit.as_ref().is_some_and(|l| l.quota.limits_tokens()))
+        {
+            estimate
+        } else {
+            0
+        };
+        let on_error = rt.config.limits.on_redis_error;
+        let (hold, snapshot) = self.limiter().acquire(&subjects, tokens, on_error).await?;
+        admission.holds.extend(hold);
+        meta.limits = snapshot;
+        // Input tokens only; twice the estimate covers tokenizers that split finer.
+        let budget = self
+            .reserve_budget(ctx, &rt, &route, estimate * 2, |_| 0)
+            .await?;
+        admission.budget = budget;
+
+        let client = self.client();
+        let req = &req;
+        let outcome = dispatch::run(
+            self,
+            &rt,
+            &route,
+            &ctx.principal,
+            tokens,
+            |target: Target| async move {
+                client
+                    .embeddings(&target.provider, req, &target.upstream_model)
+                    .await
+            },
+        )
+        .await;
+        let served = self.served_or_failed(outcome, admission, meta)?;
+        let first_byte_ns = admission.limiter_now();
+        let (outcome, _target) = admission.serving(served);
+        let mut response = outcome.response;
+        let (usage, estimated) = match &response.usage {
+            Some(u) if u.prompt_tokens > 0 => (u.clone(), false),
+            _ => {
+                let est = estimate_tokens(input_chars(req));
+                let u = EmbeddingUsage {
+                    prompt_tokens: est,
+                    total_tokens: est,
+                };
+                response.usage = Some(u.clone());
+                (u, true)
+            }
+        };
+        if let Some(r) = admission.record_mut() {
+            r.upstream_request_id = outcome.upstream_request_id;
+        }
+        let usage = Usage::new(usage.prompt_tokens, 0);
+        let cost = admission
+            .take()
+            .finish(
+                200,
+                None,
+                Some((&usage, estimated)),
+                TargetFate::Answered(first_byte_ns),
+            )
+            .await;
+        Ok(EmbedAnswer {
+            meta: meta.clone(),
+            response,
+            cost_usd: cost,
+        })
+    }
+
+    /// One text embedded by a configured embeddings model, L2-normalized: the semantic cache's
+    /// `{kind: model}` embedder, as a system call made for `origin`. `None` when the model
+    /// cannot answer (the cache then misses).
+    pub(crate) async fn embed_text(
+        &self,
+        origin: &Origin,
+        model: &str,
+        text: &str,
+    ) -> Option<Vec<f32>> {
+        let req: EmbeddingRequest = serde_json::from_value(serde_json::json!({
+            "model": model,
+            "input": text,
+        }))
+        .ok()?;
+        let ctx = CallCtx::system(origin);
+        let answer = match self.embed(&ctx, req, &[]).await {
+            Ok(a) => a,
+            Err(f) => {
+                tracing::warn!(message = "Cache embedding failed.", error = %f.error);
+                return None;
+            }
+        };
+        let mut v = match answer.response.data.into_iter().next()?.embedding {
+            EmbeddingVector::Float(v) => v,
+            EmbeddingVector::Base64(_) => return None,
+        };
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        Some(v)
+    }
+}

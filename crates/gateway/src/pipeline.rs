@@ -1,0 +1,990 @@
+//! The pipeline of a chat completion, its stages declared in order:
+//!
+//! 1. **receive**: the request is validated (the server parsed its wire format);
+//! 2. **authenticate**: the principal arrives in the [`CallCtx`] (the server authenticated it;
+//!    inner calls inherit their parent's, the gateway's own calls run as `system`);
+//! 3. **authorize**: the key's allowed models;
+//! 4. **resolve**: the model name to its route;
+//! 5. **rate limits**: global, model, and the caller's key, user and team (an inner call takes
+//!    only their token limits: its client request took the request rate and concurrency once);
+//! 6. **cache**: exact, then semantic; a hit answers here and never touches a budget;
+//! 7. **budget reservation**: the worst case over every target and fallback that may serve
+//!    the request, or a draw from the parent's reservation for an inner call;
+//! 8. **dispatch**: balancing, breakers, provider limits, retries and fallbacks
+//!    ([`crate::dispatch`]);
+//! 9. **execute**: the provider call ([`plexus_providers::client`]);
+//! 10. **settle and record**: the [`Admission`] guard settles every hold with the real usage
+//!     and cost and writes the one record of the call, on every path; dropped unsettled (the
+//!     caller went away) it records the call as cancelled (499).
+
+use crate::cache::{CacheFill, Hit};
+use crate::composite::Draw;
+use crate::ctx::{CallCtx, Origin};
+use crate::dispatch::{self, Failed, Served};
+use crate::limit::{BudgetError, BudgetHold, Hold};
+use crate::metrics::TargetMetrics;
+use crate::record;
+use crate::runtime::{ModelRoute, Runtime, Target};
+use crate::stream::{AnswerStream, StreamAccount};
+use crate::Gateway;
+use bytes::Bytes;
+use futures::StreamExt;
+use plexus_auth::roles::Principal;
+use plexus_cache::coalesce::{self, Flight};
+use plexus_core::log::RequestRecord;
+use plexus_core::{ApiError, ErrorCode};
+use plexus_limits::rate::{Snapshot, Subject};
+use plexus_protocol::openai::{ChatCompletion, ChatCompletionRequest, Usage};
+use plexus_providers::client::{ChatBody, ChunkStream};
+use plexus_providers::ConvertCtx;
+use plexus_router::health::{InFlight, Outcome};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Output cap sent to providers that require one when neither the client nor the catalog
+/// gives one.
+pub const FALLBACK_MAX_OUTPUT: u32 = 4096;
+
+/// The wire format a request arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireFormat {
+    /// OpenAI Chat Completions (also the canonical form).
+    OpenAiChat,
+    /// Made by the gateway itself (an inner or system call): no original bytes.
+    Internal,
+}
+
+/// A chat request: the canonical form, and what arrived on the wire.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub chat: ChatCompletionRequest,
+    pub wire: WireFormat,
+    /// The original bytes (for the stored body and the prompt estimate); empty for inner
+    /// calls.
+    pub body: Bytes,
+}
+
+impl ChatRequest {
+    pub fn openai(chat: ChatCompletionRequest, body: Bytes) -> ChatRequest {
+        ChatRequest {
+            chat,
+            wire: WireFormat::OpenAiChat,
+            body,
+        }
+    }
+
+    /// A request the gateway makes itself.
+    pub fn internal(chat: ChatCompletionRequest) -> ChatRequest {
+        ChatRequest {
+            chat,
+            wire: WireFormat::Internal,
+            body: Bytes::new(),
+        }
+    }
+
+    /// Prompt tokens by the coarse estimate (about 4 characters a token of the request).
+    fn prompt_estimate(&self) -> u64 {
+        let len = if self.body.is_empty() {
+            serde_json::to_vec(&self.chat).map_or(0, |v| v.len())
+        } else {
+            self.body.len()
+        };
+        record::estimate_tokens(len)
+    }
+}
+
+/// What every answer (and failure) reports besides its body: for the caller's headers.
+#[derive(Debug, Clone, Default)]
+pub struct AnswerMeta {
+    /// The call's gateway request id.
+    pub request_id: String,
+    /// `provider/upstream_model` that served (or last failed).
+    pub served_by: Option<String>,
+    /// `hit`, `semantic-hit` or `miss` when the cache was consulted.
+    pub cache: Option<&'static str>,
+    pub similarity: Option<f32>,
+    /// The limits closest to exhaustion.
+    pub limits: Snapshot,
+}
+
+/// A complete answer.
+#[derive(Debug)]
+pub struct FullAnswer {
+    pub meta: AnswerMeta,
+    /// An OpenAI chat completion as JSON: the provider's own bytes when it spoke OpenAI.
+    pub body: Bytes,
+    pub usage: Usage,
+    pub cost_usd: f64,
+}
+
+impl FullAnswer {
+    /// The answer parsed (for callers that read it rather than forward it).
+    pub fn completion(&self) -> Result<ChatCompletion, ApiError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::internal(format!("unreadable answer: {e}")))
+    }
+}
+
+/// What [`Gateway::complete`] returns.
+pub enum Answer {
+    Full(FullAnswer),
+    Stream(AnswerStream),
+}
+
+/// A call that failed, with what the caller's headers need.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: ApiError,
+    pub meta: AnswerMeta,
+}
+
+/// A share of the caller's budgets held by a call.
+pub(crate) enum BudgetClaim {
+    Own(BudgetHold),
+    Drawn(Draw),
+}
+
+/// How the serving target fared, for its health.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TargetFate {
+    /// It answered; the first byte arrived at this time on the limiter's clock.
+    Answered(u64),
+    Failed,
+    /// Nothing to learn (the caller went away, or no target served).
+    Unknown,
+}
+
+/// What an admitted call holds, and its record: settled exactly once, by [`Admission::finish`]
+/// or, when dropped unsettled, as cancelled (499).
+pub(crate) struct Admission {
+    gateway: Gateway,
+    record: Option<RequestRecord>,
+    started: Instant,
+    pub(crate) holds: Vec<Hold>,
+    pub(crate) budget: Option<BudgetClaim>,
+    inflight: Option<InFlight>,
+    /// When the serving attempt started, on the limiter's clock (for the target's latency).
+    attempt_started_ns: u64,
+    target: Option<Target>,
+    /// For a call cancelled before its usage was known.
+    prompt_estimate: u64,
+}
+
+impl Admission {
+    pub(crate) fn new(
+        gateway: &Gateway,
+        ctx: &CallCtx,
+        endpoint: &'static str,
+        model: &str,
+        stream: bool,
+    ) -> Admission {
+        Admission {
+            gateway: gateway.clone(),
+            record: Some(record::base(gateway, ctx, endpoint, model, stream)),
+            started: ctx.started,
+            holds: Vec::new(),
+            budget: None,
+            inflight: None,
+            attempt_started_ns: 0,
+            target: None,
+            prompt_estimate: 0,
+        }
+    }
+
+    pub(crate) fn record_mut(&mut self) -> Option<&mut RequestRecord> {
+        self.record.as_mut()
+    }
+
+    /// The target that serves (or last failed): for the record, the metrics and the cost.
+    fn set_target(&mut self, target: &Target) {
+        if let Some(r) = &mut self.record {
+            r.provider = target.provider.name().to_owned();
+            r.upstream_model = target.upstream_model.to_string();
+        }
+        self.target = Some(target.clone());
+    }
+
+    /// Takes over what dispatch holds for the serving target.
+    pub(crate) fn serving<T>(&mut self, served: Served<T>) -> (T, Target) {
+        self.set_target(&served.target);
+        self.holds.extend(served.target_hold);
+        self.holds.extend(served.model_hold);
+        self.inflight = Some(served.inflight);
+        self.attempt_started_ns = served.attempt_started_ns;
+        (served.value, served.target)
+    }
+
+    /// Moves everything into a new guard (the one a stream carries), leaving this one settled.
+    pub(crate) fn take(&mut self) -> Admission {
+        Admission {
+            gateway: self.gateway.clone(),
+            record: self.record.take(),
+            started: self.started,
+            holds: std::mem::take(&mut self.holds),
+            budget: self.budget.take(),
+            inflight: self.inflight.take(),
+            attempt_started_ns: self.attempt_started_ns,
+            target: self.target.clone(),
+            prompt_estimate: self.prompt_estimate,
+        }
+    }
+
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    pub(crate) fn limiter_now(&self) -> u64 {
+        self.gateway.limiter().now_ns()
+    }
+
+    /// Settles every hold and completes the record; `None` when already settled. Returns the
+    /// record to write and the call's cost.
+    pub(crate) fn settle(
+        &mut self,
+        status: u16,
+        error: Option<&ApiError>,
+        usage: Option<(&Usage, bool)>,
+        fate: TargetFate,
+    ) -> Option<(RequestRecord, f64)> {
+        let mut record = self.record.take()?;
+        let cost = match (usage, &self.target) {
+            (Some((u, _)), Some(t)) => t.cost_usd(u).unwrap_or(0.0),
+            _ => 0.0,
+        };
+        let tokens = usage.map_or(0, |(u, _)| u.prompt_tokens + u.completion_tokens);
+        let now = self.gateway.limiter().now_ns();
+        for h in self.holds.drain(..) {
+            h.settle(Some(tokens), now);
+        }
+        match self.budget.take() {
+            Some(BudgetClaim::Own(b)) => b.settle(cost),
+            Some(BudgetClaim::Drawn(d)) => d.settle(cost),
+            None => {}
+        }
+        if let Some(f) = self.inflight.take() {
+            let outcome = match fate {
+                TargetFate::Answered(at) => Outcome::Success {
+                    latency_ns: at.saturating_sub(self.attempt_started_ns),
+                },
+                TargetFate::Failed => Outcome::Failure,
+                TargetFate::Unknown => Outcome::Neutral,
+            };
+            f.finish(now, outcome);
+        }
+        record.status = status;
+        record.error_code = error.map(|e| e.code.as_str());
+        if let Some((u, estimated)) = usage {
+            record::apply_usage(&mut record, u, estimated);
+        }
+        record.cost_usd = cost;
+        record.latency_ms = self.started.elapsed().as_millis() as u64;
+        Some((record, cost))
+    }
+
+    fn metrics(&self) -> Option<Arc<TargetMetrics>> {
+        self.target.as_ref().map(|t| t.metrics.clone())
+    }
+
+    /// Settles and writes the record, waiting while the log's queue is full. Returns the cost.
+    pub(crate) async fn finish(
+        mut self,
+        status: u16,
+        error: Option<&ApiError>,
+        usage: Option<(&Usage, bool)>,
+        fate: TargetFate,
+    ) -> f64 {
+        let Some((record, cost)) = self.settle(status, error, usage, fate) else {
+            return 0.0;
+        };
+        let metrics = self.metrics();
+        record::write(&self.gateway, record, metrics.as_deref()).await;
+        cost
+    }
+
+    /// Like [`Admission::finish`], for paths that cannot wait (a stream's poll, a `Drop`).
+    pub(crate) fn finish_detached(
+        &mut self,
+        status: u16,
+        error: Option<&ApiError>,
+        usage: Option<(&Usage, bool)>,
+        fate: TargetFate,
+    ) -> f64 {
+        let Some((record, cost)) = self.settle(status, error, usage, fate) else {
+            return 0.0;
+        };
+        let metrics = self.metrics();
+        record::write_detached(&self.gateway, record, metrics.as_deref());
+        cost
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.record.is_none() {
+            return;
+        }
+        // The caller went away before the call settled: the prompt was sent (if a target was
+        // chosen), so it is billed by estimate.
+        let usage = Usage::new(self.prompt_estimate, 0);
+        let sent = self.target.is_some().then_some((&usage, true));
+        self.finish_detached(499, None, sent, TargetFate::Unknown);
+    }
+}
+
+/// Semantic checks the types cannot express, naming the parameter.
+pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
+    if req.model.is_empty() {
+        return Err(ApiError::invalid_request(
+            "`model` must not be empty.",
+            "model",
+        ));
+    }
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid_request(
+            "`messages` must contain at least one message.",
+            "messages",
+        ));
+    }
+    if req.n == Some(0) {
+        return Err(ApiError::invalid_request("`n` must be at least 1.", "n"));
+    }
+    if let Some(t) = req.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(ApiError::invalid_request(
+                "`temperature` must be between 0 and 2.",
+                "temperature",
+            ));
+        }
+    }
+    if let Some(p) = req.top_p {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(ApiError::invalid_request(
+                "`top_p` must be between 0 and 1.",
+                "top_p",
+            ));
+        }
+    }
+    if req.stream_options.is_some() && !req.is_stream() {
+        return Err(ApiError::invalid_request(
+            "`stream_options` is only allowed when `stream` is true.",
+            "stream_options",
+        ));
+    }
+    if req.max_output_tokens() == Some(0) {
+        return Err(ApiError::invalid_request(
+            "`max_tokens` must be at least 1.",
+            "max_tokens",
+        ));
+    }
+    Ok(())
+}
+
+/// The key's allowed models: a 403 naming the model, before anything else happens.
+pub fn check_model_access(principal: &Principal, model: &str) -> Result<(), ApiError> {
+    if principal.may_use_model(model) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!("This key may not use the model `{model}`."),
+        )
+        .with_param("model"))
+    }
+}
+
+/// Whether any limit on the request or its targets counts tokens (only then are they
+/// counted).
+fn limits_tokens(subjects: &[Subject], route: &ModelRoute) -> bool {
+    subjects.iter().any(|s| s.quota.limits_tokens())
+        || route
+            .targets
+            .iter()
+            .any(|t| t.limit.as_ref().is_some_and(|l| l.quota.limits_tokens()))
+}
+
+fn price_unknown(target: &Target) -> ApiError {
+    ApiError::new(
+        ErrorCode::PriceUnknown,
+        format!(
+            "A budget applies to this key, but the price of `{}` is unknown, so its cost cannot be bounded. An administrator must declare the target's `price` in the config.",
+            target.served_by()
+        ),
+    )
+}
+
+impl Gateway {
+    /// Runs a chat completion through the pipeline.
+    pub async fn complete(&self, ctx: &CallCtx, req: ChatRequest) -> Result<Answer, Failure> {
+        let mut admission =
+            Admission::new(self, ctx, "chat", &req.chat.model, req.chat.is_stream());
+        let mut meta = AnswerMeta {
+            request_id: ctx.request_id.clone(),
+            ..AnswerMeta::default()
+        };
+        let run = self.run_chat(ctx, req, &mut admission, &mut meta);
+        let result = match ctx.deadline {
+            None => run.await,
+            Some(at) => match tokio::time::timeout_at(at, run).await {
+                Ok(r) => r,
+                Err(_) => Err(ApiError::new(
+                    ErrorCode::UpstreamTimeout,
+                    "The call's deadline passed before the answer began.",
+                )),
+            },
+        };
+        match result {
+            Ok(answer) => Ok(answer),
+            Err(error) => {
+                admission
+                    .finish(error.status(), Some(&error), None, TargetFate::Unknown)
+                    .await;
+                Err(Failure { error, meta })
+            }
+        }
+    }
+
+    /// Records a request refused before it could enter the pipeline (an unreadable body): every
+    /// request that reached the gateway has a record.
+    pub async fn record_rejected(&self, ctx: &CallCtx, endpoint: &'static str, error: &ApiError) {
+        let admission = Admission::new(self, ctx, endpoint, "", false);
+        admission
+            .finish(error.status(), Some(error), None, TargetFate::Unknown)
+            .await;
+    }
+
+    async fn run_chat(
+        &self,
+        ctx: &CallCtx,
+        req: ChatRequest,
+        admission: &mut Admission,
+        meta: &mut AnswerMeta,
+    ) -> Result<Answer, ApiError> {
+        let rt = self.runtime();
+        // 1. receive
+        validate(&req.chat)?;
+        let prompt_estimate = req.prompt_estimate();
+        admission.prompt_estimate = prompt_estimate;
+        let bodies = rt.config.request_bodies;
+        if let Some(r) = admission.record_mut() {
+            r.request_body = record::keep_body(bodies, &req.body);
+        }
+        let ChatRequest { chat, .. } = req;
+        // 2. authenticate: `ctx.principal`. 3. authorize
+        check_model_access(&ctx.principal, &chat.model)?;
+        // 4. resolve
+        let route = rt.resolve(&chat.model)?;
+        let Some(first) = route.targets.first() else {
+            return Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "The model has no target.",
+            ));
+        };
+        // 5. rate limits
+        let n = u64::from(chat.n.unwrap_or(1).max(1));
+        let worst_output = u64::from(
+            chat.max_output_tokens()
+                .or(first.max_output_tokens())
+                .unwrap_or(FALLBACK_MAX_OUTPUT),
+        ) * n;
+        let subjects = self.rate_subjects(ctx, &rt, &route).await?;
+        let tokens = if limits_tokens(&subjects, &route) {
+            crate::tokens::count_prompt(first.provider.kind(), &first.upstream_model, &chat)
+                + worst_output
+        } else {
+            0
+        };
+        let on_error = rt.config.limits.on_redis_error;
+        let (hold, snapshot) = self.limiter().acquire(&subjects, tokens, on_error).await?;
+        admission.holds.extend(hold);
+        meta.limits = snapshot;
+
+        // 6. cache: a hit answers here, before any budget or upstream call.
+        let mut cache_fill: Option<CacheFill> = None;
+        if let Some(cache) = self.cache() {
+            let salt = ctx.cache_salt.as_deref();
+            if let Some(plan) = cache.plan(ctx.cache, salt, &chat, &ctx.principal, &route) {
+                let origin = ctx.origin();
+                let mut leader = None;
+                let mut probe = None;
+                if plan.lookup {
+                    let found = cache.lookup(self, &origin, &plan).await;
+                    probe = found.probe;
+                    if let Some(hit) = found.hit {
+                        if hit.kind == "semantic-hit" {
+                            cache.maybe_judge(self, &origin, &plan, &hit, &chat);
+                        }
+                        return Ok(self.serve_hit(admission.take(), meta, hit, &chat).await);
+                    }
+                    match cache.flight(&plan.key) {
+                        Flight::Follower(slot) => {
+                            let first_byte = rt.config.timeouts.first_byte;
+                            if let Ok(Some(entry)) =
+                                tokio::time::timeout(first_byte, coalesce::wait(slot)).await
+                            {
+                                let hit = Hit {
+                                    entry,
+                                    kind: "hit",
+                                    similarity: None,
+                                };
+                                return Ok(self
+                                    .serve_hit(admission.take(), meta, hit, &chat)
+                                    .await);
+                            }
+                        }
+                        Flight::Leader(l) => {
+                            // The previous flight may have filled the entry just now.
+                            if let Some(entry) = cache.store().get(&plan.key).await {
+                                let hit = Hit {
+                                    entry,
+                                    kind: "hit",
+                                    similarity: None,
+                                };
+                                return Ok(self
+                                    .serve_hit(admission.take(), meta, hit, &chat)
+                                    .await);
+                            }
+                            leader = Some(l);
+                        }
+                    }
+                }
+                meta.cache = Some("miss");
+                if let Some(r) = admission.record_mut() {
+                    r.cache = Some("miss");
+                }
+                cache_fill = Some(CacheFill::new(cache.clone(), plan, leader, probe, origin));
+            }
+        }
+
+        // 7. budget reservation
+        admission.budget = self
+            .reserve_budget(ctx, &rt, &route, prompt_estimate, |t: &Target| {
+                u64::from(
+                    chat.max_output_tokens()
+                        .or(t.max_output_tokens())
+                        .unwrap_or(FALLBACK_MAX_OUTPUT),
+                ) * n
+            })
+            .await?;
+
+        // 8. dispatch and 9. execute
+        let created = self.clock().now_unix_secs();
+        let client = self.client();
+        let chat = &chat;
+        if chat.is_stream() {
+            let outcome = dispatch::run(
+                self,
+                &rt,
+                &route,
+                &ctx.principal,
+                tokens,
+                |target: Target| {
+                    async move {
+                        let ctx = convert(&target, created);
+                        let mut upstream = client.chat_stream(&target.provider, chat, &ctx).await?;
+                        // The first event decides: a failure before it can still go elsewhere.
+                        let first: ChunkStream = match upstream.chunks.next().await {
+                            Some(Err(e)) => return Err(e),
+                            Some(Ok(chunk)) => Box::pin(
+                                futures::stream::once(async move { Ok(chunk) })
+                                    .chain(upstream.chunks),
+                            ),
+                            None => Box::pin(futures::stream::empty()),
+                        };
+                        Ok((upstream.upstream_request_id, first))
+                    }
+                },
+            )
+            .await;
+            let served = self.served_or_failed(outcome, admission, meta)?;
+            let ((upstream_request_id, chunks), target) = admission.serving(served);
+            if let Some(r) = admission.record_mut() {
+                r.upstream_request_id = upstream_request_id;
+            }
+            let account = StreamAccount::new(
+                admission.take(),
+                target,
+                prompt_estimate,
+                bodies,
+                cache_fill,
+            );
+            return Ok(Answer::Stream(AnswerStream::live(
+                self.clone(),
+                meta.clone(),
+                chunks,
+                account,
+            )));
+        }
+
+        let outcome = dispatch::run(
+            self,
+            &rt,
+            &route,
+            &ctx.principal,
+            tokens,
+            |target: Target| async move {
+                let ctx = convert(&target, created);
+                client.chat(&target.provider, chat, &ctx).await
+            },
+        )
+        .await;
+        let served = self.served_or_failed(outcome, admission, meta)?;
+        let first_byte_ns = admission.limiter_now();
+        let (outcome, target) = admission.serving(served);
+        let (body, usage, estimated) = match outcome.response {
+            ChatBody::Raw { bytes, usage } => (bytes, usage, false),
+            ChatBody::Parsed(mut response) => {
+                let (usage, estimated) = match &response.usage {
+                    Some(u) => (u.clone(), false),
+                    None => {
+                        // The upstream sent no usage: estimate, mark it, and tell the client.
+                        let u = Usage::new(
+                            prompt_estimate,
+                            record::estimate_tokens(response_chars(&response)),
+                        );
+                        response.usage = Some(u.clone());
+                        (u, true)
+                    }
+                };
+                let bytes = serde_json::to_vec(&response)
+                    .map(Bytes::from)
+                    .map_err(|e| ApiError::internal(format!("cannot encode response: {e}")))?;
+                (bytes, usage, estimated)
+            }
+        };
+        if let Some(r) = admission.record_mut() {
+            r.upstream_request_id = outcome.upstream_request_id;
+            r.response_body = record::keep_body(bodies, &body);
+        }
+        let cost = admission
+            .take()
+            .finish(
+                200,
+                None,
+                Some((&usage, estimated)),
+                TargetFate::Answered(first_byte_ns),
+            )
+            .await;
+        if let Some(fill) = cache_fill {
+            if let Ok(text) = std::str::from_utf8(&body) {
+                fill.complete(self, text.to_owned(), target.served_by())
+                    .await;
+            }
+        }
+        Ok(Answer::Full(FullAnswer {
+            meta: meta.clone(),
+            body,
+            usage,
+            cost_usd: cost,
+        }))
+    }
+
+    /// The served attempt, or the failure with its last target in the record and meta.
+    pub(crate) fn served_or_failed<T>(
+        &self,
+        outcome: Result<Served<T>, Failed>,
+        admission: &mut Admission,
+        meta: &mut AnswerMeta,
+    ) -> Result<Served<T>, ApiError> {
+        match outcome {
+            Ok(served) => {
+                meta.served_by = Some(served.target.served_by());
+                Ok(served)
+            }
+            Err(failed) => {
+                if let Some(t) = &failed.target {
+                    admission.set_target(t);
+                    meta.served_by = Some(t.served_by());
+                }
+                Err(failed.error)
+            }
+        }
+    }
+
+    /// Answers from the cache: the stored completion, or replayed as a stream. Nothing was
+    /// spent, so the call settles at cost 0.
+    async fn serve_hit(
+        &self,
+        mut admission: Admission,
+        meta: &mut AnswerMeta,
+        hit: Hit,
+        chat: &ChatCompletionRequest,
+    ) -> Answer {
+        let served_by = hit.entry.served_by.as_str();
+        let (provider, upstream) = served_by.split_once('/').unwrap_or(("", served_by));
+        if let Some(r) = admission.record_mut() {
+            r.provider = provider.to_owned();
+            r.upstream_model = upstream.to_owned();
+            r.cache = Some(hit.kind);
+        }
+        meta.cache = Some(hit.kind);
+        meta.similarity = hit.similarity;
+        meta.served_by = Some(served_by.to_owned());
+        ::metrics::counter!("plexus_cache_hits_total", "kind" => hit.kind).increment(1);
+        if chat.is_stream() {
+            match serde_json::from_str::<ChatCompletion>(&hit.entry.body) {
+                Ok(c) => {
+                    admission.finish(200, None, None, TargetFate::Unknown).await;
+                    Answer::Stream(AnswerStream::replay(meta.clone(), &c))
+                }
+                Err(e) => {
+                    // Unreadable entries are not served; the call fails loudly.
+                    let err = ApiError::internal(format!("unreadable cache entry: {e}"));
+                    admission
+                        .finish(err.status(), Some(&err), None, TargetFate::Unknown)
+                        .await;
+                    let stream = AnswerStream::failed(meta.clone(), err);
+                    Answer::Stream(stream)
+                }
+            }
+        } else {
+            admission.finish(200, None, None, TargetFate::Unknown).await;
+            Answer::Full(FullAnswer {
+                meta: meta.clone(),
+                body: Bytes::from(hit.entry.body.clone()),
+                usage: Usage::default(),
+                cost_usd: 0.0,
+            })
+        }
+    }
+
+    /// The rate-limit subjects of a call: global and model always; the caller's key, user and
+    /// team for a client request, only their token limits for an inner call, none for the
+    /// gateway's own calls.
+    pub(crate) async fn rate_subjects(
+        &self,
+        ctx: &CallCtx,
+        rt: &Runtime,
+        route: &ModelRoute,
+    ) -> Result<Vec<Subject>, ApiError> {
+        let mut subjects = if ctx.is_system() {
+            Vec::new()
+        } else {
+            self.auth()
+                .rate_subjects(&ctx.principal)
+                .await
+                .map_err(|e| crate::error::store_unavailable("read rate limits", e))?
+        };
+        if ctx.is_inner() {
+            subjects.retain_mut(|s| {
+                s.quota.rpm = None;
+                s.quota.max_parallel = None;
+                !s.quota.is_empty()
+            });
+        }
+        for s in [&rt.global_limit, &route.limit].into_iter().flatten() {
+            subjects.push(Subject::clone(s));
+        }
+        Ok(subjects)
+    }
+
+    /// The worst-case cost of a call over every target and fallback that may serve it, with
+    /// `output(target)` tokens out. A target with no known price cannot be bounded.
+    fn worst_case_usd(
+        &self,
+        rt: &Runtime,
+        route: &ModelRoute,
+        principal: &Principal,
+        prompt_tokens: u64,
+        output: &dyn Fn(&Target) -> u64,
+    ) -> Result<f64, ApiError> {
+        let fallbacks: Vec<_> = dispatch::allowed_fallbacks(rt, route, principal).collect();
+        let mut worst = 0.0f64;
+        for t in route
+            .targets
+            .iter()
+            .chain(fallbacks.iter().flat_map(|r| r.targets.iter()))
+        {
+            let cost = t
+                .cost_usd(&Usage::new(prompt_tokens, output(t)))
+                .ok_or_else(|| price_unknown(t))?;
+            worst = worst.max(cost);
+        }
+        Ok(worst)
+    }
+
+    /// Stage 7: the call's hold on the caller's budgets. The gateway's own calls hold none
+    /// (their spend is nobody's budget); an inner call draws from its parent's reservation;
+    /// a client call reserves its worst case on every budget that applies.
+    pub(crate) async fn reserve_budget(
+        &self,
+        ctx: &CallCtx,
+        rt: &Runtime,
+        route: &ModelRoute,
+        prompt_tokens: u64,
+        output: impl Fn(&Target) -> u64,
+    ) -> Result<Option<BudgetClaim>, ApiError> {
+        if ctx.is_system() {
+            return Ok(None);
+        }
+        if let Some(drawdown) = &ctx.budget {
+            let worst = if drawdown.limited() {
+                self.worst_case_usd(rt, route, &ctx.principal, prompt_tokens, &output)?
+            } else {
+                0.0
+            };
+            return Ok(Some(BudgetClaim::Drawn(drawdown.draw(worst)?)));
+        }
+        let limits = self
+            .auth()
+            .limits_for(&ctx.principal)
+            .await
+            .map_err(|e| crate::error::store_unavailable("read budgets", e))?;
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        let worst = self.worst_case_usd(rt, route, &ctx.principal, prompt_tokens, &output)?;
+        self.reserve_on(&limits, worst)
+            .await
+            .map(|h| Some(BudgetClaim::Own(h)))
+    }
+
+    /// Reserves `usd` on the caller's own budgets (a composite's reservation); `None` when
+    /// none applies.
+    pub(crate) async fn reserve_own_budget(
+        &self,
+        ctx: &CallCtx,
+        usd: f64,
+    ) -> Result<Option<BudgetHold>, ApiError> {
+        let limits = self
+            .auth()
+            .limits_for(&ctx.principal)
+            .await
+            .map_err(|e| crate::error::store_unavailable("read budgets", e))?;
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        self.reserve_on(&limits, usd).await.map(Some)
+    }
+
+    async fn reserve_on(
+        &self,
+        limits: &[(plexus_limits::BudgetKey, plexus_limits::Limit)],
+        worst: f64,
+    ) -> Result<BudgetHold, ApiError> {
+        let now = self.clock().now_unix_ms();
+        let store = self.auth().store();
+        let seed = |key: plexus_limits::BudgetKey, since: i64| async move {
+            store
+                .spend_since(key.scope, &key.id, since)
+                .await
+                .map_err(|e| format!("cannot read spend: {e}"))
+        };
+        let on_error = self.runtime().config.limits.on_redis_error;
+        match self
+            .limiter()
+            .reserve_budget(limits, worst, now, on_error, seed)
+            .await
+        {
+            Ok(hold) => Ok(hold),
+            Err(BudgetError::Unavailable(e)) => Err(ApiError::new(ErrorCode::ServiceUnavailable, e)),
+            Err(BudgetError::Exceeded(ex)) => Err(ApiError::new(
+                ErrorCode::BudgetExceeded,
+                format!(
+                    "The {} `{}` has spent ${:.4} of its ${:.4} budget (${:.4} more reserved by requests in flight); this request could cost up to ${:.4}.",
+                    ex.key.scope, ex.key.id, ex.spent_usd, ex.limit_usd, ex.reserved_usd, worst
+                ),
+            )
+            .with_retry_after(
+                u64::try_from(ex.resets_at_ms - now)
+                    .ok()
+                    .filter(|_| ex.resets_at_ms > 0 && ex.resets_at_ms < i64::MAX / 2)
+                    .map(std::time::Duration::from_millis),
+            )),
+        }
+    }
+
+    /// A fresh, uncached answer to `chat` for the semantic cache's judge: a system call made
+    /// for `origin`, limited, retried and recorded like any other. The text of its first
+    /// choice.
+    pub(crate) async fn fresh_answer(
+        &self,
+        origin: &Origin,
+        mut chat: ChatCompletionRequest,
+    ) -> Option<String> {
+        chat.stream = None;
+        chat.stream_options = None;
+        let ctx = CallCtx::system(origin);
+        match self.complete(&ctx, ChatRequest::internal(chat)).await {
+            Ok(Answer::Full(full)) => full
+                .completion()
+                .ok()
+                .map(|c| crate::cache::answer_text(&c)),
+            Ok(Answer::Stream(_)) => None,
+            Err(f) => {
+                tracing::debug!(message = "The judge's call failed.", error = %f.error);
+                None
+            }
+        }
+    }
+}
+
+/// The conversion context of a call to `target`.
+fn convert(target: &Target, created: i64) -> ConvertCtx<'_> {
+    ConvertCtx {
+        upstream_model: &target.upstream_model,
+        created,
+        default_max_tokens: target.max_output_tokens().unwrap_or(FALLBACK_MAX_OUTPUT),
+    }
+}
+
+/// Characters of content and tool arguments, for estimating completion tokens.
+fn response_chars(response: &ChatCompletion) -> usize {
+    response
+        .choices
+        .iter()
+        .map(|c| {
+            c.message.content.as_deref().map_or(0, str::len)
+                + c.message
+                    .tool_calls
+                    .iter()
+                    .flatten()
+                    .map(|t| t.function.arguments.len())
+                    .sum::<usize>()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn parse(body: &[u8]) -> ChatCompletionRequest {
+        serde_json::from_slice(body).unwrap()
+    }
+
+    #[test]
+    fn validation_names_the_param() {
+        let base = parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+        assert!(validate(&base).is_ok());
+        type Mutation = fn(&mut ChatCompletionRequest);
+        let cases: [(&str, Mutation); 6] = [
+            ("model", |r| r.model.clear()),
+            ("messages", |r| r.messages.clear()),
+            ("n", |r| r.n = Some(0)),
+            ("temperature", |r| r.temperature = Some(3.0)),
+            ("top_p", |r| r.top_p = Some(1.5)),
+            ("stream_options", |r| {
+                r.stream_options = Some(Default::default())
+            }),
+        ];
+        for (param, mutate) in cases {
+            let mut r = base.clone();
+            mutate(&mut r);
+            assert_eq!(validate(&r).unwrap_err().param.as_deref(), Some(param));
+        }
+    }
+
+    #[test]
+    fn model_access_is_checked_by_pattern() {
+        let mut p = Principal::master();
+        assert!(check_model_access(&p, "anything").is_ok());
+        p.models = vec!["cheap-*".into()];
+        assert!(check_model_access(&p, "cheap-mini").is_ok());
+        let e = check_model_access(&p, "pricey").unwrap_err();
+        assert_eq!(
+            (e.code, e.param.as_deref()),
+            (ErrorCode::PermissionDenied, Some("model"))
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The gateway's answers as HTTP headers, and the cache controls a request's headers carry.
+
+use axum::http::{header, HeaderMap, HeaderValue};
+use plexus_core::ApiError;
+use plexus_gateway::{AnswerMeta, CacheControls};
+use plexus_limits::rate::{Remaining, Snapshot};
+
+/// Reads the cache controls (`Cache-Control: no-cache | no-store`, `x-plexus-cache-ttl`,
+/// `x-plexus-cache: force`); cheap when the request sent none.
+pub fn cache_controls(headers: &HeaderMap) -> Result<CacheControls, ApiError> {
+    let mut c = CacheControls::default();
+    for v in headers.get_all(header::CACHE_CONTROL) {
+        for directive in v.to_str().unwrap_or("").split(',') {
+            match directive.trim().to_ascii_lowercase().as_str() {
+                "no-cache" => c.no_cache = true,
+                "no-store" => c.no_store = true,
+                _ => {}
+            }
+        }
+    }
+    if let Some(v) = headers.get("x-plexus-cache-ttl") {
+        let text = v.to_str().unwrap_or("");
+        c.ttl = Some(
+            plexus_core::config::parse_duration(text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    ApiError::invalid_request(
+                        format!(
+                            "`x-plexus-cache-ttl` must be a duration such as 10m, not `{text}`."
+                        ),
+                        "x-plexus-cache-ttl",
+                    )
+                })?,
+        );
+    }
+    if let Some(v) = headers.get("x-plexus-cache") {
+        c.force = v.as_bytes().eq_ignore_ascii_case(b"force");
+    }
+    Ok(c)
+}
+
+/// The headers every answer and failure carries: rate limits, what served, the cache status,
+/// and the gateway's request id.
+pub fn apply_meta(headers: &mut HeaderMap, meta: &AnswerMeta) {
+    apply_limits(headers, &meta.limits);
+    if let Some(v) = meta
+        .served_by
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok())
+    {
+        headers.insert("x-plexus-served-by", v);
+    }
+    if let Some(kind) = meta.cache {
+        headers.insert("x-plexus-cache", HeaderValue::from_static(kind));
+    }
+    if let Some(s) = meta.similarity {
+        if let Ok(v) = HeaderValue::from_str(&format!("{s:.4}")) {
+            headers.insert("x-plexus-cache-similarity", v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
+        headers.insert("x-plexus-request-id", v);
+    }
+}
+
+/// `x-plexus-cost-usd`.
+pub fn apply_cost(headers: &mut HeaderMap, cost: f64) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{cost:.8}")) {
+        headers.insert("x-plexus-cost-usd", v);
+    }
+}
+
+fn put(headers: &mut HeaderMap, name: &'static str, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(name, v);
+    }
+}
+
+fn put_remaining(headers: &mut HeaderMap, names: [&'static str; 3], r: &Remaining) {
+    put(headers, names[0], r.limit.to_string());
+    put(headers, names[1], r.remaining.to_string());
+    put(
+        headers,
+        names[2],
+        plexus_router::format_reset_duration(r.reset),
+    );
+}
+
+/// The `x-ratelimit-*` headers for the limits closest to exhaustion.
+pub fn apply_limits(headers: &mut HeaderMap, snapshot: &Snapshot) {
+    if let Some(r) = &snapshot.requests {
+        put_remaining(
+            headers,
+            [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+            r,
+        );
+    }
+    if let Some(r) = &snapshot.tokens {
+        put_remaining(
+            headers,
+            [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+            r,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn controls_from_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(cache_controls(&h).unwrap(), CacheControls::default());
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("No-Cache, max-age=0"),
+        );
+        h.insert("x-plexus-cache-ttl", HeaderValue::from_static("10m"));
+        h.insert("x-plexus-cache", HeaderValue::from_static("force"));
+        let c = cache_controls(&h).unwrap();
+        assert!(c.no_cache && !c.no_store && c.force);
+        assert_eq!(c.ttl, Some(Duration::from_secs(600)));
+        h.insert("x-plexus-cache-ttl", HeaderValue::from_static("soon"));
+        let e = cache_controls(&h).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("x-plexus-cache-ttl"));
+    }
+}
