@@ -486,3 +486,144 @@ async fn instances_share_what_the_judge_learned_through_redis() {
         .await
         .unwrap();
 }
+
+/// Creates team `red` and a member key in it; the key's secret.
+async fn red_key(gw: &Gateway) -> String {
+    let admin = |path: &str, body: Value| {
+        gw.http
+            .post(format!("{}{path}", gw.url))
+            .bearer_auth(common::MASTER_KEY)
+            .json(&body)
+            .send()
+    };
+    let resp = admin("/admin/teams", json!({"id": "red"})).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = admin("/admin/keys", json!({"name": "r", "team": "red"}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let v: Value = resp.json().await.unwrap();
+    v["key"].as_str().unwrap().to_owned()
+}
+
+async fn chat_as(gw: &Gateway, key: &str, id: &str, body: Value) -> reqwest::Response {
+    gw.http
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(key)
+        .header("x-request-id", id)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn model_embeddings_are_system_calls_recorded_for_their_request_and_limited() {
+    // The cache's embeddings model allows 2 requests a minute across callers.
+    let gw = Gateway::start_with(
+        "  - name: cache-embed\n    targets: [{provider: oai, model: text-embedding-3-small}]\n    limits: {rpm: 2}",
+        "cache:\n  ttl: 1h\n  semantic:\n    embedder: {kind: model, model: cache-embed}\n    threshold: 0.99",
+    )
+    .await;
+    let key = red_key(&gw).await;
+    // First: the question is indexed in the background (one embedding).
+    let resp = chat_as(&gw, &key, "first", ask("sys", "Name three prime numbers.")).await;
+    assert_eq!(header(&resp, "x-plexus-cache"), Some("miss"));
+    settled(&gw).await;
+    // Second: the lookup embeds (two); indexing it would be the third, over the limit.
+    let resp = chat_as(&gw, &key, "second", ask("sys", "Name four even numbers.")).await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "a refused embedding is a miss, never a failure"
+    );
+    settled(&gw).await;
+    let first = gw.logged("first").await;
+    let second = gw.logged("second").await;
+    let mut calls = Vec::new();
+    for parent in [&first, &second] {
+        for row in gw
+            .store
+            .requests_by_parent(&parent.request_id)
+            .await
+            .unwrap()
+        {
+            assert_eq!(row.endpoint, "embeddings");
+            assert_eq!(row.model, "cache-embed");
+            assert_eq!(row.key_id, "system");
+            assert_eq!(row.overhead_team_id.as_deref(), Some("red"));
+            calls.push((parent.client_request_id.clone(), row.status));
+        }
+    }
+    calls.sort();
+    let first_id = Some("first".to_owned());
+    let second_id = Some("second".to_owned());
+    assert_eq!(
+        calls,
+        vec![(first_id, 200), (second_id.clone(), 200), (second_id, 429)]
+    );
+    // Their spend is the team's cache overhead, not the team's own.
+    let overhead = gw.store.overhead_by_team(0, Some("red")).await.unwrap();
+    assert_eq!(overhead.len(), 1);
+    assert_eq!(overhead[0].requests, 3);
+    assert_eq!(
+        gw.store.spend_since("team", "red", 0).await.unwrap(),
+        first.cost_usd + second.cost_usd
+    );
+    let spend: Value = gw
+        .http
+        .get(format!("{}/admin/spend?group=team", gw.url))
+        .bearer_auth(common::MASTER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let red = spend["cache_overhead"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["team"] == "red")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(red["requests"], 3, "{spend}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_judges_call_is_recorded_for_the_hit_it_checks_and_limited() {
+    let Some(dir) = minilm_dir() else { return };
+    // The model allows 2 requests a minute: the two client requests take them, so the judge's
+    // re-ask of the semantic hit is refused by the model's limit, and recorded as such.
+    let gw = Gateway::start_with(
+        "  - name: judged\n    targets: [{provider: oai, model: gpt-4o-mini}]\n    limits: {rpm: 2}",
+        &format!(
+            "cache:\n  ttl: 1h\n  semantic:\n    embedder: {{kind: local, path: '{dir}'}}\n    threshold: 0.6\n    max_false_hit_rate: 1\n    judge: {{sample_rate: 1.0, agreement: 0.999}}"
+        ),
+    )
+    .await;
+    let key = red_key(&gw).await;
+    let mut first = ask("sys", "What is the best way to learn French?");
+    first["model"] = json!("judged");
+    let resp = chat_as(&gw, &key, "asked", first).await;
+    assert_eq!(header(&resp, "x-plexus-cache"), Some("miss"));
+    settled(&gw).await;
+    let mut second = ask("sys", "What is the best way to learn German?");
+    second["model"] = json!("judged");
+    let resp = chat_as(&gw, &key, "hit", second).await;
+    assert_eq!(header(&resp, "x-plexus-cache"), Some("semantic-hit"));
+    settled(&gw).await;
+    let hit = gw.logged("hit").await;
+    let judged = gw.store.requests_by_parent(&hit.request_id).await.unwrap();
+    assert_eq!(judged.len(), 1, "{judged:?}");
+    let j = &judged[0];
+    assert_eq!((j.endpoint.as_str(), j.model.as_str()), ("chat", "judged"));
+    assert_eq!(
+        (j.key_id.as_str(), j.overhead_team_id.as_deref()),
+        ("system", Some("red"))
+    );
+    assert_eq!(j.status, 429);
+    assert_eq!(j.error_code.as_deref(), Some("rate_limit_exceeded"));
+    gw.shutdown().await;
+}
