@@ -177,7 +177,7 @@ impl Gateway {
             .auth()
             .rate_subjects(&ctx.principal)
             .await
-            .map_err(|e| crate::error::store_unavailable("read rate limits", e))?;
+            .map_err(crate::error::from_store)?;
         // The whole counts as one request; its inner calls count their tokens.
         subjects.retain_mut(|s| {
             s.quota.tpm = None;

@@ -81,9 +81,18 @@ pub struct CallCtx {
 impl CallCtx {
     /// A client request's context, with a new request id.
     pub fn client(principal: Principal, client_request_id: Option<String>) -> CallCtx {
+        CallCtx::with_ids(principal, new_request_id(), client_request_id)
+    }
+
+    /// A client request's context under the id the gateway gave it on arrival.
+    pub fn with_ids(
+        principal: Principal,
+        request_id: String,
+        client_request_id: Option<String>,
+    ) -> CallCtx {
         CallCtx {
             principal,
-            request_id: new_request_id(),
+            request_id,
             client_request_id,
             parent: None,
             cache: CacheControls::default(),

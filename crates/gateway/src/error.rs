@@ -29,13 +29,25 @@ impl StartupError {
     }
 }
 
-/// A store failure seen by a request: the one place it becomes an API error (503, the
-/// database detail stays in the log).
-pub fn store_unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(message = "Store operation failed.", operation = what, error = %e);
-    ApiError::new(
-        ErrorCode::ServiceUnavailable,
-        format!("Cannot {what} right now; try again."),
-    )
-    .with_retry_after(Some(std::time::Duration::from_secs(1)))
+/// A store failure seen by a request or an admin action: the one place it becomes an API
+/// error. What the caller can fix (a missing or duplicate record) says so; anything else is a
+/// 503 whose detail stays in the log.
+pub fn from_store(e: plexus_store::StoreError) -> ApiError {
+    use plexus_store::StoreError;
+    match e {
+        StoreError::NotFound(what) => ApiError::new(ErrorCode::NotFound, format!("{what} not found")),
+        StoreError::Conflict(what) => {
+            ApiError::new(ErrorCode::InvalidRequest, format!("{what} already exists"))
+                .with_param("name")
+        }
+        StoreError::InUse(why) => ApiError::new(ErrorCode::InvalidRequest, why).with_param("id"),
+        other => {
+            tracing::error!(message = "Store operation failed.", error = %other);
+            ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "The database is unavailable; try again.",
+            )
+            .with_retry_after(Some(std::time::Duration::from_secs(1)))
+        }
+    }
 }

@@ -12,7 +12,7 @@ use plexus_auth::keys;
 use plexus_auth::roles::{Principal, Role};
 use plexus_limits::rate::{Quota, Subject};
 use plexus_limits::{BudgetKey, Limit};
-use plexus_store::{KeyRecord, Store};
+use plexus_store::{KeyRecord, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,7 +116,7 @@ impl KeyAuth {
     }
 
     /// A user's (`scope` `user`) or team's (`team`) limits: cached, or read once and cached.
-    async fn owner(&self, scope: &'static str, id: &str) -> Result<OwnerLimits, String> {
+    async fn owner(&self, scope: &'static str, id: &str) -> Result<OwnerLimits, StoreError> {
         let user = scope == "user";
         let cache = if user { &self.users } else { &self.teams };
         if let Some(l) = cache.get(id) {
@@ -137,20 +137,19 @@ impl KeyAuth {
                 })
             })
         };
-        let l = loaded.map_err(|e| e.to_string())?.unwrap_or_default();
+        let l = loaded?.unwrap_or_default();
         cache.insert(id.to_owned(), l);
         Ok(l)
     }
 
     /// The key's record: cached (by authentication), or read once.
-    async fn key_record(&self, key_id: &str) -> Result<Option<Arc<KeyRecord>>, String> {
+    async fn key_record(&self, key_id: &str) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         match self.keys.get(key_id) {
             Some(r) => Ok(Some(r)),
             None => Ok(self
                 .store
                 .get_key(key_id)
-                .await
-                .map_err(|e| e.to_string())?
+                .await?
                 .map(Arc::new)),
         }
     }
@@ -158,7 +157,7 @@ impl KeyAuth {
     /// The rate limits that apply to a principal: one subject per scope (`key` with the key's
     /// id, `user`, `team`) that has any. No database access while the key and its owners are
     /// cached, and no allocation when none of them has a limit (the empty `Vec`).
-    pub async fn rate_subjects(&self, principal: &Principal) -> Result<Vec<Subject>, String> {
+    pub async fn rate_subjects(&self, principal: &Principal) -> Result<Vec<Subject>, StoreError> {
         let mut out = Vec::new();
         if let Some(key_id) = &principal.key_id {
             if let Some(record) = self.key_record(key_id).await? {
@@ -182,7 +181,7 @@ impl KeyAuth {
     pub async fn limits_for(
         &self,
         principal: &Principal,
-    ) -> Result<Vec<(BudgetKey, Limit)>, String> {
+    ) -> Result<Vec<(BudgetKey, Limit)>, StoreError> {
         let mut out = Vec::new();
         if let Some(key_id) = &principal.key_id {
             if let Some(record) = self.key_record(key_id).await? {

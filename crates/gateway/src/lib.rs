@@ -75,6 +75,7 @@ struct Inner {
 }
 
 impl Gateway {
+    /// A gateway on the system clock.
     pub fn new(
         runtime: Runtime,
         client: UpstreamClient,
@@ -83,7 +84,19 @@ impl Gateway {
         audit: plexus_auth::audit::AuditWriter,
         vault: Option<Arc<plexus_auth::vault::Kek>>,
     ) -> Result<Self, StartupError> {
-        let clock: SharedClock = Arc::new(SystemClock);
+        Gateway::with_clock(runtime, client, store, writer, audit, vault, Arc::new(SystemClock))
+    }
+
+    /// A gateway on `clock` (wall-clock time: records, budgets' periods, cache expiry).
+    pub fn with_clock(
+        runtime: Runtime,
+        client: UpstreamClient,
+        store: Store,
+        writer: LogWriter,
+        audit: plexus_auth::audit::AuditWriter,
+        vault: Option<Arc<plexus_auth::vault::Kek>>,
+        clock: SharedClock,
+    ) -> Result<Self, StartupError> {
         let started_unix = clock.now_unix_secs();
         let limiter = limit::Limiter::new(&runtime.config)?;
         let cache = match &runtime.config.cache {

@@ -762,7 +762,7 @@ impl Gateway {
             self.auth()
                 .rate_subjects(&ctx.principal)
                 .await
-                .map_err(|e| crate::error::store_unavailable("read rate limits", e))?
+                .map_err(crate::error::from_store)?
         };
         if ctx.is_inner() {
             subjects.retain_mut(|s| {
@@ -828,7 +828,7 @@ impl Gateway {
             .auth()
             .limits_for(&ctx.principal)
             .await
-            .map_err(|e| crate::error::store_unavailable("read budgets", e))?;
+            .map_err(crate::error::from_store)?;
         if limits.is_empty() {
             return Ok(None);
         }
@@ -849,7 +849,7 @@ impl Gateway {
             .auth()
             .limits_for(&ctx.principal)
             .await
-            .map_err(|e| crate::error::store_unavailable("read budgets", e))?;
+            .map_err(crate::error::from_store)?;
         if limits.is_empty() {
             return Ok(None);
         }

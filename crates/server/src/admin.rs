@@ -143,23 +143,7 @@ async fn purge_cache(
 }
 
 fn store_error(e: StoreError) -> HttpError {
-    match e {
-        StoreError::NotFound(what) => HttpError(ApiError::new(
-            ErrorCode::NotFound,
-            format!("{what} not found"),
-        )),
-        StoreError::Conflict(what) => HttpError(
-            ApiError::new(ErrorCode::InvalidRequest, format!("{what} already exists"))
-                .with_param("name"),
-        ),
-        StoreError::InUse(why) => {
-            HttpError(ApiError::new(ErrorCode::InvalidRequest, why).with_param("id"))
-        }
-        other => {
-            tracing::error!(message = "Admin store operation failed.", error = %other);
-            HttpError(ApiError::internal("the database failed"))
-        }
-    }
+    HttpError(plexus_gateway::error::from_store(e))
 }
 
 fn not_found(what: &str, id: &str) -> HttpError {

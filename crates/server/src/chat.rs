@@ -1,7 +1,7 @@
 //! `POST /v1/chat/completions`: the OpenAI wire format in and out of [`Gateway::complete`].
 
 use crate::error::HttpError;
-use crate::middleware::{Auth, RequestId};
+use crate::middleware::Call;
 use crate::{headers, sse, AppState};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
@@ -95,23 +95,6 @@ fn describe_json_error<T: DeserializeOwned>(body: &[u8]) -> ApiError {
     .with_param(param)
 }
 
-/// The call's context: the principal, the request's ids and its cache controls.
-pub(crate) fn call_ctx(
-    ids: RequestId,
-    principal: plexus_auth::roles::Principal,
-    headers: &axum::http::HeaderMap,
-    cache: bool,
-) -> (CallCtx, Result<(), ApiError>) {
-    let mut ctx = CallCtx::client(principal, ids.client);
-    ctx.request_id = ids.id;
-    let controls = if cache {
-        headers::cache_controls(headers).map(|c| ctx.cache = c)
-    } else {
-        Ok(())
-    };
-    (ctx, controls)
-}
-
 /// Reads and parses a request body; a failure is recorded like every request, then answered.
 pub(crate) async fn intake<T: DeserializeOwned>(
     gateway: &Gateway,
@@ -155,15 +138,9 @@ pub(crate) fn json_response(body: Bytes, cost: f64, meta: &AnswerMeta) -> Respon
 
 pub async fn chat_completions(
     State(gateway): State<AppState>,
-    ids: RequestId,
-    Auth(principal): Auth,
+    Call(ctx): Call,
     req: Request,
 ) -> Result<Response, HttpError> {
-    let (ctx, controls) = call_ctx(ids, principal, req.headers(), gateway.cache().is_some());
-    if let Err(e) = controls {
-        gateway.record_rejected(&ctx, "chat", &e).await;
-        return Err(HttpError(e));
-    }
     let (chat, body) = intake::<ChatCompletionRequest>(&gateway, &ctx, req, "chat").await?;
     let wants_usage = chat.wants_stream_usage();
     match gateway

@@ -1,8 +1,8 @@
 //! `POST /v1/embeddings`: the OpenAI wire format in and out of [`Gateway::embed`].
 
-use crate::chat::{call_ctx, failure_response, intake, json_response};
+use crate::chat::{failure_response, intake, json_response};
 use crate::error::HttpError;
-use crate::middleware::{Auth, RequestId};
+use crate::middleware::Call;
 use crate::AppState;
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -22,11 +22,9 @@ pub fn encode_base64(values: &[f32]) -> String {
 
 pub async fn embeddings(
     State(gateway): State<AppState>,
-    ids: RequestId,
-    Auth(principal): Auth,
+    Call(ctx): Call,
     req: Request,
 ) -> Result<Response, HttpError> {
-    let (ctx, _) = call_ctx(ids, principal, req.headers(), false);
     let (emb, body) = intake::<EmbeddingRequest>(&gateway, &ctx, req, "embeddings").await?;
     let base64 = emb.encoding_format.as_deref() == Some("base64");
     let answer = match gateway.embed(&ctx, emb, &body).await {

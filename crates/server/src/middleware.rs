@@ -9,6 +9,7 @@ use axum::response::Response;
 use plexus_auth::roles::Principal;
 use plexus_core::ApiError;
 use plexus_gateway::keyauth::AuthFailure;
+use plexus_gateway::CallCtx;
 use subtle::ConstantTimeEq;
 
 /// The request's ids: the gateway's own (the key of its record), and the client's
@@ -22,6 +23,32 @@ pub struct RequestId {
 /// Who is calling: the master key, a virtual key, or nobody (auth off on loopback).
 #[derive(Debug, Clone)]
 pub struct Auth(pub Principal);
+
+/// A client call's context for the gateway: its ids, its authenticated principal and (for
+/// chat, when a cache is configured) its cache controls. Every `/v1` handler takes one.
+#[derive(Debug, Clone)]
+pub struct Call(pub CallCtx);
+
+impl FromRequestParts<AppState> for Call {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HttpError> {
+        let ids = RequestId::from_request_parts(parts, state).await?;
+        let Auth(principal) = Auth::from_request_parts(parts, state).await?;
+        let mut ctx = CallCtx::with_ids(principal, ids.id, ids.client);
+        let chat = !parts.uri.path().ends_with("/embeddings");
+        if chat && state.cache().is_some() {
+            match crate::headers::cache_controls(&parts.headers) {
+                Ok(controls) => ctx.cache = controls,
+                Err(e) => {
+                    state.record_rejected(&ctx, "chat", &e).await;
+                    return Err(HttpError(e));
+                }
+            }
+        }
+        Ok(Call(ctx))
+    }
+}
 
 const X_REQUEST_ID: &str = "x-request-id";
 
