@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Gateway benchmark: wrk (keep-alive, concurrency 64) against the simulator alone, then against
-# the gateway in front of it. Reports throughput, p50/p99 latency, the latency the gateway adds,
-# and the gateway process's CPU time per request (from /proc, gateway process only).
+# the gateway in front of it, then against nginx proxying to the same simulator (the reference).
+# Reports throughput, p50/p99 latency, and the CPU time per request of the gateway process and
+# of nginx's worker (from /proc), and their ratio: absolute times vary between machines, the
+# ratio much less.
 #
 # Usage: bench/run.sh [duration_seconds] [connections]     (defaults: 20, 64)
 # BENCH_PIN=1 pins the gateway to CPU 1 and wrk and the simulator to CPU 0, so the gateway's
@@ -43,3 +45,22 @@ echo
 echo "== simulator alone";  echo "requests/s: $(rps "$BASE")  p50: $(field "$BASE" 50%)  p99: $(field "$BASE" 99%)  simulator CPU per request: ${MOCK_US} us  $(errors "$BASE")"
 echo "== via gateway";      echo "requests/s: $(rps "$GW")  p50: $(field "$GW" 50%)  p99: $(field "$GW" 99%)  requests: $N  $(errors "$GW")"
 echo "gateway CPU per request: ${CPU_US} us (utime+stime of the gateway process / requests)"
+
+echo "through nginx, the reference proxy (${DURATION}s, ${CONNS} connections)..."
+command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx; }
+mkdir -p /tmp/plexus-bench-nginx
+$PIN_GW nginx -c "$PWD/bench/nginx.conf" -p /tmp/plexus-bench-nginx &
+NGINX_PID=$!
+for _ in $(seq 50); do
+  curl -s -o /dev/null http://127.0.0.1:4020/ && break
+  sleep 0.1
+done
+NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1)
+nb=$(cpu_ticks "$NGINX_WORKER")
+NG=$(run_wrk http://127.0.0.1:4020/v1/chat/completions gpt-4o-mini)
+na=$(cpu_ticks "$NGINX_WORKER")
+kill "$NGINX_PID" 2>/dev/null || true
+NGINX_US=$(awk -v t=$((na - nb)) -v hz="$TICKS" -v n="$(total "$NG")" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+echo "== via nginx";        echo "requests/s: $(rps "$NG")  p50: $(field "$NG" 50%)  p99: $(field "$NG" 99%)  requests: $(total "$NG")  $(errors "$NG")"
+echo "nginx CPU per request: ${NGINX_US} us (its worker)"
+echo "gateway / nginx CPU per request: $(awk -v g="$CPU_US" -v n="$NGINX_US" 'BEGIN {printf "%.2f", g / n}')"
