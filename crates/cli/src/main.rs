@@ -268,7 +268,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let runtime = Runtime::load(cfg, &client, &store, vault.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let state = AppState::new(runtime, client, store.clone(), writer, audit, vault)
+    let clock = std::sync::Arc::new(plexus_core::clock::SystemClock);
+    let state = AppState::new(runtime, client, store.clone(), writer, audit, vault, clock)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let background = state.clone();
 

@@ -38,6 +38,17 @@ pub struct Hit {
     pub similarity: Option<f32>,
 }
 
+impl Hit {
+    /// An exact hit.
+    pub fn exact(entry: Arc<Entry>) -> Hit {
+        Hit {
+            entry,
+            kind: "hit",
+            similarity: None,
+        }
+    }
+}
+
 /// What a lookup found: a hit, or on a miss maybe a refused candidate for the exploring judge.
 #[derive(Default)]
 pub struct Found {
@@ -151,11 +162,7 @@ impl ResponseCache {
     pub async fn lookup(&self, gateway: &Gateway, origin: &Origin, plan: &Plan) -> Found {
         if let Some(entry) = self.store.get(&plan.key).await {
             return Found {
-                hit: Some(Hit {
-                    entry,
-                    kind: "hit",
-                    similarity: None,
-                }),
+                hit: Some(Hit::exact(entry)),
                 probe: None,
             };
         }

@@ -4,7 +4,9 @@
 
 use crate::ctx::{CallCtx, Origin};
 use crate::dispatch;
-use crate::pipeline::{check_model_access, Admission, AnswerMeta, Failure, TargetFate};
+use crate::pipeline::{
+    check_model_access, require_model, within_deadline, Admission, AnswerMeta, Failure, Settlement,
+};
 use crate::record::{estimate_tokens, keep_body};
 use crate::runtime::Target;
 use crate::Gateway;
@@ -25,12 +27,7 @@ pub struct EmbedAnswer {
 
 /// Semantic checks the types cannot express, naming the parameter.
 pub fn validate(req: &EmbeddingRequest) -> Result<(), ApiError> {
-    if req.model.is_empty() {
-        return Err(ApiError::invalid_request(
-            "`model` must not be empty.",
-            "model",
-        ));
-    }
+    require_model(&req.model)?;
     if req.input.is_empty() {
         return Err(ApiError::invalid_request(
             "`input` must not be empty.",
@@ -62,29 +59,11 @@ impl Gateway {
         body: &[u8],
     ) -> Result<EmbedAnswer, Failure> {
         let mut admission = Admission::new(self, ctx, "embeddings", &req.model, false);
-        let mut meta = AnswerMeta {
-            request_id: ctx.request_id.clone(),
-            ..AnswerMeta::default()
-        };
+        let mut meta = AnswerMeta::for_call(ctx);
         let run = self.run_embed(ctx, req, body, &mut admission, &mut meta);
-        let result = match ctx.deadline {
-            None => run.await,
-            Some(at) => match tokio::time::timeout_at(at, run).await {
-                Ok(r) => r,
-                Err(_) => Err(ApiError::new(
-                    ErrorCode::UpstreamTimeout,
-                    "The call's deadline passed before the answer.",
-                )),
-            },
-        };
-        match result {
+        match within_deadline(ctx, run).await {
             Ok(answer) => Ok(answer),
-            Err(error) => {
-                admission
-                    .finish(error.status(), Some(&error), None, TargetFate::Unknown)
-                    .await;
-                Err(Failure { error, meta })
-            }
+            Err(error) => Err(admission.fail(error, meta).await),
         }
     }
 
@@ -192,15 +171,10 @@ impl Gateway {
         let usage = Usage::new(usage.prompt_tokens, 0);
         let cost = admission
             .take()
-            .finish(
-                200,
-                None,
-                Some((&usage, estimated)),
-                TargetFate::Answered(first_byte_ns),
-            )
+            .finish(Settlement::answered(&usage, estimated, first_byte_ns))
             .await;
         Ok(EmbedAnswer {
-            meta: meta.clone(),
+            meta: std::mem::take(meta),
             response,
             cost_usd: cost,
         })

@@ -35,7 +35,9 @@ impl StartupError {
 pub fn from_store(e: plexus_store::StoreError) -> ApiError {
     use plexus_store::StoreError;
     match e {
-        StoreError::NotFound(what) => ApiError::new(ErrorCode::NotFound, format!("{what} not found")),
+        StoreError::NotFound(what) => {
+            ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
+        }
         StoreError::Conflict(what) => {
             ApiError::new(ErrorCode::InvalidRequest, format!("{what} already exists"))
                 .with_param("name")

@@ -146,11 +146,7 @@ impl KeyAuth {
     async fn key_record(&self, key_id: &str) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         match self.keys.get(key_id) {
             Some(r) => Ok(Some(r)),
-            None => Ok(self
-                .store
-                .get_key(key_id)
-                .await?
-                .map(Arc::new)),
+            None => Ok(self.store.get_key(key_id).await?.map(Arc::new)),
         }
     }
 

@@ -37,7 +37,7 @@ pub use stream::AnswerStream;
 
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
-use plexus_core::clock::{SharedClock, SystemClock};
+use plexus_core::clock::SharedClock;
 use plexus_providers::client::UpstreamClient;
 use plexus_store::{LogWriter, Store};
 use secrecy::ExposeSecret;
@@ -75,20 +75,9 @@ struct Inner {
 }
 
 impl Gateway {
-    /// A gateway on the system clock.
+    /// A gateway on `clock` (wall-clock time: records, budgets' periods, cache expiry;
+    /// `SystemClock` outside tests).
     pub fn new(
-        runtime: Runtime,
-        client: UpstreamClient,
-        store: Store,
-        writer: LogWriter,
-        audit: plexus_auth::audit::AuditWriter,
-        vault: Option<Arc<plexus_auth::vault::Kek>>,
-    ) -> Result<Self, StartupError> {
-        Gateway::with_clock(runtime, client, store, writer, audit, vault, Arc::new(SystemClock))
-    }
-
-    /// A gateway on `clock` (wall-clock time: records, budgets' periods, cache expiry).
-    pub fn with_clock(
         runtime: Runtime,
         client: UpstreamClient,
         store: Store,

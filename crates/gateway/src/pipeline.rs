@@ -107,6 +107,31 @@ pub struct AnswerMeta {
     pub limits: Snapshot,
 }
 
+impl AnswerMeta {
+    pub(crate) fn for_call(ctx: &CallCtx) -> AnswerMeta {
+        AnswerMeta {
+            request_id: ctx.request_id.clone(),
+            ..AnswerMeta::default()
+        }
+    }
+}
+
+/// Runs a call's stages within its deadline, if it has one.
+pub(crate) async fn within_deadline<T>(
+    ctx: &CallCtx,
+    run: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    match ctx.deadline {
+        None => run.await,
+        Some(at) => tokio::time::timeout_at(at, run).await.unwrap_or_else(|_| {
+            Err(ApiError::new(
+                ErrorCode::UpstreamTimeout,
+                "The call's deadline passed before its answer began.",
+            ))
+        }),
+    }
+}
+
 /// A complete answer.
 #[derive(Debug)]
 pub struct FullAnswer {
@@ -152,6 +177,47 @@ pub(crate) enum TargetFate {
     Failed,
     /// Nothing to learn (the caller went away, or no target served).
     Unknown,
+}
+
+/// How a call ended, for [`Admission::finish`].
+pub(crate) struct Settlement<'a> {
+    pub status: u16,
+    pub error: Option<&'a ApiError>,
+    /// The usage, and whether it is estimated.
+    pub usage: Option<(&'a Usage, bool)>,
+    pub fate: TargetFate,
+}
+
+impl<'a> Settlement<'a> {
+    /// Answered with `usage`; the target's first byte came at `first_byte_ns`.
+    pub(crate) fn answered(usage: &'a Usage, estimated: bool, first_byte_ns: u64) -> Self {
+        Settlement {
+            status: 200,
+            error: None,
+            usage: Some((usage, estimated)),
+            fate: TargetFate::Answered(first_byte_ns),
+        }
+    }
+
+    /// Answered without a provider call (a cache hit).
+    pub(crate) fn from_cache() -> Self {
+        Settlement {
+            status: 200,
+            error: None,
+            usage: None,
+            fate: TargetFate::Unknown,
+        }
+    }
+
+    /// Failed before an answer began.
+    pub(crate) fn failed(error: &'a ApiError) -> Self {
+        Settlement {
+            status: error.status(),
+            error: Some(error),
+            usage: None,
+            fate: TargetFate::Unknown,
+        }
+    }
 }
 
 /// What an admitted call holds, and its record: settled exactly once, by [`Admission::finish`]
@@ -239,13 +305,13 @@ impl Admission {
 
     /// Settles every hold and completes the record; `None` when already settled. Returns the
     /// record to write and the call's cost.
-    pub(crate) fn settle(
-        &mut self,
-        status: u16,
-        error: Option<&ApiError>,
-        usage: Option<(&Usage, bool)>,
-        fate: TargetFate,
-    ) -> Option<(RequestRecord, f64)> {
+    pub(crate) fn settle(&mut self, s: Settlement<'_>) -> Option<(RequestRecord, f64)> {
+        let Settlement {
+            status,
+            error,
+            usage,
+            fate,
+        } = s;
         let mut record = self.record.take()?;
         let cost = match (usage, &self.target) {
             (Some((u, _)), Some(t)) => t.cost_usd(u).unwrap_or(0.0),
@@ -286,14 +352,8 @@ impl Admission {
     }
 
     /// Settles and writes the record, waiting while the log's queue is full. Returns the cost.
-    pub(crate) async fn finish(
-        mut self,
-        status: u16,
-        error: Option<&ApiError>,
-        usage: Option<(&Usage, bool)>,
-        fate: TargetFate,
-    ) -> f64 {
-        let Some((record, cost)) = self.settle(status, error, usage, fate) else {
+    pub(crate) async fn finish(mut self, s: Settlement<'_>) -> f64 {
+        let Some((record, cost)) = self.settle(s) else {
             return 0.0;
         };
         let metrics = self.metrics();
@@ -302,19 +362,17 @@ impl Admission {
     }
 
     /// Like [`Admission::finish`], for paths that cannot wait (a stream's poll, a `Drop`).
-    pub(crate) fn finish_detached(
-        &mut self,
-        status: u16,
-        error: Option<&ApiError>,
-        usage: Option<(&Usage, bool)>,
-        fate: TargetFate,
-    ) -> f64 {
-        let Some((record, cost)) = self.settle(status, error, usage, fate) else {
-            return 0.0;
-        };
-        let metrics = self.metrics();
-        record::write_detached(&self.gateway, record, metrics.as_deref());
-        cost
+    pub(crate) fn finish_detached(&mut self, s: Settlement<'_>) {
+        if let Some((record, _)) = self.settle(s) {
+            let metrics = self.metrics();
+            record::write_detached(&self.gateway, record, metrics.as_deref());
+        }
+    }
+
+    /// Settles a call that failed before its answer began, and shapes the failure.
+    pub(crate) async fn fail(self, error: ApiError, meta: AnswerMeta) -> Failure {
+        self.finish(Settlement::failed(&error)).await;
+        Failure { error, meta }
     }
 }
 
@@ -326,19 +384,18 @@ impl Drop for Admission {
         // The caller went away before the call settled: the prompt was sent (if a target was
         // chosen), so it is billed by estimate.
         let usage = Usage::new(self.prompt_estimate, 0);
-        let sent = self.target.is_some().then_some((&usage, true));
-        self.finish_detached(499, None, sent, TargetFate::Unknown);
+        self.finish_detached(Settlement {
+            status: 499,
+            error: None,
+            usage: self.target.is_some().then_some((&usage, true)),
+            fate: TargetFate::Unknown,
+        });
     }
 }
 
 /// Semantic checks the types cannot express, naming the parameter.
 pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
-    if req.model.is_empty() {
-        return Err(ApiError::invalid_request(
-            "`model` must not be empty.",
-            "model",
-        ));
-    }
+    require_model(&req.model)?;
     if req.messages.is_empty() {
         return Err(ApiError::invalid_request(
             "`messages` must contain at least one message.",
@@ -374,6 +431,16 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
         return Err(ApiError::invalid_request(
             "`max_tokens` must be at least 1.",
             "max_tokens",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn require_model(model: &str) -> Result<(), ApiError> {
+    if model.is_empty() {
+        return Err(ApiError::invalid_request(
+            "`model` must not be empty.",
+            "model",
         ));
     }
     Ok(())
@@ -417,29 +484,11 @@ impl Gateway {
     pub async fn complete(&self, ctx: &CallCtx, req: ChatRequest) -> Result<Answer, Failure> {
         let mut admission =
             Admission::new(self, ctx, "chat", &req.chat.model, req.chat.is_stream());
-        let mut meta = AnswerMeta {
-            request_id: ctx.request_id.clone(),
-            ..AnswerMeta::default()
-        };
+        let mut meta = AnswerMeta::for_call(ctx);
         let run = self.run_chat(ctx, req, &mut admission, &mut meta);
-        let result = match ctx.deadline {
-            None => run.await,
-            Some(at) => match tokio::time::timeout_at(at, run).await {
-                Ok(r) => r,
-                Err(_) => Err(ApiError::new(
-                    ErrorCode::UpstreamTimeout,
-                    "The call's deadline passed before the answer began.",
-                )),
-            },
-        };
-        match result {
+        match within_deadline(ctx, run).await {
             Ok(answer) => Ok(answer),
-            Err(error) => {
-                admission
-                    .finish(error.status(), Some(&error), None, TargetFate::Unknown)
-                    .await;
-                Err(Failure { error, meta })
-            }
+            Err(error) => Err(admission.fail(error, meta).await),
         }
     }
 
@@ -447,9 +496,7 @@ impl Gateway {
     /// request that reached the gateway has a record.
     pub async fn record_rejected(&self, ctx: &CallCtx, endpoint: &'static str, error: &ApiError) {
         let admission = Admission::new(self, ctx, endpoint, "", false);
-        admission
-            .finish(error.status(), Some(error), None, TargetFate::Unknown)
-            .await;
+        admission.finish(Settlement::failed(error)).await;
     }
 
     async fn run_chat(
@@ -521,11 +568,7 @@ impl Gateway {
                             if let Ok(Some(entry)) =
                                 tokio::time::timeout(first_byte, coalesce::wait(slot)).await
                             {
-                                let hit = Hit {
-                                    entry,
-                                    kind: "hit",
-                                    similarity: None,
-                                };
+                                let hit = Hit::exact(entry);
                                 return Ok(self
                                     .serve_hit(admission.take(), meta, hit, &chat)
                                     .await);
@@ -534,11 +577,7 @@ impl Gateway {
                         Flight::Leader(l) => {
                             // The previous flight may have filled the entry just now.
                             if let Some(entry) = cache.store().get(&plan.key).await {
-                                let hit = Hit {
-                                    entry,
-                                    kind: "hit",
-                                    similarity: None,
-                                };
+                                let hit = Hit::exact(entry);
                                 return Ok(self
                                     .serve_hit(admission.take(), meta, hit, &chat)
                                     .await);
@@ -609,7 +648,7 @@ impl Gateway {
             );
             return Ok(Answer::Stream(AnswerStream::live(
                 self.clone(),
-                meta.clone(),
+                std::mem::take(meta),
                 chunks,
                 account,
             )));
@@ -657,12 +696,7 @@ impl Gateway {
         }
         let cost = admission
             .take()
-            .finish(
-                200,
-                None,
-                Some((&usage, estimated)),
-                TargetFate::Answered(first_byte_ns),
-            )
+            .finish(Settlement::answered(&usage, estimated, first_byte_ns))
             .await;
         if let Some(fill) = cache_fill {
             if let Ok(text) = std::str::from_utf8(&body) {
@@ -671,7 +705,7 @@ impl Gateway {
             }
         }
         Ok(Answer::Full(FullAnswer {
-            meta: meta.clone(),
+            meta: std::mem::take(meta),
             body,
             usage,
             cost_usd: cost,
@@ -723,23 +757,21 @@ impl Gateway {
         if chat.is_stream() {
             match serde_json::from_str::<ChatCompletion>(&hit.entry.body) {
                 Ok(c) => {
-                    admission.finish(200, None, None, TargetFate::Unknown).await;
-                    Answer::Stream(AnswerStream::replay(meta.clone(), &c))
+                    admission.finish(Settlement::from_cache()).await;
+                    Answer::Stream(AnswerStream::replay(std::mem::take(meta), &c))
                 }
                 Err(e) => {
                     // Unreadable entries are not served; the call fails loudly.
                     let err = ApiError::internal(format!("unreadable cache entry: {e}"));
-                    admission
-                        .finish(err.status(), Some(&err), None, TargetFate::Unknown)
-                        .await;
-                    let stream = AnswerStream::failed(meta.clone(), err);
+                    admission.finish(Settlement::failed(&err)).await;
+                    let stream = AnswerStream::failed(std::mem::take(meta), err);
                     Answer::Stream(stream)
                 }
             }
         } else {
-            admission.finish(200, None, None, TargetFate::Unknown).await;
+            admission.finish(Settlement::from_cache()).await;
             Answer::Full(FullAnswer {
-                meta: meta.clone(),
+                meta: std::mem::take(meta),
                 body: Bytes::from(hit.entry.body.clone()),
                 usage: Usage::default(),
                 cost_usd: 0.0,
@@ -824,18 +856,26 @@ impl Gateway {
             };
             return Ok(Some(BudgetClaim::Drawn(drawdown.draw(worst)?)));
         }
-        let limits = self
-            .auth()
-            .limits_for(&ctx.principal)
-            .await
-            .map_err(crate::error::from_store)?;
-        if limits.is_empty() {
+        let Some(limits) = self.budgets_of(&ctx.principal).await? else {
             return Ok(None);
-        }
+        };
         let worst = self.worst_case_usd(rt, route, &ctx.principal, prompt_tokens, &output)?;
         self.reserve_on(&limits, worst)
             .await
             .map(|h| Some(BudgetClaim::Own(h)))
+    }
+
+    /// The budgets that apply to `principal`, if any.
+    async fn budgets_of(
+        &self,
+        principal: &Principal,
+    ) -> Result<Option<Vec<(plexus_limits::BudgetKey, plexus_limits::Limit)>>, ApiError> {
+        let limits = self
+            .auth()
+            .limits_for(principal)
+            .await
+            .map_err(crate::error::from_store)?;
+        Ok((!limits.is_empty()).then_some(limits))
     }
 
     /// Reserves `usd` on the caller's own budgets (a composite's reservation); `None` when
@@ -845,14 +885,9 @@ impl Gateway {
         ctx: &CallCtx,
         usd: f64,
     ) -> Result<Option<BudgetHold>, ApiError> {
-        let limits = self
-            .auth()
-            .limits_for(&ctx.principal)
-            .await
-            .map_err(crate::error::from_store)?;
-        if limits.is_empty() {
+        let Some(limits) = self.budgets_of(&ctx.principal).await? else {
             return Ok(None);
-        }
+        };
         self.reserve_on(&limits, usd).await.map(Some)
     }
 

@@ -6,7 +6,7 @@
 //! none. Whether the caller passes it on is the caller's (wire format's) business.
 
 use crate::cache::CacheFill;
-use crate::pipeline::{Admission, AnswerMeta, TargetFate};
+use crate::pipeline::{Admission, AnswerMeta, Settlement, TargetFate};
 use crate::record::{estimate_tokens, keep_body};
 use crate::runtime::Target;
 use crate::Gateway;
@@ -137,8 +137,12 @@ impl StreamAccount {
             _ => TargetFate::Failed,
         };
         // Never wait here: this runs inside a poll (or a `Drop`).
-        self.admission
-            .finish_detached(status, error, Some((&usage, estimated)), fate);
+        self.admission.finish_detached(Settlement {
+            status,
+            error,
+            usage: Some((&usage, estimated)),
+            fate,
+        });
     }
 }
 

@@ -172,6 +172,7 @@ impl Gateway {
             Some(std::sync::Arc::new(
                 plexus_auth::vault::Kek::from_base64(TEST_KEK).unwrap(),
             )),
+            std::sync::Arc::new(plexus_core::clock::SystemClock),
         )
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
