@@ -129,7 +129,7 @@ pub struct Composite {
     drawdown: Arc<Drawdown>,
     holds: Vec<Hold>,
     budget: Option<BudgetHold>,
-    record: Option<RequestRecord>,
+    record: Option<Box<RequestRecord>>,
     next_step: AtomicU32,
 }
 
@@ -232,7 +232,7 @@ impl Composite {
         status: u16,
         error: Option<&ApiError>,
         served_by: &str,
-    ) -> Option<RequestRecord> {
+    ) -> Option<Box<RequestRecord>> {
         let mut record = self.record.take()?;
         let now = self.gateway.limiter().now_ns();
         for h in self.holds.drain(..) {

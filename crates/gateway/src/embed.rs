@@ -60,10 +60,12 @@ impl Gateway {
     ) -> Result<EmbedAnswer, Failure> {
         let mut admission = Admission::new(self, ctx, "embeddings", &req.model, false);
         let mut meta = AnswerMeta::for_call(ctx);
-        let run = self.run_embed(ctx, req, body, &mut admission, &mut meta);
+        // Boxed, as `complete`'s: moving a large state machine costs more than allocating it.
+        let run = Box::pin(self.run_embed(ctx, req, body, &mut admission, &mut meta));
         match within_deadline(ctx, run).await {
             Ok(answer) => Ok(answer),
-            Err(error) => Err(admission.fail(error, meta).await),
+            // Boxed: the failure path's state would otherwise grow every call's future.
+            Err(error) => Err(Box::pin(admission.fail(error, meta)).await),
         }
     }
 
@@ -136,7 +138,7 @@ impl Gateway {
 
         let client = self.client();
         let req = &req;
-        let outcome = dispatch::run(
+        let outcome = Box::pin(dispatch::run(
             self,
             &rt,
             &route,
@@ -147,7 +149,7 @@ impl Gateway {
                     .embeddings(&target.provider, req, &target.upstream_model)
                     .await
             },
-        )
+        ))
         .await;
         let served = self.served_or_failed(outcome, admission, meta)?;
         let first_byte_ns = admission.limiter_now();

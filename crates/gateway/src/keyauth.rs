@@ -123,14 +123,14 @@ impl KeyAuth {
             return Ok(l);
         }
         let loaded = if user {
-            self.store.get_user(id).await.map(|u| {
+            Box::pin(self.store.get_user(id)).await.map(|u| {
                 u.map(|u| OwnerLimits {
                     budget: limit_of(u.max_budget_usd, u.budget_period.as_deref()),
                     quota: quota_of(u.rpm, u.tpm, u.tpd, u.max_parallel),
                 })
             })
         } else {
-            self.store.get_team(id).await.map(|t| {
+            Box::pin(self.store.get_team(id)).await.map(|t| {
                 t.map(|t| OwnerLimits {
                     budget: limit_of(t.max_budget_usd, t.budget_period.as_deref()),
                     quota: quota_of(t.rpm, t.tpm, t.tpd, t.max_parallel),
@@ -146,7 +146,7 @@ impl KeyAuth {
     async fn key_record(&self, key_id: &str) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         match self.keys.get(key_id) {
             Some(r) => Ok(Some(r)),
-            None => Ok(self.store.get_key(key_id).await?.map(Arc::new)),
+            None => Ok(Box::pin(self.store.get_key(key_id)).await?.map(Arc::new)),
         }
     }
 
@@ -222,7 +222,9 @@ impl KeyAuth {
                 if self.unknown.contains_key(id) {
                     return Err(AuthFailure::Unknown);
                 }
-                match self.store.get_key(id).await {
+                // Boxed (as every store read here): the miss path's database future would
+                // otherwise be carried, and moved, by every request's future.
+                match Box::pin(self.store.get_key(id)).await {
                     Ok(Some(r)) => {
                         let r = Arc::new(r);
                         self.keys.insert(id.to_owned(), r.clone());

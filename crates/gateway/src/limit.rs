@@ -124,7 +124,9 @@ impl Limiter {
             return Ok((None, Snapshot::default()));
         }
         if let Some(redis) = &self.redis {
-            match redis.acquire(subjects, tokens).await {
+            // Boxed: the Redis round trip's future is large, and most requests take the
+            // in-process path.
+            match Box::pin(redis.acquire(subjects, tokens)).await {
                 Ok(Ok((hold, snapshot))) => return Ok((Some(Hold::Remote(hold)), snapshot)),
                 Ok(Err(rejection)) => return Err(rejected(&rejection)),
                 Err(e) => {
@@ -183,7 +185,7 @@ impl Limiter {
         if let Some(redis) = &self.redis {
             // Two rounds at most: the second after seeding what Redis did not know yet.
             for _ in 0..2 {
-                match redis.budget_reserve(budgets, cost, now_ms).await {
+                match Box::pin(redis.budget_reserve(budgets, cost, now_ms)).await {
                     Ok(Ok(r)) => return Ok(BudgetHold::Remote(r)),
                     Ok(Err(BudgetRefusal::Exceeded(ex))) => return Err(BudgetError::Exceeded(ex)),
                     Ok(Err(BudgetRefusal::NeedsSeed(keys))) => {

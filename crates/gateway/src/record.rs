@@ -11,16 +11,17 @@ use plexus_protocol::openai::Usage;
 /// Stored bodies are cut at this size.
 const MAX_STORED_BODY: usize = 256 * 1024;
 
-/// The parts of a record known before the call.
+/// The parts of a record known before the call. Boxed from the start: the writer queues it
+/// boxed, and until then it travels through the call's futures as a pointer.
 pub(crate) fn base(
     gateway: &Gateway,
     ctx: &CallCtx,
     endpoint: &'static str,
     model: &str,
     stream: bool,
-) -> RequestRecord {
+) -> Box<RequestRecord> {
     let p = &ctx.principal;
-    RequestRecord {
+    Box::new(RequestRecord {
         ts_ms: gateway.clock().now_unix_ms(),
         request_id: ctx.request_id.clone(),
         client_request_id: ctx.client_request_id.clone(),
@@ -38,7 +39,7 @@ pub(crate) fn base(
         model: model.to_owned(),
         stream,
         ..Default::default()
-    }
+    })
 }
 
 /// Copies a call's usage into its record (the one place that does).
@@ -53,7 +54,7 @@ pub(crate) fn apply_usage(record: &mut RequestRecord, usage: &Usage, estimated: 
 /// Observes the record's metrics and queues it, waiting while the writer's queue is full.
 pub(crate) async fn write(
     gateway: &Gateway,
-    record: RequestRecord,
+    record: Box<RequestRecord>,
     target: Option<&TargetMetrics>,
 ) {
     metrics::observe(&record, target);
@@ -63,7 +64,7 @@ pub(crate) async fn write(
 /// Like [`write`], for paths that cannot wait (a `Drop`, a stream's poll).
 pub(crate) fn write_detached(
     gateway: &Gateway,
-    record: RequestRecord,
+    record: Box<RequestRecord>,
     target: Option<&TargetMetrics>,
 ) {
     metrics::observe(&record, target);

@@ -141,7 +141,7 @@ pub async fn chat_completions(
     Call(ctx): Call,
     req: Request,
 ) -> Result<Response, HttpError> {
-    let (chat, body) = intake::<ChatCompletionRequest>(&gateway, &ctx, req, "chat").await?;
+    let (chat, body) = intake::<Box<ChatCompletionRequest>>(&gateway, &ctx, req, "chat").await?;
     let wants_usage = chat.wants_stream_usage();
     match gateway
         .complete(&ctx, ChatRequest::openai(chat, body))

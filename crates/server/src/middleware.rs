@@ -216,24 +216,31 @@ fn jwt_principal(identity: plexus_auth::jwt::JwtIdentity) -> Option<Principal> {
 
 /// Records the failure in the audit log (with the key's public id when it had one, never the
 /// key) and answers 401.
-async fn auth_failure(state: &AppState, parts: &Parts, reason: AuthFailure) -> HttpError {
-    let actor = presented_key(parts)
-        .and_then(plexus_auth::keys::id_of)
-        .unwrap_or("anonymous")
-        .to_owned();
-    state
-        .audit()
-        .record(plexus_auth::audit::AuditEvent {
-            ts_ms: state.clock().now_unix_ms(),
-            actor,
-            action: "auth.failure",
-            target: parts.uri.path().to_owned(),
-            outcome: "denied",
-            source: client_addr(&parts.extensions),
-            details: serde_json::json!({"reason": reason.as_str()}).to_string(),
-        })
-        .await;
-    HttpError(ApiError::new(reason.code(), reason.message()))
+fn auth_failure<'a>(
+    state: &'a AppState,
+    parts: &'a Parts,
+    reason: AuthFailure,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = HttpError> + Send + 'a>> {
+    // Boxed: every request's extractor future would otherwise carry this rare path's state.
+    Box::pin(async move {
+        let actor = presented_key(parts)
+            .and_then(plexus_auth::keys::id_of)
+            .unwrap_or("anonymous")
+            .to_owned();
+        state
+            .audit()
+            .record(plexus_auth::audit::AuditEvent {
+                ts_ms: state.clock().now_unix_ms(),
+                actor,
+                action: "auth.failure",
+                target: parts.uri.path().to_owned(),
+                outcome: "denied",
+                source: client_addr(&parts.extensions),
+                details: serde_json::json!({"reason": reason.as_str()}).to_string(),
+            })
+            .await;
+        HttpError(ApiError::new(reason.code(), reason.message()))
+    })
 }
 
 /// The peer address, when the server was started with connection info.

@@ -66,17 +66,18 @@ impl LogWriter {
         )
     }
 
-    /// Queues a record, waiting while the queue is full.
-    pub async fn record(&self, record: RequestRecord) {
-        if let Err(e) = self.tx.send(Msg::Record(Box::new(record))).await {
+    /// Queues a record, waiting while the queue is full. A boxed record is queued as it is
+    /// (callers that keep one across awaits box it early, and moves stay small).
+    pub async fn record(&self, record: impl Into<Box<RequestRecord>>) {
+        if let Err(e) = self.tx.send(Msg::Record(record.into())).await {
             lost(e.0);
         }
     }
 
     /// Queues a record without waiting (for `Drop` paths): when the queue is full the record
     /// waits in a tracked task that shutdown drains.
-    pub fn record_detached(&self, record: RequestRecord) {
-        match self.tx.try_send(Msg::Record(Box::new(record))) {
+    pub fn record_detached(&self, record: impl Into<Box<RequestRecord>>) {
+        match self.tx.try_send(Msg::Record(record.into())) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(msg)) => {
                 let tx = self.tx.clone();
