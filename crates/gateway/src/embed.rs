@@ -59,7 +59,7 @@ impl Gateway {
         body: &[u8],
     ) -> Result<EmbedAnswer, Failure> {
         let mut admission = Admission::new(self, ctx, "embeddings", &req.model, false);
-        let mut meta = AnswerMeta::for_call(ctx);
+        let mut meta = AnswerMeta::default();
         // Boxed, as `complete`'s: moving a large state machine costs more than allocating it.
         let run = Box::pin(self.run_embed(ctx, req, body, &mut admission, &mut meta));
         match within_deadline(ctx, run).await {
@@ -153,7 +153,7 @@ impl Gateway {
         .await;
         let served = self.served_or_failed(outcome, admission, meta)?;
         let first_byte_ns = admission.limiter_now();
-        let (outcome, _target) = admission.serving(served);
+        let outcome = admission.serving(served);
         let mut response = outcome.response;
         let (usage, estimated) = match &response.usage {
             Some(u) if u.prompt_tokens > 0 => (u.clone(), false),

@@ -97,8 +97,6 @@ impl ChatRequest {
 /// What every answer (and failure) reports besides its body: for the caller's headers.
 #[derive(Debug, Clone, Default)]
 pub struct AnswerMeta {
-    /// The call's gateway request id.
-    pub request_id: String,
     /// `provider/upstream_model` that served (or last failed).
     pub served_by: Option<String>,
     /// `hit`, `semantic-hit` or `miss` when the cache was consulted.
@@ -106,15 +104,6 @@ pub struct AnswerMeta {
     pub similarity: Option<f32>,
     /// The limits closest to exhaustion.
     pub limits: Snapshot,
-}
-
-impl AnswerMeta {
-    pub(crate) fn for_call(ctx: &CallCtx) -> AnswerMeta {
-        AnswerMeta {
-            request_id: ctx.request_id.clone(),
-            ..AnswerMeta::default()
-        }
-    }
 }
 
 /// Runs a call's stages within its deadline, if it has one.
@@ -266,22 +255,27 @@ impl Admission {
     }
 
     /// The target that serves (or last failed): for the record, the metrics and the cost.
-    fn set_target(&mut self, target: &Target) {
+    fn set_target(&mut self, target: Target) {
         if let Some(r) = &mut self.record {
             r.provider = target.provider.name().to_owned();
             r.upstream_model = target.upstream_model.to_string();
         }
-        self.target = Some(target.clone());
+        self.target = Some(target);
+    }
+
+    /// The target that serves, once dispatch chose it.
+    pub(crate) fn target(&self) -> Option<&Target> {
+        self.target.as_ref()
     }
 
     /// Takes over what dispatch holds for the serving target.
-    pub(crate) fn serving<T>(&mut self, served: Served<T>) -> (T, Target) {
-        self.set_target(&served.target);
+    pub(crate) fn serving<T>(&mut self, served: Served<T>) -> T {
+        self.set_target(served.target);
         self.holds.extend(served.target_hold);
         self.holds.extend(served.model_hold);
         self.inflight = Some(served.inflight);
         self.attempt_started_ns = served.attempt_started_ns;
-        (served.value, served.target)
+        served.value
     }
 
     /// Moves everything into a new guard (the one a stream carries), leaving this one settled.
@@ -294,7 +288,7 @@ impl Admission {
             budget: self.budget.take(),
             inflight: self.inflight.take(),
             attempt_started_ns: self.attempt_started_ns,
-            target: self.target.clone(),
+            target: self.target.take(),
             prompt_estimate: self.prompt_estimate,
         }
     }
@@ -488,7 +482,7 @@ impl Gateway {
     pub async fn complete(&self, ctx: &CallCtx, req: ChatRequest) -> Result<Answer, Failure> {
         let mut admission =
             Admission::new(self, ctx, "chat", &req.chat.model, req.chat.is_stream());
-        let mut meta = AnswerMeta::for_call(ctx);
+        let mut meta = AnswerMeta::default();
         // Boxed: the pipeline's state machine is large, and moving it through every layer of
         // awaits above it (callgrind: ~37 copies a request) costs far more than one allocation.
         let run = Box::pin(self.run_chat(ctx, req, &mut admission, &mut meta));
@@ -650,17 +644,11 @@ impl Gateway {
             ))
             .await;
             let served = self.served_or_failed(outcome, admission, meta)?;
-            let ((upstream_request_id, chunks), target) = admission.serving(served);
+            let (upstream_request_id, chunks) = admission.serving(served);
             if let Some(r) = admission.record_mut() {
                 r.upstream_request_id = upstream_request_id;
             }
-            let account = StreamAccount::new(
-                admission.take(),
-                target,
-                prompt_estimate,
-                bodies,
-                cache_fill,
-            );
+            let account = StreamAccount::new(admission.take(), prompt_estimate, bodies, cache_fill);
             return Ok(Answer::Stream(AnswerStream::live(
                 self.clone(),
                 std::mem::take(meta),
@@ -683,7 +671,7 @@ impl Gateway {
         .await;
         let served = self.served_or_failed(outcome, admission, meta)?;
         let first_byte_ns = admission.limiter_now();
-        let (outcome, target) = admission.serving(served);
+        let outcome = admission.serving(served);
         let (body, usage, estimated) = match outcome.response {
             ChatBody::Raw { bytes, usage } => (bytes, usage, false),
             ChatBody::Parsed(mut response) => {
@@ -713,9 +701,9 @@ impl Gateway {
             .take()
             .finish(Settlement::answered(&usage, estimated, first_byte_ns))
             .await;
-        if let Some(fill) = cache_fill {
+        if let (Some(fill), Some(served_by)) = (cache_fill, &meta.served_by) {
             if let Ok(text) = std::str::from_utf8(&body) {
-                fill.complete(self, text.to_owned(), target.served_by())
+                fill.complete(self, text.to_owned(), served_by.clone())
                     .await;
             }
         }
@@ -740,9 +728,9 @@ impl Gateway {
                 Ok(served)
             }
             Err(failed) => {
-                if let Some(t) = &failed.target {
-                    admission.set_target(t);
+                if let Some(t) = failed.target {
                     meta.served_by = Some(t.served_by());
+                    admission.set_target(t);
                 }
                 Err(failed.error)
             }

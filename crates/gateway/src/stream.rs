@@ -25,7 +25,6 @@ const MAX_CAPTURE: usize = 256 * 1024;
 /// The accounting of a live stream.
 pub(crate) struct StreamAccount {
     admission: Admission,
-    target: Target,
     prompt_estimate: u64,
     /// Characters of content, reasoning and tool arguments forwarded so far.
     forwarded_chars: usize,
@@ -44,14 +43,12 @@ pub(crate) struct StreamAccount {
 impl StreamAccount {
     pub(crate) fn new(
         admission: Admission,
-        target: Target,
         prompt_estimate: u64,
         bodies: BodyLogging,
         cache_fill: Option<CacheFill>,
     ) -> StreamAccount {
         StreamAccount {
             admission,
-            target,
             prompt_estimate,
             forwarded_chars: 0,
             usage: None,
@@ -269,9 +266,9 @@ impl Stream for AnswerStream {
                     });
                     let (usage, _) = account.settled_usage();
                     let fill = account.cache_fill.take();
-                    let served_by = account.target.served_by();
+                    let served_by = account.admission.target().map(Target::served_by);
                     account.settle(200, None);
-                    if let Some(fill) = fill {
+                    if let (Some(fill), Some(served_by)) = (fill, served_by) {
                         let gateway2 = gateway.clone();
                         gateway.tasks().spawn(async move {
                             fill.complete_stream(&gateway2, usage, served_by).await;

@@ -39,8 +39,8 @@ pub fn cache_controls(headers: &HeaderMap) -> Result<CacheControls, ApiError> {
     Ok(c)
 }
 
-/// The headers every answer and failure carries: rate limits, what served, the cache status,
-/// and the gateway's request id.
+/// The headers every answer and failure carries: rate limits, what served, the cache status.
+/// (The request ids are added to every response by the request-id layer.)
 pub fn apply_meta(headers: &mut HeaderMap, meta: &AnswerMeta) {
     apply_limits(headers, &meta.limits);
     if let Some(v) = meta
@@ -57,9 +57,6 @@ pub fn apply_meta(headers: &mut HeaderMap, meta: &AnswerMeta) {
         if let Ok(v) = HeaderValue::from_str(&format!("{s:.4}")) {
             headers.insert("x-plexus-cache-similarity", v);
         }
-    }
-    if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
-        headers.insert("x-plexus-request-id", v);
     }
 }
 

@@ -92,14 +92,21 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        let client = req.headers().get(X_REQUEST_ID).and_then(client_request_id);
+        let client_header = req.headers().get(X_REQUEST_ID);
+        let client = client_header.and_then(client_request_id);
         let id = plexus_gateway::ctx::new_request_id();
-        // The client's own id is echoed as it sent it; otherwise the gateway's.
-        let header = HeaderValue::from_str(client.as_deref().unwrap_or(&id)).ok();
+        // `x-plexus-request-id` is the gateway's; `x-request-id` echoes the client's own, or
+        // is the gateway's too (a shared value, not a second copy).
+        let gateway_header = HeaderValue::from_str(&id).ok();
+        let header = match (&client, client_header) {
+            (Some(_), Some(h)) => Some(h.clone()),
+            _ => gateway_header.clone(),
+        };
         req.extensions_mut().insert(RequestId { id, client });
         RequestIdFuture {
             inner: self.inner.call(req),
             header,
+            gateway_header,
         }
     }
 }
@@ -109,6 +116,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         header: Option<HeaderValue>,
+        gateway_header: Option<HeaderValue>,
     }
 }
 
@@ -126,6 +134,9 @@ where
         let mut resp = std::task::ready!(this.inner.poll(cx))?;
         if let Some(h) = this.header.take() {
             resp.headers_mut().insert(X_REQUEST_ID, h);
+        }
+        if let Some(h) = this.gateway_header.take() {
+            resp.headers_mut().insert("x-plexus-request-id", h);
         }
         std::task::Poll::Ready(Ok(resp))
     }
