@@ -9,7 +9,7 @@
 use crate::composite::Drawdown;
 use plexus_auth::roles::{Principal, Role};
 use plexus_core::{ApiError, ErrorCode};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,10 @@ pub struct CallCtx {
     /// For system calls: the team of the client request that caused them (their spend is
     /// shown as that team's cache overhead).
     pub overhead_team: Option<String>,
+    /// Set once the caller has gone away while the call runs on in a tracked task
+    /// ([`crate::Gateway::complete_detached`]): the call is then recorded as 499, with its
+    /// real usage.
+    pub caller_gone: Option<Arc<AtomicBool>>,
     /// When the call arrived (for its latency).
     pub started: Instant,
 }
@@ -100,6 +104,7 @@ impl CallCtx {
             deadline: None,
             budget: None,
             overhead_team: None,
+            caller_gone: None,
             started: Instant::now(),
         }
     }
@@ -141,6 +146,7 @@ impl CallCtx {
             deadline: self.deadline,
             budget: budget.or_else(|| self.budget.clone()),
             overhead_team: self.overhead_team.clone(),
+            caller_gone: self.caller_gone.clone(),
             started: Instant::now(),
         })
     }
@@ -167,6 +173,7 @@ impl CallCtx {
             deadline: None,
             budget: None,
             overhead_team: origin.team_id.clone(),
+            caller_gone: None,
             started: Instant::now(),
         }
     }

@@ -227,6 +227,8 @@ pub(crate) struct Admission {
     target: Option<Target>,
     /// For a call cancelled before its usage was known.
     prompt_estimate: u64,
+    /// Set when the caller went away while the call ran on (it is then recorded as 499).
+    caller_gone: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Admission {
@@ -247,6 +249,7 @@ impl Admission {
             attempt_started_ns: 0,
             target: None,
             prompt_estimate: 0,
+            caller_gone: ctx.caller_gone.clone(),
         }
     }
 
@@ -290,6 +293,7 @@ impl Admission {
             attempt_started_ns: self.attempt_started_ns,
             target: self.target.take(),
             prompt_estimate: self.prompt_estimate,
+            caller_gone: self.caller_gone.take(),
         }
     }
 
@@ -335,7 +339,12 @@ impl Admission {
             };
             f.finish(now, outcome);
         }
-        record.status = status;
+        let gone = self
+            .caller_gone
+            .as_ref()
+            .is_some_and(|g| g.load(std::sync::atomic::Ordering::Acquire));
+        // A call that ran to its end after its caller left is billed as it ran, and marked.
+        record.status = if gone && status < 300 { 499 } else { status };
         record.error_code = error.map(|e| e.code.as_str());
         if let Some((u, estimated)) = usage {
             record::apply_usage(&mut record, u, estimated);
@@ -388,6 +397,23 @@ impl Drop for Admission {
             usage: self.target.is_some().then_some((&usage, true)),
             fate: TargetFate::Unknown,
         });
+    }
+}
+
+/// Marks the caller as gone when dropped before [`GoneOnDrop::disarm`].
+struct GoneOnDrop(Option<Arc<std::sync::atomic::AtomicBool>>);
+
+impl GoneOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GoneOnDrop {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.store(true, std::sync::atomic::Ordering::Release);
+        }
     }
 }
 
@@ -490,6 +516,36 @@ impl Gateway {
             Ok(answer) => Ok(answer),
             // Boxed: the failure path's state would otherwise grow every call's future.
             Err(error) => Err(Box::pin(admission.fail(error, meta)).await),
+        }
+    }
+
+    /// Like [`Gateway::complete`], but a non-streamed call runs to its end in a tracked task:
+    /// if the caller goes away (its future is dropped), the provider call still finishes, so
+    /// its real usage is billed and recorded (as 499), and shutdown waits for it. A streamed
+    /// call returns at once, and its stream settles itself.
+    pub async fn complete_detached(
+        &self,
+        mut ctx: CallCtx,
+        req: ChatRequest,
+    ) -> Result<Answer, Failure> {
+        if req.chat.is_stream() {
+            return self.complete(&ctx, req).await;
+        }
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        ctx.caller_gone = Some(gone.clone());
+        let watch = GoneOnDrop(Some(gone));
+        let gateway = self.clone();
+        let task = self
+            .tasks()
+            .spawn(async move { gateway.complete(&ctx, req).await });
+        let result = task.await;
+        watch.disarm();
+        match result {
+            Ok(answer) => answer,
+            Err(e) => Err(Failure {
+                error: ApiError::internal(format!("the call's task failed: {e}")),
+                meta: AnswerMeta::default(),
+            }),
         }
     }
 

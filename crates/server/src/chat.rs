@@ -1,4 +1,5 @@
-//! `POST /v1/chat/completions`: the OpenAI wire format in and out of [`Gateway::complete`].
+//! `POST /v1/chat/completions`: the OpenAI wire format in and out of the gateway
+//! ([`Gateway::complete_detached`]: a caller that leaves early is still billed for what ran).
 
 use crate::error::HttpError;
 use crate::middleware::Call;
@@ -144,7 +145,7 @@ pub async fn chat_completions(
     let (chat, body) = intake::<Box<ChatCompletionRequest>>(&gateway, &ctx, req, "chat").await?;
     let wants_usage = chat.wants_stream_usage();
     match gateway
-        .complete(&ctx, ChatRequest::openai(chat, body))
+        .complete_detached(ctx, ChatRequest::openai(chat, body))
         .await
     {
         Ok(Answer::Full(full)) => Ok(json_response(full.body, full.cost_usd, &full.meta)),

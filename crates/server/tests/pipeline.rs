@@ -418,3 +418,69 @@ async fn the_pipeline_future_stays_small() {
     drop(call);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn callers_that_leave_early_are_recorded_and_billed_for_what_ran() {
+    // The upstream takes 600 ms; every caller gives up after 100 ms, before the response head.
+    let gw = Gateway::start_with(
+        "  - name: slow\n    targets: [{provider: oai, model: gpt-4o-mini+latency-600, price: {input_per_mtok: 100, output_per_mtok: 100}}]",
+        "",
+    )
+    .await;
+    let (id, key) = new_key(&gw, json!({"name": "impatient", "max_budget_usd": 100})).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let calls = (0..40).map(|i| {
+        impatient
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(&key)
+            .json(&user("slow", &format!("question {i}")))
+            .send()
+    });
+    for result in futures::future::join_all(calls).await {
+        assert!(result.unwrap_err().is_timeout());
+    }
+    // Every call ran to its end in the background and was recorded once, as 499, with the
+    // usage the provider reported.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let rows = loop {
+        gw.state.writer().flush().await;
+        let rows: Vec<_> = gw
+            .store
+            .recent_requests(200)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.key_id == id)
+            .collect();
+        if rows.len() >= 40 || tokio::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(rows.len(), 40);
+    for r in &rows {
+        assert_eq!(r.status, 499);
+        assert!(
+            !r.usage_estimated && r.completion_tokens > 0 && r.cost_usd > 0.0,
+            "{r:?}"
+        );
+    }
+    let billed: f64 = rows.iter().map(|r| r.cost_usd).sum();
+    let (spent, reserved) = gw
+        .state
+        .budgets()
+        .usage(&plexus_limits::BudgetKey {
+            scope: "key",
+            id: id.clone(),
+        })
+        .unwrap();
+    assert!(
+        (spent - billed).abs() < 1e-9,
+        "budget {spent} vs records {billed}"
+    );
+    assert_eq!(reserved, 0.0);
+    gw.shutdown().await;
+}
