@@ -296,6 +296,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     reload.abort();
     retention_stop.cancel();
     let _ = retention.await;
+    // What the grace period did not drain is cancelled now, and records itself as cancelled,
+    // before the log writer stops.
+    background.cancel_in_flight();
     tracing::info!(message = "Draining the request log.");
     background.shutdown().await;
     drop(background);

@@ -172,3 +172,83 @@ async fn sigterm_drains_in_flight_requests_and_flushes_the_log() {
     assert_eq!(row.status, 200);
     assert!(row.completion_tokens > 0);
 }
+
+/// 20 requests of about 4 s (10 plain, 10 streamed) are in flight at SIGTERM: with a grace
+/// period long enough they finish; with a short one what is left is cancelled. Either way every
+/// one of them is in the request log once the process has exited.
+async fn every_request_in_flight_at_shutdown_is_recorded(grace: &str) -> Vec<u16> {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("plexus.yaml");
+    let db = dir.path().join("p.db");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\ndatabase: sqlite://{}\nmaster_key: {KEY}\nshutdown_grace: {grace}\nproviders:\n  - {{name: oai, kind: openai, base_url: '{}/v1', api_key: k}}\nmodels:\n  - {{name: plain, targets: [{{provider: oai, model: 'gpt-4o-mini+latency-4000'}}]}}\n  - {{name: streamed, targets: [{{provider: oai, model: 'gpt-4o-mini+tokens-40+tps-10'}}]}}\n",
+        db.display(),
+        mock.url()
+    );
+    std::fs::write(&cfg, yaml).unwrap();
+    let (mut proc_, url) = start(&cfg);
+    let http = reqwest::Client::new();
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let stream = i % 2 == 1;
+        let body = serde_json::json!({
+            "model": if stream { "streamed" } else { "plain" },
+            "stream": stream,
+            "messages": [{"role": "user", "content": "take your time"}],
+        });
+        let req = http
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .header("x-request-id", format!("inflight-{i}"))
+            .json(&body);
+        calls.push(tokio::spawn(async move {
+            // Read to the end (or to the connection's end): the outcome does not matter here.
+            if let Ok(resp) = req.send().await {
+                let _ = resp.bytes().await;
+            }
+        }));
+    }
+    // Every request has reached the upstream before the signal.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while mock.request_count() < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "requests never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&proc_.0, "-TERM");
+    let status = tokio::task::spawn_blocking(move || proc_.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    for c in calls {
+        let _ = c.await;
+    }
+    let store = plexus_store::Store::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let row = store
+            .request_by_client_id(&format!("inflight-{i}"))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("request inflight-{i} was not recorded"));
+        statuses.push(row.status);
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generous_grace_lets_every_request_finish() {
+    let statuses = every_request_in_flight_at_shutdown_is_recorded("20s").await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_grace_cancels_what_is_left_and_records_it() {
+    let statuses = every_request_in_flight_at_shutdown_is_recorded("1s").await;
+    assert!(statuses.iter().all(|s| *s == 499), "{statuses:?}");
+}

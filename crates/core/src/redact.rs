@@ -14,6 +14,23 @@ fn is_word(c: char) -> bool {
 
 /// Redacts `text`, returning a new string.
 pub fn redact(text: &str) -> String {
+    redact_with(text, Mode::Bodies)
+}
+
+/// Redacts credentials only (key-like tokens, JWTs, `Bearer` tokens, long letter-and-digit
+/// runs without a hyphen), for upstream error text: model names such as
+/// `claude-sonnet-4-5-20250929`, e-mail addresses and numbers stay readable.
+pub fn redact_credentials(text: &str) -> String {
+    redact_with(text, Mode::Credentials)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Bodies,
+    Credentials,
+}
+
+fn redact_with(text: &str, mode: Mode) -> String {
     let mut out = String::with_capacity(text.len());
     let chars: Vec<char> = text.chars().collect();
     let mut i = 0;
@@ -25,20 +42,25 @@ pub fn redact(text: &str) -> String {
                 i += 1;
             }
             let token: String = chars[start..i].iter().collect();
-            if sensitive(&token) {
+            if sensitive(&token, mode) {
                 out.push_str(MARK);
             } else if follows_bearer(&out) {
                 // "Bearer <token>": the token after the word.
                 out.push_str(MARK);
-            } else {
+            } else if mode == Mode::Bodies {
                 out.push_str(&redact_digits(&token));
+            } else {
+                out.push_str(&token);
             }
             continue;
         }
         out.push(chars[i]);
         i += 1;
     }
-    redact_spaced_digits(&out)
+    match mode {
+        Mode::Bodies => redact_spaced_digits(&out),
+        Mode::Credentials => out,
+    }
 }
 
 /// Whether the text so far ends with `Bearer ` (case-insensitive).
@@ -48,12 +70,14 @@ fn follows_bearer(out: &str) -> bool {
         && out[out.len() - 7..].eq_ignore_ascii_case("bearer ")
 }
 
-fn sensitive(token: &str) -> bool {
+fn sensitive(token: &str, mode: Mode) -> bool {
     let t = token.trim_matches(|c| c == '.' || c == '-');
     // E-mail: something@something.tld
-    if let Some((local, domain)) = t.split_once('@') {
-        if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') {
-            return true;
+    if mode == Mode::Bodies {
+        if let Some((local, domain)) = t.split_once('@') {
+            if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') {
+                return true;
+            }
         }
     }
     const PREFIXES: [&str; 9] = [
@@ -67,7 +91,12 @@ fn sensitive(token: &str) -> bool {
     }
     let letters = t.chars().filter(|c| c.is_ascii_alphabetic()).count();
     let digits = t.chars().filter(|c| c.is_ascii_digit()).count();
-    t.len() >= 24 && letters > 0 && digits > 0 && !t.contains('.') && !t.contains('/')
+    t.len() >= 24
+        && letters > 0
+        && digits > 0
+        && !t.contains('.')
+        && !t.contains('/')
+        && (mode == Mode::Bodies || !t.contains('-'))
 }
 
 /// Digit runs of 12 to 19 inside a token (card numbers written without separators).
@@ -140,5 +169,23 @@ mod tests {
         assert_eq!(redact(text), text);
         assert_eq!(redact(""), "");
         assert_eq!(redact("héllo wörld ✓"), "héllo wörld ✓");
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::*;
+
+    #[test]
+    fn credentials_only_keeps_model_names_and_addresses_readable() {
+        let text = "Model claude-sonnet-4-5-20250929 not found for ops@example.com; key sk-abcdefghijkl0123 and Bearer abc.def, token a1b2c3d4e5f6g7h8i9j0k1l2m3";
+        let out = redact_credentials(text);
+        assert!(out.contains("claude-sonnet-4-5-20250929"), "{out}");
+        assert!(out.contains("ops@example.com"), "{out}");
+        assert!(!out.contains("sk-abcdefghijkl0123"), "{out}");
+        assert!(!out.contains("abc.def"), "{out}");
+        assert!(!out.contains("a1b2c3d4e5f6g7h8i9j0k1l2m3"), "{out}");
+        // Bodies are redacted more broadly.
+        assert!(!redact(text).contains("ops@example.com"));
     }
 }

@@ -64,6 +64,9 @@ struct Inner {
     cache: Option<Arc<cache::ResponseCache>>,
     /// Stops the long-running background tasks (the cache's shared-state listener).
     background_stop: CancellationToken,
+    /// Cancels the calls still running when shutdown's grace period is over: each is then
+    /// settled and recorded (499) before the log writer stops.
+    in_flight_stop: CancellationToken,
     /// Every task the gateway spawns: short jobs (indexing, judging, cache fills) and the
     /// listener; drained at shutdown.
     tasks: TaskTracker,
@@ -128,6 +131,7 @@ impl Gateway {
                 limiter,
                 cache,
                 background_stop,
+                in_flight_stop: CancellationToken::new(),
                 tasks,
                 vault,
                 runtime_built_at_ms: AtomicI64::new(clock.now_unix_ms()),
@@ -251,8 +255,21 @@ impl Gateway {
         self.inner.tasks.len() <= listener
     }
 
-    /// Stops the background work after the server has drained: short jobs finish (within 10
-    /// s), queued limit releases reach Redis, and the cache's listener ends.
+    /// Cancels every call still running (shutdown's grace period is over): each settles and
+    /// records itself as cancelled, with the usage seen so far. [`Gateway::shutdown`] then
+    /// waits for them.
+    pub fn cancel_in_flight(&self) {
+        self.inner.in_flight_stop.cancel();
+    }
+
+    pub(crate) fn in_flight_stop(&self) -> &CancellationToken {
+        &self.inner.in_flight_stop
+    }
+
+    /// Stops the background work after the server has drained: calls running on (detached
+    /// calls, live streams) and short jobs finish or settle (within 10 s), queued limit
+    /// releases reach Redis, and the cache's listener ends. The log writer is stopped after
+    /// this, so every record is in its queue first.
     pub async fn shutdown(&self) {
         self.inner.tasks.close();
         self.inner.background_stop.cancel();

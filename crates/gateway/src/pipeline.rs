@@ -523,13 +523,15 @@ impl Gateway {
     /// if the caller goes away (its future is dropped), the provider call still finishes, so
     /// its real usage is billed and recorded (as 499), and shutdown waits for it. A streamed
     /// call returns at once, and its stream settles itself.
+    ///
+    /// Either way the call ends (settled, recorded) when [`Gateway::cancel_in_flight`] fires.
     pub async fn complete_detached(
         &self,
         mut ctx: CallCtx,
         req: ChatRequest,
     ) -> Result<Answer, Failure> {
         if req.chat.is_stream() {
-            return self.complete(&ctx, req).await;
+            return self.complete_or_cancel(&ctx, req).await;
         }
         let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
         ctx.caller_gone = Some(gone.clone());
@@ -537,13 +539,30 @@ impl Gateway {
         let gateway = self.clone();
         let task = self
             .tasks()
-            .spawn(async move { gateway.complete(&ctx, req).await });
+            .spawn(async move { gateway.complete_or_cancel(&ctx, req).await });
         let result = task.await;
         watch.disarm();
         match result {
             Ok(answer) => answer,
             Err(e) => Err(Failure {
                 error: ApiError::internal(format!("the call's task failed: {e}")),
+                meta: AnswerMeta::default(),
+            }),
+        }
+    }
+
+    /// [`Gateway::complete`] until shutdown cancels what is left: the call's future is then
+    /// dropped, which settles and records it (499).
+    async fn complete_or_cancel(&self, ctx: &CallCtx, req: ChatRequest) -> Result<Answer, Failure> {
+        tokio::select! {
+            biased;
+            result = self.complete(ctx, req) => result,
+            () = self.in_flight_stop().cancelled() => Err(Failure {
+                error: ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "The gateway is shutting down; the call was cancelled.",
+                )
+                .with_retry_after(Some(std::time::Duration::from_secs(1))),
                 meta: AnswerMeta::default(),
             }),
         }

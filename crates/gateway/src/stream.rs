@@ -15,6 +15,7 @@ use plexus_core::config::BodyLogging;
 use plexus_core::ApiError;
 use plexus_protocol::openai::{ChatCompletion, ChatCompletionChunk, Usage};
 use plexus_providers::client::ChunkStream;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -155,6 +156,10 @@ enum State {
         chunks: ChunkStream,
         account: Box<StreamAccount>,
         gateway: Gateway,
+        /// Fires when shutdown cancels the calls still running.
+        stop: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+        /// Counts the stream among the gateway's tasks, so shutdown waits until it settled.
+        _tracked: tokio_util::task::task_tracker::TaskTrackerToken,
     },
     /// Chunks that need no accounting (a replayed cache hit, a final error).
     Ready(std::vec::IntoIter<Result<ChatCompletionChunk, ApiError>>),
@@ -182,12 +187,16 @@ impl AnswerStream {
         chunks: ChunkStream,
         account: StreamAccount,
     ) -> AnswerStream {
+        let stop = Box::pin(gateway.in_flight_stop().clone().cancelled_owned());
+        let tracked = gateway.tasks().token();
         AnswerStream {
             meta,
             state: State::Live {
                 chunks,
                 account: Box::new(account),
                 gateway,
+                stop,
+                _tracked: tracked,
             },
         }
     }
@@ -241,49 +250,63 @@ impl Stream for AnswerStream {
                 chunks,
                 account,
                 gateway,
-            } => match chunks.as_mut().poll_next(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => {
-                    account.observe(&chunk);
-                    Poll::Ready(Some(Ok(chunk)))
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    let err = ApiError::from(e);
-                    tracing::warn!(message = "Stream failed after it started.", error = %err);
-                    account.settle(err.status(), Some(&err));
+                stop,
+                ..
+            } => {
+                if stop.as_mut().poll(cx).is_ready() {
+                    let err = ApiError::new(
+                        plexus_core::ErrorCode::ServiceUnavailable,
+                        "The gateway is shutting down; the stream was cancelled.",
+                    );
+                    account.settle(499, Some(&err));
                     this.state = State::Done;
-                    Poll::Ready(Some(Err(err)))
+                    return Poll::Ready(Some(Err(err)));
                 }
-                Poll::Ready(None) => {
-                    // The end: close with the usage (estimated if the provider sent none),
-                    // settle, and store the answer for the next callers in the background.
-                    let closing = (account.usage.is_none()).then(|| {
-                        let (usage, _) = account.settled_usage();
-                        let (id, created, model) = account.last_meta.clone().unwrap_or_default();
-                        let mut chunk = ChatCompletionChunk::new(&id, created, &model);
-                        chunk.usage = Some(usage);
-                        chunk
-                    });
-                    let (usage, _) = account.settled_usage();
-                    let fill = account.cache_fill.take();
-                    let served_by = account.admission.target().map(Target::served_by);
-                    account.settle(200, None);
-                    if let (Some(fill), Some(served_by)) = (fill, served_by) {
-                        let gateway2 = gateway.clone();
-                        gateway.tasks().spawn(async move {
-                            fill.complete_stream(&gateway2, usage, served_by).await;
+                match chunks.as_mut().poll_next(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        account.observe(&chunk);
+                        Poll::Ready(Some(Ok(chunk)))
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        let err = ApiError::from(e);
+                        tracing::warn!(message = "Stream failed after it started.", error = %err);
+                        account.settle(err.status(), Some(&err));
+                        this.state = State::Done;
+                        Poll::Ready(Some(Err(err)))
+                    }
+                    Poll::Ready(None) => {
+                        // The end: close with the usage (estimated if the provider sent none),
+                        // settle, and store the answer for the next callers in the background.
+                        let closing = (account.usage.is_none()).then(|| {
+                            let (usage, _) = account.settled_usage();
+                            let (id, created, model) =
+                                account.last_meta.clone().unwrap_or_default();
+                            let mut chunk = ChatCompletionChunk::new(&id, created, &model);
+                            chunk.usage = Some(usage);
+                            chunk
                         });
-                    }
-                    this.state = match closing {
-                        Some(chunk) => State::Ready(vec![Ok(chunk)].into_iter()),
-                        None => State::Done,
-                    };
-                    match &mut this.state {
-                        State::Ready(items) => Poll::Ready(items.next()),
-                        _ => Poll::Ready(None),
+                        let (usage, _) = account.settled_usage();
+                        let fill = account.cache_fill.take();
+                        let served_by = account.admission.target().map(Target::served_by);
+                        account.settle(200, None);
+                        if let (Some(fill), Some(served_by)) = (fill, served_by) {
+                            let gateway2 = gateway.clone();
+                            gateway.tasks().spawn(async move {
+                                fill.complete_stream(&gateway2, usage, served_by).await;
+                            });
+                        }
+                        this.state = match closing {
+                            Some(chunk) => State::Ready(vec![Ok(chunk)].into_iter()),
+                            None => State::Done,
+                        };
+                        match &mut this.state {
+                            State::Ready(items) => Poll::Ready(items.next()),
+                            _ => Poll::Ready(None),
+                        }
                     }
                 }
-            },
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! request, so long streams live as long as they keep moving. Dropping a returned stream drops
 //! the upstream connection, which cancels the upstream call.
 
+use crate::scrub::Scrubber;
 use crate::{
     anthropic, gemini, openai, ConvertCtx, ProviderError, TimeoutPhase, UpstreamErrorBody,
 };
@@ -77,14 +78,14 @@ impl UpstreamClient {
         let response = timeout(self.timeouts.first_byte, self.http.get(url).send())
             .await
             .map_err(|_| ProviderError::Timeout(TimeoutPhase::FirstByte))?
-            .map_err(send_error)?;
+            .map_err(|e| send_error(e, None))?;
         let status = response.status();
         let body = read_limited(response, self.timeouts.idle, 1 << 20).await?;
         if !status.is_success() {
             return Err(ProviderError::Upstream {
                 status: status.as_u16(),
                 code: None,
-                message: crate::truncate_text(&body),
+                message: plexus_core::redact::redact(&crate::truncate_text(&body)),
                 retry_after: None,
             });
         }
@@ -157,6 +158,9 @@ pub struct ProviderHandle {
     next: std::sync::atomic::AtomicUsize,
     /// The chat URL when it does not depend on the model (parsed once, cloned per request).
     static_chat_url: Option<reqwest::Url>,
+    /// Removes every credential above from upstream error text (built once, used on error
+    /// paths only).
+    scrubber: Arc<Scrubber>,
 }
 
 impl ProviderHandle {
@@ -178,6 +182,13 @@ impl ProviderHandle {
         for c in &credentials {
             header_sets.push(headers_for(&config, Some(c.expose_secret()))?);
         }
+        let scrubber = Arc::new(Scrubber::new(
+            credentials
+                .iter()
+                .map(|c| c.expose_secret())
+                .chain(config.api_key.as_ref().map(|k| k.expose_secret()))
+                .chain(secret_header_values(&config.headers)),
+        ));
         let static_chat_url = match config.kind {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
                 reqwest::Url::parse(&format!("{}/chat/completions", config.base_url)).ok()
@@ -192,7 +203,21 @@ impl ProviderHandle {
             header_sets,
             next: std::sync::atomic::AtomicUsize::new(0),
             static_chat_url,
+            scrubber,
         }))
+    }
+
+    /// `err` with every credential this provider holds, in any form the scrubber knows, and
+    /// every secret pattern removed from the text that came from the upstream. Every error
+    /// the client returns for this provider has been through it already.
+    pub fn scrub_error(&self, err: ProviderError) -> ProviderError {
+        self.scrubber.scrub_error(err)
+    }
+
+    /// `text` from this provider's upstream with every credential and secret pattern
+    /// replaced by `[REDACTED]`.
+    pub fn scrub_text(&self, text: &str) -> String {
+        self.scrubber.scrub(text)
     }
 
     /// How many credentials the provider rotates over.
@@ -349,9 +374,13 @@ fn check_path_segment(model: &str) -> Result<(), ProviderError> {
 }
 
 fn parse_url(text: &str) -> Result<reqwest::Url, ProviderError> {
-    reqwest::Url::parse(text).map_err(|e| ProviderError::InvalidRequest {
-        param: "model".into(),
-        message: format!("cannot build the upstream URL `{text}`: {e}"),
+    reqwest::Url::parse(text).map_err(|e| {
+        // The upstream URL is internal: it goes to the log, not to the client.
+        tracing::warn!(url = text, error = %e, "cannot build the upstream URL");
+        ProviderError::InvalidRequest {
+            param: "model".into(),
+            message: format!("cannot build the upstream URL for this model: {e}"),
+        }
     })
 }
 
@@ -384,20 +413,136 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .and_then(crate::parse_retry_after)
 }
 
-fn send_error(err: reqwest::Error) -> ProviderError {
-    if err.is_timeout() {
-        ProviderError::Timeout(TimeoutPhase::Connect)
-    } else {
-        // Show the whole chain: reqwest's top-level message alone hides the cause.
-        let mut msg = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(s) = source {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            source = s.source();
-        }
-        ProviderError::Connect(msg)
+/// Values of configured extra headers that look like credentials (by the header's name),
+/// whole and split into their parts (`Bearer <token>`, `a=<token>; b=<token>`).
+fn secret_header_values(headers: &[(String, String)]) -> impl Iterator<Item = &str> {
+    const SECRET_WORDS: [&str; 9] = [
+        "auth",
+        "key",
+        "token",
+        "secret",
+        "password",
+        "signature",
+        "credential",
+        "cookie",
+        "session",
+    ];
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            let name = name.to_ascii_lowercase();
+            SECRET_WORDS.iter().any(|w| name.contains(w))
+        })
+        .flat_map(|(_, value)| {
+            let parts = value
+                .split(|c: char| c.is_whitespace() || c == ';' || c == ',')
+                .flat_map(|part| [part, part.split_once('=').map_or("", |(_, v)| v)]);
+            std::iter::once(value.as_str()).chain(parts)
+        })
+}
+
+/// The whole error chain (reqwest's top-level message alone hides the cause).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut msg = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
     }
+    msg
+}
+
+/// The URL of a failed request as logged: without user name and password.
+fn loggable_url(err: &reqwest::Error) -> String {
+    match err.url() {
+        Some(url) => {
+            let mut url = url.clone();
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        None => "-".to_owned(),
+    }
+}
+
+/// What kind of failure a request met, in words safe to show the client (no URL, host or
+/// address); `fallback` when nothing more precise is known.
+fn failure_kind(err: &reqwest::Error, fallback: &'static str) -> &'static str {
+    use std::io::ErrorKind;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<rustls::Error>() {
+            return "TLS handshake failed";
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                return "TLS handshake failed";
+            }
+            match io.kind() {
+                ErrorKind::ConnectionRefused => return "connection refused",
+                ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe => return "connection reset",
+                ErrorKind::TimedOut => return "timed out",
+                ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => {
+                    return "host unreachable"
+                }
+                ErrorKind::AddrNotAvailable => return "address not available",
+                _ => {}
+            }
+        }
+        source = e.source();
+    }
+    let text = error_chain(err).to_ascii_lowercase();
+    if text.contains("dns error") || text.contains("failed to lookup address") {
+        "DNS lookup failed"
+    } else if text.contains("certificate") || text.contains("tls") || text.contains("ssl") {
+        "TLS handshake failed"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if text.contains("connection closed") || text.contains("incomplete message") {
+        "connection closed by the provider"
+    } else {
+        fallback
+    }
+}
+
+/// A request that got no answer. The client sees only the kind of failure; the URL and the
+/// whole error chain go to the log.
+fn send_error(err: reqwest::Error, provider: Option<&str>) -> ProviderError {
+    if err.is_timeout() {
+        tracing::warn!(
+            provider = provider.unwrap_or("-"),
+            url = %loggable_url(&err),
+            error = %error_chain(&err.without_url()),
+            "could not reach the provider (connect timeout)"
+        );
+        return ProviderError::Timeout(TimeoutPhase::Connect);
+    }
+    let kind = failure_kind(&err, "request failed");
+    tracing::warn!(
+        provider = provider.unwrap_or("-"),
+        url = %loggable_url(&err),
+        error = %error_chain(&err.without_url()),
+        "could not reach the provider ({kind})"
+    );
+    ProviderError::Connect(kind.to_owned())
+}
+
+/// A failure while reading an answer's body, as words safe to show the client: as in
+/// [`send_error`], the URL and the whole chain go to the log only.
+fn body_failure(err: reqwest::Error) -> &'static str {
+    let kind = failure_kind(&err, "the connection broke");
+    tracing::warn!(
+        url = %loggable_url(&err),
+        error = %error_chain(&err.without_url()),
+        "reading the provider's answer failed ({kind})"
+    );
+    kind
 }
 
 impl UpstreamClient {
@@ -415,7 +560,7 @@ impl UpstreamClient {
         let response = timeout(self.timeouts.first_byte, request.send())
             .await
             .map_err(|_| ProviderError::Timeout(TimeoutPhase::FirstByte))?
-            .map_err(send_error)?;
+            .map_err(|e| send_error(e, Some(provider.name())))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -435,6 +580,17 @@ impl UpstreamClient {
 
     /// A non-streamed chat completion.
     pub async fn chat(
+        &self,
+        provider: &ProviderHandle,
+        req: &ChatCompletionRequest,
+        ctx: &ConvertCtx<'_>,
+    ) -> Result<ChatOutcome, ProviderError> {
+        self.chat_unscrubbed(provider, req, ctx)
+            .await
+            .map_err(|e| provider.scrub_error(e))
+    }
+
+    async fn chat_unscrubbed(
         &self,
         provider: &ProviderHandle,
         req: &ChatCompletionRequest,
@@ -477,10 +633,18 @@ impl UpstreamClient {
     ) -> Result<ChatStream, ProviderError> {
         let body = provider.chat_body(req, ctx)?;
         let url = provider.chat_url(ctx.upstream_model, true)?;
-        let response = self.send(provider, url, body).await?;
+        let response = self
+            .send(provider, url, body)
+            .await
+            .map_err(|e| provider.scrub_error(e))?;
         let upstream_request_id = upstream_request_id(response.headers());
         let decoder = Decoder::new(provider.kind(), ctx);
-        let chunks = decode_stream(response, decoder, self.timeouts);
+        let chunks = decode_stream(
+            response,
+            decoder,
+            self.timeouts,
+            Arc::clone(&provider.scrubber),
+        );
         Ok(ChatStream {
             upstream_request_id,
             chunks,
@@ -490,6 +654,17 @@ impl UpstreamClient {
     /// Embeddings; `None` from [`ProviderHandle::embeddings_url`] means the provider has no
     /// embeddings API.
     pub async fn embeddings(
+        &self,
+        provider: &ProviderHandle,
+        req: &EmbeddingRequest,
+        upstream_model: &str,
+    ) -> Result<EmbeddingOutcome, ProviderError> {
+        self.embeddings_unscrubbed(provider, req, upstream_model)
+            .await
+            .map_err(|e| provider.scrub_error(e))
+    }
+
+    async fn embeddings_unscrubbed(
         &self,
         provider: &ProviderHandle,
         req: &EmbeddingRequest,
@@ -544,7 +719,9 @@ async fn read_limited(
         let next = timeout(limit, response.chunk())
             .await
             .map_err(|_| ProviderError::Timeout(TimeoutPhase::Idle))?
-            .map_err(|e| ProviderError::Stream(format!("reading the answer failed: {e}")))?;
+            .map_err(|e| {
+                ProviderError::Stream(format!("reading the answer failed: {}", body_failure(e)))
+            })?;
         match next {
             Some(chunk) => {
                 let room = max.saturating_sub(buf.len());
@@ -623,12 +800,14 @@ impl Decoder {
     }
 }
 
+/// The chunks of a streamed answer; every error in it is scrubbed by `scrubber`.
 fn decode_stream(
     response: reqwest::Response,
     mut decoder: Decoder,
     timeouts: Timeouts,
+    scrubber: Arc<Scrubber>,
 ) -> ChunkStream {
-    use eventsource_stream::Eventsource;
+    use eventsource_stream::{EventStreamError, Eventsource};
     let mut events = response.bytes_stream().eventsource();
     let stream = async_stream::stream! {
         let mut out: Vec<ChatCompletionChunk> = Vec::with_capacity(4);
@@ -646,7 +825,7 @@ fn decode_stream(
             match next {
                 Some(Ok(event)) => {
                     if let Err(e) = decoder.on_event(&event.event, &event.data, &mut out) {
-                        yield Err(e);
+                        yield Err(scrubber.scrub_error(e));
                         return;
                     }
                     for chunk in out.drain(..) {
@@ -657,7 +836,12 @@ fn decode_stream(
                     }
                 }
                 Some(Err(e)) => {
-                    yield Err(ProviderError::Stream(format!("the stream broke: {e}")));
+                    let cause = match e {
+                        EventStreamError::Transport(e) => body_failure(e).to_owned(),
+                        other => other.to_string(),
+                    };
+                    let e = ProviderError::Stream(format!("the stream broke: {cause}"));
+                    yield Err(scrubber.scrub_error(e));
                     return;
                 }
                 None => {
@@ -666,7 +850,7 @@ fn decode_stream(
                         yield Ok(chunk);
                     }
                     if let Err(e) = end {
-                        yield Err(e);
+                        yield Err(scrubber.scrub_error(e));
                     }
                     return;
                 }

@@ -85,8 +85,13 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     plexus_router::parse_retry_after(value, now)
 }
 
+/// The client-facing text of a provider error. Errors returned by
+/// [`crate::client::UpstreamClient`] are already scrubbed of the provider's credentials (see
+/// [`crate::scrub`]); the secret patterns are applied once more here, for errors built
+/// elsewhere.
 impl From<ProviderError> for ApiError {
     fn from(err: ProviderError) -> Self {
+        use plexus_core::redact::redact_credentials as redact;
         match err {
             ProviderError::Unsupported { param, provider } => {
                 ApiError::unsupported(param, provider)
@@ -123,6 +128,7 @@ impl From<ProviderError> for ApiError {
                     400..=499 => ErrorCode::UpstreamInvalidRequest,
                     _ => ErrorCode::UpstreamError,
                 };
+                let message = redact(&message);
                 let text = match api_code {
                     ErrorCode::UpstreamAuthError => format!(
                         "the provider refused the gateway's credential (status {status}): {message}"
@@ -142,15 +148,15 @@ impl From<ProviderError> for ApiError {
             ),
             ProviderError::Connect(msg) => ApiError::new(
                 ErrorCode::UpstreamError,
-                format!("could not reach the provider: {msg}"),
+                format!("could not reach the provider: {}", redact(&msg)),
             ),
             ProviderError::Decode(msg) => ApiError::new(
                 ErrorCode::UpstreamError,
-                format!("unreadable provider answer: {msg}"),
+                format!("unreadable provider answer: {}", redact(&msg)),
             ),
             ProviderError::Stream(msg) => ApiError::new(
                 ErrorCode::UpstreamError,
-                format!("provider stream failed: {msg}"),
+                format!("provider stream failed: {}", redact(&msg)),
             ),
         }
     }
@@ -193,5 +199,26 @@ mod tests {
             map(400, None, "prompt is too long: 300000 tokens").code,
             ErrorCode::ContextLengthExceeded
         );
+    }
+
+    #[test]
+    fn client_facing_text_has_no_secret_patterns() {
+        let api = ApiError::from(ProviderError::Upstream {
+            status: 401,
+            code: Some("invalid_api_key".into()),
+            message: "Incorrect API key provided: Bearer sk-proj-abc123DEF456ghi789".into(),
+            retry_after: None,
+        });
+        assert_eq!(api.code, ErrorCode::UpstreamAuthError);
+        assert!(!api.message.contains("abc123DEF456"), "{}", api.message);
+        assert!(api.message.contains("[REDACTED]"), "{}", api.message);
+        for err in [
+            ProviderError::Stream("key sk-proj-abc123DEF456ghi789".into()),
+            ProviderError::Decode("key sk-proj-abc123DEF456ghi789".into()),
+            ProviderError::Connect("key sk-proj-abc123DEF456ghi789".into()),
+        ] {
+            let api = ApiError::from(err);
+            assert!(!api.message.contains("abc123DEF456"), "{}", api.message);
+        }
     }
 }

@@ -18,6 +18,7 @@ pub mod client;
 pub mod error;
 pub mod gemini;
 pub mod openai;
+pub mod scrub;
 
 pub use error::{parse_retry_after, ProviderError, TimeoutPhase};
 
