@@ -242,6 +242,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     let demo_url = mock.as_ref().map(|m| m.url());
     let cfg = load_config(&args, demo_url.as_deref())?;
+    announce_models(&cfg, args.demo);
 
     let store = plexus_store::Store::connect(&cfg.database)
         .await
@@ -310,6 +311,28 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     tracing::info!(message = "Stopped.");
     result.context("server failed")
+}
+
+/// Says on start-up what can be called: the demo's models and the simulator's providers (fault
+/// directives such as `demo-openai/gpt-4o-mini+fault-503` need their names), or that nothing
+/// is configured.
+fn announce_models(cfg: &plexus_core::config::Config, demo: bool) {
+    if cfg.providers.is_empty() {
+        tracing::warn!(
+            message = "No provider is configured: every model request will fail. Run `plexus serve --demo` for the built-in simulator, set a provider key (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, ...), or pass --config."
+        );
+        return;
+    }
+    if demo {
+        let models: Vec<&str> = cfg.models.iter().map(|m| m.name.as_str()).collect();
+        let providers: Vec<&str> = cfg.providers.iter().map(|p| p.name.as_str()).collect();
+        tracing::info!(
+            message = "Demo mode: the simulator answers every model.",
+            models = %models.join(", "),
+            providers = %providers.join(", "),
+            hint = "address a provider directly with faults, e.g. demo-openai/gpt-4o-mini+fault-503"
+        );
+    }
 }
 
 /// SIGHUP: re-read the config and swap it in; a bad config is logged and ignored.

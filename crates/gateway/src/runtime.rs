@@ -410,11 +410,35 @@ impl Runtime {
                 }
             }
         }
-        Err(ApiError::new(
-            ErrorCode::ModelNotFound,
-            format!("The model `{model}` does not exist or you do not have access to it."),
+        Err(
+            ApiError::new(ErrorCode::ModelNotFound, self.unknown_model_message(model))
+                .with_param("model"),
         )
-        .with_param("model"))
+    }
+
+    /// What a client that named an unknown model is told: where the list is, and the closest
+    /// configured names (a typo is the usual cause).
+    fn unknown_model_message(&self, model: &str) -> String {
+        let mut close: Vec<(f64, &str)> = self
+            .config
+            .models
+            .iter()
+            .map(|m| (strsim::jaro_winkler(model, &m.name), m.name.as_str()))
+            .filter(|(score, _)| *score >= 0.8)
+            .collect();
+        close.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut text = format!(
+            "The model `{model}` does not exist or you do not have access to it; `GET /v1/models` lists the models."
+        );
+        if !close.is_empty() {
+            let names: Vec<String> = close
+                .iter()
+                .take(3)
+                .map(|(_, n)| format!("`{n}`"))
+                .collect();
+            text.push_str(&format!(" Did you mean {}?", names.join(" or ")));
+        }
+        text
     }
 
     /// Keeps the health (breaker state, latency, in-flight counts) of targets that are still
@@ -483,6 +507,13 @@ mod tests {
         assert_eq!(&*t[0].upstream_model, "meta-llama/Llama-3-70b");
         let err = rt.resolve("nope/x").unwrap_err();
         assert_eq!(err.code, ErrorCode::ModelNotFound);
+        assert!(err.message.contains("GET /v1/models"), "{}", err.message);
+        let err = rt.resolve("oai-special").unwrap_err();
+        assert!(
+            err.message.contains("Did you mean `oai/special`?"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.status(), 404);
         assert!(rt.resolve("oai/").is_err());
     }

@@ -120,8 +120,41 @@ async fn list_models(State(state): State<AppState>, _auth: middleware::Auth) -> 
     })
 }
 
-async fn not_found() -> HttpError {
-    HttpError(ApiError::new(ErrorCode::NotFound, "Unknown route."))
+/// The documented paths (from the OpenAPI description), for hints on unknown routes.
+fn documented_paths() -> &'static [String] {
+    static PATHS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    PATHS.get_or_init(|| {
+        serde_json::from_str::<serde_json::Value>(OPENAPI)
+            .ok()
+            .and_then(|spec| {
+                spec.get("paths")
+                    .and_then(|p| p.as_object())
+                    .map(|p| p.keys().cloned().collect())
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// An unknown route: the closest documented one, and where the whole list is.
+fn unknown_route_message(path: &str) -> String {
+    let nearest = documented_paths()
+        .iter()
+        .map(|p| (strsim::normalized_levenshtein(path, p), p))
+        .filter(|(score, _)| *score >= 0.6)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match nearest {
+        Some((_, p)) => format!(
+            "Unknown route `{path}`. Did you mean `{p}`? `GET /openapi.json` describes every route."
+        ),
+        None => format!("Unknown route `{path}`. `GET /openapi.json` describes every route."),
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> HttpError {
+    HttpError(ApiError::new(
+        ErrorCode::NotFound,
+        unknown_route_message(uri.path()),
+    ))
 }
 
 async fn method_not_allowed() -> HttpError {
@@ -129,4 +162,18 @@ async fn method_not_allowed() -> HttpError {
         ErrorCode::MethodNotAllowed,
         "This route does not accept this method.",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_routes_point_to_the_nearest_documented_one() {
+        let m = unknown_route_message("/v1/chat/completion");
+        assert!(m.contains("Did you mean `/v1/chat/completions`?"), "{m}");
+        assert!(m.contains("/openapi.json"));
+        let m = unknown_route_message("/zzzzzzzzzzzzzzzzzzzzzzzz");
+        assert!(!m.contains("Did you mean"), "{m}");
+    }
 }
