@@ -568,6 +568,10 @@ async fn run_keys(cmd: KeysCmd) -> Result<()> {
             let v = api
                 .call(Method::POST, "/admin/keys", &[], Some(&Value::Object(b)))
                 .await?;
+            // On stderr, so `--json` output stays parseable.
+            if let Some(w) = v.get("warning").and_then(Value::as_str) {
+                eprintln!("warning: {w}");
+            }
             if as_json {
                 return print_json(&v);
             }

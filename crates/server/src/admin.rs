@@ -466,6 +466,12 @@ async fn create_key(
         .await;
     let mut view = key_view(&record);
     view["key"] = Value::String(generated.key.expose_secret().to_owned());
+    if state.runtime().master_key_hash.is_none() {
+        const OPEN: &str = "no master key is set: the gateway accepts requests that present no \
+            key as an administrator, and virtual keys only restrict the requests that present them";
+        tracing::warn!(message = OPEN, key = %record.id);
+        view["warning"] = Value::String(OPEN.to_owned());
+    }
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 

@@ -174,14 +174,17 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HttpError> {
         let rt = state.runtime();
-        let Some(master) = &rt.master_key_hash else {
-            return Ok(Auth(Principal::anonymous_admin()));
-        };
         let Some(key) = presented_key(parts).filter(|k| !k.is_empty()) else {
-            return Err(auth_failure(state, parts, AuthFailure::Missing).await);
+            return match rt.master_key_hash {
+                // Open mode (no master key, loopback): a request without a credential is the
+                // admin. One that presents a credential is still checked below.
+                None => Ok(Auth(Principal::anonymous_admin())),
+                Some(_) => Err(auth_failure(state, parts, AuthFailure::Missing).await),
+            };
         };
         // Hash first so the comparison is constant-time whatever the lengths.
-        if bool::from(plexus_gateway::runtime::hash_key(key).ct_eq(master)) {
+        let is_master = |m: &[u8; 32]| bool::from(plexus_gateway::runtime::hash_key(key).ct_eq(m));
+        if rt.master_key_hash.as_ref().is_some_and(is_master) {
             return Ok(Auth(Principal::master()));
         }
         if let Some(validator) = &rt.jwt {

@@ -118,7 +118,12 @@ impl Gateway {
     }
 
     pub async fn start_on(backend: Backend, extra_models: &str, extra_top: &str) -> Gateway {
-        Gateway::start_full(backend, None, extra_models, extra_top).await
+        Gateway::start_full(backend, None, true, extra_models, extra_top).await
+    }
+
+    /// A gateway without a master key (open mode, on loopback).
+    pub async fn start_open(extra_models: &str) -> Gateway {
+        Gateway::start_full(Backend::Sqlite, None, false, extra_models, "").await
     }
 
     /// A gateway whose providers point at another gateway's simulator (two instances in front
@@ -128,19 +133,34 @@ impl Gateway {
         extra_models: &str,
         extra_top: &str,
     ) -> Gateway {
-        Gateway::start_full(Backend::Sqlite, Some(mock_url), extra_models, extra_top).await
+        Gateway::start_full(
+            Backend::Sqlite,
+            Some(mock_url),
+            true,
+            extra_models,
+            extra_top,
+        )
+        .await
     }
 
     async fn start_full(
         backend: Backend,
         mock_url: Option<&str>,
+        master_key: bool,
         extra_models: &str,
         extra_top: &str,
     ) -> Gateway {
         let mock = MockServer::start(MockConfig::default()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let url = mock_url.map(str::to_owned).unwrap_or_else(|| mock.url());
-        let yaml = config_yaml(&url, extra_models, extra_top);
+        let mut yaml = config_yaml(&url, extra_models, extra_top);
+        if !master_key {
+            yaml = yaml
+                .lines()
+                .filter(|l| !l.starts_with("master_key:"))
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
         let mut cfg = from_yaml_str(&yaml, &Overrides::default(), &|_| None).unwrap();
         let (store, schema) = match backend {
             Backend::Sqlite => {
