@@ -34,6 +34,12 @@ pub fn validate(req: &EmbeddingRequest) -> Result<(), ApiError> {
             "input",
         ));
     }
+    if req.dimensions == Some(0) {
+        return Err(ApiError::invalid_request(
+            "`dimensions` must be at least 1.",
+            "dimensions",
+        ));
+    }
     match req.encoding_format.as_deref() {
         None | Some("float") | Some("base64") => Ok(()),
         Some(other) => Err(ApiError::invalid_request(
@@ -213,5 +219,41 @@ impl Gateway {
             v.iter_mut().for_each(|x| *x /= norm);
         }
         Some(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn parse(body: &str) -> EmbeddingRequest {
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn validation_names_the_param() {
+        let base = parse(r#"{"model":"m","input":"hi"}"#);
+        assert!(validate(&base).is_ok());
+        let mut r = base.clone();
+        r.dimensions = Some(1);
+        assert!(validate(&r).is_ok());
+        type Mutation = fn(&mut EmbeddingRequest);
+        let cases: [(&str, Mutation); 3] = [
+            ("model", |r| r.model.clear()),
+            ("dimensions", |r| r.dimensions = Some(0)),
+            ("encoding_format", |r| {
+                r.encoding_format = Some("int8".into())
+            }),
+        ];
+        for (param, mutate) in cases {
+            let mut r = base.clone();
+            mutate(&mut r);
+            let e = validate(&r).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest);
+            assert_eq!(e.param.as_deref(), Some(param));
+        }
+        let e = validate(&parse(r#"{"model":"m","input":"hi","dimensions":0}"#)).unwrap_err();
+        assert_eq!(e.message, "`dimensions` must be at least 1.");
     }
 }

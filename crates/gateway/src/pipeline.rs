@@ -419,6 +419,8 @@ impl Drop for GoneOnDrop {
 
 /// Semantic checks the types cannot express, naming the parameter.
 pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
+    /// The most choices one request may ask for, as OpenAI.
+    const MAX_N: u32 = 128;
     require_model(&req.model)?;
     if req.messages.is_empty() {
         return Err(ApiError::invalid_request(
@@ -426,8 +428,13 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
             "messages",
         ));
     }
-    if req.n == Some(0) {
-        return Err(ApiError::invalid_request("`n` must be at least 1.", "n"));
+    if let Some(n) = req.n {
+        if !(1..=MAX_N).contains(&n) {
+            return Err(ApiError::invalid_request(
+                "`n` must be between 1 and 128.",
+                "n",
+            ));
+        }
     }
     if let Some(t) = req.temperature {
         if !(0.0..=2.0).contains(&t) {
@@ -1071,10 +1078,11 @@ mod tests {
         let base = parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
         assert!(validate(&base).is_ok());
         type Mutation = fn(&mut ChatCompletionRequest);
-        let cases: [(&str, Mutation); 6] = [
+        let cases: [(&str, Mutation); 7] = [
             ("model", |r| r.model.clear()),
             ("messages", |r| r.messages.clear()),
             ("n", |r| r.n = Some(0)),
+            ("n", |r| r.n = Some(129)),
             ("temperature", |r| r.temperature = Some(3.0)),
             ("top_p", |r| r.top_p = Some(1.5)),
             ("stream_options", |r| {
@@ -1086,6 +1094,17 @@ mod tests {
             mutate(&mut r);
             assert_eq!(validate(&r).unwrap_err().param.as_deref(), Some(param));
         }
+        for n in [1, 128] {
+            let mut r = base.clone();
+            r.n = Some(n);
+            assert!(validate(&r).is_ok(), "n = {n} is allowed");
+        }
+        let mut r = base.clone();
+        r.n = Some(129);
+        assert_eq!(
+            validate(&r).unwrap_err().message,
+            "`n` must be between 1 and 128."
+        );
     }
 
     #[test]

@@ -570,8 +570,13 @@ impl UpstreamClient {
             .await
             .unwrap_or_default();
         let parsed = provider.parse_error(status.as_u16(), &body);
+        // Google refuses a wrong key with a 400: it is the gateway's credential that failed.
+        let status = match provider.kind() {
+            ProviderKind::Gemini => gemini::upstream_status(status.as_u16(), &body),
+            _ => status.as_u16(),
+        };
         Err(ProviderError::Upstream {
-            status: status.as_u16(),
+            status,
             code: parsed.code,
             message: parsed.message,
             retry_after,

@@ -1078,11 +1078,7 @@ pub fn from_embed_response(resp: BatchEmbedContentsResponse, model: &str) -> Emb
 /// characters.
 pub fn parse_error(status: u16, body: &[u8]) -> UpstreamErrorBody {
     if let Ok(value) = serde_json::from_slice::<Value>(body) {
-        let error = match &value {
-            Value::Array(items) => items.first().and_then(|v| v.get("error")),
-            other => other.get("error"),
-        };
-        if let Some(error) = error {
+        if let Some(error) = error_object(&value) {
             if let Some(text) = error.as_str() {
                 return UpstreamErrorBody {
                     code: None,
@@ -1112,6 +1108,56 @@ pub fn parse_error(status: u16, body: &[u8]) -> UpstreamErrorBody {
             text.chars().take(MAX_ERROR_TEXT).collect()
         },
     }
+}
+
+/// The `error` object of a Gemini error body, unwrapped from the JSON array the streaming
+/// endpoint sends.
+fn error_object(value: &Value) -> Option<&Value> {
+    match value {
+        Value::Array(items) => items.first().and_then(|v| v.get("error")),
+        other => other.get("error"),
+    }
+}
+
+/// The status to act on for a Gemini error answer. Google refuses a wrong API key with 400
+/// `INVALID_ARGUMENT` (an `ErrorInfo` detail with reason `API_KEY_INVALID`, message "API key
+/// not valid. Please pass a valid API key."), where the other providers answer 401. That is
+/// the gateway's own credential failing, not the client's request, so it is reported as 401:
+/// every mapping downstream then treats it as an auth failure (502 `upstream_auth_error`, the
+/// target left out of retries). Any other answer keeps its status.
+pub fn upstream_status(status: u16, body: &[u8]) -> u16 {
+    if status == 400 && is_api_key_invalid(body) {
+        401
+    } else {
+        status
+    }
+}
+
+/// Whether a Gemini error body says the API key was refused.
+fn is_api_key_invalid(body: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let Some(error) = error_object(&value) else {
+        return false;
+    };
+    let reason_says_so = error
+        .get("details")
+        .and_then(Value::as_array)
+        .is_some_and(|details| {
+            details
+                .iter()
+                .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
+        });
+    let message_says_so = error.get("status").and_then(Value::as_str) == Some("INVALID_ARGUMENT")
+        && error
+            .get("message")
+            .and_then(Value::as_str)
+            .is_some_and(|m| {
+                let m = m.to_ascii_lowercase();
+                m.starts_with("api key not valid") || m.starts_with("api key not found")
+            });
+    reason_says_so || message_says_so
 }
 
 #[cfg(test)]
@@ -2096,5 +2142,58 @@ mod tests {
             500
         );
         assert_eq!(parse_error(503, b"  ").message, "HTTP 503");
+    }
+
+    /// Google's 400 for a wrong API key is the gateway's credential failing: reported as 401,
+    /// it maps to 502 `upstream_auth_error` with Google's message kept.
+    #[test]
+    fn refused_api_key_is_an_auth_failure() {
+        let body = fixture!("error-api-key.json").as_bytes();
+        assert_eq!(upstream_status(400, body), 401);
+        let parsed = parse_error(400, body);
+        let api = plexus_core::ApiError::from(ProviderError::Upstream {
+            status: upstream_status(400, body),
+            code: parsed.code,
+            message: parsed.message,
+            retry_after: None,
+        });
+        assert_eq!(api.code, plexus_core::ErrorCode::UpstreamAuthError);
+        assert_eq!(api.status(), 502);
+        assert!(
+            api.message
+                .contains("API key not valid. Please pass a valid API key."),
+            "{}",
+            api.message
+        );
+
+        // The reason alone, the message alone, and the array the streaming endpoint sends.
+        let reason_only = json!({"error": {"code": 400, "message": "API Key not found. Please pass a valid API key.",
+            "status": "INVALID_ARGUMENT", "details": [{"reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}});
+        let message_only = json!({"error": {"code": 400,
+            "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT"}});
+        let streamed = Value::Array(vec![message_only.clone()]);
+        for body in [reason_only, message_only, streamed] {
+            assert_eq!(
+                upstream_status(400, body.to_string().as_bytes()),
+                401,
+                "{body}"
+            );
+        }
+
+        // Other 400s and other statuses keep theirs.
+        let invalid_argument = json!({"error": {"code": 400,
+            "message": "Invalid JSON payload received.", "status": "INVALID_ARGUMENT"}});
+        assert_eq!(
+            upstream_status(400, invalid_argument.to_string().as_bytes()),
+            400
+        );
+        assert_eq!(
+            upstream_status(400, fixture!("error-not-json.txt").as_bytes()),
+            400
+        );
+        assert_eq!(upstream_status(400, b""), 400);
+        let not_found = fixture!("error-not-found.json").as_bytes();
+        assert_eq!(upstream_status(404, not_found), 404);
+        assert_eq!(upstream_status(429, body), 429);
     }
 }
