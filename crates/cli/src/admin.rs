@@ -2,7 +2,8 @@
 //! `audit verify` reads the database directly and checks the hash chain.
 //!
 //! Every command prints a table, or the server's JSON with `--json`. Failures (an API error, an
-//! unreachable server, a broken chain) are printed on stderr and end the process with status 1.
+//! unreachable server, a broken chain) are returned to `main`, which prints them as one line on
+//! stderr and exits with status 1.
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -57,8 +58,10 @@ enum KeysSub {
     Create(CreateKeyArgs),
     /// List keys (ordered by id, in pages).
     List {
+        /// Only this team's keys.
         #[arg(long)]
         team: Option<String>,
+        /// Only this user's keys.
         #[arg(long)]
         user: Option<String>,
         /// Include revoked keys.
@@ -75,13 +78,20 @@ enum KeysSub {
         all: bool,
     },
     /// Show one key.
-    Get { id: String },
+    Get {
+        /// The key's id (not its secret).
+        id: String,
+    },
     /// Change a key's attributes (only the ones given).
     Update(UpdateKeyArgs),
     /// Revoke a key: it stops authenticating at once.
-    Revoke { id: String },
+    Revoke {
+        /// The key's id.
+        id: String,
+    },
     /// Issue a new secret with the same attributes; the old one works for the grace period.
     Rotate {
+        /// The key's id.
         id: String,
         /// How long the old key keeps working, e.g. `1h` (default: revoked at once).
         #[arg(long, value_parser = parse_grace)]
@@ -155,6 +165,7 @@ enum Clearable {
 
 #[derive(Args, Debug)]
 struct UpdateKeyArgs {
+    /// The key's id.
     id: String,
     /// New name.
     #[arg(long)]
@@ -231,6 +242,7 @@ enum TeamsSub {
     Create {
         /// 1 to 64 letters, digits, `-` or `_`.
         id: String,
+        /// Display name (default: the id).
         #[arg(long)]
         name: Option<String>,
         /// Spending limit in US dollars.
@@ -248,7 +260,10 @@ enum TeamsSub {
     /// List teams.
     List,
     /// Show one team.
-    Get { id: String },
+    Get {
+        /// The team's id.
+        id: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -265,10 +280,13 @@ enum UsersSub {
     Create {
         /// 1 to 64 letters, digits, `-` or `_`.
         id: String,
+        /// Display name (default: the id).
         #[arg(long)]
         name: Option<String>,
+        /// The team the user belongs to.
         #[arg(long)]
         team: Option<String>,
+        /// What the user may do (default: member).
         #[arg(long, value_parser = ROLES)]
         role: Option<String>,
         /// Spending limit in US dollars.
@@ -282,13 +300,20 @@ enum UsersSub {
     },
     /// List users.
     List {
+        /// Only this team's users.
         #[arg(long)]
         team: Option<String>,
     },
     /// Show one user.
-    Get { id: String },
+    Get {
+        /// The user's id.
+        id: String,
+    },
     /// Delete a user and the user's keys.
-    Delete { id: String },
+    Delete {
+        /// The user's id.
+        id: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -303,8 +328,10 @@ pub struct AuditCmd {
 enum AuditSub {
     /// List audit entries (oldest first).
     List {
+        /// Only entries by this actor (as the ACTOR column shows it, e.g. a key id or `master`).
         #[arg(long)]
         actor: Option<String>,
+        /// Only entries of this action, e.g. `key.create` or `auth.failure`.
         #[arg(long)]
         action: Option<String>,
         /// Entries after this sequence number.
@@ -319,8 +346,10 @@ enum AuditSub {
         /// Entries after this sequence number.
         #[arg(long)]
         after: Option<i64>,
+        /// Only entries by this actor (as the ACTOR column shows it, e.g. a key id or `master`).
         #[arg(long)]
         actor: Option<String>,
+        /// Only entries of this action, e.g. `key.create` or `auth.failure`.
         #[arg(long)]
         action: Option<String>,
     },
@@ -337,19 +366,19 @@ enum AuditSub {
 // ---------------------------------------------------------------------------------------------
 
 pub async fn keys(cmd: KeysCmd) -> Result<()> {
-    finish(run_keys(cmd).await)
+    run_keys(cmd).await
 }
 
 pub async fn teams(cmd: TeamsCmd) -> Result<()> {
-    finish(run_teams(cmd).await)
+    run_teams(cmd).await
 }
 
 pub async fn users(cmd: UsersCmd) -> Result<()> {
-    finish(run_users(cmd).await)
+    run_users(cmd).await
 }
 
 pub async fn audit(cmd: AuditCmd) -> Result<()> {
-    finish(run_audit(cmd).await)
+    run_audit(cmd).await
 }
 
 #[derive(Args, Debug)]
@@ -384,7 +413,7 @@ enum CacheSub {
 }
 
 pub async fn cache(cmd: CacheCmd) -> Result<()> {
-    finish(run_cache(cmd).await)
+    run_cache(cmd).await
 }
 
 async fn run_cache(cmd: CacheCmd) -> Result<()> {
@@ -417,18 +446,6 @@ async fn run_cache(cmd: CacheCmd) -> Result<()> {
                 println!("purged {} entries", v["deleted"].as_u64().unwrap_or(0));
             }
             Ok(())
-        }
-    }
-}
-
-/// Prints a failure without a backtrace and exits with status 1.
-fn finish(result: Result<()>) -> Result<()> {
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::io::stdout().flush();
-            eprintln!("error: {e:#}");
-            std::process::exit(1)
         }
     }
 }

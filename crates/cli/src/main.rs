@@ -9,6 +9,7 @@ use plexus_core::config::{
 use plexus_server::{AppState, Listener, Runtime, ServeOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 mod admin;
@@ -34,6 +35,7 @@ enum Command {
     Serve(ServeArgs),
     /// Run the provider simulator (OpenAI, Anthropic and Gemini wire formats).
     Mock {
+        /// Address to listen on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:4010")]
         listen: SocketAddr,
         /// YAML or JSON file with model profiles (latency, faults).
@@ -42,21 +44,27 @@ enum Command {
     },
     /// Send one chat request and stream the answer to the terminal.
     Chat {
+        /// The model to ask: a configured model name or `provider/upstream_model`.
         #[arg(long, short)]
         model: String,
         /// Base URL of Plexus (or any OpenAI-compatible server).
         #[arg(long, env = "PLEXUS_URL", default_value = "http://127.0.0.1:4000/v1")]
         url: String,
+        /// Key sent as `Authorization: Bearer` (a virtual key or the master key).
         #[arg(long, env = "PLEXUS_API_KEY", hide_env_values = true)]
         api_key: Option<String>,
+        /// A system prompt sent before the question.
         #[arg(long)]
         system: Option<String>,
+        /// Most tokens in the answer.
         #[arg(long)]
         max_tokens: Option<u32>,
+        /// The question (the user message).
         prompt: String,
     },
     /// Apply database migrations and exit.
     Migrate {
+        /// Database URL (`sqlite://...` or `postgres://...`).
         #[arg(long, env = "PLEXUS_DATABASE", default_value = config::DEFAULT_DATABASE)]
         database: String,
     },
@@ -85,10 +93,14 @@ enum VaultCmd {
     /// Re-wrap every stored credential's data key under a new key-encryption key. The current
     /// key comes from PLEXUS_ENCRYPTION_KEY (or --old-key-file). Safe to interrupt and rerun.
     RotateKek {
+        /// File holding the new key-encryption key (base64 of 32 bytes, as `generate-key`
+        /// prints).
         #[arg(long)]
         new_key_file: PathBuf,
+        /// File holding the current key, instead of PLEXUS_ENCRYPTION_KEY.
         #[arg(long)]
         old_key_file: Option<PathBuf>,
+        /// Database URL (`sqlite://...` or `postgres://...`).
         #[arg(long, env = "PLEXUS_DATABASE", default_value = config::DEFAULT_DATABASE)]
         database: String,
     },
@@ -110,15 +122,44 @@ struct ServeArgs {
     demo: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, no backtrace: the chain of causes joined once (`outer: inner`).
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `PLEXUS_LOG` (`EnvFilter` syntax, e.g. `warn` or
+/// `info,plexus_server=debug`; default `info`), coloured only on a terminal (and not under
+/// `NO_COLOR`).
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = match std::env::var("PLEXUS_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&spec)
+            .unwrap_or_else(|e| {
+                eprintln!("warning: PLEXUS_LOG={spec:?} is not a valid filter ({e}); using `info`");
+                tracing_subscriber::EnvFilter::new("info")
+            }),
+        _ => tracing_subscriber::EnvFilter::new("info"),
+    };
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PLEXUS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
+}
+
+fn run(cli: Cli) -> Result<()> {
     // One crypto provider for every rustls user in the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -154,6 +195,48 @@ fn main() -> Result<()> {
             Command::Audit(cmd) => admin::audit(cmd).await,
             Command::Cache(cmd) => admin::cache(cmd).await,
         }
+    })
+}
+
+/// An error and its causes on one line: each cause once (a wrapper that repeats its source's
+/// text adds nothing), whitespace runs (a multi-line body) collapsed, and at most 500 characters.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    const MAX: usize = 500;
+    if line.chars().count() > MAX {
+        line = line.chars().take(MAX - 1).collect::<String>() + "…";
+    }
+    line
+}
+
+/// Binds a listener; a taken or forbidden address says which, and how to choose another.
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    use std::io::ErrorKind;
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let host = match addr {
+            SocketAddr::V4(a) => a.ip().to_string(),
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        };
+        let (why, hint) = match e.kind() {
+            ErrorKind::AddrInUse => ("address in use", format!("{host}:PORT")),
+            ErrorKind::PermissionDenied => ("permission denied", format!("{host}:PORT")),
+            ErrorKind::AddrNotAvailable => {
+                ("not an address of this machine", "ADDRESS:PORT".into())
+            }
+            _ => return anyhow::Error::new(e).context(format!("cannot listen on {addr}")),
+        };
+        anyhow::anyhow!("cannot listen on {addr}: {why}; pass --listen {hint}")
     })
 }
 
@@ -274,9 +357,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let background = state.clone();
 
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = bind(listen).await?;
     let local = listener.local_addr()?;
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     println!("plexus listening on {scheme}://{local}");
@@ -433,9 +514,7 @@ async fn mock(listen: SocketAddr, config: Option<PathBuf>) -> Result<()> {
         }
         None => plexus_mock::MockConfig::default(),
     };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = bind(listen).await?;
     let local = listener.local_addr()?;
     println!("plexus mock listening on http://{local}");
     use std::io::Write;
@@ -470,14 +549,17 @@ async fn chat(
         max_tokens,
         ..Default::default()
     };
-    let mut stream = client.chat_stream(&request).await?;
+    let mut stream = client
+        .chat_stream(&request)
+        .await
+        .map_err(|e| chat_error(e, &url))?;
     let mut stdout = std::io::stdout();
     let mut usage = None;
     while let Some(chunk) = tokio::time::timeout(Duration::from_secs(600), stream.next())
         .await
         .context("no data for 10 minutes")?
     {
-        let chunk = chunk?;
+        let chunk = chunk.map_err(|e| chat_error(e, &url))?;
         for choice in &chunk.choices {
             if let Some(text) = &choice.delta.content {
                 write!(stdout, "{text}")?;
@@ -496,4 +578,79 @@ async fn chat(
         );
     }
     Ok(())
+}
+
+/// A failed chat call as `plexus keys` reports an admin one: the server's message with its
+/// code and status, or which URL could not be reached and why.
+fn chat_error(e: plexus_sdk::Error, url: &str) -> anyhow::Error {
+    match e {
+        plexus_sdk::Error::Api { status, body, .. } => {
+            let mut extra = Vec::new();
+            if let Some(code) = &body.error.code {
+                extra.push(format!("code: {code}"));
+            }
+            extra.push(format!("HTTP {status}"));
+            if let Some(param) = &body.error.param {
+                extra.push(format!("param: {param}"));
+            }
+            anyhow::anyhow!("{} ({})", body.error.message, extra.join(", "))
+        }
+        plexus_sdk::Error::Http(e) if e.is_connect() || e.is_timeout() => {
+            let mut cause: &(dyn std::error::Error + 'static) = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            anyhow::anyhow!("cannot reach {url}: {cause}")
+        }
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn errors_print_as_one_line_with_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        // A wrapper that repeats its source's text, as `HTTP error: {0}` with `#[from]` does.
+        let e = anyhow::Error::new(io)
+            .context("HTTP error: refused")
+            .context("cannot chat");
+        assert_eq!(one_line(&e), "cannot chat: HTTP error: refused");
+        let e = anyhow::anyhow!("404: <html>\n  <body>Not Found</body>\n</html>\n");
+        assert_eq!(one_line(&e), "404: <html> <body>Not Found</body> </html>");
+        let long = one_line(&anyhow::anyhow!("x".repeat(2000)));
+        assert_eq!(long.chars().count(), 500);
+        assert!(long.ends_with('…'));
+    }
+
+    /// Every subcommand has an about and every argument a help text (clap's own `--help` and
+    /// `--version` aside), so `--help` explains every option.
+    #[test]
+    fn every_command_and_argument_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if cmd.get_about().is_none() {
+                missing.push(format!("{path}: no about"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{id}>: no help"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cli = Cli::command();
+        cli.build();
+        let mut missing = Vec::new();
+        walk(&cli, "plexus", &mut missing);
+        assert!(missing.is_empty(), "undescribed:\n{}", missing.join("\n"));
+    }
 }

@@ -260,3 +260,120 @@ async fn upstream_tls_trusts_the_configured_ca_bundle() {
         .unwrap();
     assert_eq!(r.status(), 502, "an unknown CA must not be trusted");
 }
+
+/// Runs `plexus` to its end with a backtrace requested; returns (exit code, stderr).
+fn run_to_end(mut cmd: Command) -> (Option<i32>, String) {
+    let out = cmd
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A one-connection HTTP server answering every request with a multi-line HTML 404, as a
+/// reverse proxy in front of nothing would.
+fn html_404_server() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf);
+            let body = "<html>\n<head><title>404 Not Found</title></head>\n<body>\n<h1>Not Found</h1>\n</body>\n</html>\n";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 404 Not Found\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn chat_failures_are_one_line_without_a_backtrace() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let html = html_404_server();
+    for url in [format!("http://{closed}/v1"), format!("{html}/v1")] {
+        let mut cmd = plexus();
+        cmd.args(["chat", "--model", "demo", "--url", &url, "hi"]);
+        let (code, stderr) = run_to_end(cmd);
+        assert_eq!(code, Some(1), "{url}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{url}: one line:\n{stderr}");
+        assert!(stderr.starts_with("error: "), "{url}: {stderr}");
+        assert!(!stderr.contains("Caused by") && !stderr.contains("backtrace"));
+    }
+    let mut cmd = plexus();
+    cmd.args([
+        "chat",
+        "--model",
+        "demo",
+        "--url",
+        &format!("http://{closed}/v1"),
+        "hi",
+    ]);
+    let (_, stderr) = run_to_end(cmd);
+    assert!(
+        stderr.contains(&closed.to_string()),
+        "names what it could not reach: {stderr}"
+    );
+    let mut cmd = plexus();
+    cmd.args([
+        "chat",
+        "--model",
+        "demo",
+        "--url",
+        &format!("{html}/v1"),
+        "hi",
+    ]);
+    let (_, stderr) = run_to_end(cmd);
+    assert!(
+        stderr.contains("404") && stderr.contains("Not Found"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_busy_port_names_the_address_and_suggests_listen_without_colours() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = plexus();
+    cmd.current_dir(dir.path())
+        .env("PLEXUS_LOG", "info")
+        .env_remove("NO_COLOR")
+        .args(["serve", "--demo", "--listen", &addr]);
+    let (code, stderr) = run_to_end(cmd);
+    assert_eq!(code, Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{stderr}");
+    assert!(
+        last.contains(&addr) && last.contains("in use") && last.contains("--listen"),
+        "{stderr}"
+    );
+    // Logs were written (at info), and stderr is not a terminal here: no escape codes.
+    assert!(stderr.contains("Demo simulator running"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "ANSI codes in piped output: {stderr:?}"
+    );
+    drop(taken);
+}
+
+#[test]
+fn an_invalid_log_filter_is_reported_not_ignored() {
+    let mut cmd = plexus();
+    cmd.env("PLEXUS_LOG", "info,[[").arg("errors");
+    let (code, stderr) = run_to_end(cmd);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("PLEXUS_LOG"), "{stderr}");
+}
