@@ -3,7 +3,6 @@
 //! route's targets that have an embeddings API.
 
 use crate::ctx::{CallCtx, Origin};
-use crate::dispatch;
 use crate::pipeline::{
     check_model_access, require_model, within_deadline, Admission, AnswerMeta, Failure, Settlement,
 };
@@ -144,19 +143,13 @@ impl Gateway {
 
         let client = self.client();
         let req = &req;
-        let outcome = Box::pin(dispatch::run(
-            self,
-            &rt,
-            &route,
-            &ctx.principal,
-            tokens,
-            |target: Target| async move {
+        let outcome = self
+            .dispatch(&rt, &route, ctx, tokens, |target: Target| async move {
                 client
                     .embeddings(&target.provider, req, &target.upstream_model)
                     .await
-            },
-        ))
-        .await;
+            })
+            .await;
         let served = self.served_or_failed(outcome, admission, meta)?;
         let first_byte_ns = admission.limiter_now();
         let outcome = admission.serving(served);

@@ -701,13 +701,8 @@ impl Gateway {
         let client = self.client();
         let chat = &chat;
         if chat.is_stream() {
-            let outcome = Box::pin(dispatch::run(
-                self,
-                &rt,
-                &route,
-                &ctx.principal,
-                tokens,
-                |target: Target| {
+            let outcome = self
+                .dispatch(&rt, &route, ctx, tokens, |target: Target| {
                     async move {
                         let ctx = convert(&target, created);
                         let mut upstream = client.chat_stream(&target.provider, chat, &ctx).await?;
@@ -722,9 +717,8 @@ impl Gateway {
                         };
                         Ok((upstream.upstream_request_id, first))
                     }
-                },
-            ))
-            .await;
+                })
+                .await;
             let served = self.served_or_failed(outcome, admission, meta)?;
             let (upstream_request_id, chunks) = admission.serving(served);
             if let Some(r) = admission.record_mut() {
@@ -739,18 +733,12 @@ impl Gateway {
             )));
         }
 
-        let outcome = Box::pin(dispatch::run(
-            self,
-            &rt,
-            &route,
-            &ctx.principal,
-            tokens,
-            |target: Target| async move {
+        let outcome = self
+            .dispatch(&rt, &route, ctx, tokens, |target: Target| async move {
                 let ctx = convert(&target, created);
                 client.chat(&target.provider, chat, &ctx).await
-            },
-        ))
-        .await;
+            })
+            .await;
         let served = self.served_or_failed(outcome, admission, meta)?;
         let first_byte_ns = admission.limiter_now();
         let outcome = admission.serving(served);
@@ -795,6 +783,23 @@ impl Gateway {
             usage,
             cost_usd: cost,
         }))
+    }
+
+    /// Stage 8: the call over the route's targets and fallbacks. Boxed, like the pipeline: its
+    /// state machine is large, and this keeps it out of the caller's.
+    pub(crate) async fn dispatch<T, F, Fut>(
+        &self,
+        rt: &Runtime,
+        route: &ModelRoute,
+        ctx: &CallCtx,
+        tokens: u64,
+        call: F,
+    ) -> Result<Served<T>, Failed>
+    where
+        F: FnMut(Target) -> Fut,
+        Fut: std::future::Future<Output = Result<T, plexus_providers::ProviderError>>,
+    {
+        Box::pin(dispatch::run(self, rt, route, &ctx.principal, tokens, call)).await
     }
 
     /// The served attempt, or the failure with its last target in the record and meta.
