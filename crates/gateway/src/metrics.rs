@@ -26,7 +26,10 @@ pub fn install() -> Option<PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), LATENCY_BUCKETS)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(TTFT.into()), LATENCY_BUCKETS));
             match builder.and_then(|b| b.install_recorder()) {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    describe();
+                    Some(handle)
+                }
                 Err(e) => {
                     tracing::error!(message = "Could not install the metrics recorder.", error = %e);
                     None
@@ -34,6 +37,67 @@ pub fn install() -> Option<PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// Every metric's `# HELP` text, from wherever in the workspace it is recorded.
+fn describe() {
+    use metrics::{describe_counter, describe_histogram, Unit};
+    describe_counter!(
+        REQUESTS,
+        "Requests answered, by endpoint, configured model, provider and status class."
+    );
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from arrival to the end of the answer."
+    );
+    describe_histogram!(TTFT, Unit::Seconds, "Time to the first streamed token.");
+    describe_counter!(
+        TOKENS,
+        "Prompt and completion tokens, by model, provider and kind."
+    );
+    describe_counter!(ERRORS, "Failed requests, by stable error code.");
+    describe_counter!(COST, "Spend in micro-dollars, by model and provider.");
+    describe_counter!(
+        "plexus_cache_hits_total",
+        "Answers served from the response cache, by kind (hit, semantic-hit)."
+    );
+    describe_counter!(
+        "plexus_cache_judged_total",
+        "Semantic hits the judge re-checked, by verdict."
+    );
+    describe_counter!(
+        "plexus_cache_redis_errors_total",
+        "Response-cache operations on Redis that failed (each a miss)."
+    );
+    describe_counter!(
+        "plexus_cache_background_dropped_total",
+        "Background cache jobs skipped because the queue was full."
+    );
+    describe_counter!(
+        "plexus_credentials_expiring_total",
+        "Provider credentials found expiring within a week, by provider."
+    );
+    describe_counter!(
+        "plexus_fallbacks_total",
+        "Requests moved to a fallback model, by model and reason."
+    );
+    describe_counter!(
+        "plexus_limiter_redis_errors_total",
+        "Limit checks that could not reach Redis."
+    );
+    describe_counter!(
+        "plexus_queued_total",
+        "Requests that waited for a target's provider limit."
+    );
+    describe_counter!(
+        "plexus_retries_total",
+        "Backoff rounds after every target of a model failed."
+    );
+    describe_counter!(
+        "plexus_upstream_failures_total",
+        "Failed upstream attempts, by provider and failure class."
+    );
 }
 
 /// Metric handles of one (endpoint, model, provider), registered once so the request path

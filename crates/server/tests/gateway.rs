@@ -330,6 +330,14 @@ async fn metrics_expose_requests_and_latency_buckets() {
     );
     assert!(text.contains("plexus_tokens_total"), "{text}");
     assert!(!text.contains(MASTER_KEY));
+    // Every metric is described.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP line"
+        );
+    }
     gw.shutdown().await;
 }
 
