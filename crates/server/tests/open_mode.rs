@@ -1,5 +1,6 @@
 //! Open mode (no master key, on loopback): a request without a credential is the admin, but a
-//! presented credential is always checked, and a virtual key keeps its restrictions.
+//! presented Plexus credential (a virtual key, or a JWT when configured) is always checked, and a
+//! virtual key keeps its restrictions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -79,6 +80,15 @@ async fn without_a_master_key_presented_credentials_are_still_checked() {
     assert!(
         !log.to_string().contains("sk-px-bogus"),
         "no secret in the log"
+    );
+
+    // A value that does not claim to be a Plexus key is what SDKs send when they insist on one
+    // (the README's `api_key="anything-when-no-master-key"`): open mode stays open to it.
+    assert_eq!(
+        chat(&gw, Some("anything-when-no-master-key"), "gpt")
+            .await
+            .0,
+        200
     );
     gw.shutdown().await;
 }
