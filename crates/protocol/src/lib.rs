@@ -5,4 +5,5 @@
 
 pub mod anthropic;
 pub mod gemini;
+pub mod money;
 pub mod openai;
