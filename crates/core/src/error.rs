@@ -44,12 +44,21 @@ pub enum ErrorCode {
     UpstreamInvalidRequest,
     /// Every target is unavailable (circuit open) or the gateway is shutting down.
     ServiceUnavailable,
+    /// The client sent nothing (headers or body) for longer than the inbound timeout.
+    RequestTimeout,
+    /// The request's headers are too large or too many.
+    HeadersTooLarge,
+    /// The gateway is at its inbound connection limit (`inbound.max_connections`).
+    TooManyConnections,
+    /// The gateway's own configuration cannot serve this (e.g. a credential needs a vault
+    /// and none is configured).
+    ConfigurationError,
     /// A bug in Plexus.
     InternalError,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnsupportedParameter,
         ErrorCode::InvalidApiKey,
@@ -68,6 +77,10 @@ impl ErrorCode {
         ErrorCode::UpstreamTimeout,
         ErrorCode::UpstreamInvalidRequest,
         ErrorCode::ServiceUnavailable,
+        ErrorCode::RequestTimeout,
+        ErrorCode::HeadersTooLarge,
+        ErrorCode::TooManyConnections,
+        ErrorCode::ConfigurationError,
         ErrorCode::InternalError,
     ];
 
@@ -92,6 +105,10 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::UpstreamInvalidRequest => "upstream_invalid_request",
             ErrorCode::ServiceUnavailable => "service_unavailable",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::ConfigurationError => "configuration_error",
             ErrorCode::InternalError => "internal_error",
         }
     }
@@ -112,7 +129,10 @@ impl ErrorCode {
             ErrorCode::RateLimitExceeded
             | ErrorCode::BudgetExceeded
             | ErrorCode::InsufficientQuota => 429,
-            ErrorCode::InternalError => 500,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::HeadersTooLarge => 431,
+            ErrorCode::TooManyConnections => 503,
+            ErrorCode::InternalError | ErrorCode::ConfigurationError => 500,
             ErrorCode::UpstreamAuthError | ErrorCode::UpstreamError => 502,
             ErrorCode::ServiceUnavailable => 503,
             ErrorCode::UpstreamTimeout => 504,
@@ -130,6 +150,8 @@ impl ErrorCode {
             | ErrorCode::RequestTooLarge
             | ErrorCode::ContextLengthExceeded
             | ErrorCode::PriceUnknown
+            | ErrorCode::RequestTimeout
+            | ErrorCode::HeadersTooLarge
             | ErrorCode::UpstreamInvalidRequest => "invalid_request_error",
             ErrorCode::InvalidApiKey => "authentication_error",
             ErrorCode::PermissionDenied => "permission_error",
@@ -139,7 +161,8 @@ impl ErrorCode {
             | ErrorCode::UpstreamError
             | ErrorCode::UpstreamTimeout
             | ErrorCode::ServiceUnavailable => "upstream_error",
-            ErrorCode::InternalError => "server_error",
+            ErrorCode::TooManyConnections => "overloaded_error",
+            ErrorCode::InternalError | ErrorCode::ConfigurationError => "server_error",
         }
     }
 
@@ -172,6 +195,16 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => "The provider did not answer in time.",
             ErrorCode::UpstreamInvalidRequest => "The provider rejected the request as invalid.",
             ErrorCode::ServiceUnavailable => "No target can serve the request right now.",
+            ErrorCode::RequestTimeout => {
+                "The client sent no header or body bytes within the inbound timeout."
+            }
+            ErrorCode::HeadersTooLarge => "The request's headers are too large or too many.",
+            ErrorCode::TooManyConnections => {
+                "The gateway is at `inbound.max_connections`; retry shortly."
+            }
+            ErrorCode::ConfigurationError => {
+                "The gateway's configuration cannot serve this request; the message says what to set."
+            }
             ErrorCode::InternalError => "An error inside Plexus.",
         }
     }
