@@ -1,5 +1,6 @@
-//! The admin commands: `keys`, `teams`, `users` and `audit` mirror the admin API over HTTP;
-//! `audit verify` reads the database directly and checks the hash chain.
+//! The admin commands: `keys`, `teams`, `users`, `spend`, `audit` and `cache purge` call the
+//! admin API through the SDK's typed `AdminClient`; `audit verify` reads the database directly
+//! and checks the hash chain.
 //!
 //! Every command prints a table, or the server's JSON with `--json`. Failures (an API error, an
 //! unreachable server, a broken chain) are returned to `main`, which prints them as one line on
@@ -7,17 +8,24 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use reqwest::Method;
+use plexus_sdk::admin::{
+    self as wire, AdminClient, AuditListQuery, CachePurgeQuery, CreateKey, CreateTeam, CreateUser,
+    KeyListQuery, Limits, LimitsPatch, Nanos, PatchKey, RotateKey, SpendGroup, SpendQuery,
+    TeamListQuery, UserListQuery,
+};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use std::io::Write;
-use std::time::Duration;
 
 const ROLES: [&str; 4] = ["admin", "team_admin", "member", "viewer"];
 
-/// Where the admin API is and how to authenticate.
+/// Where Plexus is and how to authenticate: the options of every command that talks to a
+/// server (and only of those).
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
-    /// Root URL of Plexus (the server root, not `/v1`).
+    /// Plexus's server root, e.g. http://127.0.0.1:4000 (a trailing /v1 is accepted and
+    /// dropped; `chat` adds it).
     #[arg(
         long,
         env = "PLEXUS_URL",
@@ -25,8 +33,8 @@ pub struct Conn {
         global = true,
         help_heading = "Connection"
     )]
-    url: String,
-    /// Admin credential (the master key or a virtual key), sent as `Authorization: Bearer`.
+    pub url: String,
+    /// Key sent as `Authorization: Bearer`: the master key, a virtual key or a JWT.
     #[arg(
         long,
         env = "PLEXUS_API_KEY",
@@ -34,8 +42,31 @@ pub struct Conn {
         global = true,
         help_heading = "Connection"
     )]
-    api_key: Option<String>,
-    /// Print the raw JSON response instead of a table.
+    pub api_key: Option<String>,
+}
+
+impl Conn {
+    /// The server root (`--url` without a trailing `/` or `/v1`).
+    pub fn root(&self) -> Result<String> {
+        plexus_sdk::admin::server_root(&self.url).map_err(|e| config_error(&e))
+    }
+
+    fn client(&self) -> Result<AdminClient> {
+        AdminClient::new(&self.url, self.api_key.as_deref()).map_err(|e| config_error(&e))
+    }
+}
+
+fn config_error(e: &plexus_sdk::Error) -> anyhow::Error {
+    match e {
+        plexus_sdk::Error::Config(m) => anyhow!("{m} (set --url or PLEXUS_URL)"),
+        other => anyhow!("cannot build the HTTP client: {other}"),
+    }
+}
+
+/// How to print answers.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Output {
+    /// Print the JSON answer instead of a table.
     #[arg(long, global = true, help_heading = "Output")]
     json: bool,
 }
@@ -48,6 +79,8 @@ pub struct Conn {
 pub struct KeysCmd {
     #[command(flatten)]
     conn: Conn,
+    #[command(flatten)]
+    out: Output,
     #[command(subcommand)]
     cmd: KeysSub,
 }
@@ -56,7 +89,7 @@ pub struct KeysCmd {
 enum KeysSub {
     /// Create a virtual key; its secret is printed once.
     Create(CreateKeyArgs),
-    /// List keys (ordered by id, in pages).
+    /// List keys (ordered by id, in pages). TEAM is the key's team, else its user's.
     List {
         /// Only this team's keys.
         #[arg(long)]
@@ -77,14 +110,14 @@ enum KeysSub {
         #[arg(long)]
         all: bool,
     },
-    /// Show one key.
+    /// Show one key (revoked ones too).
     Get {
         /// The key's id (not its secret).
         id: String,
     },
     /// Change a key's attributes (only the ones given).
     Update(UpdateKeyArgs),
-    /// Revoke a key: it stops authenticating at once.
+    /// Revoke a key: it stops authenticating at once and stays listed as revoked.
     Revoke {
         /// The key's id.
         id: String,
@@ -99,31 +132,14 @@ enum KeysSub {
     },
 }
 
-#[derive(Args, Debug)]
-struct CreateKeyArgs {
-    /// A label for the key.
-    #[arg(long)]
-    name: String,
-    /// The team the key belongs to (its spend counts against the team's budget).
-    #[arg(long)]
-    team: Option<String>,
-    /// The user the key belongs to.
-    #[arg(long)]
-    user: Option<String>,
-    /// What the key may do (default: member).
-    #[arg(long, value_parser = ROLES)]
-    role: Option<String>,
-    /// Allowed model (name or `*` pattern); repeat for several. None = every model.
-    #[arg(long = "model", value_name = "MODEL")]
-    models: Vec<String>,
-    /// Lifetime, e.g. `30d`, `12h`.
-    #[arg(long, value_parser = check_duration)]
-    expires_in: Option<String>,
+/// A budget and rate limits, as options.
+#[derive(Args, Debug, Clone)]
+struct LimitArgs {
     /// Spending limit in US dollars.
-    #[arg(long)]
-    max_budget_usd: Option<f64>,
-    /// Budget window, e.g. `30d`.
-    #[arg(long, value_parser = check_duration)]
+    #[arg(long, value_parser = parse_usd)]
+    max_budget_usd: Option<Nanos>,
+    /// Budget window, e.g. `30d` (default: a lifetime budget).
+    #[arg(long, value_parser = check_period)]
     budget_period: Option<String>,
     /// Requests per minute.
     #[arg(long)]
@@ -137,9 +153,47 @@ struct CreateKeyArgs {
     /// Concurrent requests.
     #[arg(long)]
     max_parallel: Option<i64>,
+}
+
+impl From<LimitArgs> for Limits {
+    fn from(a: LimitArgs) -> Limits {
+        Limits {
+            max_budget_usd: a.max_budget_usd,
+            budget_period: a.budget_period,
+            rpm: a.rpm,
+            tpm: a.tpm,
+            tpd: a.tpd,
+            max_parallel: a.max_parallel,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct CreateKeyArgs {
+    /// A label for the key.
+    #[arg(long)]
+    name: String,
+    /// The team the key belongs to (its spend counts against the team's budget); default: the
+    /// user's team.
+    #[arg(long)]
+    team: Option<String>,
+    /// The user the key belongs to.
+    #[arg(long)]
+    user: Option<String>,
+    /// What the key may do (default: member).
+    #[arg(long, value_parser = ROLES)]
+    role: Option<String>,
+    /// Allowed model (name or `*` pattern); repeat for several. None = every model.
+    #[arg(long = "model", value_name = "MODEL")]
+    models: Vec<String>,
+    /// Lifetime, e.g. `30d`, `12h`.
+    #[arg(long, value_parser = check_period)]
+    expires_in: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// A JSON object stored with the key.
     #[arg(long, value_parser = parse_json_object)]
-    metadata: Option<Value>,
+    metadata: Option<Map<String, Value>>,
 }
 
 /// Attributes `keys update --clear` can reset.
@@ -163,6 +217,22 @@ enum Clearable {
     MaxParallel,
 }
 
+impl Clearable {
+    /// The field's wire name.
+    fn field(self) -> &'static str {
+        match self {
+            Clearable::Models => "models",
+            Clearable::Expires => "expires_at",
+            Clearable::MaxBudgetUsd => "max_budget_usd",
+            Clearable::BudgetPeriod => "budget_period",
+            Clearable::Rpm => "rpm",
+            Clearable::Tpm => "tpm",
+            Clearable::Tpd => "tpd",
+            Clearable::MaxParallel => "max_parallel",
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct UpdateKeyArgs {
     /// The key's id.
@@ -176,62 +246,22 @@ struct UpdateKeyArgs {
     /// New lifetime counted from now, e.g. `30d`.
     #[arg(long, value_parser = parse_seconds)]
     expires_in: Option<u64>,
-    /// Spending limit in US dollars.
-    #[arg(long)]
-    max_budget_usd: Option<f64>,
-    /// Budget window, e.g. `30d`.
-    #[arg(long, value_parser = check_duration)]
-    budget_period: Option<String>,
-    /// Requests per minute.
-    #[arg(long)]
-    rpm: Option<i64>,
-    /// Tokens per minute.
-    #[arg(long)]
-    tpm: Option<i64>,
-    /// Tokens per day.
-    #[arg(long)]
-    tpd: Option<i64>,
-    /// Concurrent requests.
-    #[arg(long)]
-    max_parallel: Option<i64>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Replace the metadata (a JSON object).
     #[arg(long, value_parser = parse_json_object)]
-    metadata: Option<Value>,
+    metadata: Option<Map<String, Value>>,
     /// Remove a limit or restriction; repeat for several.
     #[arg(long, value_enum, value_name = "FIELD")]
     clear: Vec<Clearable>,
-}
-
-/// Rate limits of a team or user (binding all its keys together).
-#[derive(Args, Debug)]
-struct RateArgs {
-    /// Requests per minute.
-    #[arg(long)]
-    rpm: Option<i64>,
-    /// Tokens per minute.
-    #[arg(long)]
-    tpm: Option<i64>,
-    /// Tokens per day.
-    #[arg(long)]
-    tpd: Option<i64>,
-    /// Concurrent requests.
-    #[arg(long)]
-    max_parallel: Option<i64>,
-}
-
-impl RateArgs {
-    fn put_into(self, b: &mut Map<String, Value>) {
-        put(b, "rpm", self.rpm);
-        put(b, "tpm", self.tpm);
-        put(b, "tpd", self.tpd);
-        put(b, "max_parallel", self.max_parallel);
-    }
 }
 
 #[derive(Args, Debug)]
 pub struct TeamsCmd {
     #[command(flatten)]
     conn: Conn,
+    #[command(flatten)]
+    out: Output,
     #[command(subcommand)]
     cmd: TeamsSub,
 }
@@ -245,17 +275,14 @@ enum TeamsSub {
         /// Display name (default: the id).
         #[arg(long)]
         name: Option<String>,
-        /// Spending limit in US dollars.
+        /// The organization the team belongs to.
         #[arg(long)]
-        max_budget_usd: Option<f64>,
-        /// Budget window, e.g. `30d`.
-        #[arg(long, value_parser = check_duration)]
-        budget_period: Option<String>,
+        org: Option<String>,
         #[command(flatten)]
-        rates: RateArgs,
+        limits: LimitArgs,
         /// A JSON object stored with the team.
         #[arg(long, value_parser = parse_json_object)]
-        metadata: Option<Value>,
+        metadata: Option<Map<String, Value>>,
     },
     /// List teams.
     List,
@@ -270,6 +297,8 @@ enum TeamsSub {
 pub struct UsersCmd {
     #[command(flatten)]
     conn: Conn,
+    #[command(flatten)]
+    out: Output,
     #[command(subcommand)]
     cmd: UsersSub,
 }
@@ -289,14 +318,8 @@ enum UsersSub {
         /// What the user may do (default: member).
         #[arg(long, value_parser = ROLES)]
         role: Option<String>,
-        /// Spending limit in US dollars.
-        #[arg(long)]
-        max_budget_usd: Option<f64>,
-        /// Budget window, e.g. `30d`.
-        #[arg(long, value_parser = check_duration)]
-        budget_period: Option<String>,
         #[command(flatten)]
-        rates: RateArgs,
+        limits: LimitArgs,
     },
     /// List users.
     List {
@@ -316,10 +339,59 @@ enum UsersSub {
     },
 }
 
+/// `plexus spend`.
+#[derive(Args, Debug)]
+pub struct SpendCmd {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(flatten)]
+    out: Output,
+    /// What to group by.
+    #[arg(long, value_enum, default_value_t = GroupArg::Key)]
+    group: GroupArg,
+    /// Only requests since then: a duration back from now (`7d`, `12h`), a UTC date
+    /// (`2025-01-31`) or Unix seconds.
+    #[arg(long, value_parser = parse_since)]
+    since: Option<i64>,
+    /// Only this team's spend.
+    #[arg(long)]
+    team: Option<String>,
+    /// Only this user's spend.
+    #[arg(long)]
+    user: Option<String>,
+}
+
+/// `--group` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum GroupArg {
+    /// By virtual key.
+    Key,
+    /// By user.
+    User,
+    /// By team.
+    Team,
+    /// By model (as clients named it).
+    Model,
+    /// By day (UTC).
+    Day,
+}
+
+impl From<GroupArg> for SpendGroup {
+    fn from(g: GroupArg) -> SpendGroup {
+        match g {
+            GroupArg::Key => SpendGroup::Key,
+            GroupArg::User => SpendGroup::User,
+            GroupArg::Team => SpendGroup::Team,
+            GroupArg::Model => SpendGroup::Model,
+            GroupArg::Day => SpendGroup::Day,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct AuditCmd {
     #[command(flatten)]
-    conn: Conn,
+    out: Output,
     #[command(subcommand)]
     cmd: AuditSub,
 }
@@ -328,6 +400,8 @@ pub struct AuditCmd {
 enum AuditSub {
     /// List audit entries (oldest first).
     List {
+        #[command(flatten)]
+        conn: Conn,
         /// Only entries by this actor (as the ACTOR column shows it, e.g. a key id or `master`).
         #[arg(long)]
         actor: Option<String>,
@@ -343,6 +417,8 @@ enum AuditSub {
     },
     /// Print every entry as JSON lines (paging through the whole log).
     Export {
+        #[command(flatten)]
+        conn: Conn,
         /// Entries after this sequence number.
         #[arg(long)]
         after: Option<i64>,
@@ -361,30 +437,8 @@ enum AuditSub {
     },
 }
 
-// ---------------------------------------------------------------------------------------------
-// Entry points (called from main)
-// ---------------------------------------------------------------------------------------------
-
-pub async fn keys(cmd: KeysCmd) -> Result<()> {
-    run_keys(cmd).await
-}
-
-pub async fn teams(cmd: TeamsCmd) -> Result<()> {
-    run_teams(cmd).await
-}
-
-pub async fn users(cmd: UsersCmd) -> Result<()> {
-    run_users(cmd).await
-}
-
-pub async fn audit(cmd: AuditCmd) -> Result<()> {
-    run_audit(cmd).await
-}
-
 #[derive(Args, Debug)]
 pub struct CacheCmd {
-    #[command(flatten)]
-    conn: Conn,
     #[command(subcommand)]
     cmd: CacheSub,
 }
@@ -394,6 +448,10 @@ enum CacheSub {
     /// Delete response-cache entries everywhere (every filter given must match; none purges
     /// everything).
     Purge {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        out: Output,
         /// `team:<id>`, `key:<id>` or `global`.
         #[arg(long)]
         namespace: Option<String>,
@@ -412,115 +470,137 @@ enum CacheSub {
     Eval(crate::eval::EvalArgs),
 }
 
-pub async fn cache(cmd: CacheCmd) -> Result<()> {
-    run_cache(cmd).await
+// ---------------------------------------------------------------------------------------------
+// Entry points (called from main)
+// ---------------------------------------------------------------------------------------------
+
+pub async fn keys(cmd: KeysCmd) -> Result<()> {
+    let api = Api::new(&cmd.conn)?;
+    run_keys(&api, cmd.out, cmd.cmd).await
 }
 
-async fn run_cache(cmd: CacheCmd) -> Result<()> {
+pub async fn teams(cmd: TeamsCmd) -> Result<()> {
+    let api = Api::new(&cmd.conn)?;
+    run_teams(&api, cmd.out, cmd.cmd).await
+}
+
+pub async fn users(cmd: UsersCmd) -> Result<()> {
+    let api = Api::new(&cmd.conn)?;
+    run_users(&api, cmd.out, cmd.cmd).await
+}
+
+pub async fn spend(cmd: SpendCmd) -> Result<()> {
+    let api = Api::new(&cmd.conn)?;
+    let report = api
+        .run(api.client.spend(&SpendQuery {
+            group: Some(cmd.group.into()),
+            since: cmd.since,
+            team: cmd.team,
+            user: cmd.user,
+        }))
+        .await?;
+    if cmd.out.json {
+        return print_json(&report);
+    }
+    print_out(&spend_table(&report))
+}
+
+pub async fn audit(cmd: AuditCmd) -> Result<()> {
+    run_audit(cmd.out, cmd.cmd).await
+}
+
+pub async fn cache(cmd: CacheCmd) -> Result<()> {
     match cmd.cmd {
         CacheSub::Eval(args) => crate::eval::run(args).await,
         CacheSub::Purge {
+            conn,
+            out,
             namespace,
             model,
             tag,
             key_prefix,
         } => {
-            let api = Api::new(&cmd.conn)?;
-            let mut query = Vec::new();
-            for (name, value) in [
-                ("namespace", namespace),
-                ("model", model),
-                ("tag", tag),
-                ("key_prefix", key_prefix),
-            ] {
-                if let Some(v) = value {
-                    query.push((name, v));
-                }
-            }
-            let v = api
-                .call(Method::DELETE, "/admin/cache", &query, None)
+            let api = Api::new(&conn)?;
+            let purged = api
+                .run(api.client.purge_cache(&CachePurgeQuery {
+                    namespace,
+                    model,
+                    tag,
+                    key_prefix,
+                }))
                 .await?;
-            if cmd.conn.json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("purged {} entries", v["deleted"].as_u64().unwrap_or(0));
+            if out.json {
+                return print_json(&purged);
             }
-            Ok(())
+            print_out(&format!("purged {} entries\n", purged.deleted))
         }
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP client
+// The client, and its errors as one line
 // ---------------------------------------------------------------------------------------------
 
 struct Api {
-    http: reqwest::Client,
-    base: String,
-    key: Option<String>,
+    client: AdminClient,
 }
 
 impl Api {
     fn new(conn: &Conn) -> Result<Api> {
-        let url = conn.url.trim().trim_end_matches('/');
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            bail!("`{url}` is not an http(s) URL (set --url or PLEXUS_URL)");
-        }
-        // PLEXUS_URL may be shared with `plexus chat`, which takes the `/v1` base.
-        let base = url.strip_suffix("/v1").unwrap_or(url).to_owned();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .context("cannot build the HTTP client")?;
         Ok(Api {
-            http,
-            base,
-            key: conn.api_key.clone().filter(|k| !k.is_empty()),
+            client: conn.client()?,
         })
     }
 
-    async fn call(
+    /// Awaits a call; its error as one line.
+    async fn run<T>(
         &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-    ) -> Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let mut rb = self.http.request(method, &url).query(query);
-        if let Some(k) = &self.key {
-            rb = rb.bearer_auth(k);
+        call: impl std::future::Future<Output = Result<T, plexus_sdk::Error>>,
+    ) -> Result<T> {
+        call.await.map_err(|e| describe(e, self.client.root()))
+    }
+}
+
+/// An SDK error as one line: the server's message with its code, status and parameter, or
+/// which server could not be reached and why.
+pub fn describe(e: plexus_sdk::Error, server: &str) -> anyhow::Error {
+    match e {
+        plexus_sdk::Error::Api { status, body, .. } => {
+            let err = body.error;
+            if err.code.is_none() && err.kind == "unknown" {
+                // Not the gateway's JSON error: whatever answered, in short.
+                let snippet: String = err.message.trim().chars().take(200).collect();
+                return if snippet.is_empty() {
+                    anyhow!("HTTP {status} from {server}")
+                } else {
+                    anyhow!("HTTP {status} from {server}: {snippet}")
+                };
+            }
+            let mut extra = Vec::new();
+            if let Some(code) = &err.code {
+                extra.push(format!("code: {code}"));
+            }
+            extra.push(format!("HTTP {status}"));
+            if let Some(param) = &err.param {
+                extra.push(format!("param: {param}"));
+            }
+            anyhow!("{} ({})", err.message, extra.join(", "))
         }
-        if let Some(b) = body {
-            rb = rb.json(b);
-        }
-        let resp = rb.send().await.map_err(|e| {
+        plexus_sdk::Error::Http(e) => {
+            let url = e.url().map_or_else(|| server.to_owned(), |u| u.to_string());
             if e.is_connect() || e.is_timeout() {
                 anyhow!(
-                    "cannot reach Plexus at {} ({}): {}",
-                    self.base,
-                    url,
+                    "cannot reach Plexus at {server} ({url}): {}",
                     root_cause(&e)
                 )
             } else {
                 anyhow!("request to {url} failed: {}", root_cause(&e))
             }
-        })?;
-        let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .with_context(|| format!("cannot read the answer from {url}"))?;
-        let parsed: Option<Value> = serde_json::from_str(&text).ok();
-        if status.is_success() {
-            return parsed.ok_or_else(|| anyhow!("{url} answered with something that is not JSON"));
         }
-        Err(api_error(status.as_u16(), parsed.as_ref(), &text, &url))
-    }
-
-    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
-        self.call(Method::GET, path, query, None).await
+        plexus_sdk::Error::Decode(why) => {
+            anyhow!("{server} answered with something unexpected: {why}")
+        }
+        other => anyhow!("{other}"),
     }
 }
 
@@ -533,66 +613,34 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-fn api_error(status: u16, body: Option<&Value>, text: &str, url: &str) -> anyhow::Error {
-    let err = body.and_then(|b| b.get("error"));
-    match err.and_then(|e| e.get("message")).and_then(Value::as_str) {
-        Some(message) => {
-            let mut extra = vec![format!("HTTP {status}")];
-            if let Some(code) = err.and_then(|e| e.get("code")).and_then(Value::as_str) {
-                extra.insert(0, format!("code: {code}"));
-            }
-            if let Some(param) = err.and_then(|e| e.get("param")).and_then(Value::as_str) {
-                extra.push(format!("param: {param}"));
-            }
-            anyhow!("{message} ({})", extra.join(", "))
-        }
-        None => {
-            let snippet: String = text.trim().chars().take(200).collect();
-            if snippet.is_empty() {
-                anyhow!("HTTP {status} from {url}")
-            } else {
-                anyhow!("HTTP {status} from {url}: {snippet}")
-            }
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // keys
 // ---------------------------------------------------------------------------------------------
 
-async fn run_keys(cmd: KeysCmd) -> Result<()> {
-    let api = Api::new(&cmd.conn)?;
-    let as_json = cmd.conn.json;
-    match cmd.cmd {
+async fn run_keys(api: &Api, out: Output, cmd: KeysSub) -> Result<()> {
+    let c = &api.client;
+    match cmd {
         KeysSub::Create(a) => {
-            let mut b = Map::new();
-            b.insert("name".into(), json!(a.name));
-            put(&mut b, "team", a.team);
-            put(&mut b, "user", a.user);
-            put(&mut b, "role", a.role);
-            if !a.models.is_empty() {
-                b.insert("models".into(), json!(a.models));
-            }
-            put(&mut b, "expires_in", a.expires_in);
-            put(&mut b, "max_budget_usd", a.max_budget_usd);
-            put(&mut b, "budget_period", a.budget_period);
-            put(&mut b, "rpm", a.rpm);
-            put(&mut b, "tpm", a.tpm);
-            put(&mut b, "tpd", a.tpd);
-            put(&mut b, "max_parallel", a.max_parallel);
-            put(&mut b, "metadata", a.metadata);
-            let v = api
-                .call(Method::POST, "/admin/keys", &[], Some(&Value::Object(b)))
-                .await?;
+            let req = CreateKey {
+                name: a.name,
+                team: a.team,
+                user: a.user,
+                role: a.role,
+                models: a.models,
+                expires_at: None,
+                expires_in: a.expires_in,
+                limits: a.limits.into(),
+                metadata: a.metadata,
+            };
+            let key = api.run(c.create_key(&req)).await?;
             // On stderr, so `--json` output stays parseable.
-            if let Some(w) = v.get("warning").and_then(Value::as_str) {
+            if let Some(w) = &key.warning {
                 eprintln!("warning: {w}");
             }
-            if as_json {
-                return print_json(&v);
+            if out.json {
+                return print_json(&key);
             }
-            print_secret(&format!("Created key {}", text(&v, "id")), &v)
+            print_secret(&format!("Created key {}", key.id), &key)
         }
         KeysSub::List {
             team,
@@ -602,59 +650,59 @@ async fn run_keys(cmd: KeysCmd) -> Result<()> {
             cursor,
             all,
         } => {
-            let mut query = Vec::new();
-            opt_query(&mut query, "team", team);
-            opt_query(&mut query, "user", user);
-            if include_revoked {
-                query.push(("include_revoked", "true".to_owned()));
-            }
-            opt_query(&mut query, "limit", limit);
-            let mut cursor = cursor;
+            let mut query = KeyListQuery {
+                team,
+                user,
+                include_revoked: include_revoked.then_some(true),
+                cursor,
+                limit,
+            };
             let mut keys = Vec::new();
-            let mut next: Option<String>;
-            let mut first_page: Option<Value> = None;
-            loop {
-                let mut q = query.clone();
-                opt_query(&mut q, "cursor", cursor.clone());
-                let page = api.get("/admin/keys", &q).await?;
-                keys.extend(list_data(&page)?.iter().cloned());
-                next = page
-                    .get("next_cursor")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
+            let mut first_page = None;
+            let next = loop {
+                let page = api.run(c.list_keys(&query)).await?;
+                keys.extend(page.data.iter().cloned());
+                let next = page.next_cursor.clone();
                 if first_page.is_none() {
                     first_page = Some(page);
                 }
                 match (&next, all) {
-                    (Some(n), true) if cursor.as_ref() != Some(n) => cursor = Some(n.clone()),
-                    _ => break,
+                    (Some(n), true) if query.cursor.as_ref() != Some(n) => {
+                        query.cursor = Some(n.clone())
+                    }
+                    _ => break next,
                 }
-            }
-            if as_json {
+            };
+            if out.json {
                 return match (all, first_page) {
                     (false, Some(page)) => print_json(&page),
-                    _ => print_json(&json!({
-                        "object": "list", "data": keys, "next_cursor": null, "has_more": false,
-                    })),
+                    _ => print_json(&wire::KeyList {
+                        object: "list".into(),
+                        data: keys,
+                        next_cursor: None,
+                        has_more: false,
+                        extra: Map::new(),
+                    }),
                 };
             }
+            let teams = user_teams(api, &keys).await;
             let now = now_secs();
             let rows: Vec<Vec<String>> = keys
                 .iter()
                 .map(|k| {
                     vec![
-                        text(k, "id"),
-                        clip(&text(k, "name"), 32),
-                        text(k, "team"),
-                        text(k, "user"),
-                        text(k, "role"),
+                        k.id.clone(),
+                        clip(&k.name, 32),
+                        effective_team(k, &teams).unwrap_or_else(|| "-".into()),
+                        cell(k.user.as_deref()),
+                        k.role.clone(),
                         clip(&models(k), 40),
-                        time_or(k, "expires_at", "never"),
+                        time_or(k.expires_at, "never"),
                         status(k, now).to_owned(),
                     ]
                 })
                 .collect();
-            let mut out = if rows.is_empty() {
+            let mut text = if rows.is_empty() {
                 "no keys\n".to_owned()
             } else {
                 table(
@@ -665,72 +713,55 @@ async fn run_keys(cmd: KeysCmd) -> Result<()> {
                 )
             };
             if let (Some(n), false) = (&next, all) {
-                out.push_str(&format!(
+                text.push_str(&format!(
                     "\nmore keys: --cursor {n} for the next page, or --all\n"
                 ));
             }
-            print_out(&out)
+            print_out(&text)
         }
         KeysSub::Get { id } => {
-            let v = api.get(&format!("/admin/keys/{}", seg(&id)), &[]).await?;
-            if as_json {
-                return print_json(&v);
+            let key = api.run(c.get_key(&id)).await?;
+            if out.json {
+                return print_json(&key);
             }
-            print_out(&key_details(&v))
+            let teams = user_teams(api, std::slice::from_ref(&key)).await;
+            print_out(&key_details(&key, &teams))
         }
         KeysSub::Update(a) => {
-            let body = patch_body(a.name, a.models, a.expires_in, a.metadata, &a.clear, {
-                let mut limits = Map::new();
-                put(&mut limits, "max_budget_usd", a.max_budget_usd);
-                put(&mut limits, "budget_period", a.budget_period);
-                put(&mut limits, "rpm", a.rpm);
-                put(&mut limits, "tpm", a.tpm);
-                put(&mut limits, "tpd", a.tpd);
-                put(&mut limits, "max_parallel", a.max_parallel);
-                limits
-            })?;
-            let v = api
-                .call(
-                    Method::PATCH,
-                    &format!("/admin/keys/{}", seg(&a.id)),
-                    &[],
-                    Some(&body),
-                )
-                .await?;
-            if as_json {
-                return print_json(&v);
+            let id = a.id.clone();
+            let patch = patch_key(a, now_secs())?;
+            let key = api.run(c.update_key(&id, &patch)).await?;
+            if out.json {
+                return print_json(&key);
             }
-            print_out(&format!("Updated key {}\n\n{}", a.id, key_details(&v)))
+            let teams = user_teams(api, std::slice::from_ref(&key)).await;
+            print_out(&format!(
+                "Updated key {id}\n\n{}",
+                key_details(&key, &teams)
+            ))
         }
         KeysSub::Revoke { id } => {
-            let v = api
-                .call(
-                    Method::DELETE,
-                    &format!("/admin/keys/{}", seg(&id)),
-                    &[],
-                    None,
-                )
-                .await?;
-            if as_json {
-                return print_json(&v);
+            let revoked = api.run(c.revoke_key(&id)).await?;
+            if out.json {
+                return print_json(&revoked);
             }
             print_out(&format!(
                 "Revoked key {id} (at {})\n",
-                time_or(&v, "revoked_at", "now")
+                fmt_time(revoked.revoked_at, false)
             ))
         }
         KeysSub::Rotate { id, grace } => {
             let grace = grace.unwrap_or(0);
-            let v = api
-                .call(
-                    Method::POST,
-                    &format!("/admin/keys/{}/rotate", seg(&id)),
-                    &[],
-                    Some(&json!({ "grace_seconds": grace })),
-                )
+            let key = api
+                .run(c.rotate_key(
+                    &id,
+                    &RotateKey {
+                        grace_seconds: grace,
+                    },
+                ))
                 .await?;
-            if as_json {
-                return print_json(&v);
+            if out.json {
+                return print_json(&key);
             }
             let old = if grace == 0 {
                 format!("The old key {id} is revoked.\n")
@@ -741,124 +772,146 @@ async fn run_keys(cmd: KeysCmd) -> Result<()> {
                 )
             };
             print_secret(
-                &format!("Rotated key {id}; the new key is {}", text(&v, "id")),
-                &v,
+                &format!("Rotated key {id}; the new key is {}", key.id),
+                &key,
             )?;
             print_out(&format!("\n{old}"))
         }
     }
 }
 
-/// The PATCH body: given fields are set, `--clear`ed ones sent as `null` (or `[]` for models).
-fn patch_body(
-    name: Option<String>,
-    models: Vec<String>,
-    expires_in: Option<u64>,
-    metadata: Option<Value>,
-    clear: &[Clearable],
-    limits: Map<String, Value>,
-) -> Result<Value> {
-    let mut b = Map::new();
-    put(&mut b, "name", name);
-    if !models.is_empty() {
-        b.insert("models".into(), json!(models));
-    }
-    if let Some(secs) = expires_in {
-        b.insert(
-            "expires_at".into(),
-            json!(now_secs().saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))),
-        );
-    }
-    put(&mut b, "metadata", metadata);
-    b.extend(limits);
-    for c in clear {
-        let (field, value) = match c {
-            Clearable::Models => ("models", json!([])),
-            Clearable::Expires => ("expires_at", Value::Null),
-            Clearable::MaxBudgetUsd => ("max_budget_usd", Value::Null),
-            Clearable::BudgetPeriod => ("budget_period", Value::Null),
-            Clearable::Rpm => ("rpm", Value::Null),
-            Clearable::Tpm => ("tpm", Value::Null),
-            Clearable::Tpd => ("tpd", Value::Null),
-            Clearable::MaxParallel => ("max_parallel", Value::Null),
+/// The PATCH body: given fields are set, `--clear`ed ones cleared (`null`, or `[]` for models).
+fn patch_key(a: UpdateKeyArgs, now: i64) -> Result<PatchKey> {
+    let mut patch = PatchKey {
+        name: a.name,
+        models: (!a.models.is_empty()).then_some(a.models),
+        metadata: a.metadata,
+        expires_at: a
+            .expires_in
+            .map(|secs| Some(now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX)))),
+        limits: LimitsPatch::set(a.limits.into()),
+    };
+    for c in &a.clear {
+        let field = c.field();
+        let already = match c {
+            Clearable::Models => patch.models.replace(Vec::new()).is_some(),
+            Clearable::Expires => patch.expires_at.replace(None).is_some(),
+            _ => {
+                let before = patch.limits.given().contains(&field);
+                patch.limits.clear(field);
+                before
+            }
         };
-        if b.insert(field.into(), value).is_some() {
+        if already {
             bail!("`{field}` is both set and cleared");
         }
     }
-    if b.is_empty() {
+    if patch.given().is_empty() {
         bail!("nothing to update: give at least one attribute (see --help)");
     }
-    Ok(Value::Object(b))
+    Ok(patch)
+}
+
+/// The teams of the users of keys that have no team of their own (one request per user; a
+/// user the caller may not read is left out).
+async fn user_teams(api: &Api, keys: &[wire::Key]) -> HashMap<String, Option<String>> {
+    let mut teams = HashMap::new();
+    for k in keys {
+        let Some(u) = k.user.as_ref().filter(|_| k.team.is_none()) else {
+            continue;
+        };
+        if teams.contains_key(u) {
+            continue;
+        }
+        let team = api.client.get_user(u).await.ok().and_then(|u| u.team);
+        teams.insert(u.clone(), team);
+    }
+    teams
+}
+
+/// The team a key's spend counts against: its own, else its user's.
+fn effective_team(k: &wire::Key, user_teams: &HashMap<String, Option<String>>) -> Option<String> {
+    k.team.clone().or_else(|| {
+        k.user
+            .as_ref()
+            .and_then(|u| user_teams.get(u).cloned().flatten())
+    })
 }
 
 /// A new key's secret, shown once, and its attributes.
-fn print_secret(title: &str, v: &Value) -> Result<()> {
-    let secret = v
-        .get("key")
-        .and_then(Value::as_str)
+fn print_secret(title: &str, key: &wire::Key) -> Result<()> {
+    let secret = key
+        .key
+        .as_deref()
         .ok_or_else(|| anyhow!("the server's answer holds no key"))?;
     print_out(&format!(
         "{title}\n\n    {secret}\n\nStore this key now; it will not be shown again.\n\n{}",
-        key_details(v)
+        key_details(key, &HashMap::new())
     ))
 }
 
-fn key_details(k: &Value) -> String {
-    let budget = match k.get("max_budget_usd").and_then(Value::as_f64) {
-        None => "-".to_owned(),
-        Some(b) => match k.get("budget_period").and_then(Value::as_str) {
-            Some(p) => format!("${b} per {p}"),
-            None => format!("${b}"),
-        },
+/// `$20 per 30d`, `$5`, or `-`.
+fn budget(l: &Limits) -> String {
+    match (l.max_budget_usd, &l.budget_period) {
+        (None, _) => "-".to_owned(),
+        (Some(b), Some(p)) => format!("${b} per {p}"),
+        (Some(b), None) => format!("${b}"),
+    }
+}
+
+fn key_details(k: &wire::Key, user_teams: &HashMap<String, Option<String>>) -> String {
+    let team = match (&k.team, effective_team(k, user_teams)) {
+        (Some(t), _) => t.clone(),
+        (None, Some(t)) => format!("{t} (the user's)"),
+        (None, None) => "-".to_owned(),
     };
     let mut rows = vec![
-        ("ID", text(k, "id")),
-        ("NAME", text(k, "name")),
-        ("TEAM", text(k, "team")),
-        ("USER", text(k, "user")),
-        ("ROLE", text(k, "role")),
+        ("ID", k.id.clone()),
+        ("NAME", k.name.clone()),
+        ("TEAM", team),
+        ("USER", cell(k.user.as_deref())),
+        ("ROLE", k.role.clone()),
         ("MODELS", models(k)),
-        ("EXPIRES", time_or(k, "expires_at", "never")),
-        ("BUDGET", budget),
-        ("RPM", text(k, "rpm")),
-        ("TPM", text(k, "tpm")),
-        ("TPD", text(k, "tpd")),
-        ("MAX PARALLEL", text(k, "max_parallel")),
-        ("CREATED", time_or(k, "created_at", "-")),
-        ("STATUS", status(k, now_secs()).to_owned()),
+        ("EXPIRES", time_or(k.expires_at, "never")),
+        ("BUDGET", budget(&k.limits)),
     ];
-    if !is_null(k, "revoked_at") {
-        rows.push(("REVOKED", time_or(k, "revoked_at", "-")));
+    rows.extend(rate_rows(&k.limits));
+    rows.push(("CREATED", fmt_time(k.created_at, false)));
+    rows.push(("STATUS", status(k, now_secs()).to_owned()));
+    if let Some(at) = k.revoked_at {
+        rows.push(("REVOKED", fmt_time(at, false)));
     }
-    if !is_null(k, "rotated_from") {
-        rows.push(("ROTATED FROM", text(k, "rotated_from")));
+    if let Some(from) = &k.rotated_from {
+        rows.push(("ROTATED FROM", from.clone()));
     }
-    if let Some(m) = k.get("metadata").filter(|m| !is_empty_json(m)) {
-        rows.push(("METADATA", m.to_string()));
+    if !is_empty_json(&k.metadata) {
+        rows.push(("METADATA", k.metadata.to_string()));
     }
     fields(&rows)
 }
 
-fn models(k: &Value) -> String {
-    match k.get("models").and_then(Value::as_array) {
-        Some(list) if !list.is_empty() => list
-            .iter()
-            .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_owned))
-            .collect::<Vec<_>>()
-            .join(","),
-        _ => "(all)".to_owned(),
+fn rate_rows(l: &Limits) -> [(&'static str, String); 4] {
+    let n = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    [
+        ("RPM", n(l.rpm)),
+        ("TPM", n(l.tpm)),
+        ("TPD", n(l.tpd)),
+        ("MAX PARALLEL", n(l.max_parallel)),
+    ]
+}
+
+fn models(k: &wire::Key) -> String {
+    if k.models.is_empty() {
+        "(all)".to_owned()
+    } else {
+        k.models.join(",")
     }
 }
 
-fn status(k: &Value, now: i64) -> &'static str {
-    if !is_null(k, "revoked_at") {
+fn status(k: &wire::Key, now: i64) -> &'static str {
+    if k.revoked || k.revoked_at.is_some() {
         "revoked"
-    } else if k
-        .get("expires_at")
-        .and_then(Value::as_i64)
-        .is_some_and(|at| at <= now)
-    {
+    } else if k.expires_at.is_some_and(|at| at <= now) {
         "expired"
     } else {
         "active"
@@ -869,77 +922,69 @@ fn status(k: &Value, now: i64) -> &'static str {
 // teams and users
 // ---------------------------------------------------------------------------------------------
 
-/// Follows the id cursor of `/admin/teams` and `/admin/users` (pages of up to 1000).
-async fn list_all(api: &Api, path: &str, mut query: Vec<(&str, String)>) -> Result<Vec<Value>> {
-    let mut all = Vec::new();
-    loop {
-        let page = api.get(path, &query).await?;
-        let data = list_data(&page)?;
-        all.extend(data.iter().cloned());
-        let last = data
-            .last()
-            .and_then(|v| v.get("id"))
-            .and_then(Value::as_str);
-        match last {
-            Some(id) if data.len() >= 1000 => {
-                query.retain(|(k, _)| *k != "cursor");
-                query.push(("cursor", id.to_owned()));
-            }
-            _ => return Ok(all),
-        }
-    }
+fn budget_cells(l: &Limits) -> [String; 2] {
+    [
+        l.max_budget_usd
+            .map_or_else(|| "-".to_owned(), |b| b.to_string()),
+        cell(l.budget_period.as_deref()),
+    ]
 }
 
-fn budget_cells(v: &Value) -> [String; 2] {
-    [text(v, "max_budget_usd"), text(v, "budget_period")]
-}
-
-async fn run_teams(cmd: TeamsCmd) -> Result<()> {
-    let api = Api::new(&cmd.conn)?;
-    let as_json = cmd.conn.json;
-    match cmd.cmd {
+async fn run_teams(api: &Api, out: Output, cmd: TeamsSub) -> Result<()> {
+    let c = &api.client;
+    match cmd {
         TeamsSub::Create {
             id,
             name,
-            max_budget_usd,
-            budget_period,
-            rates,
+            org,
+            limits,
             metadata,
         } => {
-            let mut b = Map::new();
-            b.insert("id".into(), json!(id));
-            put(&mut b, "name", name);
-            put(&mut b, "max_budget_usd", max_budget_usd);
-            put(&mut b, "budget_period", budget_period);
-            rates.put_into(&mut b);
-            put(&mut b, "metadata", metadata);
-            let v = api
-                .call(Method::POST, "/admin/teams", &[], Some(&Value::Object(b)))
+            let team = api
+                .run(c.create_team(&CreateTeam {
+                    id,
+                    name,
+                    org,
+                    limits: limits.into(),
+                    metadata,
+                }))
                 .await?;
-            if as_json {
-                return print_json(&v);
+            if out.json {
+                return print_json(&team);
             }
             print_out(&format!(
                 "Created team {}\n\n{}",
-                text(&v, "id"),
-                team_details(&v)
+                team.id,
+                team_details(&team)
             ))
         }
         TeamsSub::List => {
-            let teams = list_all(&api, "/admin/teams", Vec::new()).await?;
-            if as_json {
+            let mut query = TeamListQuery::default();
+            let mut teams = Vec::new();
+            loop {
+                let page = api.run(c.list_teams(&query)).await?;
+                let last = page.data.last().map(|t| t.id.clone());
+                teams.extend(page.data);
+                match last {
+                    Some(id) if page.has_more && query.cursor.as_ref() != Some(&id) => {
+                        query.cursor = Some(id)
+                    }
+                    _ => break,
+                }
+            }
+            if out.json {
                 return print_json(&json!({"object": "list", "data": teams}));
             }
             let rows: Vec<Vec<String>> = teams
                 .iter()
                 .map(|t| {
-                    let [budget, period] = budget_cells(t);
+                    let [budget, period] = budget_cells(&t.limits);
                     vec![
-                        text(t, "id"),
-                        clip(&text(t, "name"), 40),
+                        t.id.clone(),
+                        clip(&t.name, 40),
                         budget,
                         period,
-                        time_or(t, "created_at", "-"),
+                        fmt_time(t.created_at, false),
                     ]
                 })
                 .collect();
@@ -950,86 +995,89 @@ async fn run_teams(cmd: TeamsCmd) -> Result<()> {
             })
         }
         TeamsSub::Get { id } => {
-            let v = api.get(&format!("/admin/teams/{}", seg(&id)), &[]).await?;
-            if as_json {
-                return print_json(&v);
+            let team = api.run(c.get_team(&id)).await?;
+            if out.json {
+                return print_json(&team);
             }
-            print_out(&team_details(&v))
+            print_out(&team_details(&team))
         }
     }
 }
 
-fn team_details(t: &Value) -> String {
-    let [budget, period] = budget_cells(t);
+fn team_details(t: &wire::Team) -> String {
+    let [budget, period] = budget_cells(&t.limits);
     let mut rows = vec![
-        ("ID", text(t, "id")),
-        ("NAME", text(t, "name")),
+        ("ID", t.id.clone()),
+        ("NAME", t.name.clone()),
+        ("ORG", cell(t.org.as_deref())),
         ("BUDGET USD", budget),
         ("PERIOD", period),
-        ("RPM", text(t, "rpm")),
-        ("TPM", text(t, "tpm")),
-        ("TPD", text(t, "tpd")),
-        ("MAX PARALLEL", text(t, "max_parallel")),
-        ("CREATED", time_or(t, "created_at", "-")),
     ];
-    if let Some(m) = t.get("metadata").filter(|m| !is_empty_json(m)) {
-        rows.push(("METADATA", m.to_string()));
+    rows.extend(rate_rows(&t.limits));
+    rows.push(("CREATED", fmt_time(t.created_at, false)));
+    if !is_empty_json(&t.metadata) {
+        rows.push(("METADATA", t.metadata.to_string()));
     }
     fields(&rows)
 }
 
-async fn run_users(cmd: UsersCmd) -> Result<()> {
-    let api = Api::new(&cmd.conn)?;
-    let as_json = cmd.conn.json;
-    match cmd.cmd {
+async fn run_users(api: &Api, out: Output, cmd: UsersSub) -> Result<()> {
+    let c = &api.client;
+    match cmd {
         UsersSub::Create {
             id,
             name,
             team,
             role,
-            max_budget_usd,
-            budget_period,
-            rates,
+            limits,
         } => {
-            let mut b = Map::new();
-            b.insert("id".into(), json!(id));
-            put(&mut b, "name", name);
-            put(&mut b, "team", team);
-            put(&mut b, "role", role);
-            put(&mut b, "max_budget_usd", max_budget_usd);
-            put(&mut b, "budget_period", budget_period);
-            rates.put_into(&mut b);
-            let v = api
-                .call(Method::POST, "/admin/users", &[], Some(&Value::Object(b)))
+            let user = api
+                .run(c.create_user(&CreateUser {
+                    id,
+                    name,
+                    team,
+                    role,
+                    limits: limits.into(),
+                }))
                 .await?;
-            if as_json {
-                return print_json(&v);
+            if out.json {
+                return print_json(&user);
             }
             print_out(&format!(
                 "Created user {}\n\n{}",
-                text(&v, "id"),
-                user_details(&v)
+                user.id,
+                user_details(&user)
             ))
         }
         UsersSub::List { team } => {
-            let mut query = Vec::new();
-            opt_query(&mut query, "team", team);
-            let users = list_all(&api, "/admin/users", query).await?;
-            if as_json {
+            let mut query = UserListQuery { team, cursor: None };
+            let mut users = Vec::new();
+            loop {
+                let page = api.run(c.list_users(&query)).await?;
+                let last = page.data.last().map(|u| u.id.clone());
+                users.extend(page.data);
+                match last {
+                    Some(id) if page.has_more && query.cursor.as_ref() != Some(&id) => {
+                        query.cursor = Some(id)
+                    }
+                    _ => break,
+                }
+            }
+            if out.json {
                 return print_json(&json!({"object": "list", "data": users}));
             }
             let rows: Vec<Vec<String>> = users
                 .iter()
                 .map(|u| {
-                    let [budget, period] = budget_cells(u);
+                    let [budget, period] = budget_cells(&u.limits);
                     vec![
-                        text(u, "id"),
-                        clip(&text(u, "name"), 40),
-                        text(u, "team"),
-                        text(u, "role"),
+                        u.id.clone(),
+                        clip(&u.name, 40),
+                        cell(u.team.as_deref()),
+                        u.role.clone(),
                         budget,
                         period,
-                        time_or(u, "created_at", "-"),
+                        fmt_time(u.created_at, false),
                     ]
                 })
                 .collect();
@@ -1051,44 +1099,108 @@ async fn run_users(cmd: UsersCmd) -> Result<()> {
             })
         }
         UsersSub::Get { id } => {
-            let v = api.get(&format!("/admin/users/{}", seg(&id)), &[]).await?;
-            if as_json {
-                return print_json(&v);
+            let user = api.run(c.get_user(&id)).await?;
+            if out.json {
+                return print_json(&user);
             }
-            print_out(&user_details(&v))
+            print_out(&user_details(&user))
         }
         UsersSub::Delete { id } => {
-            let v = api
-                .call(
-                    Method::DELETE,
-                    &format!("/admin/users/{}", seg(&id)),
-                    &[],
-                    None,
-                )
-                .await?;
-            if as_json {
-                return print_json(&v);
+            let deleted = api.run(c.delete_user(&id)).await?;
+            if out.json {
+                return print_json(&deleted);
             }
             print_out(&format!("Deleted user {id} and the user's keys\n"))
         }
     }
 }
 
-fn user_details(u: &Value) -> String {
-    let [budget, period] = budget_cells(u);
-    fields(&[
-        ("ID", text(u, "id")),
-        ("NAME", text(u, "name")),
-        ("TEAM", text(u, "team")),
-        ("ROLE", text(u, "role")),
+fn user_details(u: &wire::User) -> String {
+    let [budget, period] = budget_cells(&u.limits);
+    let mut rows = vec![
+        ("ID", u.id.clone()),
+        ("NAME", u.name.clone()),
+        ("TEAM", cell(u.team.as_deref())),
+        ("ROLE", u.role.clone()),
         ("BUDGET USD", budget),
         ("PERIOD", period),
-        ("RPM", text(u, "rpm")),
-        ("TPM", text(u, "tpm")),
-        ("TPD", text(u, "tpd")),
-        ("MAX PARALLEL", text(u, "max_parallel")),
-        ("CREATED", time_or(u, "created_at", "-")),
-    ])
+    ];
+    rows.extend(rate_rows(&u.limits));
+    rows.push(("CREATED", fmt_time(u.created_at, false)));
+    fields(&rows)
+}
+
+// ---------------------------------------------------------------------------------------------
+// spend
+// ---------------------------------------------------------------------------------------------
+
+/// Dollars rounded to 6 decimals (half away from zero), exactly: `0.000062`, `12.500000`.
+fn usd6(n: Nanos) -> String {
+    let nanos = i128::from(n.0);
+    let micros = (nanos + if nanos < 0 { -500 } else { 500 }) / 1000;
+    let sign = if micros < 0 { "-" } else { "" };
+    let abs = micros.unsigned_abs();
+    format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000)
+}
+
+/// A spend row's name as a cell: a day as its date, nothing as `-`.
+fn spend_name(row: &wire::SpendRow) -> String {
+    match &row.name {
+        Some(wire::SpendName::Day(Some(secs))) => fmt_date(*secs),
+        Some(name) => name
+            .text()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "-".to_owned()),
+        None => "-".to_owned(),
+    }
+}
+
+fn spend_table(report: &wire::Spend) -> String {
+    let group = report.group.to_uppercase();
+    let headers = [
+        group.as_str(),
+        "REQUESTS",
+        "PROMPT TOKENS",
+        "COMPLETION TOKENS",
+        "COST USD",
+    ];
+    let row = |name: String, r: &wire::SpendRow| {
+        vec![
+            name,
+            r.requests.to_string(),
+            r.prompt_tokens.to_string(),
+            r.completion_tokens.to_string(),
+            usd6(r.cost_usd),
+        ]
+    };
+    if report.data.is_empty() {
+        return format!("no spend (total {} USD)\n", usd6(report.total_usd));
+    }
+    let mut rows: Vec<Vec<String>> = report.data.iter().map(|r| row(spend_name(r), r)).collect();
+    let sum = |f: fn(&wire::SpendRow) -> u64| report.data.iter().map(f).sum::<u64>().to_string();
+    rows.push(vec![
+        "TOTAL".to_owned(),
+        sum(|r| r.requests),
+        sum(|r| r.prompt_tokens),
+        sum(|r| r.completion_tokens),
+        usd6(report.total_usd),
+    ]);
+    let mut out = table_right(&headers, &rows, 1);
+    if !report.cache_overhead.is_empty() {
+        let rows: Vec<Vec<String>> = report
+            .cache_overhead
+            .iter()
+            .map(|r| row(spend_name(r), r))
+            .collect();
+        out.push_str(
+            "\nCache overhead: the gateway's own calls (semantic-cache judge, model-based \
+             embeddings), by the team they served\n",
+        );
+        let mut headers = headers;
+        headers[0] = "TEAM";
+        out.push_str(&table_right(&headers, &rows, 1));
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1098,50 +1210,49 @@ fn user_details(u: &Value) -> String {
 /// Entries per request of `audit export` and per query of `audit verify`.
 const AUDIT_PAGE: u32 = 1000;
 
-async fn run_audit(cmd: AuditCmd) -> Result<()> {
-    let as_json = cmd.conn.json;
-    match cmd.cmd {
+async fn run_audit(out: Output, cmd: AuditSub) -> Result<()> {
+    match cmd {
         AuditSub::List {
+            conn,
             actor,
             action,
             after,
             limit,
         } => {
-            let api = Api::new(&cmd.conn)?;
-            let mut query = Vec::new();
-            opt_query(&mut query, "actor", actor);
-            opt_query(&mut query, "action", action);
-            opt_query(&mut query, "after", after);
-            opt_query(&mut query, "limit", limit);
-            let v = api.get("/admin/audit", &query).await?;
-            if as_json {
-                return print_json(&v);
+            let api = Api::new(&conn)?;
+            let list = api
+                .run(api.client.audit(&AuditListQuery {
+                    actor,
+                    action,
+                    after,
+                    limit,
+                }))
+                .await?;
+            if out.json {
+                return print_json(&list);
             }
-            let entries = list_data(&v)?;
+            let entries = &list.data;
             let rows: Vec<Vec<String>> = entries
                 .iter()
                 .map(|e| {
-                    let time = e
-                        .get("ts_ms")
-                        .and_then(Value::as_i64)
-                        .map_or_else(|| "-".to_owned(), |ms| fmt_time(ms.div_euclid(1000), true));
-                    let details = e
-                        .get("details")
-                        .filter(|d| !is_empty_json(d))
-                        .map_or_else(|| "-".to_owned(), Value::to_string);
+                    let details = if is_empty_json(&e.details) {
+                        "-".to_owned()
+                    } else {
+                        e.details.to_string()
+                    };
                     vec![
-                        text(e, "seq"),
-                        time,
-                        text(e, "actor"),
-                        text(e, "action"),
-                        clip(&text(e, "target"), 40),
-                        text(e, "outcome"),
-                        text(e, "source"),
+                        e.seq.to_string(),
+                        fmt_time(e.ts_ms.div_euclid(1000), true),
+                        e.actor.clone(),
+                        e.action.clone(),
+                        clip(&e.target, 40),
+                        e.outcome.clone(),
+                        e.source.clone(),
                         clip(&details, 60),
                     ]
                 })
                 .collect();
-            let mut out = if rows.is_empty() {
+            let mut text = if rows.is_empty() {
                 "no audit entries\n".to_owned()
             } else {
                 table(
@@ -1153,44 +1264,43 @@ async fn run_audit(cmd: AuditCmd) -> Result<()> {
             };
             let page = limit.unwrap_or(100) as usize;
             if let Some(last) = entries.last().filter(|_| entries.len() >= page) {
-                out.push_str(&format!(
+                text.push_str(&format!(
                     "\nmore entries may follow: --after {}\n",
-                    text(last, "seq")
+                    last.seq
                 ));
             }
-            print_out(&out)
+            print_out(&text)
         }
         AuditSub::Export {
+            conn,
             after,
             actor,
             action,
         } => {
-            let api = Api::new(&cmd.conn)?;
+            let api = Api::new(&conn)?;
             let mut after = after;
             loop {
-                let mut query = vec![("limit", AUDIT_PAGE.to_string())];
-                opt_query(&mut query, "after", after);
-                opt_query(&mut query, "actor", actor.clone());
-                opt_query(&mut query, "action", action.clone());
-                let v = api.get("/admin/audit", &query).await?;
-                let entries = list_data(&v)?;
+                let list = api
+                    .run(api.client.audit(&AuditListQuery {
+                        actor: actor.clone(),
+                        action: action.clone(),
+                        after,
+                        limit: Some(AUDIT_PAGE),
+                    }))
+                    .await?;
                 let mut lines = String::new();
-                for e in entries {
-                    lines.push_str(&e.to_string());
+                for e in &list.data {
+                    lines.push_str(&serde_json::to_string(e).context("cannot print an entry")?);
                     lines.push('\n');
                 }
                 print_out(&lines)?;
-                let last = entries
-                    .last()
-                    .and_then(|e| e.get("seq"))
-                    .and_then(Value::as_i64);
-                match last {
-                    Some(seq) if entries.len() >= AUDIT_PAGE as usize => after = Some(seq),
+                match list.data.last() {
+                    Some(e) if list.data.len() >= AUDIT_PAGE as usize => after = Some(e.seq),
                     _ => return Ok(()),
                 }
             }
         }
-        AuditSub::Verify { database } => verify(&database, as_json).await,
+        AuditSub::Verify { database } => verify(&database, out.json).await,
     }
 }
 
@@ -1273,6 +1383,18 @@ fn sqlite_path(url: &str) -> Option<&str> {
 // Helpers: arguments, values, output
 // ---------------------------------------------------------------------------------------------
 
+/// A budget period or a lifetime, as the server takes them.
+fn check_period(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if plexus_sdk::admin::is_period(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a duration such as `30d`, `12h`, `15m` or `90s` (a whole number of ms, s, m, h or d)"
+        ))
+    }
+}
+
 fn check_duration(s: &str) -> Result<String, String> {
     match plexus_core::config::parse_duration(s) {
         Some(d) if !d.is_zero() => Ok(s.trim().to_owned()),
@@ -1296,47 +1418,47 @@ fn parse_grace(s: &str) -> Result<u64, String> {
     }
 }
 
-fn parse_json_object(s: &str) -> Result<Value, String> {
+fn parse_usd(s: &str) -> Result<Nanos, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(Nanos::from_usd(v)),
+        _ => Err(format!(
+            "`{s}` is not an amount of dollars such as `20` or `0.5`"
+        )),
+    }
+}
+
+/// `--since`: a duration back from now, a UTC date, or Unix seconds.
+fn parse_since(s: &str) -> Result<i64, String> {
+    since_at(s, now_secs())
+}
+
+fn since_at(s: &str, now: i64) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(secs);
+    }
+    if let Some(d) = plexus_core::config::parse_duration(s) {
+        return Ok(now.saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+    }
+    let date: Vec<&str> = s.split('-').collect();
+    if let [y, m, d] = date[..] {
+        if let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i64>(), m.parse::<i64>(), d.parse::<i64>()) {
+            if (1..=12).contains(&m) && (1..=31).contains(&d) {
+                return Ok(days_from_civil(y, m, d) * 86_400);
+            }
+        }
+    }
+    Err(format!(
+        "`{s}` is not a duration back from now (`7d`), a date (`2025-01-31`) or Unix seconds"
+    ))
+}
+
+fn parse_json_object(s: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str::<Value>(s) {
-        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err("must be a JSON object, e.g. '{\"owner\":\"ci\"}'".to_owned()),
         Err(e) => Err(format!("invalid JSON: {e}")),
     }
-}
-
-fn put<T: Into<Value>>(b: &mut Map<String, Value>, field: &str, v: Option<T>) {
-    if let Some(v) = v {
-        b.insert(field.to_owned(), v.into());
-    }
-}
-
-fn opt_query<'a, T: ToString>(q: &mut Vec<(&'a str, String)>, name: &'a str, v: Option<T>) {
-    if let Some(v) = v {
-        q.push((name, v.to_string()));
-    }
-}
-
-/// A path segment with the characters that would change the path escaped.
-fn seg(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn list_data(page: &Value) -> Result<&Vec<Value>> {
-    page.get("data")
-        .and_then(Value::as_array)
-        .ok_or_else(|| anyhow!("the server's answer is not a list"))
-}
-
-fn is_null(v: &Value, field: &str) -> bool {
-    v.get(field).is_none_or(Value::is_null)
 }
 
 fn is_empty_json(v: &Value) -> bool {
@@ -1348,19 +1470,13 @@ fn is_empty_json(v: &Value) -> bool {
     }
 }
 
-/// A field as a table cell: strings bare, numbers as written, absent or null as `-`.
-fn text(v: &Value, field: &str) -> String {
-    match v.get(field) {
-        None | Some(Value::Null) => "-".to_owned(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
+/// An optional value as a table cell (`-` for none).
+fn cell(v: Option<&str>) -> String {
+    v.map_or_else(|| "-".to_owned(), str::to_owned)
 }
 
-fn time_or(v: &Value, field: &str, none: &str) -> String {
-    v.get(field)
-        .and_then(Value::as_i64)
-        .map_or_else(|| none.to_owned(), |secs| fmt_time(secs, false))
+fn time_or(secs: Option<i64>, none: &str) -> String {
+    secs.map_or_else(|| none.to_owned(), |s| fmt_time(s, false))
 }
 
 fn now_secs() -> i64 {
@@ -1371,15 +1487,20 @@ fn now_secs() -> i64 {
 
 /// Unix seconds as `YYYY-MM-DD HH:MM[:SS]Z` (UTC).
 fn fmt_time(secs: i64, with_seconds: bool) -> String {
-    let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
     let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    let date = fmt_date(secs);
     if with_seconds {
-        format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}Z")
+        format!("{date} {hh:02}:{mm:02}:{ss:02}Z")
     } else {
-        format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}Z")
+        format!("{date} {hh:02}:{mm:02}Z")
     }
+}
+
+/// Unix seconds as the UTC date `YYYY-MM-DD`.
+fn fmt_date(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
@@ -1397,6 +1518,17 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (y, m, d)
 }
 
+/// (year, month, day) → days since 1970-01-01 (the inverse of `civil_from_days`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_owned()
@@ -1409,6 +1541,11 @@ fn clip(s: &str, max: usize) -> String {
 
 /// Aligned columns separated by two spaces; the last column is not padded.
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    table_right(headers, rows, usize::MAX)
+}
+
+/// Like `table`, with the columns from `first_right` on aligned to the right (numbers).
+fn table_right(headers: &[&str], rows: &[Vec<String>], first_right: usize) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -1422,12 +1559,15 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             if i > 0 {
                 l.push_str("  ");
             }
-            l.push_str(cell);
-            if i + 1 < widths.len() {
-                l.extend(std::iter::repeat_n(
-                    ' ',
-                    w.saturating_sub(cell.chars().count()),
-                ));
+            let pad = w.saturating_sub(cell.chars().count());
+            if i >= first_right {
+                l.extend(std::iter::repeat_n(' ', pad));
+                l.push_str(cell);
+            } else {
+                l.push_str(cell);
+                if i + 1 < widths.len() {
+                    l.extend(std::iter::repeat_n(' ', pad));
+                }
             }
         }
         out.push_str(l.trim_end());
@@ -1450,7 +1590,7 @@ fn fields(rows: &[(&str, String)]) -> String {
     out
 }
 
-fn print_json(v: &Value) -> Result<()> {
+fn print_json(v: &impl Serialize) -> Result<()> {
     let mut s = serde_json::to_string_pretty(v).context("cannot print the answer")?;
     s.push('\n');
     print_out(&s)
@@ -1475,6 +1615,10 @@ mod tests {
         assert_eq!(fmt_time(0, true), "1970-01-01 00:00:00Z");
         assert_eq!(fmt_time(951_782_400, false), "2000-02-29 00:00Z");
         assert_eq!(fmt_time(1_735_689_599, true), "2024-12-31 23:59:59Z");
+        for days in [-800_000, -1, 0, 11_016, 20_000, 2_000_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
     }
 
     #[test]
@@ -1487,49 +1631,152 @@ mod tests {
             ],
         );
         assert_eq!(t, "ID       NAME\na        x\nlong-id  y\n");
+        let t = table_right(
+            &["K", "N"],
+            &[vec!["a".into(), "5".into()], vec!["b".into(), "100".into()]],
+            1,
+        );
+        assert_eq!(t, "K    N\na    5\nb  100\n");
     }
 
     #[test]
     fn status_follows_revocation_and_expiry() {
-        assert_eq!(
-            status(&json!({"revoked_at": 5, "expires_at": null}), 10),
-            "revoked"
-        );
-        assert_eq!(
-            status(&json!({"revoked_at": null, "expires_at": 5}), 10),
-            "expired"
-        );
-        assert_eq!(
-            status(&json!({"revoked_at": null, "expires_at": 50}), 10),
-            "active"
-        );
-        assert_eq!(status(&json!({}), 10), "active");
+        let key = |revoked_at: Option<i64>, expires_at: Option<i64>| wire::Key {
+            revoked: revoked_at.is_some(),
+            revoked_at,
+            expires_at,
+            ..wire::Key::default()
+        };
+        assert_eq!(status(&key(Some(5), None), 10), "revoked");
+        assert_eq!(status(&key(None, Some(5)), 10), "expired");
+        assert_eq!(status(&key(None, Some(50)), 10), "active");
+        assert_eq!(status(&wire::Key::default(), 10), "active");
+    }
+
+    fn update(clear: &[Clearable], rpm: Option<i64>) -> UpdateKeyArgs {
+        UpdateKeyArgs {
+            id: "k".into(),
+            name: None,
+            models: vec![],
+            expires_in: None,
+            limits: LimitArgs {
+                max_budget_usd: None,
+                budget_period: None,
+                rpm,
+                tpm: None,
+                tpd: None,
+                max_parallel: None,
+            },
+            metadata: None,
+            clear: clear.to_vec(),
+        }
     }
 
     #[test]
     fn patch_body_sets_and_clears() {
-        let b = patch_body(
-            Some("n".into()),
-            vec![],
-            None,
-            None,
-            &[Clearable::Rpm, Clearable::Models],
-            Map::new(),
-        )
-        .unwrap();
-        assert_eq!(b, json!({"name": "n", "rpm": null, "models": []}));
-        let mut limits = Map::new();
-        limits.insert("rpm".into(), json!(5));
-        assert!(patch_body(None, vec![], None, None, &[Clearable::Rpm], limits).is_err());
-        assert!(patch_body(None, vec![], None, None, &[], Map::new()).is_err());
+        let mut a = update(&[Clearable::Rpm, Clearable::Models], None);
+        a.name = Some("n".into());
+        let p = patch_key(a, 0).unwrap();
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            json!({"name": "n", "rpm": null, "models": []})
+        );
+        let p = patch_key(update(&[Clearable::Expires], Some(5)), 0).unwrap();
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            json!({"rpm": 5, "expires_at": null})
+        );
+        let mut a = update(&[], None);
+        a.expires_in = Some(60);
+        let p = patch_key(a, 1000).unwrap();
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            json!({"expires_at": 1060})
+        );
+        let mut a = update(&[Clearable::Expires], None);
+        a.expires_in = Some(60);
+        assert!(patch_key(a, 0).is_err(), "set and cleared");
+        assert!(patch_key(update(&[Clearable::Rpm], Some(5)), 0).is_err());
+        assert!(patch_key(update(&[], None), 0).is_err());
     }
 
     #[test]
-    fn sqlite_paths_and_segments() {
+    fn money_is_rounded_to_six_decimals_exactly() {
+        assert_eq!(usd6(Nanos(62_100)), "0.000062");
+        assert_eq!(usd6(Nanos(62_500)), "0.000063");
+        assert_eq!(usd6(Nanos(12_500_000_000)), "12.500000");
+        assert_eq!(usd6(Nanos(-1_500)), "-0.000002");
+        assert_eq!(usd6(Nanos::ZERO), "0.000000");
+    }
+
+    #[test]
+    fn since_takes_durations_dates_and_seconds() {
+        assert_eq!(since_at("1700000000", 5), Ok(1_700_000_000));
+        assert_eq!(since_at("7d", 1_000_000), Ok(1_000_000 - 7 * 86_400));
+        assert_eq!(since_at("2024-12-31", 0), Ok(1_735_603_200));
+        assert!(since_at("yesterday", 0).is_err());
+        assert!(since_at("2024-13-01", 0).is_err());
+    }
+
+    #[test]
+    fn the_spend_table_has_rounded_amounts_and_a_total() {
+        let row = |model: &str, requests, nanos| wire::SpendRow {
+            name: Some(wire::SpendName::Model(Some(model.into()))),
+            requests,
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            cost_usd: Nanos(nanos),
+            extra: Map::new(),
+        };
+        let report = wire::Spend {
+            object: "spend".into(),
+            group: "model".into(),
+            total_usd: Nanos(62_100 + 1_000_000_000),
+            data: vec![row("gpt", 3, 1_000_000_000), row("demo", 1, 62_100)],
+            ..wire::Spend::default()
+        };
+        let out = spend_table(&report);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("MODEL "), "{out}");
+        assert!(
+            lines[1].starts_with("gpt") && lines[1].ends_with("1.000000"),
+            "{out}"
+        );
+        assert!(lines[2].ends_with("0.000062"), "{out}");
+        assert!(lines[3].starts_with("TOTAL"), "{out}");
+        assert!(lines[3].ends_with("1.000062"), "{out}");
+        assert!(lines[3].contains(" 4 "), "{out}");
+    }
+
+    #[test]
+    fn sqlite_paths() {
         assert_eq!(sqlite_path("sqlite://plexus.db"), Some("plexus.db"));
         assert_eq!(sqlite_path("sqlite:/tmp/a.db?mode=rwc"), Some("/tmp/a.db"));
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://x"), None);
-        assert_eq!(seg("key_1/../x"), "key_1%2F..%2Fx");
+    }
+
+    #[test]
+    fn errors_are_one_line_with_code_status_and_param() {
+        let body = plexus_sdk::ErrorResponse {
+            error: plexus_sdk::ErrorObject {
+                message: "team `x` not found".into(),
+                kind: "invalid_request_error".into(),
+                param: Some("team".into()),
+                code: Some("not_found".into()),
+            },
+        };
+        let e = describe(
+            plexus_sdk::Error::Api {
+                status: 404,
+                body,
+                request_id: None,
+            },
+            "http://h",
+        );
+        assert_eq!(
+            e.to_string(),
+            "team `x` not found (code: not_found, HTTP 404, param: team)"
+        );
     }
 }

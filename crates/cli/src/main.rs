@@ -22,7 +22,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "plexus",
     version,
-    about = "One OpenAI-compatible API over many LLM providers."
+    about = "One OpenAI-compatible API over many LLM providers.",
+    after_help = "Commands that talk to a server take --url (PLEXUS_URL), the server root such as \
+                  http://127.0.0.1:4000 (`chat` adds /v1; a URL ending in /v1 is accepted), and \
+                  --api-key (PLEXUS_API_KEY)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -42,17 +45,13 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Send one chat request and stream the answer to the terminal.
+    /// Send one chat request to `<url>/v1` and stream the answer to the terminal.
     Chat {
+        #[command(flatten)]
+        conn: admin::Conn,
         /// The model to ask: a configured model name or `provider/upstream_model`.
         #[arg(long, short)]
         model: String,
-        /// Base URL of Plexus (or any OpenAI-compatible server).
-        #[arg(long, env = "PLEXUS_URL", default_value = "http://127.0.0.1:4000/v1")]
-        url: String,
-        /// Key sent as `Authorization: Bearer` (a virtual key or the master key).
-        #[arg(long, env = "PLEXUS_API_KEY", hide_env_values = true)]
-        api_key: Option<String>,
         /// A system prompt sent before the question.
         #[arg(long)]
         system: Option<String>,
@@ -80,6 +79,8 @@ enum Command {
     Teams(admin::TeamsCmd),
     /// Manage users through the admin API.
     Users(admin::UsersCmd),
+    /// Spend from the request log, grouped by key, user, team, model or day, with a total.
+    Spend(admin::SpendCmd),
     /// Read, export and verify the audit log.
     Audit(admin::AuditCmd),
     /// The response cache: purge it through the admin API, or evaluate the semantic cache.
@@ -120,6 +121,10 @@ struct ServeArgs {
     /// Add the built-in provider simulator and demo models: answers with no provider key.
     #[arg(long)]
     demo: bool,
+    /// Log one line per request (method, path, status, duration, ids, model, bytes) at INFO on
+    /// the `plexus::access` target, as `log: {access: true}` in the config does.
+    #[arg(long)]
+    access_log: bool,
 }
 
 fn main() -> ExitCode {
@@ -171,13 +176,12 @@ fn run(cli: Cli) -> Result<()> {
             Command::Serve(args) => serve(args).await,
             Command::Mock { listen, config } => mock(listen, config).await,
             Command::Chat {
+                conn,
                 model,
-                url,
-                api_key,
                 system,
                 max_tokens,
                 prompt,
-            } => chat(model, url, api_key, system, max_tokens, prompt).await,
+            } => chat(conn, model, system, max_tokens, prompt).await,
             Command::Migrate { database } => {
                 let store = plexus_store::Store::connect(&database).await?;
                 store.close().await;
@@ -192,6 +196,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Keys(cmd) => admin::keys(cmd).await,
             Command::Teams(cmd) => admin::teams(cmd).await,
             Command::Users(cmd) => admin::users(cmd).await,
+            Command::Spend(cmd) => admin::spend(cmd).await,
             Command::Audit(cmd) => admin::audit(cmd).await,
             Command::Cache(cmd) => admin::cache(cmd).await,
         }
@@ -257,6 +262,8 @@ fn load_config(args: &ServeArgs, demo_url: Option<&str>) -> Result<Config> {
     if let Some(url) = demo_url {
         add_demo(&mut cfg, url);
     }
+    // The flag wins over the file, on every reload too.
+    cfg.log.access |= args.access_log;
     Ok(cfg)
 }
 
@@ -341,6 +348,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let opts = ServeOptions {
         tls: cfg.tls.clone(),
         grace: cfg.shutdown_grace,
+        inbound: cfg.inbound,
     };
     // The vault's key: the environment wins over the file; wrong or missing while credentials
     // are stored is a start-up error (from `Runtime::load`), never garbage.
@@ -528,16 +536,17 @@ fn serde_yaml_from(text: &str) -> Result<plexus_mock::MockConfig> {
 }
 
 async fn chat(
+    conn: admin::Conn,
     model: String,
-    url: String,
-    api_key: Option<String>,
     system: Option<String>,
     max_tokens: Option<u32>,
     prompt: String,
 ) -> Result<()> {
     use plexus_sdk::{ChatCompletionRequest, Message, Role};
     use std::io::Write;
-    let client = plexus_sdk::Client::new(&url, api_key.as_deref())?;
+    // PLEXUS_URL is the server root everywhere; the OpenAI API is under /v1.
+    let url = format!("{}/v1", conn.root()?);
+    let client = plexus_sdk::Client::new(&url, conn.api_key.as_deref().filter(|k| !k.is_empty()))?;
     let mut messages = Vec::new();
     if let Some(s) = system {
         messages.push(Message::text(Role::System, s));
@@ -583,27 +592,7 @@ async fn chat(
 /// A failed chat call as `plexus keys` reports an admin one: the server's message with its
 /// code and status, or which URL could not be reached and why.
 fn chat_error(e: plexus_sdk::Error, url: &str) -> anyhow::Error {
-    match e {
-        plexus_sdk::Error::Api { status, body, .. } => {
-            let mut extra = Vec::new();
-            if let Some(code) = &body.error.code {
-                extra.push(format!("code: {code}"));
-            }
-            extra.push(format!("HTTP {status}"));
-            if let Some(param) = &body.error.param {
-                extra.push(format!("param: {param}"));
-            }
-            anyhow::anyhow!("{} ({})", body.error.message, extra.join(", "))
-        }
-        plexus_sdk::Error::Http(e) if e.is_connect() || e.is_timeout() => {
-            let mut cause: &(dyn std::error::Error + 'static) = &e;
-            while let Some(next) = cause.source() {
-                cause = next;
-            }
-            anyhow::anyhow!("cannot reach {url}: {cause}")
-        }
-        other => other.into(),
-    }
+    admin::describe(e, url)
 }
 
 #[cfg(test)]
@@ -652,5 +641,53 @@ mod tests {
         let mut missing = Vec::new();
         walk(&cli, "plexus", &mut missing);
         assert!(missing.is_empty(), "undescribed:\n{}", missing.join("\n"));
+    }
+
+    /// Only the commands that talk to a server take the connection options; every one that
+    /// does takes both.
+    #[test]
+    fn connection_options_only_where_a_server_is_called() {
+        fn leaves(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+            if cmd.get_subcommands().next().is_none() {
+                out.push((path.clone(), cmd.clone()));
+            }
+            for sub in cmd.get_subcommands() {
+                leaves(sub, format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut cli = Cli::command();
+        cli.build();
+        let mut all = Vec::new();
+        leaves(&cli, "plexus".into(), &mut all);
+        let offline = [
+            "plexus serve",
+            "plexus mock",
+            "plexus migrate",
+            "plexus errors",
+            "plexus vault generate-key",
+            "plexus vault rotate-kek",
+            "plexus audit verify",
+            "plexus cache eval",
+        ];
+        let mut online = 0;
+        for (path, cmd) in all
+            .iter()
+            .filter(|(p, _)| !p.split(' ').any(|w| w == "help"))
+        {
+            let has = |id: &str| cmd.get_arguments().any(|a| a.get_id() == id);
+            if offline.iter().any(|o| path.starts_with(o)) {
+                assert!(
+                    !has("url") && !has("api_key"),
+                    "{path} lists connection options"
+                );
+            } else {
+                assert!(
+                    has("url") && has("api_key"),
+                    "{path} lacks connection options"
+                );
+                online += 1;
+            }
+        }
+        assert!(online >= 15, "{online} commands call a server");
     }
 }

@@ -483,6 +483,32 @@ impl Default for Timeouts {
     }
 }
 
+/// Limits on inbound connections (`inbound:`): slow or idle clients, and how many connections
+/// are served at once. Distinct from `timeouts:`, which bound the upstream calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundSettings {
+    /// A complete request head must arrive within this, counted from the connection's accept
+    /// (TLS handshake included) or, on a kept-alive connection, from the head's first byte.
+    pub header_read_timeout: Duration,
+    /// Longest wait for the next byte while reading a request body.
+    pub body_idle_timeout: Duration,
+    /// How long a kept-alive connection may sit idle between requests.
+    pub keep_alive_timeout: Duration,
+    /// Connections served at once; past it a new connection is answered 503 and closed.
+    pub max_connections: usize,
+}
+
+impl Default for InboundSettings {
+    fn default() -> Self {
+        InboundSettings {
+            header_read_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
     pub cert: PathBuf,
@@ -517,6 +543,8 @@ pub struct Config {
     pub master_key: Option<SecretString>,
     pub max_request_bytes: usize,
     pub timeouts: Timeouts,
+    /// Inbound connection limits (`inbound:`).
+    pub inbound: InboundSettings,
     pub tls: Option<TlsConfig>,
     /// Extra CA certificates (PEM) trusted for upstream calls.
     pub ca_bundle: Option<PathBuf>,
@@ -532,12 +560,24 @@ pub struct Config {
     pub request_retention: Option<Duration>,
     /// Whether request and response bodies are stored in the request log.
     pub request_bodies: BodyLogging,
+    /// Process log settings (`log:`).
+    pub log: LogSettings,
     /// Shared state for limits and budgets across instances.
     pub redis: Option<SecretString>,
     pub limits: LimitSettings,
     pub retries: RetrySettings,
     pub breaker: BreakerSettings,
     pub cache: Option<CacheSettings>,
+}
+
+/// `log:`: what the process log (stderr, filtered by `PLEXUS_LOG`) carries besides events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `log.access`: one INFO line per HTTP request on the `plexus::access` target (default
+    /// off; `serve --access-log` turns it on too).
+    #[serde(default)]
+    pub access: bool,
 }
 
 /// `request_bodies: off | full | redacted` (default `off`).
@@ -585,6 +625,7 @@ struct RawConfig {
     master_key: Option<String>,
     max_request_bytes: Option<RawSize>,
     timeouts: Option<RawTimeouts>,
+    inbound: Option<RawInbound>,
     tls: Option<RawTls>,
     ca_bundle: Option<PathBuf>,
     shutdown_grace: Option<String>,
@@ -593,6 +634,8 @@ struct RawConfig {
     retention: Option<RawRetention>,
     #[serde(default)]
     request_bodies: BodyLogging,
+    #[serde(default)]
+    log: LogSettings,
     redis: Option<String>,
     limits: Option<RawLimits>,
     retries: Option<RawRetries>,
@@ -650,6 +693,15 @@ struct RawTimeouts {
     connect: Option<String>,
     first_byte: Option<String>,
     idle: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInbound {
+    header_read_timeout: Option<String>,
+    body_idle_timeout: Option<String>,
+    keep_alive_timeout: Option<String>,
+    max_connections: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -948,7 +1000,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "d" => n * 86400.0,
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    // Not `from_secs_f64`, which panics on a value too large for a `Duration`.
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// `32MiB`, `1MB`, `512KiB`, `1024`.
@@ -1063,6 +1116,10 @@ fn validate(
             )?,
             idle: duration_key(t.idle.as_deref(), "timeouts.idle", defaults.idle)?,
         },
+    };
+    let inbound = match raw.inbound {
+        None => InboundSettings::default(),
+        Some(i) => validate_inbound(i)?,
     };
     let shutdown_grace = duration_key(
         raw.shutdown_grace.as_deref(),
@@ -1413,6 +1470,7 @@ fn validate(
         master_key,
         max_request_bytes,
         timeouts,
+        inbound,
         tls,
         ca_bundle: raw.ca_bundle,
         providers,
@@ -1422,11 +1480,47 @@ fn validate(
         vault_key_file: raw.vault.and_then(|v| v.key_file),
         request_retention,
         request_bodies: raw.request_bodies,
+        log: raw.log,
         redis,
         limits,
         retries,
         breaker,
         cache,
+    })
+}
+
+fn validate_inbound(i: RawInbound) -> Result<InboundSettings, ConfigError> {
+    let defaults = InboundSettings::default();
+    let positive = |value: Option<&str>, key: &str, default: Duration| {
+        let d = duration_key(value, key, default)?;
+        if d.is_zero() {
+            return Err(invalid(key, "must be positive"));
+        }
+        Ok(d)
+    };
+    let max_connections = match i.max_connections {
+        None => defaults.max_connections,
+        Some(0) => return Err(invalid("inbound.max_connections", "must be positive")),
+        Some(n) => usize::try_from(n)
+            .map_err(|_| invalid("inbound.max_connections", format!("`{n}` is too large")))?,
+    };
+    Ok(InboundSettings {
+        header_read_timeout: positive(
+            i.header_read_timeout.as_deref(),
+            "inbound.header_read_timeout",
+            defaults.header_read_timeout,
+        )?,
+        body_idle_timeout: positive(
+            i.body_idle_timeout.as_deref(),
+            "inbound.body_idle_timeout",
+            defaults.body_idle_timeout,
+        )?,
+        keep_alive_timeout: positive(
+            i.keep_alive_timeout.as_deref(),
+            "inbound.keep_alive_timeout",
+            defaults.keep_alive_timeout,
+        )?,
+        max_connections,
     })
 }
 
@@ -1613,6 +1707,19 @@ models:
         );
         assert_eq!(cfg.models[0].targets[0].model, "gpt-4o-mini");
         assert_eq!(cfg.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+    }
+
+    #[test]
+    fn the_access_log_is_off_unless_asked_for() {
+        let parse =
+            |extra: &str| from_yaml_str(&format!("{extra}\n"), &Overrides::default(), &|_| None);
+        assert!(!parse("").unwrap().log.access);
+        assert!(!parse("log: {}").unwrap().log.access);
+        assert!(parse("log: {access: true}").unwrap().log.access);
+        let typo = parse("log: {acess: true}").unwrap_err().to_string();
+        assert!(typo.contains("log") && typo.contains("acess"), "{typo}");
+        let wrong = parse("log: {access: loud}").unwrap_err().to_string();
+        assert!(wrong.contains("log.access"), "{wrong}");
     }
 
     #[test]
@@ -1831,6 +1938,63 @@ models:
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(key), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn inbound_settings() {
+        let cfg = from_yaml_str("", &Overrides::default(), &|_| None).unwrap();
+        assert_eq!(cfg.inbound, InboundSettings::default());
+        assert_eq!(
+            (
+                cfg.inbound.header_read_timeout,
+                cfg.inbound.body_idle_timeout,
+                cfg.inbound.keep_alive_timeout,
+                cfg.inbound.max_connections
+            ),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+                Duration::from_secs(60),
+                10_000
+            )
+        );
+        let cfg = from_yaml_str(
+            "inbound: {header_read_timeout: 500ms, keep_alive_timeout: 2m, max_connections: 64}",
+            &Overrides::default(),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(cfg.inbound.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(cfg.inbound.body_idle_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.inbound.keep_alive_timeout, Duration::from_secs(120));
+        assert_eq!(cfg.inbound.max_connections, 64);
+        // The upstream's `timeouts:` are untouched by `inbound:`.
+        assert_eq!(cfg.timeouts, Timeouts::default());
+        for (bad, key) in [
+            (
+                "inbound: {header_read_timeout: soon}",
+                "inbound.header_read_timeout",
+            ),
+            (
+                "inbound: {body_idle_timeout: 0s}",
+                "inbound.body_idle_timeout",
+            ),
+            (
+                "inbound: {keep_alive_timeout: forever}",
+                "inbound.keep_alive_timeout",
+            ),
+            ("inbound: {max_connections: 0}", "inbound.max_connections"),
+            (
+                "inbound: {max_connections: lots}",
+                "inbound.max_connections",
+            ),
+            ("inbound: {max_conections: 5}", "max_conections"),
+        ] {
+            let err = from_yaml_str(bad, &Overrides::default(), &|_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{bad}: {err}");
         }
     }
 

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     NotFound,
     /// Method not allowed on this route.
     MethodNotAllowed,
+    /// The resource already exists, or its state forbids the change (a revoked key).
+    Conflict,
     /// Body larger than `max_request_bytes`.
     RequestTooLarge,
     /// The prompt does not fit the model's context window.
@@ -58,7 +60,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnsupportedParameter,
         ErrorCode::InvalidApiKey,
@@ -66,6 +68,7 @@ impl ErrorCode {
         ErrorCode::ModelNotFound,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
+        ErrorCode::Conflict,
         ErrorCode::RequestTooLarge,
         ErrorCode::ContextLengthExceeded,
         ErrorCode::RateLimitExceeded,
@@ -94,6 +97,7 @@ impl ErrorCode {
             ErrorCode::ModelNotFound => "model_not_found",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::RequestTooLarge => "request_too_large",
             ErrorCode::ContextLengthExceeded => "context_length_exceeded",
             ErrorCode::RateLimitExceeded => "rate_limit_exceeded",
@@ -125,6 +129,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => 403,
             ErrorCode::ModelNotFound | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Conflict => 409,
             ErrorCode::RequestTooLarge => 413,
             ErrorCode::RateLimitExceeded
             | ErrorCode::BudgetExceeded
@@ -147,6 +152,7 @@ impl ErrorCode {
             | ErrorCode::ModelNotFound
             | ErrorCode::NotFound
             | ErrorCode::MethodNotAllowed
+            | ErrorCode::Conflict
             | ErrorCode::RequestTooLarge
             | ErrorCode::ContextLengthExceeded
             | ErrorCode::PriceUnknown
@@ -178,6 +184,9 @@ impl ErrorCode {
             ErrorCode::ModelNotFound => "No configured model (or provider/model) by this name.",
             ErrorCode::NotFound => "No such route.",
             ErrorCode::MethodNotAllowed => "The route does not accept this method.",
+            ErrorCode::Conflict => {
+                "The resource already exists, or its state forbids the change (a revoked key); `param` names the field."
+            }
             ErrorCode::RequestTooLarge => "The body is larger than `max_request_bytes`.",
             ErrorCode::ContextLengthExceeded => "The prompt exceeds the model's context window.",
             ErrorCode::RateLimitExceeded => {

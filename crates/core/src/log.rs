@@ -34,7 +34,8 @@ pub struct RequestRecord {
     pub overhead_team_id: Option<String>,
     /// `chat` or `embeddings`.
     pub endpoint: &'static str,
-    /// The model name the client sent.
+    /// The model name the client sent (an unknown one too); empty when the request was
+    /// refused before it named one (an unreadable body).
     pub model: String,
     pub provider: String,
     pub upstream_model: String,
@@ -48,7 +49,8 @@ pub struct RequestRecord {
     pub reasoning_tokens: u64,
     /// Token counts were estimated (upstream sent no usage, or the client abandoned the stream).
     pub usage_estimated: bool,
-    pub cost_usd: f64,
+    /// What the call cost, rounded once to the nano-dollar from the token counts and prices.
+    pub cost: plexus_protocol::money::Nanos,
     pub latency_ms: u64,
     /// Time to first token for streams.
     pub ttft_ms: Option<u64>,

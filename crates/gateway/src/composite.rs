@@ -16,24 +16,24 @@ use crate::limit::{BudgetHold, Hold};
 use crate::Gateway;
 use plexus_core::log::RequestRecord;
 use plexus_core::{ApiError, ErrorCode};
+use plexus_protocol::money::Nanos;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-const MICROS: f64 = 1_000_000.0;
+/// An amount as the tally keeps it: nano-dollars, never negative.
+fn nanos(amount: Nanos) -> u64 {
+    u64::try_from(amount.0).unwrap_or(0)
+}
 
-fn micros(usd: f64) -> u64 {
-    if usd.is_finite() && usd > 0.0 {
-        (usd * MICROS).ceil() as u64
-    } else {
-        0
-    }
+fn amount(nanos: u64) -> Nanos {
+    Nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
 }
 
 /// A parent's budget reservation that its inner calls draw from, and the tally of what they
-/// spent. Without a budget it only tallies.
+/// spent, in nano-dollars (exact). Without a budget it only tallies.
 #[derive(Debug, Default)]
 pub struct Drawdown {
-    /// What the parent reserved (micro-dollars); `None`: no budget applies.
+    /// What the parent reserved; `None`: no budget applies.
     limit: Option<u64>,
     /// Held by inner calls in flight (their worst case) plus spent by finished ones.
     drawn: AtomicU64,
@@ -41,9 +41,9 @@ pub struct Drawdown {
 }
 
 impl Drawdown {
-    pub fn new(limit_usd: Option<f64>) -> Arc<Drawdown> {
+    pub fn new(limit: Option<Nanos>) -> Arc<Drawdown> {
         Arc::new(Drawdown {
-            limit: limit_usd.map(micros),
+            limit: limit.map(nanos),
             ..Drawdown::default()
         })
     }
@@ -53,9 +53,9 @@ impl Drawdown {
         self.limit.is_some()
     }
 
-    /// Takes `worst_usd` from the reservation, or refuses when what is left is not enough.
-    pub fn draw(self: &Arc<Self>, worst_usd: f64) -> Result<Draw, ApiError> {
-        let worst = micros(worst_usd);
+    /// Takes `worst_case` from the reservation, or refuses when what is left is not enough.
+    pub fn draw(self: &Arc<Self>, worst_case: Nanos) -> Result<Draw, ApiError> {
+        let worst = nanos(worst_case);
         if let Some(limit) = self.limit {
             let mut current = self.drawn.load(Ordering::Acquire);
             loop {
@@ -64,10 +64,10 @@ impl Drawdown {
                     return Err(ApiError::new(
                         ErrorCode::BudgetExceeded,
                         format!(
-                            "This step could cost up to ${:.4}, but only ${:.4} of the request's ${:.4} reservation is left.",
-                            worst_usd,
-                            limit.saturating_sub(current) as f64 / MICROS,
-                            limit as f64 / MICROS
+                            "This step could cost up to ${}, but only ${} of the request's ${} reservation is left.",
+                            worst_case,
+                            amount(limit.saturating_sub(current)),
+                            amount(limit)
                         ),
                     ));
                 }
@@ -91,8 +91,8 @@ impl Drawdown {
     }
 
     /// What the inner calls spent so far.
-    pub fn spent_usd(&self) -> f64 {
-        self.spent.load(Ordering::Acquire) as f64 / MICROS
+    pub fn spent(&self) -> Nanos {
+        amount(self.spent.load(Ordering::Acquire))
     }
 }
 
@@ -105,8 +105,8 @@ pub struct Draw {
 
 impl Draw {
     /// Replaces the worst case with the real cost.
-    pub fn settle(mut self, actual_usd: f64) {
-        let actual = micros(actual_usd);
+    pub fn settle(mut self, actual_cost: Nanos) {
+        let actual = nanos(actual_cost);
         let worst = std::mem::take(&mut self.worst);
         self.from.drawn.fetch_add(actual, Ordering::AcqRel);
         self.from.drawn.fetch_sub(worst, Ordering::AcqRel);
@@ -135,17 +135,17 @@ pub struct Composite {
 
 impl Gateway {
     /// Admits a composite request for `model`: the caller's request-rate and concurrency
-    /// limits once, and a budget reservation of `reserve_usd` that the inner calls draw from
+    /// limits once, and a budget reservation of `reserve` that the inner calls draw from
     /// (when a budget applies).
     pub async fn begin_composite(
         &self,
         ctx: &CallCtx,
         model: &str,
         stream: bool,
-        reserve_usd: f64,
+        reserve: Nanos,
     ) -> Result<Composite, ApiError> {
         let mut record = crate::record::base(self, ctx, "chat", model, stream);
-        let admitted = self.admit_composite(ctx, model, reserve_usd).await;
+        let admitted = self.admit_composite(ctx, model, reserve).await;
         match admitted {
             Ok((holds, budget, limit)) => Ok(Composite {
                 gateway: self.clone(),
@@ -169,8 +169,8 @@ impl Gateway {
         &self,
         ctx: &CallCtx,
         model: &str,
-        reserve_usd: f64,
-    ) -> Result<(Vec<Hold>, Option<BudgetHold>, Option<f64>), ApiError> {
+        reserve: Nanos,
+    ) -> Result<(Vec<Hold>, Option<BudgetHold>, Option<Nanos>), ApiError> {
         crate::pipeline::check_model_access(&ctx.principal, model)?;
         let rt = self.runtime();
         let mut subjects = self
@@ -186,10 +186,10 @@ impl Gateway {
         });
         let on_error = rt.config.limits.on_redis_error;
         let (hold, _) = self.limiter().acquire(&subjects, 0, on_error).await?;
-        let budget = self.reserve_own_budget(ctx, reserve_usd).await;
+        let budget = self.reserve_own_budget(ctx, reserve).await;
         let holds: Vec<Hold> = hold.into_iter().collect();
         match budget {
-            Ok(Some(b)) => Ok((holds, Some(b), Some(reserve_usd))),
+            Ok(Some(b)) => Ok((holds, Some(b), Some(reserve))),
             Ok(None) => Ok((holds, None, None)),
             Err(e) => {
                 let now = self.limiter().now_ns();
@@ -215,8 +215,8 @@ impl Composite {
     }
 
     /// What the inner calls spent so far: the composite's cost.
-    pub fn spent_usd(&self) -> f64 {
-        self.drawdown.spent_usd()
+    pub fn spent(&self) -> Nanos {
+        self.drawdown.spent()
     }
 
     /// Records the composite's outcome (`served_by`: what answered, for the log) and settles
@@ -239,7 +239,7 @@ impl Composite {
             h.settle(None, now);
         }
         if let Some(b) = self.budget.take() {
-            b.settle(self.drawdown.spent_usd());
+            b.settle(self.drawdown.spent());
         }
         record.status = status;
         record.error_code = error.map(|e| e.code.as_str());
@@ -247,7 +247,7 @@ impl Composite {
         record.provider = provider.to_owned();
         record.upstream_model = upstream.to_owned();
         // The children carry the cost; the parent row none, so spend is never counted twice.
-        record.cost_usd = 0.0;
+        record.cost = Nanos::ZERO;
         record.latency_ms = self.ctx.started.elapsed().as_millis() as u64;
         Some(record)
     }
@@ -266,28 +266,39 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
+    fn usd(v: f64) -> Nanos {
+        Nanos::from_usd(v)
+    }
+
     #[test]
     fn draws_hold_the_reservation_and_settle_to_the_real_cost() {
-        let d = Drawdown::new(Some(1.0));
-        let a = d.draw(0.6).unwrap();
-        let err = d.draw(0.5).unwrap_err();
+        let d = Drawdown::new(Some(usd(1.0)));
+        let a = d.draw(usd(0.6)).unwrap();
+        let err = d.draw(usd(0.5)).unwrap_err();
         assert_eq!(err.code, ErrorCode::BudgetExceeded);
-        a.settle(0.1);
-        assert!((d.spent_usd() - 0.1).abs() < 1e-9);
-        let b = d.draw(0.8).unwrap();
+        assert!(
+            err.message
+                .contains("up to $0.5, but only $0.4 of the request's $1 reservation"),
+            "{}",
+            err.message
+        );
+        a.settle(usd(0.1));
+        assert_eq!(d.spent(), usd(0.1));
+        let b = d.draw(usd(0.8)).unwrap();
         drop(b);
         // A dropped draw gives its worst case back and spends nothing.
-        let _c = d.draw(0.9).unwrap();
-        assert!((d.spent_usd() - 0.1).abs() < 1e-9);
+        let _c = d.draw(usd(0.9)).unwrap();
+        assert_eq!(d.spent(), usd(0.1));
     }
 
     #[test]
     fn without_a_budget_draws_only_tally() {
         let d = Drawdown::new(None);
         assert!(!d.limited());
-        for _ in 0..5 {
-            d.draw(100.0).unwrap().settle(0.25);
+        for _ in 0..3 {
+            d.draw(usd(100.0)).unwrap().settle(usd(0.0000207));
         }
-        assert!((d.spent_usd() - 1.25).abs() < 1e-9);
+        assert_eq!(d.spent(), Nanos(62_100), "exact");
+        assert_eq!(d.spent().to_string(), "0.0000621");
     }
 }

@@ -80,6 +80,18 @@ pub struct CallCtx {
     pub caller_gone: Option<Arc<AtomicBool>>,
     /// When the call arrived (for its latency).
     pub started: Instant,
+    /// A client call's note for the server's access log (`None` when that log is off, and on
+    /// inner and system calls): the gateway writes the model asked for into it.
+    pub access: Option<Arc<AccessNote>>,
+}
+
+/// What the server's access log learns about a request while it is handled: its key id (the
+/// server sets it on authentication) and the model it asked for (the gateway sets it with the
+/// request's record). Each is set once; the first value stays.
+#[derive(Debug, Default)]
+pub struct AccessNote {
+    pub model: std::sync::OnceLock<String>,
+    pub key_id: std::sync::OnceLock<String>,
 }
 
 impl CallCtx {
@@ -106,6 +118,7 @@ impl CallCtx {
             overhead_team: None,
             caller_gone: None,
             started: Instant::now(),
+            access: None,
         }
     }
 
@@ -148,6 +161,8 @@ impl CallCtx {
             overhead_team: self.overhead_team.clone(),
             caller_gone: self.caller_gone.clone(),
             started: Instant::now(),
+            // The access log's line is the client request's.
+            access: None,
         })
     }
 
@@ -175,6 +190,7 @@ impl CallCtx {
             overhead_team: origin.team_id.clone(),
             caller_gone: None,
             started: Instant::now(),
+            access: None,
         }
     }
 

@@ -21,7 +21,7 @@ use std::borrow::Cow;
 pub struct EmbedAnswer {
     pub meta: AnswerMeta,
     pub response: EmbeddingResponse,
-    pub cost_usd: f64,
+    pub cost: plexus_protocol::money::Nanos,
 }
 
 /// Semantic checks the types cannot express, naming the parameter.
@@ -177,7 +177,7 @@ impl Gateway {
         Ok(EmbedAnswer {
             meta: std::mem::take(meta),
             response,
-            cost_usd: cost,
+            cost,
         })
     }
 

@@ -29,6 +29,17 @@ impl StartupError {
     }
 }
 
+/// What an action that needs the credential vault (storing or opening an encrypted provider
+/// credential) gets when no key-encryption key is configured: the operator's configuration is
+/// missing something, so it is a `configuration_error` (500) that says what to set, not an
+/// upstream or availability error.
+pub fn vault_not_configured() -> ApiError {
+    ApiError::new(
+        ErrorCode::ConfigurationError,
+        "The credential vault is not configured: set PLEXUS_ENCRYPTION_KEY (base64 of 32 bytes; `plexus vault generate-key` prints one) or `vault.key_file` in the config, then restart the gateway.",
+    )
+}
+
 /// A store failure seen by a request or an admin action: the one place it becomes an API
 /// error. What the caller can fix (a missing or duplicate record) says so; anything else is a
 /// 503 whose detail stays in the log.
@@ -51,5 +62,27 @@ pub fn from_store(e: plexus_store::StoreError) -> ApiError {
             )
             .with_retry_after(Some(std::time::Duration::from_secs(1)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_vault_is_a_configuration_error_that_says_what_to_set() {
+        let e = vault_not_configured();
+        assert_eq!(e.code, ErrorCode::ConfigurationError);
+        assert_eq!(e.status(), 500);
+        let body = e.to_body().error;
+        assert_eq!(body.code.as_deref(), Some("configuration_error"));
+        assert_eq!(body.kind, "server_error");
+        assert_ne!(body.kind, "upstream_error");
+        assert!(
+            body.message.contains("PLEXUS_ENCRYPTION_KEY"),
+            "{}",
+            body.message
+        );
+        assert!(body.message.contains("vault.key_file"), "{}", body.message);
     }
 }

@@ -125,15 +125,15 @@ impl KeyAuth {
         let loaded = if user {
             Box::pin(self.store.get_user(id)).await.map(|u| {
                 u.map(|u| OwnerLimits {
-                    budget: limit_of(u.max_budget_usd, u.budget_period.as_deref()),
-                    quota: quota_of(u.rpm, u.tpm, u.tpd, u.max_parallel),
+                    budget: budget_of(&u.limits),
+                    quota: limits_quota(&u.limits),
                 })
             })
         } else {
             Box::pin(self.store.get_team(id)).await.map(|t| {
                 t.map(|t| OwnerLimits {
-                    budget: limit_of(t.max_budget_usd, t.budget_period.as_deref()),
-                    quota: quota_of(t.rpm, t.tpm, t.tpd, t.max_parallel),
+                    budget: budget_of(&t.limits),
+                    quota: limits_quota(&t.limits),
                 })
             })
         };
@@ -157,7 +157,7 @@ impl KeyAuth {
         let mut out = Vec::new();
         if let Some(key_id) = &principal.key_id {
             if let Some(record) = self.key_record(key_id).await? {
-                let quota = quota_of(record.rpm, record.tpm, record.tpd, record.max_parallel);
+                let quota = limits_quota(&record.limits);
                 if !quota.is_empty() {
                     out.push(Subject::new("key", key_id.as_str(), quota));
                 }
@@ -181,9 +181,7 @@ impl KeyAuth {
         let mut out = Vec::new();
         if let Some(key_id) = &principal.key_id {
             if let Some(record) = self.key_record(key_id).await? {
-                if let Some(limit) =
-                    limit_of(record.max_budget_usd, record.budget_period.as_deref())
-                {
+                if let Some(limit) = budget_of(&record.limits) {
                     out.push((
                         BudgetKey {
                             scope: "key",
@@ -296,6 +294,19 @@ pub fn quota_of(rpm: Option<i64>, tpm: Option<i64>, tpd: Option<i64>, par: Optio
     }
 }
 
+/// The rate limits of a key's, user's or team's stored limits.
+fn limits_quota(l: &plexus_protocol::admin::Limits) -> Quota {
+    quota_of(l.rpm, l.tpm, l.tpd, l.max_parallel)
+}
+
+/// The budget of a key's, user's or team's stored limits.
+fn budget_of(l: &plexus_protocol::admin::Limits) -> Option<Limit> {
+    limit_of(
+        l.max_budget_usd.map(plexus_protocol::money::Nanos::usd),
+        l.budget_period.as_deref(),
+    )
+}
+
 /// A budget from stored fields; no period means one that never resets.
 pub fn limit_of(usd: Option<f64>, period: Option<&str>) -> Option<Limit> {
     let usd = usd?;
@@ -303,7 +314,10 @@ pub fn limit_of(usd: Option<f64>, period: Option<&str>) -> Option<Limit> {
         .and_then(plexus_core::config::parse_duration)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    Some(Limit { usd, period_ms })
+    Some(Limit {
+        max: plexus_protocol::money::Nanos::from_usd(usd),
+        period_ms,
+    })
 }
 
 pub fn principal_of(record: &KeyRecord) -> Principal {
@@ -337,12 +351,7 @@ mod tests {
             models: Vec::new(),
             metadata: serde_json::json!({}),
             expires_at: None,
-            max_budget_usd: None,
-            budget_period: None,
-            rpm: None,
-            tpm: None,
-            tpd: None,
-            max_parallel: None,
+            limits: Default::default(),
             created_at: 1,
             revoked_at: None,
             rotated_from: None,
@@ -375,12 +384,12 @@ mod tests {
             id: "red".into(),
             name: "red".into(),
             org_id: None,
-            max_budget_usd: Some(2.0),
-            budget_period: None,
-            rpm: Some(100),
-            tpm: None,
-            tpd: None,
-            max_parallel: Some(8),
+            limits: plexus_protocol::admin::Limits {
+                max_budget_usd: Some(plexus_protocol::money::Nanos::from_usd(2.0)),
+                rpm: Some(100),
+                max_parallel: Some(8),
+                ..Default::default()
+            },
             metadata: serde_json::json!({}),
             created_at: 1,
         };
@@ -390,19 +399,17 @@ mod tests {
             name: id.into(),
             team_id: None,
             role: "member".into(),
-            max_budget_usd: None,
-            budget_period: None,
-            rpm: None,
-            tpm,
-            tpd: None,
-            max_parallel: None,
+            limits: plexus_protocol::admin::Limits {
+                tpm,
+                ..Default::default()
+            },
             created_at: 1,
         };
         store.insert_user(&user("ada", Some(1000))).await.unwrap();
         store.insert_user(&user("bob", None)).await.unwrap();
         let limited = keys::generate();
         let mut record = key(&limited.id, &limited.hash, Some("red"), Some("ada"));
-        record.tpd = Some(50_000);
+        record.limits.tpd = Some(50_000);
         store.insert_key(&record).await.unwrap();
         let plain = keys::generate();
         store
@@ -458,8 +465,8 @@ mod tests {
 
         // An admin change reaches this instance at once once the team is invalidated; the
         // budget and the rate limits share the entry.
-        team.rpm = Some(7);
-        team.max_parallel = None;
+        team.limits.rpm = Some(7);
+        team.limits.max_parallel = None;
         store.update_team(&team).await.unwrap();
         auth.invalidate_team("red");
         let subjects = auth.rate_subjects(&ada).await.unwrap();

@@ -28,7 +28,7 @@ pub mod stream;
 mod tokens;
 
 pub use composite::{Composite, Drawdown};
-pub use ctx::{CacheControls, CallCtx, Origin, Parent};
+pub use ctx::{AccessNote, CacheControls, CallCtx, Origin, Parent};
 pub use embed::EmbedAnswer;
 pub use error::StartupError;
 pub use pipeline::{Answer, AnswerMeta, ChatRequest, Failure, FullAnswer, WireFormat};
@@ -41,7 +41,7 @@ use plexus_core::clock::SharedClock;
 use plexus_providers::client::UpstreamClient;
 use plexus_store::{LogWriter, Store};
 use secrecy::ExposeSecret;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -72,6 +72,8 @@ struct Inner {
     tasks: TaskTracker,
     vault: Option<Arc<plexus_auth::vault::Kek>>,
     runtime_built_at_ms: AtomicI64,
+    /// `log.access` of the current runtime, read on every request without loading it.
+    access_log: AtomicBool,
     metrics: Option<PrometheusHandle>,
     clock: SharedClock,
     started_unix: i64,
@@ -123,8 +125,10 @@ impl Gateway {
                 ));
             }
         }
+        let access_log = AtomicBool::new(runtime.config.log.access);
         Ok(Gateway {
             inner: Arc::new(Inner {
+                access_log,
                 runtime: ArcSwap::from_pointee(runtime),
                 client,
                 keys: keyauth::KeyAuth::new(store.clone()),
@@ -153,10 +157,19 @@ impl Gateway {
     /// Swaps in a new snapshot; in-flight requests keep the old one.
     pub fn replace_runtime(&self, mut runtime: Runtime) {
         runtime.inherit_health(&self.inner.runtime.load());
+        self.inner
+            .access_log
+            .store(runtime.config.log.access, Ordering::Relaxed);
         self.inner.runtime.store(Arc::new(runtime));
         self.inner
             .runtime_built_at_ms
             .store(self.inner.clock.now_unix_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether the server writes an access log line per request (`log.access`; a reload
+    /// turns it on or off).
+    pub fn access_log(&self) -> bool {
+        self.inner.access_log.load(Ordering::Relaxed)
     }
 
     /// When the current runtime snapshot was installed.
@@ -200,6 +213,12 @@ impl Gateway {
 
     pub fn vault(&self) -> Option<&plexus_auth::vault::Kek> {
         self.inner.vault.as_deref()
+    }
+
+    /// The key-encryption key, or the configuration error saying how to set one (for actions
+    /// that store or open an encrypted provider credential).
+    pub fn require_vault(&self) -> Result<&plexus_auth::vault::Kek, plexus_core::ApiError> {
+        self.vault().ok_or_else(error::vault_not_configured)
     }
 
     /// The in-process budgets (used when no Redis is configured, or it is down and the

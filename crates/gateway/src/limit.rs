@@ -9,7 +9,7 @@ use plexus_core::config::{Config, OnRedisError};
 use plexus_core::{ApiError, ErrorCode};
 use plexus_limits::rate::{LocalHold, LocalLimiter, Rejection, Snapshot, Subject};
 use plexus_limits::redis::{BudgetRefusal, RedisLimiter, RemoteHold, RemoteReservation};
-use plexus_limits::{BudgetKey, Budgets, Exceeded, Limit, Reservation};
+use plexus_limits::{BudgetKey, Budgets, Exceeded, Limit, Nanos, Reservation};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,7 +58,7 @@ pub enum BudgetHold {
 }
 
 impl BudgetHold {
-    pub fn settle(self, actual_cost: f64) {
+    pub fn settle(self, actual_cost: Nanos) {
         match self {
             BudgetHold::Local(r) => r.settle(actual_cost),
             BudgetHold::Remote(r) => r.settle(actual_cost),
@@ -173,14 +173,14 @@ impl Limiter {
     pub async fn reserve_budget<F, Fut>(
         &self,
         budgets: &[(BudgetKey, Limit)],
-        cost: f64,
+        cost: Nanos,
         now_ms: i64,
         on_error: OnRedisError,
         seed: F,
     ) -> Result<BudgetHold, BudgetError>
     where
         F: Fn(BudgetKey, i64) -> Fut,
-        Fut: std::future::Future<Output = Result<f64, String>>,
+        Fut: std::future::Future<Output = Result<Nanos, String>>,
     {
         if let Some(redis) = &self.redis {
             // Two rounds at most: the second after seeding what Redis did not know yet.
@@ -220,7 +220,7 @@ impl Limiter {
     async fn budget_fallback<F, Fut>(
         &self,
         budgets: &[(BudgetKey, Limit)],
-        cost: f64,
+        cost: Nanos,
         now_ms: i64,
         on_error: OnRedisError,
         seed: &F,
@@ -228,7 +228,7 @@ impl Limiter {
     ) -> Result<BudgetHold, BudgetError>
     where
         F: Fn(BudgetKey, i64) -> Fut,
-        Fut: std::future::Future<Output = Result<f64, String>>,
+        Fut: std::future::Future<Output = Result<Nanos, String>>,
     {
         metrics::counter!("plexus_limiter_redis_errors_total").increment(1);
         match on_error {
@@ -242,13 +242,13 @@ impl Limiter {
     async fn reserve_local<F, Fut>(
         &self,
         budgets: &[(BudgetKey, Limit)],
-        cost: f64,
+        cost: Nanos,
         now_ms: i64,
         seed: &F,
     ) -> Result<BudgetHold, BudgetError>
     where
         F: Fn(BudgetKey, i64) -> Fut,
-        Fut: std::future::Future<Output = Result<f64, String>>,
+        Fut: std::future::Future<Output = Result<Nanos, String>>,
     {
         for (key, limit) in budgets {
             if self.budgets.needs_seed(key, limit, now_ms) {

@@ -9,8 +9,8 @@ pub const REQUEST_DURATION: &str = "plexus_request_duration_seconds";
 pub const TTFT: &str = "plexus_time_to_first_token_seconds";
 pub const TOKENS: &str = "plexus_tokens_total";
 pub const ERRORS: &str = "plexus_errors_total";
-/// Micro-dollars (counters are integers).
-pub const COST: &str = "plexus_cost_microusd_total";
+/// Nano-dollars (counters are integers; the request log's unit, so the two sum alike).
+pub const COST: &str = "plexus_cost_nanousd_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -57,7 +57,10 @@ fn describe() {
         "Prompt and completion tokens, by model, provider and kind."
     );
     describe_counter!(ERRORS, "Failed requests, by stable error code.");
-    describe_counter!(COST, "Spend in micro-dollars, by model and provider.");
+    describe_counter!(
+        COST,
+        "Spend in nano-dollars (1e-9 USD), by model and provider."
+    );
     describe_counter!(
         "plexus_cache_hits_total",
         "Answers served from the response cache, by kind (hit, semantic-hit)."
@@ -100,36 +103,81 @@ fn describe() {
     );
 }
 
-/// Metric handles of one (endpoint, model, provider), registered once so the request path
-/// neither builds label sets nor looks them up.
+/// Metric handles of one (endpoint, model, provider), each registered on its first use and
+/// kept, so the request path neither builds label sets nor looks them up after that, and
+/// `/metrics` shows a series only once it has a value (not a zero for every configured
+/// target, endpoint and status class).
 #[derive(Debug)]
 pub struct EndpointMetrics {
-    requests: [metrics::Counter; 3],
-    duration: metrics::Histogram,
-    ttft: metrics::Histogram,
-    prompt_tokens: metrics::Counter,
-    completion_tokens: metrics::Counter,
-    cost: metrics::Counter,
+    endpoint: &'static str,
     model: String,
     provider: String,
+    requests: [OnceLock<metrics::Counter>; 3],
+    duration: OnceLock<metrics::Histogram>,
+    ttft: OnceLock<metrics::Histogram>,
+    prompt_tokens: OnceLock<metrics::Counter>,
+    completion_tokens: OnceLock<metrics::Counter>,
+    cost: OnceLock<metrics::Counter>,
 }
 
 impl EndpointMetrics {
     pub fn new(endpoint: &'static str, model: &str, provider: &str) -> Self {
-        let (m, p) = (model.to_owned(), provider.to_owned());
-        let requests = ["2xx", "4xx", "5xx"].map(|class| {
-            metrics::counter!(REQUESTS, "endpoint" => endpoint, "model" => m.clone(), "provider" => p.clone(), "status_class" => class)
-        });
         EndpointMetrics {
-            requests,
-            duration: metrics::histogram!(REQUEST_DURATION, "endpoint" => endpoint, "model" => m.clone(), "provider" => p.clone()),
-            ttft: metrics::histogram!(TTFT, "model" => m.clone(), "provider" => p.clone()),
-            prompt_tokens: metrics::counter!(TOKENS, "model" => m.clone(), "provider" => p.clone(), "kind" => "prompt"),
-            completion_tokens: metrics::counter!(TOKENS, "model" => m.clone(), "provider" => p.clone(), "kind" => "completion"),
-            cost: metrics::counter!(COST, "model" => m.clone(), "provider" => p.clone()),
-            model: m,
-            provider: p,
+            endpoint,
+            model: model.to_owned(),
+            provider: provider.to_owned(),
+            requests: Default::default(),
+            duration: OnceLock::new(),
+            ttft: OnceLock::new(),
+            prompt_tokens: OnceLock::new(),
+            completion_tokens: OnceLock::new(),
+            cost: OnceLock::new(),
         }
+    }
+
+    fn labels(&self) -> (String, String) {
+        (self.model.clone(), self.provider.clone())
+    }
+
+    fn requests(&self, idx: usize, class: &'static str) -> Option<&metrics::Counter> {
+        let slot = self.requests.get(idx)?;
+        Some(slot.get_or_init(|| {
+            let (m, p) = self.labels();
+            metrics::counter!(REQUESTS, "endpoint" => self.endpoint, "model" => m, "provider" => p, "status_class" => class)
+        }))
+    }
+
+    fn duration(&self) -> &metrics::Histogram {
+        self.duration.get_or_init(|| {
+            let (m, p) = self.labels();
+            metrics::histogram!(REQUEST_DURATION, "endpoint" => self.endpoint, "model" => m, "provider" => p)
+        })
+    }
+
+    fn ttft(&self) -> &metrics::Histogram {
+        self.ttft.get_or_init(|| {
+            let (m, p) = self.labels();
+            metrics::histogram!(TTFT, "model" => m, "provider" => p)
+        })
+    }
+
+    fn tokens(&self, kind: &'static str) -> &metrics::Counter {
+        let slot = if kind == "prompt" {
+            &self.prompt_tokens
+        } else {
+            &self.completion_tokens
+        };
+        slot.get_or_init(|| {
+            let (m, p) = self.labels();
+            metrics::counter!(TOKENS, "model" => m, "provider" => p, "kind" => kind)
+        })
+    }
+
+    fn cost(&self) -> &metrics::Counter {
+        self.cost.get_or_init(|| {
+            let (m, p) = self.labels();
+            metrics::counter!(COST, "model" => m, "provider" => p)
+        })
     }
 }
 
@@ -179,19 +227,23 @@ pub fn observe(r: &plexus_core::log::RequestRecord, target: Option<&TargetMetric
         }
         return;
     };
-    m.requests[idx].increment(1);
-    m.duration.record(r.latency_ms as f64 / 1000.0);
+    if let Some(c) = m.requests(idx, class) {
+        c.increment(1);
+    }
+    m.duration().record(r.latency_ms as f64 / 1000.0);
     if let Some(ttft) = r.ttft_ms {
-        m.ttft.record(ttft as f64 / 1000.0);
+        m.ttft().record(ttft as f64 / 1000.0);
     }
     if r.prompt_tokens > 0 {
-        m.prompt_tokens.increment(r.prompt_tokens);
+        m.tokens("prompt").increment(r.prompt_tokens);
     }
     if r.completion_tokens > 0 {
-        m.completion_tokens.increment(r.completion_tokens);
+        m.tokens("completion").increment(r.completion_tokens);
     }
-    if r.cost_usd > 0.0 {
-        m.cost.increment((r.cost_usd * 1_000_000.0).round() as u64);
+    if let Ok(nanos) = u64::try_from(r.cost.0) {
+        if nanos > 0 {
+            m.cost().increment(nanos);
+        }
     }
     if let Some(code) = r.error_code {
         metrics::counter!(ERRORS, "code" => code, "model" => m.model.clone(), "provider" => m.provider.clone(), "status_class" => class)

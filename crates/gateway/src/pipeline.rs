@@ -34,6 +34,7 @@ use plexus_cache::coalesce::{self, Flight};
 use plexus_core::log::RequestRecord;
 use plexus_core::{ApiError, ErrorCode};
 use plexus_limits::rate::{Snapshot, Subject};
+use plexus_protocol::money::Nanos;
 use plexus_protocol::openai::{ChatCompletion, ChatCompletionRequest, Usage};
 use plexus_providers::client::{ChatBody, ChunkStream};
 use plexus_providers::ConvertCtx;
@@ -132,7 +133,8 @@ pub struct FullAnswer {
     /// An OpenAI chat completion as JSON: the provider's own bytes when it spoke OpenAI.
     pub body: Bytes,
     pub usage: Usage,
-    pub cost_usd: f64,
+    /// What the call cost (0 for a cache hit).
+    pub cost: Nanos,
 }
 
 impl FullAnswer {
@@ -307,7 +309,7 @@ impl Admission {
 
     /// Settles every hold and completes the record; `None` when already settled. Returns the
     /// record to write and the call's cost.
-    pub(crate) fn settle(&mut self, s: Settlement<'_>) -> Option<(Box<RequestRecord>, f64)> {
+    pub(crate) fn settle(&mut self, s: Settlement<'_>) -> Option<(Box<RequestRecord>, Nanos)> {
         let Settlement {
             status,
             error,
@@ -316,8 +318,8 @@ impl Admission {
         } = s;
         let mut record = self.record.take()?;
         let cost = match (usage, &self.target) {
-            (Some((u, _)), Some(t)) => t.cost_usd(u).unwrap_or(0.0),
-            _ => 0.0,
+            (Some((u, _)), Some(t)) => t.cost(u).unwrap_or(Nanos::ZERO),
+            _ => Nanos::ZERO,
         };
         let tokens = usage.map_or(0, |(u, _)| u.prompt_tokens + u.completion_tokens);
         let now = self.gateway.limiter().now_ns();
@@ -349,7 +351,7 @@ impl Admission {
         if let Some((u, estimated)) = usage {
             record::apply_usage(&mut record, u, estimated);
         }
-        record.cost_usd = cost;
+        record.cost = cost;
         record.latency_ms = self.started.elapsed().as_millis() as u64;
         Some((record, cost))
     }
@@ -359,9 +361,9 @@ impl Admission {
     }
 
     /// Settles and writes the record, waiting while the log's queue is full. Returns the cost.
-    pub(crate) async fn finish(mut self, s: Settlement<'_>) -> f64 {
+    pub(crate) async fn finish(mut self, s: Settlement<'_>) -> Nanos {
         let Some((record, cost)) = self.settle(s) else {
-            return 0.0;
+            return Nanos::ZERO;
         };
         let metrics = self.metrics();
         record::write(&self.gateway, record, metrics.as_deref()).await;
@@ -417,6 +419,23 @@ impl Drop for GoneOnDrop {
     }
 }
 
+/// The model a refused body asks for: its top-level `model`, when the body is a JSON object
+/// and that is a string (whatever else is wrong with it). `None` for anything else.
+fn asked_model(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Asked {
+        #[serde(default)]
+        model: Option<String>,
+    }
+    if body.is_empty() {
+        return None;
+    }
+    serde_json::from_slice::<Asked>(body)
+        .ok()?
+        .model
+        .filter(|m| !m.is_empty())
+}
+
 /// Semantic checks the types cannot express, naming the parameter.
 pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
     /// The most choices one request may ask for, as OpenAI.
@@ -458,11 +477,16 @@ pub fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
             "stream_options",
         ));
     }
-    if req.max_output_tokens() == Some(0) {
-        return Err(ApiError::invalid_request(
-            "`max_tokens` must be at least 1.",
-            "max_tokens",
-        ));
+    for (value, param) in [
+        (req.max_tokens, "max_tokens"),
+        (req.max_completion_tokens, "max_completion_tokens"),
+    ] {
+        if value == Some(0) {
+            return Err(ApiError::invalid_request(
+                format!("`{param}` must be at least 1."),
+                param,
+            ));
+        }
     }
     Ok(())
 }
@@ -576,16 +600,21 @@ impl Gateway {
     }
 
     /// Records a request refused before it could enter the pipeline (an unreadable body): every
-    /// request that reached the gateway has a record. Boxed, so that callers' futures (on every
+    /// request that reached the gateway has a record. `body` is what arrived (empty when it
+    /// was not read): the record keeps the model it names, if any, so the refusal is reported
+    /// under the model the client asked for. Boxed, so that callers' futures (on every
     /// request's path) do not carry this rare path's state.
     pub fn record_rejected<'a>(
         &'a self,
         ctx: &'a CallCtx,
         endpoint: &'static str,
+        body: &'a [u8],
         error: &'a ApiError,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-            let admission = Admission::new(self, ctx, endpoint, "", false);
+            let model = asked_model(body);
+            let admission =
+                Admission::new(self, ctx, endpoint, model.as_deref().unwrap_or(""), false);
             admission.finish(Settlement::failed(error)).await;
         })
     }
@@ -781,7 +810,7 @@ impl Gateway {
             meta: std::mem::take(meta),
             body,
             usage,
-            cost_usd: cost,
+            cost,
         }))
     }
 
@@ -864,7 +893,7 @@ impl Gateway {
                 meta: std::mem::take(meta),
                 body: Bytes::from(hit.entry.body.clone()),
                 usage: Usage::default(),
-                cost_usd: 0.0,
+                cost: Nanos::ZERO,
             })
         }
     }
@@ -901,23 +930,23 @@ impl Gateway {
 
     /// The worst-case cost of a call over every target and fallback that may serve it, with
     /// `output(target)` tokens out. A target with no known price cannot be bounded.
-    fn worst_case_usd(
+    fn worst_case(
         &self,
         rt: &Runtime,
         route: &ModelRoute,
         principal: &Principal,
         prompt_tokens: u64,
         output: &dyn Fn(&Target) -> u64,
-    ) -> Result<f64, ApiError> {
+    ) -> Result<Nanos, ApiError> {
         let fallbacks: Vec<_> = dispatch::allowed_fallbacks(rt, route, principal).collect();
-        let mut worst = 0.0f64;
+        let mut worst = Nanos::ZERO;
         for t in route
             .targets
             .iter()
             .chain(fallbacks.iter().flat_map(|r| r.targets.iter()))
         {
             let cost = t
-                .cost_usd(&Usage::new(prompt_tokens, output(t)))
+                .cost(&Usage::new(prompt_tokens, output(t)))
                 .ok_or_else(|| price_unknown(t))?;
             worst = worst.max(cost);
         }
@@ -940,16 +969,16 @@ impl Gateway {
         }
         if let Some(drawdown) = &ctx.budget {
             let worst = if drawdown.limited() {
-                self.worst_case_usd(rt, route, &ctx.principal, prompt_tokens, &output)?
+                self.worst_case(rt, route, &ctx.principal, prompt_tokens, &output)?
             } else {
-                0.0
+                Nanos::ZERO
             };
             return Ok(Some(BudgetClaim::Drawn(drawdown.draw(worst)?)));
         }
         let Some(limits) = self.budgets_of(&ctx.principal).await? else {
             return Ok(None);
         };
-        let worst = self.worst_case_usd(rt, route, &ctx.principal, prompt_tokens, &output)?;
+        let worst = self.worst_case(rt, route, &ctx.principal, prompt_tokens, &output)?;
         self.reserve_on(&limits, worst)
             .await
             .map(|h| Some(BudgetClaim::Own(h)))
@@ -968,23 +997,23 @@ impl Gateway {
         Ok((!limits.is_empty()).then_some(limits))
     }
 
-    /// Reserves `usd` on the caller's own budgets (a composite's reservation); `None` when
+    /// Reserves `amount` on the caller's own budgets (a composite's reservation); `None` when
     /// none applies.
     pub(crate) async fn reserve_own_budget(
         &self,
         ctx: &CallCtx,
-        usd: f64,
+        amount: Nanos,
     ) -> Result<Option<BudgetHold>, ApiError> {
         let Some(limits) = self.budgets_of(&ctx.principal).await? else {
             return Ok(None);
         };
-        self.reserve_on(&limits, usd).await.map(Some)
+        self.reserve_on(&limits, amount).await.map(Some)
     }
 
     async fn reserve_on(
         &self,
         limits: &[(plexus_limits::BudgetKey, plexus_limits::Limit)],
-        worst: f64,
+        worst: Nanos,
     ) -> Result<BudgetHold, ApiError> {
         let now = self.clock().now_unix_ms();
         let store = self.auth().store();
@@ -1005,8 +1034,8 @@ impl Gateway {
             Err(BudgetError::Exceeded(ex)) => Err(ApiError::new(
                 ErrorCode::BudgetExceeded,
                 format!(
-                    "The {} `{}` has spent ${:.4} of its ${:.4} budget (${:.4} more reserved by requests in flight); this request could cost up to ${:.4}.",
-                    ex.key.scope, ex.key.id, ex.spent_usd, ex.limit_usd, ex.reserved_usd, worst
+                    "The {} `{}` has spent ${} of its ${} budget (${} more reserved by requests in flight); this request could cost up to ${}.",
+                    ex.key.scope, ex.key.id, ex.spent, ex.limit, ex.reserved, worst
                 ),
             )
             .with_retry_after(
@@ -1110,6 +1139,21 @@ mod tests {
             validate(&r).unwrap_err().message,
             "`n` must be between 1 and 128."
         );
+    }
+
+    #[test]
+    fn refused_bodies_keep_the_model_they_ask_for() {
+        let asked = |b: &str| asked_model(b.as_bytes());
+        assert_eq!(
+            asked(r#"{"model":"gpt-x","messages":"not a list","n":-1}"#).as_deref(),
+            Some("gpt-x")
+        );
+        assert_eq!(asked(r#"{"messages":[]}"#), None);
+        assert_eq!(asked(r#"{"model":""}"#), None);
+        assert_eq!(asked(r#"{"model":42}"#), None);
+        assert_eq!(asked(r#"{"model":"gpt""#), None, "not JSON");
+        assert_eq!(asked("[1]"), None);
+        assert_eq!(asked(""), None);
     }
 
     #[test]

@@ -21,6 +21,11 @@ pub(crate) fn base(
     stream: bool,
 ) -> Box<RequestRecord> {
     let p = &ctx.principal;
+    if let Some(note) = &ctx.access {
+        if !model.is_empty() {
+            let _ = note.model.set(model.to_owned());
+        }
+    }
     Box::new(RequestRecord {
         ts_ms: gateway.clock().now_unix_ms(),
         request_id: ctx.request_id.clone(),

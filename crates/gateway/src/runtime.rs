@@ -10,6 +10,7 @@ use plexus_core::catalog::{Catalog, ModelInfo};
 use plexus_core::config::{Balance, Config, FailureClass, JwksSource};
 use plexus_core::{ApiError, ErrorCode};
 use plexus_limits::rate::{Quota, Subject};
+use plexus_protocol::money::Nanos;
 use plexus_protocol::openai::Usage;
 use plexus_providers::client::ProviderHandle;
 use plexus_providers::client::UpstreamClient;
@@ -72,8 +73,10 @@ pub enum Pricing {
 }
 
 impl Pricing {
-    pub fn cost_usd(&self, usage: &Usage) -> f64 {
-        match self {
+    /// What `usage` costs: computed in dollars from per-token prices, then rounded once, to the
+    /// nearest nano-dollar (so a 10-token embedding at $0.02 per million tokens is 200 nanos).
+    pub fn cost(&self, usage: &Usage) -> Nanos {
+        Nanos::from_usd(match self {
             Pricing::Config(p) => p.cost_usd(
                 usage.prompt_tokens,
                 usage.completion_tokens,
@@ -85,7 +88,7 @@ impl Pricing {
                 usage.cached_tokens(),
                 usage.reasoning_tokens(),
             ),
-        }
+        })
     }
 
     /// Input and output averaged, per million tokens (for `balance: cost`).
@@ -125,8 +128,8 @@ impl Target {
     }
 
     /// The cost of `usage` on this target; `None` when its price is unknown.
-    pub fn cost_usd(&self, usage: &Usage) -> Option<f64> {
-        self.pricing.map(|p| p.cost_usd(usage))
+    pub fn cost(&self, usage: &Usage) -> Option<Nanos> {
+        self.pricing.map(|p| p.cost(usage))
     }
 
     /// The catalog's largest output, when it knows the model.

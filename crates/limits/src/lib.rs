@@ -8,12 +8,18 @@
 //! past it (only a request whose real cost exceeds its own worst case could, and the worst case
 //! uses the output cap the upstream enforces).
 //!
+//! Money is integer nano-dollars ([`Nanos`]) throughout, so reservations and settlements add
+//! up exactly: three reservations of $0.3 fit in a $0.9 budget, and a 10-token embedding is
+//! charged rather than rounded away.
+//!
 //! **Invariant:** no I/O outside the `redis` module. The caller seeds a budget with the spend
 //! already recorded in the current period (`seed`), and this crate keeps the running figures.
 #![forbid(unsafe_code)]
 
 pub mod rate;
 pub mod redis;
+
+pub use plexus_protocol::money::Nanos;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,7 +35,8 @@ pub struct BudgetKey {
 /// A limit over a period.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limit {
-    pub usd: f64,
+    /// The most the budget may spend in a period.
+    pub max: Nanos,
     /// Period length; periods are aligned to the Unix epoch (`30d` resets every 30 days).
     pub period_ms: i64,
 }
@@ -46,17 +53,17 @@ impl Limit {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Entry {
     period_start: i64,
-    spent: f64,
-    reserved: f64,
+    spent: Nanos,
+    reserved: Nanos,
 }
 
 /// Refusal: which budget, and what it has left.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exceeded {
     pub key: BudgetKey,
-    pub limit_usd: f64,
-    pub spent_usd: f64,
-    pub reserved_usd: f64,
+    pub limit: Nanos,
+    pub spent: Nanos,
+    pub reserved: Nanos,
     /// When the period resets (Unix ms).
     pub resets_at_ms: i64,
 }
@@ -88,13 +95,13 @@ impl Budgets {
 
     /// Sets the spend recorded so far in the current period (first use, or a new period). An
     /// entry already seeded for this period keeps its running figures.
-    pub fn seed(&self, key: BudgetKey, limit: &Limit, now_ms: i64, recorded_spend: f64) {
+    pub fn seed(&self, key: BudgetKey, limit: &Limit, now_ms: i64, recorded_spend: Nanos) {
         let start = limit.period_start(now_ms);
         let mut entries = self.lock();
         let entry = entries.entry(key).or_insert(Entry {
             period_start: start,
             spent: recorded_spend,
-            reserved: 0.0,
+            reserved: Nanos::ZERO,
         });
         if entry.period_start != start {
             // A new period: what was reserved in the old one still settles, into the new one.
@@ -103,37 +110,34 @@ impl Budgets {
         }
     }
 
-    /// Reserves `cost` on every listed budget, or on none (all-or-nothing).
+    /// Reserves `cost` (a negative cost is 0) on every listed budget, or on none
+    /// (all-or-nothing).
     pub fn reserve(
         self: &Arc<Self>,
         budgets: &[(BudgetKey, Limit)],
-        cost: f64,
+        cost: Nanos,
         now_ms: i64,
     ) -> Result<Reservation, Exceeded> {
-        let cost = if cost.is_finite() && cost > 0.0 {
-            cost
-        } else {
-            0.0
-        };
+        let cost = cost.max(Nanos::ZERO);
         let mut entries = self.lock();
         for (key, limit) in budgets {
             let start = limit.period_start(now_ms);
             let entry = entries.entry(key.clone()).or_insert(Entry {
                 period_start: start,
-                spent: 0.0,
-                reserved: 0.0,
+                spent: Nanos::ZERO,
+                reserved: Nanos::ZERO,
             });
             if entry.period_start != start {
                 entry.period_start = start;
-                entry.spent = 0.0;
+                entry.spent = Nanos::ZERO;
             }
             // A spent budget refuses even free requests; otherwise the worst case must fit.
-            if entry.spent + entry.reserved + cost > limit.usd || entry.spent >= limit.usd {
+            if entry.spent + entry.reserved + cost > limit.max || entry.spent >= limit.max {
                 return Err(Exceeded {
                     key: key.clone(),
-                    limit_usd: limit.usd,
-                    spent_usd: entry.spent,
-                    reserved_usd: entry.reserved,
+                    limit: limit.max,
+                    spent: entry.spent,
+                    reserved: entry.reserved,
                     resets_at_ms: start + limit.period_ms,
                 });
             }
@@ -152,20 +156,16 @@ impl Budgets {
     }
 
     /// Spent and reserved amounts of a budget (for headers, reports and tests).
-    pub fn usage(&self, key: &BudgetKey) -> Option<(f64, f64)> {
+    pub fn usage(&self, key: &BudgetKey) -> Option<(Nanos, Nanos)> {
         self.lock().get(key).map(|e| (e.spent, e.reserved))
     }
 
-    fn settle(&self, keys: &[BudgetKey], reserved: f64, actual: f64) {
-        let actual = if actual.is_finite() && actual > 0.0 {
-            actual
-        } else {
-            0.0
-        };
+    fn settle(&self, keys: &[BudgetKey], reserved: Nanos, actual: Nanos) {
+        let actual = actual.max(Nanos::ZERO);
         let mut entries = self.lock();
         for key in keys {
             if let Some(e) = entries.get_mut(key) {
-                e.reserved = (e.reserved - reserved).max(0.0);
+                e.reserved = (e.reserved - reserved).max(Nanos::ZERO);
                 e.spent += actual;
             }
         }
@@ -178,16 +178,16 @@ impl Budgets {
 pub struct Reservation {
     budgets: Arc<Budgets>,
     keys: Vec<BudgetKey>,
-    amount: f64,
+    amount: Nanos,
     settled: bool,
 }
 
 impl Reservation {
-    pub fn amount(&self) -> f64 {
+    pub fn amount(&self) -> Nanos {
         self.amount
     }
 
-    pub fn settle(mut self, actual_cost: f64) {
+    pub fn settle(mut self, actual_cost: Nanos) {
         self.budgets.settle(&self.keys, self.amount, actual_cost);
         self.settled = true;
     }
@@ -196,7 +196,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.settled {
-            self.budgets.settle(&self.keys, self.amount, 0.0);
+            self.budgets.settle(&self.keys, self.amount, Nanos::ZERO);
         }
     }
 }
@@ -206,6 +206,10 @@ mod tests {
     use super::*;
 
     const DAY: i64 = 86_400_000;
+
+    fn usd(v: f64) -> Nanos {
+        Nanos::from_usd(v)
+    }
 
     fn key(id: &str) -> BudgetKey {
         BudgetKey {
@@ -218,31 +222,35 @@ mod tests {
     fn reservations_bound_concurrent_spend() {
         let b = Budgets::new();
         let limit = Limit {
-            usd: 1.0,
+            max: usd(1.0),
             period_ms: DAY,
         };
         let budgets = [(key("k"), limit)];
         // Ten in flight at 0.3 worst case: only three fit.
         let mut held = Vec::new();
         for _ in 0..10 {
-            if let Ok(r) = b.reserve(&budgets, 0.3, 0) {
+            if let Ok(r) = b.reserve(&budgets, usd(0.3), 0) {
                 held.push(r);
             }
         }
         assert_eq!(held.len(), 3);
         for r in held {
-            r.settle(0.1);
+            r.settle(usd(0.1));
         }
-        assert_eq!(b.usage(&key("k")), Some((0.30000000000000004, 0.0)));
+        assert_eq!(
+            b.usage(&key("k")),
+            Some((usd(0.3), Nanos::ZERO)),
+            "exact: no float drift"
+        );
         // Spend is now 0.3: two more worst cases fit.
-        let a = b.reserve(&budgets, 0.3, 0).unwrap();
-        let c = b.reserve(&budgets, 0.3, 0).unwrap();
-        assert!(b.reserve(&budgets, 0.3, 0).is_err());
+        let a = b.reserve(&budgets, usd(0.3), 0).unwrap();
+        let c = b.reserve(&budgets, usd(0.3), 0).unwrap();
+        assert!(b.reserve(&budgets, usd(0.3), 0).is_err());
         drop(a);
         drop(c);
         assert_eq!(
             b.usage(&key("k")).unwrap().1,
-            0.0,
+            Nanos::ZERO,
             "dropped holds are released"
         );
     }
@@ -251,11 +259,11 @@ mod tests {
     fn all_or_nothing_across_scopes_and_periods_reset() {
         let b = Budgets::new();
         let roomy = Limit {
-            usd: 10.0,
+            max: usd(10.0),
             period_ms: DAY,
         };
         let tight = Limit {
-            usd: 0.5,
+            max: usd(0.5),
             period_ms: DAY,
         };
         let team = BudgetKey {
@@ -263,37 +271,37 @@ mod tests {
             id: "red".into(),
         };
         let both = [(key("k"), roomy), (team.clone(), tight)];
-        let r = b.reserve(&both, 0.4, 10).unwrap();
-        let err = b.reserve(&both, 0.4, 10).unwrap_err();
+        let r = b.reserve(&both, usd(0.4), 10).unwrap();
+        let err = b.reserve(&both, usd(0.4), 10).unwrap_err();
         assert_eq!(err.key, team);
         assert_eq!(err.resets_at_ms, DAY);
         assert_eq!(
             b.usage(&key("k")).unwrap().1,
-            0.4,
+            usd(0.4),
             "nothing reserved on refusal"
         );
-        r.settle(0.5);
+        r.settle(usd(0.5));
         assert!(
-            b.reserve(&both, 0.0, 20).is_err(),
+            b.reserve(&both, usd(0.0), 20).is_err(),
             "a spent budget refuses even free calls"
         );
-        assert!(b.reserve(&both, 0.4, DAY + 1).is_ok(), "new period");
+        assert!(b.reserve(&both, usd(0.4), DAY + 1).is_ok(), "new period");
     }
 
     #[test]
     fn seeding_uses_recorded_spend_once_per_period() {
         let b = Budgets::new();
         let limit = Limit {
-            usd: 1.0,
+            max: usd(1.0),
             period_ms: DAY,
         };
         assert!(b.needs_seed(&key("k"), &limit, 5));
-        b.seed(key("k"), &limit, 5, 0.9);
+        b.seed(key("k"), &limit, 5, usd(0.9));
         assert!(!b.needs_seed(&key("k"), &limit, 6));
-        assert!(b.reserve(&[(key("k"), limit)], 0.2, 6).is_err());
-        b.seed(key("k"), &limit, 7, 0.0);
+        assert!(b.reserve(&[(key("k"), limit)], usd(0.2), 6).is_err());
+        b.seed(key("k"), &limit, 7, Nanos::ZERO);
         assert!(
-            b.reserve(&[(key("k"), limit)], 0.2, 7).is_err(),
+            b.reserve(&[(key("k"), limit)], usd(0.2), 7).is_err(),
             "a re-seed keeps the running spend"
         );
         assert!(b.needs_seed(&key("k"), &limit, DAY + 1));
@@ -303,7 +311,7 @@ mod tests {
     fn threads_cannot_overshoot() {
         let b = Budgets::new();
         let limit = Limit {
-            usd: 5.0,
+            max: usd(5.0),
             period_ms: DAY,
         };
         let admitted = std::sync::atomic::AtomicUsize::new(0);
@@ -311,9 +319,9 @@ mod tests {
             for _ in 0..8 {
                 s.spawn(|| {
                     for _ in 0..100 {
-                        if let Ok(r) = b.reserve(&[(key("k"), limit)], 0.1, 0) {
+                        if let Ok(r) = b.reserve(&[(key("k"), limit)], usd(0.1), 0) {
                             admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                            r.settle(0.1);
+                            r.settle(usd(0.1));
                         }
                     }
                 });
@@ -321,6 +329,6 @@ mod tests {
         });
         let n = admitted.load(std::sync::atomic::Ordering::SeqCst);
         assert_eq!(n, 50, "exactly the budget's worth");
-        assert!(b.usage(&key("k")).unwrap().0 <= 5.0 + 1e-9);
+        assert_eq!(b.usage(&key("k")).unwrap().0, usd(5.0));
     }
 }

@@ -17,9 +17,9 @@
 //!   score = the lease's expiry (server ms). Acquiring drops expired leases, checks the count
 //!   and adds the lease; releasing removes it. The expiry (`with_lease_ttl`, 15 min by
 //!   default) only matters for an instance that died holding leases.
-//! - Budgets are a hash per budget and period (`spent`, `reserved`, in integer micro-dollars,
-//!   exact) plus one field per reservation and a sorted set indexing the reservations by
-//!   expiry, so the reservations of a crashed instance are released after the lease TTL
+//! - Budgets are a hash per budget and period (`spent`, `reserved`, in integer nano-dollars,
+//!   changed with `HINCRBY`, exact) plus one field per reservation and a sorted set indexing
+//!   the reservations by expiry, so the reservations of a crashed instance are released after the lease TTL
 //!   instead of blocking the budget until the period ends. The period comes from the caller's
 //!   `now_ms` (epoch-aligned, the same on every instance).
 //!
@@ -35,8 +35,10 @@
 //!
 //! Keys (all under the prefix given to the constructor):
 //! `rl:{rpm|tpm|tpd}:{scope}:{id}` (TAT), `rl:par:{scope}:{id}` (leases),
-//! `budget:{scope}:{period_start}:{id}` (hash) and `budget-res:{scope}:{period_start}:{id}`
-//! (reservation expiries). A script touches several keys, so this backend targets one Redis
+//! `budget-n:{scope}:{period_start}:{id}` (hash, nano-dollars) and
+//! `budget-n-res:{scope}:{period_start}:{id}` (reservation expiries). (Before amounts were
+//! nano-dollars they were micro-dollars under `budget:`; the new name keeps an instance of
+//! either version from reading the other's unit: each seeds its own from the request log.) A script touches several keys, so this backend targets one Redis
 //! (or a primary with replicas), not Redis Cluster.
 
 use std::fmt;
@@ -51,7 +53,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::rate::{Kind, Rejection, Remaining, Snapshot, Subject};
-use crate::{BudgetKey, Exceeded, Limit};
+use crate::{BudgetKey, Exceeded, Limit, Nanos};
 
 /// How long Redis is skipped after a connection failure or a timeout.
 pub const BACKOFF: Duration = Duration::from_millis(500);
@@ -68,8 +70,11 @@ const MAX_PENDING: usize = 100_000;
 const MAX_BATCH: usize = 256;
 /// Budget hashes outlive their period by this (plus the lease TTL), so late settlements land.
 const BUDGET_MARGIN_MS: i64 = 3_600_000;
-/// Largest magnitude of a micro-dollar amount (exact in Lua's doubles).
-const MAX_MICROS: f64 = 9_000_000_000_000_000.0;
+/// Largest nano-dollar amount sent to Redis ($9M): Lua compares amounts as doubles, which
+/// hold every integer up to 2^53 (about 9.007e15) exactly. A larger limit is as good as
+/// unlimited for one period's spend, and a larger cost as good as infinite.
+const MAX_NANOS: i64 = 9_000_000_000_000_000;
+const _: () = assert!(MAX_NANOS < 1 << 53);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RedisLimitError {
@@ -218,8 +223,8 @@ local function release(h, field)
 end
 "#;
 
-/// Budget reservation. KEYS: (hash, reservation index) per budget. ARGV: cost (micro-USD),
-/// reservation id, reservation TTL (ms), then the limit (micro-USD) per budget.
+/// Budget reservation. KEYS: (hash, reservation index) per budget. ARGV: cost (nano-USD),
+/// reservation id, reservation TTL (ms), then the limit (nano-USD) per budget.
 /// Returns `{1}`, `{0, i, spent, reserved}` (exceeded) or `{2, i, ...}` (needs seeding).
 const LUA_RESERVE: &str = r#"
 local clock = redis.call('TIME')
@@ -265,7 +270,7 @@ return {1}
 "#;
 
 /// Settlement. KEYS: (hash, reservation index) per budget. ARGV: reservation id, actual cost
-/// (micro-USD), `1` when this is a retry. A reservation already gone was either settled (a
+/// (nano-USD), `1` when this is a retry. A reservation already gone was either settled (a
 /// retry after an ambiguous failure: nothing to do) or expired (first attempt: the cost is
 /// still charged).
 const LUA_SETTLE: &str = r#"
@@ -284,7 +289,7 @@ end
 return 1
 "#;
 
-/// Seeding, first instance wins. KEYS[1]: hash. ARGV: spent (micro-USD), TTL ms (0: none).
+/// Seeding, first instance wins. KEYS[1]: hash. ARGV: spent (nano-USD), TTL ms (0: none).
 const LUA_SEED: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'spent', ARGV[1], 'reserved', 0)
@@ -305,26 +310,14 @@ static SEED: LazyLock<Script> = LazyLock::new(|| Script::new(LUA_SEED));
 // ---------------------------------------------------------------------------------------------
 // Pure helpers
 
-/// USD to integer micro-dollars (non-finite or negative amounts are 0 for costs).
-fn cost_micros(usd: f64) -> i64 {
-    if usd.is_finite() && usd > 0.0 {
-        limit_micros(usd)
-    } else {
-        0
-    }
+/// A cost as sent to Redis: negative amounts are 0, and amounts stay exact in Lua.
+fn cost_arg(cost: Nanos) -> i64 {
+    cost.0.clamp(0, MAX_NANOS)
 }
 
-/// USD to integer micro-dollars, saturating at ±9e15 (exact in Lua); NaN is 0.
-fn limit_micros(usd: f64) -> i64 {
-    if usd.is_nan() {
-        return 0;
-    }
-    // In range by the clamp: the cast is exact.
-    (usd * 1e6).round().clamp(-MAX_MICROS, MAX_MICROS) as i64
-}
-
-fn usd(micros: i64) -> f64 {
-    micros as f64 / 1e6
+/// A limit as sent to Redis, saturating at ±[`MAX_NANOS`] (exact in Lua).
+fn limit_arg(limit: Nanos) -> i64 {
+    limit.0.clamp(-MAX_NANOS, MAX_NANOS)
 }
 
 fn rate_key(prefix: &str, kind: Kind, subject: &Subject) -> String {
@@ -339,8 +332,8 @@ fn rate_key(prefix: &str, kind: Kind, subject: &Subject) -> String {
 fn budget_keys(prefix: &str, key: &BudgetKey, limit: &Limit, now_ms: i64) -> (String, String) {
     let start = limit.period_start(now_ms);
     (
-        format!("{prefix}budget:{}:{start}:{}", key.scope, key.id),
-        format!("{prefix}budget-res:{}:{start}:{}", key.scope, key.id),
+        format!("{prefix}budget-n:{}:{start}:{}", key.scope, key.id),
+        format!("{prefix}budget-n-res:{}:{start}:{}", key.scope, key.id),
     )
 }
 
@@ -467,7 +460,7 @@ fn dedup_budgets(budgets: &[(BudgetKey, Limit)]) -> Vec<(BudgetKey, Limit)> {
     let mut out: Vec<(BudgetKey, Limit)> = Vec::with_capacity(budgets.len());
     for (key, limit) in budgets {
         match out.iter_mut().find(|(k, _)| k == key) {
-            Some((_, l)) if limit.usd < l.usd => *l = *limit,
+            Some((_, l)) if limit.max < l.max => *l = *limit,
             Some(_) => {}
             None => out.push((key.clone(), *limit)),
         }
@@ -614,11 +607,11 @@ impl Conn {
             Op::Settle {
                 budgets,
                 id,
-                actual_micros,
+                actual_nanos,
                 retry,
             } => {
                 let mut inv = SETTLE.prepare_invoke();
-                inv.arg(id).arg(*actual_micros).arg(u8::from(*retry));
+                inv.arg(id).arg(*actual_nanos).arg(u8::from(*retry));
                 for (h, z) in budgets {
                     inv.key(h).key(z);
                 }
@@ -647,7 +640,7 @@ enum Op {
     Settle {
         budgets: Vec<(String, String)>,
         id: String,
-        actual_micros: i64,
+        actual_nanos: i64,
         retry: bool,
     },
 }
@@ -660,12 +653,12 @@ impl Op {
             Op::Settle {
                 budgets,
                 id,
-                actual_micros,
+                actual_nanos,
                 ..
             } => Some(Op::Settle {
                 budgets,
                 id,
-                actual_micros,
+                actual_nanos,
                 retry: true,
             }),
             // A relative adjustment could apply twice; a lost one only costs accuracy.
@@ -881,20 +874,16 @@ impl RedisLimiter {
         interpret_acquire(&checks, subjects, &reply, &lease_id, &self.inner.tx, tokens)
     }
 
-    /// Reserves `cost_usd` on every listed budget for the period containing `now_ms`, or on
-    /// none.
+    /// Reserves `cost` (a negative cost is 0) on every listed budget for the period
+    /// containing `now_ms`, or on none.
     pub async fn budget_reserve(
         &self,
         budgets: &[(BudgetKey, Limit)],
-        cost_usd: f64,
+        cost: Nanos,
         now_ms: i64,
     ) -> Result<Result<RemoteReservation, BudgetRefusal>, RedisLimitError> {
         self.inner.ensure_worker();
-        let amount = if cost_usd.is_finite() && cost_usd > 0.0 {
-            cost_usd
-        } else {
-            0.0
-        };
+        let amount = Nanos(cost_arg(cost));
         let budgets = dedup_budgets(budgets);
         if budgets.is_empty() {
             return Ok(Ok(RemoteReservation {
@@ -911,11 +900,9 @@ impl RedisLimiter {
             .collect();
         let id = self.inner.next_id();
         let mut inv = RESERVE.prepare_invoke();
-        inv.arg(cost_micros(amount))
-            .arg(&id)
-            .arg(self.inner.lease_ttl_ms());
+        inv.arg(amount.0).arg(&id).arg(self.inner.lease_ttl_ms());
         for ((h, z), (_, limit)) in keys.iter().zip(&budgets) {
-            inv.key(h).key(z).arg(limit_micros(limit.usd));
+            inv.key(h).key(z).arg(limit_arg(limit.max));
         }
         let reply: Vec<i64> = self
             .inner
@@ -941,9 +928,9 @@ impl RedisLimiter {
                 let (key, limit) = budget(reply[1])?;
                 Ok(Err(BudgetRefusal::Exceeded(Exceeded {
                     key: key.clone(),
-                    limit_usd: limit.usd,
-                    spent_usd: usd(reply[2]),
-                    reserved_usd: usd(reply[3]),
+                    limit: limit.max,
+                    spent: Nanos(reply[2]),
+                    reserved: Nanos(reply[3]),
                     resets_at_ms: limit.period_start(now_ms).saturating_add(limit.period_ms),
                 })))
             }
@@ -965,14 +952,16 @@ impl RedisLimiter {
         key: &BudgetKey,
         limit: &Limit,
         now_ms: i64,
-        recorded_spend_usd: f64,
+        recorded_spend: Nanos,
     ) -> Result<(), RedisLimitError> {
         self.inner.ensure_worker();
         let (h, _) = budget_keys(&self.inner.prefix, key, limit, now_ms);
         let mut inv = SEED.prepare_invoke();
-        inv.key(h)
-            .arg(cost_micros(recorded_spend_usd))
-            .arg(budget_ttl_ms(limit, now_ms, self.inner.lease_ttl_ms()));
+        inv.key(h).arg(cost_arg(recorded_spend)).arg(budget_ttl_ms(
+            limit,
+            now_ms,
+            self.inner.lease_ttl_ms(),
+        ));
         self.inner
             .conn
             .run(|mut m| async move { inv.invoke_async::<i64>(&mut m).await })
@@ -980,14 +969,14 @@ impl RedisLimiter {
             .map(drop)
     }
 
-    /// Spent and reserved (USD) of a budget in the period containing `now_ms`; `None` when
-    /// that period has no entry yet.
+    /// Spent and reserved of a budget in the period containing `now_ms`; `None` when that
+    /// period has no entry yet.
     pub async fn budget_usage(
         &self,
         key: &BudgetKey,
         limit: &Limit,
         now_ms: i64,
-    ) -> Result<Option<(f64, f64)>, RedisLimitError> {
+    ) -> Result<Option<(Nanos, Nanos)>, RedisLimitError> {
         self.inner.ensure_worker();
         let (h, _) = budget_keys(&self.inner.prefix, key, limit, now_ms);
         let mut cmd = redis::cmd("HMGET");
@@ -999,7 +988,7 @@ impl RedisLimiter {
             .await?;
         Ok(match (spent, reserved) {
             (None, None) => None,
-            (s, r) => Some((usd(s.unwrap_or(0)), usd(r.unwrap_or(0).max(0)))),
+            (s, r) => Some((Nanos(s.unwrap_or(0)), Nanos(r.unwrap_or(0).max(0)))),
         })
     }
 
@@ -1117,20 +1106,20 @@ pub struct RemoteReservation {
     tx: Option<mpsc::UnboundedSender<Msg>>,
     budgets: Vec<(String, String)>,
     id: String,
-    amount: f64,
+    amount: Nanos,
     settled: bool,
 }
 
 impl RemoteReservation {
-    pub fn amount(&self) -> f64 {
+    pub fn amount(&self) -> Nanos {
         self.amount
     }
 
-    pub fn settle(mut self, actual_cost_usd: f64) {
-        self.send(cost_micros(actual_cost_usd));
+    pub fn settle(mut self, actual_cost: Nanos) {
+        self.send(cost_arg(actual_cost));
     }
 
-    fn send(&mut self, actual_micros: i64) {
+    fn send(&mut self, actual_nanos: i64) {
         if self.settled {
             return;
         }
@@ -1139,7 +1128,7 @@ impl RemoteReservation {
             let _ = tx.send(Msg::Op(Op::Settle {
                 budgets: std::mem::take(&mut self.budgets),
                 id: std::mem::take(&mut self.id),
-                actual_micros,
+                actual_nanos,
                 retry: false,
             }));
         }
@@ -1159,20 +1148,19 @@ mod tests {
     use crate::rate::Quota;
 
     #[test]
-    fn micro_dollars_are_exact_and_bounded() {
-        assert_eq!(cost_micros(0.3), 300_000);
-        assert_eq!(cost_micros(0.1 + 0.2), 300_000);
-        assert_eq!(cost_micros(1e-7), 0);
-        assert_eq!(cost_micros(-1.0), 0);
-        assert_eq!(cost_micros(f64::NAN), 0);
-        assert_eq!(cost_micros(f64::INFINITY), 0);
-        assert_eq!(limit_micros(f64::INFINITY), 9_000_000_000_000_000);
-        assert_eq!(limit_micros(f64::NAN), 0);
-        assert_eq!(limit_micros(1.0), 1_000_000);
-        assert_eq!(usd(300_000), 0.3);
-        // Three reservations of 0.3 fit in 1.0, a fourth does not (no float drift).
-        assert!(3 * cost_micros(0.3) <= limit_micros(1.0));
-        assert!(4 * cost_micros(0.3) > limit_micros(1.0));
+    fn nano_dollars_are_exact_and_bounded() {
+        let usd = Nanos::from_usd;
+        assert_eq!(cost_arg(usd(0.3)), 300_000_000);
+        assert_eq!(cost_arg(usd(0.1 + 0.2)), 300_000_000);
+        assert_eq!(cost_arg(usd(1e-7)), 100, "a tiny cost is not rounded away");
+        assert_eq!(cost_arg(usd(-1.0)), 0);
+        assert_eq!(cost_arg(Nanos(i64::MAX)), MAX_NANOS);
+        assert_eq!(limit_arg(usd(f64::INFINITY)), MAX_NANOS);
+        assert_eq!(limit_arg(Nanos(i64::MIN)), -MAX_NANOS);
+        assert_eq!(limit_arg(usd(1.0)), 1_000_000_000);
+        // Three reservations of 0.3 fit in 0.9, a fourth does not (no float drift).
+        assert!(3 * cost_arg(usd(0.3)) <= limit_arg(usd(0.9)));
+        assert!(4 * cost_arg(usd(0.3)) > limit_arg(usd(0.9)));
     }
 
     #[test]
@@ -1183,7 +1171,7 @@ mod tests {
             "plexus:rl:tpd:team:red"
         );
         let limit = Limit {
-            usd: 1.0,
+            max: Nanos::from_usd(1.0),
             period_ms: 1000,
         };
         let key = BudgetKey {
@@ -1193,8 +1181,8 @@ mod tests {
         assert_eq!(
             budget_keys("p:", &key, &limit, 2500),
             (
-                "p:budget:key:2000:k1".to_owned(),
-                "p:budget-res:key:2000:k1".to_owned()
+                "p:budget-n:key:2000:k1".to_owned(),
+                "p:budget-n-res:key:2000:k1".to_owned()
             )
         );
     }
@@ -1202,7 +1190,7 @@ mod tests {
     #[test]
     fn budget_ttl_covers_the_period_and_a_margin() {
         let day = Limit {
-            usd: 1.0,
+            max: Nanos::from_usd(1.0),
             period_ms: 86_400_000,
         };
         assert_eq!(
@@ -1210,7 +1198,7 @@ mod tests {
             86_400_000 - 400_000 + BUDGET_MARGIN_MS + 1000
         );
         let forever = Limit {
-            usd: 1.0,
+            max: Nanos::from_usd(1.0),
             period_ms: 0,
         };
         assert_eq!(budget_ttl_ms(&forever, 123, 1000), 0);
@@ -1360,25 +1348,25 @@ mod tests {
             tx: Some(tx.clone()),
             budgets: vec![("h".into(), "z".into())],
             id: "r1".into(),
-            amount: 0.3,
+            amount: Nanos::from_usd(0.3),
             settled: false,
         };
-        r.settle(0.1);
+        r.settle(Nanos::from_usd(0.1));
         drop(RemoteReservation {
             tx: Some(tx),
             budgets: vec![("h".into(), "z".into())],
             id: "r2".into(),
-            amount: 0.3,
+            amount: Nanos::from_usd(0.3),
             settled: false,
         });
         let mut got = Vec::new();
         while let Ok(Msg::Op(Op::Settle {
-            id, actual_micros, ..
+            id, actual_nanos, ..
         })) = rx.try_recv()
         {
-            got.push((id, actual_micros));
+            got.push((id, actual_nanos));
         }
-        assert_eq!(got, [("r1".to_owned(), 100_000), ("r2".to_owned(), 0)]);
+        assert_eq!(got, [("r1".to_owned(), 100_000_000), ("r2".to_owned(), 0)]);
     }
 
     #[test]
@@ -1387,7 +1375,10 @@ mod tests {
             scope: "key",
             id: "a".into(),
         };
-        let l = |usd| Limit { usd, period_ms: 10 };
+        let l = |usd| Limit {
+            max: Nanos::from_usd(usd),
+            period_ms: 10,
+        };
         let d = dedup_budgets(&[
             (k.clone(), l(5.0)),
             (k.clone(), l(2.0)),

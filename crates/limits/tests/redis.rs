@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use plexus_limits::rate::{Kind, LocalLimiter, Quota, Subject};
 use plexus_limits::redis::{BudgetRefusal, RedisLimitError, RedisLimiter};
-use plexus_limits::{BudgetKey, Limit};
+use plexus_limits::{BudgetKey, Limit, Nanos};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -51,8 +51,8 @@ fn budget(scope: &'static str, id: &str) -> BudgetKey {
     }
 }
 
-fn micros(usd: f64) -> i64 {
-    (usd * 1e6).round() as i64
+fn usd(v: f64) -> Nanos {
+    Nanos::from_usd(v)
 }
 
 /// Deletes every key under the prefix.
@@ -281,23 +281,23 @@ async fn budgets_are_shared_across_instances() {
     let (a, b) = (limiter(&p), limiter(&p));
     let k = budget("key", "spender");
     let limit = Limit {
-        usd: 1.0,
+        max: usd(1.0),
         period_ms: DAY_MS,
     };
     let budgets = vec![(k.clone(), limit)];
     let now = now_ms();
 
     // First use in the period: the caller must seed from its database.
-    match a.budget_reserve(&budgets, 0.3, now).await.unwrap() {
+    match a.budget_reserve(&budgets, usd(0.3), now).await.unwrap() {
         Err(BudgetRefusal::NeedsSeed(keys)) => assert_eq!(keys, vec![k.clone()]),
         other => panic!("expected NeedsSeed, got {other:?}"),
     }
     assert_eq!(a.budget_usage(&k, &limit, now).await.unwrap(), None);
-    a.budget_seed(&k, &limit, now, 0.0).await.unwrap();
-    b.budget_seed(&k, &limit, now, 0.5).await.unwrap(); // too late: the first seed wins
+    a.budget_seed(&k, &limit, now, usd(0.0)).await.unwrap();
+    b.budget_seed(&k, &limit, now, usd(0.5)).await.unwrap(); // too late: the first seed wins
     assert_eq!(
         b.budget_usage(&k, &limit, now).await.unwrap(),
-        Some((0.0, 0.0))
+        Some((Nanos::ZERO, Nanos::ZERO))
     );
 
     // Ten in flight at 0.3 worst case, from two instances: only three fit in $1.
@@ -305,7 +305,7 @@ async fn budgets_are_shared_across_instances() {
     for i in 0..10 {
         let l = if i % 2 == 0 { a.clone() } else { b.clone() };
         let budgets = budgets.clone();
-        tasks.spawn(async move { l.budget_reserve(&budgets, 0.3, now).await.unwrap() });
+        tasks.spawn(async move { l.budget_reserve(&budgets, usd(0.3), now).await.unwrap() });
     }
     let mut held = Vec::new();
     while let Some(r) = tasks.join_next().await {
@@ -313,48 +313,60 @@ async fn budgets_are_shared_across_instances() {
             Ok(r) => held.push(r),
             Err(BudgetRefusal::Exceeded(e)) => {
                 assert_eq!(e.key, k);
-                assert_eq!(e.limit_usd, 1.0);
+                assert_eq!(e.limit, usd(1.0));
                 assert_eq!(e.resets_at_ms, limit.period_start(now) + DAY_MS);
-                assert!(micros(e.spent_usd + e.reserved_usd) <= 900_000);
+                assert!(e.spent + e.reserved <= usd(0.9));
             }
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(held.len(), 3);
-    assert_eq!(held[0].amount(), 0.3);
+    assert_eq!(held[0].amount(), usd(0.3));
     let (spent, reserved) = a.budget_usage(&k, &limit, now).await.unwrap().unwrap();
-    assert_eq!((micros(spent), micros(reserved)), (0, 900_000));
+    assert_eq!((spent, reserved), (Nanos::ZERO, usd(0.9)));
 
     for r in held {
-        r.settle(0.1);
+        r.settle(usd(0.1));
     }
     eventually("the settlements land", || async {
         let (s, r) = a.budget_usage(&k, &limit, now).await.unwrap().unwrap();
-        (micros(s), micros(r)) == (300_000, 0)
+        (s, r) == (usd(0.3), Nanos::ZERO)
     })
     .await;
 
     // Spend is 0.3: two more worst cases fit, a third does not; dropped holds charge nothing.
-    let r1 = a.budget_reserve(&budgets, 0.3, now).await.unwrap().unwrap();
-    let r2 = b.budget_reserve(&budgets, 0.3, now).await.unwrap().unwrap();
+    let r1 = a
+        .budget_reserve(&budgets, usd(0.3), now)
+        .await
+        .unwrap()
+        .unwrap();
+    let r2 = b
+        .budget_reserve(&budgets, usd(0.3), now)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(
-        a.budget_reserve(&budgets, 0.3, now).await.unwrap(),
+        a.budget_reserve(&budgets, usd(0.3), now).await.unwrap(),
         Err(BudgetRefusal::Exceeded(_))
     ));
     drop(r1);
     drop(r2);
     eventually("dropped holds are released", || async {
         let (s, r) = a.budget_usage(&k, &limit, now).await.unwrap().unwrap();
-        (micros(s), micros(r)) == (300_000, 0)
+        (s, r) == (usd(0.3), Nanos::ZERO)
     })
     .await;
 
     // A spent budget refuses even free requests.
-    let r = a.budget_reserve(&budgets, 0.7, now).await.unwrap().unwrap();
-    r.settle(0.7);
+    let r = a
+        .budget_reserve(&budgets, usd(0.7), now)
+        .await
+        .unwrap()
+        .unwrap();
+    r.settle(usd(0.7));
     eventually("the budget is spent", || async {
         matches!(
-            b.budget_reserve(&budgets, 0.0, now).await.unwrap(),
+            b.budget_reserve(&budgets, usd(0.0), now).await.unwrap(),
             Err(BudgetRefusal::Exceeded(_))
         )
     })
@@ -363,7 +375,7 @@ async fn budgets_are_shared_across_instances() {
     // The next period starts unseeded.
     let next = limit.period_start(now) + DAY_MS;
     assert!(matches!(
-        a.budget_reserve(&budgets, 0.3, next).await.unwrap(),
+        a.budget_reserve(&budgets, usd(0.3), next).await.unwrap(),
         Err(BudgetRefusal::NeedsSeed(_))
     ));
     cleanup(&p).await;
@@ -374,35 +386,41 @@ async fn budgets_are_all_or_nothing_and_seeds_carry_recorded_spend() {
     let p = prefix();
     let l = limiter(&p);
     let now = now_ms();
-    let day = |usd| Limit {
-        usd,
+    let day = |v| Limit {
+        max: usd(v),
         period_ms: DAY_MS,
     };
     let (k, team) = (budget("key", "k"), budget("team", "red"));
     let both = [(k.clone(), day(10.0)), (team.clone(), day(0.5))];
-    match l.budget_reserve(&both, 0.4, now).await.unwrap() {
+    match l.budget_reserve(&both, usd(0.4), now).await.unwrap() {
         Err(BudgetRefusal::NeedsSeed(keys)) => assert_eq!(keys, vec![k.clone(), team.clone()]),
         other => panic!("expected NeedsSeed, got {other:?}"),
     }
-    l.budget_seed(&k, &day(10.0), now, 2.0).await.unwrap();
-    match l.budget_reserve(&both, 0.4, now).await.unwrap() {
+    l.budget_seed(&k, &day(10.0), now, usd(2.0)).await.unwrap();
+    match l.budget_reserve(&both, usd(0.4), now).await.unwrap() {
         Err(BudgetRefusal::NeedsSeed(keys)) => assert_eq!(keys, vec![team.clone()]),
         other => panic!("expected NeedsSeed, got {other:?}"),
     }
-    l.budget_seed(&team, &day(0.5), now, 0.0).await.unwrap();
+    l.budget_seed(&team, &day(0.5), now, usd(0.0))
+        .await
+        .unwrap();
 
-    let held = l.budget_reserve(&both, 0.4, now).await.unwrap().unwrap();
-    match l.budget_reserve(&both, 0.4, now).await.unwrap() {
+    let held = l
+        .budget_reserve(&both, usd(0.4), now)
+        .await
+        .unwrap()
+        .unwrap();
+    match l.budget_reserve(&both, usd(0.4), now).await.unwrap() {
         Err(BudgetRefusal::Exceeded(e)) => {
             assert_eq!(e.key, team);
-            assert_eq!(micros(e.reserved_usd), 400_000);
+            assert_eq!(e.reserved, usd(0.4));
         }
         other => panic!("expected Exceeded, got {other:?}"),
     }
     let (spent, reserved) = l.budget_usage(&k, &day(10.0), now).await.unwrap().unwrap();
     assert_eq!(
-        (micros(spent), micros(reserved)),
-        (2_000_000, 400_000),
+        (spent, reserved),
+        (usd(2.0), usd(0.4)),
         "the seed's recorded spend, and nothing reserved by the refusal"
     );
     drop(held);
@@ -416,15 +434,27 @@ async fn budget_reservations_of_a_crashed_holder_expire() {
     let now = now_ms();
     let k = budget("user", "u");
     let limit = Limit {
-        usd: 1.0,
+        max: usd(1.0),
         period_ms: DAY_MS,
     };
-    l.budget_seed(&k, &limit, now, 0.0).await.unwrap();
+    l.budget_seed(&k, &limit, now, usd(0.0)).await.unwrap();
     let budgets = [(k.clone(), limit)];
-    std::mem::forget(l.budget_reserve(&budgets, 0.8, now).await.unwrap().unwrap());
-    assert!(l.budget_reserve(&budgets, 0.8, now).await.unwrap().is_err());
+    std::mem::forget(
+        l.budget_reserve(&budgets, usd(0.8), now)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    assert!(l
+        .budget_reserve(&budgets, usd(0.8), now)
+        .await
+        .unwrap()
+        .is_err());
     eventually("the leaked reservation expires", || async {
-        l.budget_reserve(&budgets, 0.8, now).await.unwrap().is_ok()
+        l.budget_reserve(&budgets, usd(0.8), now)
+            .await
+            .unwrap()
+            .is_ok()
     })
     .await;
     cleanup(&p).await;
@@ -471,17 +501,17 @@ async fn shutdown_applies_what_is_queued() {
     let now = now_ms();
     let k = budget("key", "bye");
     let limit = Limit {
-        usd: 1.0,
+        max: usd(1.0),
         period_ms: DAY_MS,
     };
-    l.budget_seed(&k, &limit, now, 0.0).await.unwrap();
+    l.budget_seed(&k, &limit, now, usd(0.0)).await.unwrap();
     let r = l
-        .budget_reserve(&[(k.clone(), limit)], 0.5, now)
+        .budget_reserve(&[(k.clone(), limit)], usd(0.5), now)
         .await
         .unwrap()
         .unwrap();
     drop(holds);
-    r.settle(0.25);
+    r.settle(usd(0.25));
     l.shutdown().await;
     l.shutdown().await; // idempotent
 
@@ -490,7 +520,7 @@ async fn shutdown_applies_what_is_queued() {
         other.acquire(&s, 0).await.unwrap().unwrap();
     }
     let (spent, reserved) = other.budget_usage(&k, &limit, now).await.unwrap().unwrap();
-    assert_eq!((micros(spent), micros(reserved)), (250_000, 0));
+    assert_eq!((spent, reserved), (usd(0.25), Nanos::ZERO));
     other.shutdown().await;
     cleanup(&p).await;
 }
@@ -524,15 +554,15 @@ async fn redis_down_answers_unavailable_promptly() {
     assert!(l.ping().await.is_err());
     let k = budget("key", "k");
     let limit = Limit {
-        usd: 1.0,
+        max: usd(1.0),
         period_ms: DAY_MS,
     };
-    assert!(l.budget_reserve(&[(k, limit)], 0.1, 0).await.is_err());
+    assert!(l.budget_reserve(&[(k, limit)], usd(0.1), 0).await.is_err());
 
     // Nothing to check: no Redis needed.
     let free = [Subject::new("key", "k", Quota::default())];
     assert!(l.acquire(&free, 10).await.unwrap().is_ok());
-    assert!(l.budget_reserve(&[], 1.0, 0).await.unwrap().is_ok());
+    assert!(l.budget_reserve(&[], usd(1.0), 0).await.unwrap().is_ok());
     l.shutdown().await;
 
     assert!(matches!(

@@ -3,7 +3,9 @@
 //! The OpenAI types double as Plexus's canonical request, response and chunk types.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod anthropic;
 pub mod gemini;
 pub mod money;
 pub mod openai;
+pub mod whole;

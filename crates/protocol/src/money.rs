@@ -106,7 +106,9 @@ impl<'de> Deserialize<'de> for Nanos {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Nanos, D::Error> {
         let usd = f64::deserialize(d)?;
         if !usd.is_finite() {
-            return Err(serde::de::Error::custom("a dollar amount must be a finite number"));
+            return Err(serde::de::Error::custom(
+                "a dollar amount must be a finite number",
+            ));
         }
         Ok(Nanos::from_usd(usd))
     }
@@ -137,7 +139,11 @@ mod tests {
     fn round_trips_through_json() {
         for n in [0, 1, 62_100, 1_234_567_890, -7] {
             let json = serde_json::to_string(&Nanos(n)).unwrap();
-            assert_eq!(serde_json::from_str::<Nanos>(&json).unwrap(), Nanos(n), "{json}");
+            assert_eq!(
+                serde_json::from_str::<Nanos>(&json).unwrap(),
+                Nanos(n),
+                "{json}"
+            );
         }
         assert!(serde_json::from_str::<Nanos>("\"1\"").is_err());
     }

@@ -4,6 +4,7 @@
 //! Every object keeps the fields Plexus does not model in `extra`, so an OpenAI-format upstream
 //! receives them unchanged.
 
+use crate::whole;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -27,15 +28,31 @@ pub struct ChatCompletionRequest {
     pub temperature: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_tokens: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_completion_tokens: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<Stop>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub seed: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub n: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -525,7 +542,11 @@ pub struct EmbeddingRequest {
     /// `float` (default) or `base64` (little-endian f32).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding_format: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dimensions: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -539,8 +560,8 @@ pub struct EmbeddingRequest {
 pub enum EmbeddingInput {
     One(String),
     Many(Vec<String>),
-    Tokens(Vec<u32>),
-    ManyTokens(Vec<Vec<u32>>),
+    Tokens(#[serde(deserialize_with = "whole::vec")] Vec<u32>),
+    ManyTokens(#[serde(deserialize_with = "whole::vec_of_vecs")] Vec<Vec<u32>>),
 }
 
 impl EmbeddingInput {

@@ -22,7 +22,12 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! The admin API (keys, teams, users, spend, ...) has its own typed client:
+//! [`admin::AdminClient`].
 #![forbid(unsafe_code)]
+
+pub mod admin;
 
 pub use plexus_protocol::openai::*;
 

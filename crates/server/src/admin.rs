@@ -1,6 +1,10 @@
-//! The admin API under `/admin`: keys, teams, users and the audit log. Every route takes an
-//! authenticated principal, checks the permission matrix (`plexus_auth::roles`) against the
-//! resource's team and user, and records the action (allowed or denied) in the audit log.
+//! The admin API under `/admin`: keys, teams, users, organizations, spend, credentials, the
+//! cache and the audit log. Every route takes an authenticated principal, checks the
+//! permission matrix (`plexus_auth::roles`) against the resource's team and user, and records
+//! the action (allowed or denied) in the audit log.
+//!
+//! Bodies in and out are the wire types of `plexus_protocol::admin`, which the SDK's admin
+//! client and the CLI read back and `docs/openapi.json` is checked against.
 
 use crate::chat::{parse_json, read_body};
 use crate::error::HttpError;
@@ -16,12 +20,11 @@ use plexus_auth::keys;
 use plexus_auth::roles::{authorize, may_grant, Action, Principal, Role, Scope};
 use plexus_core::config::parse_duration;
 use plexus_core::{ApiError, ErrorCode};
-use plexus_store::{
-    AuditQuery, KeyFilter, KeyRecord, KeyUpdate, StoreError, TeamRecord, UserRecord,
-};
+use plexus_protocol::admin::{self as wire, Limits};
+use plexus_protocol::money::Nanos;
+use plexus_store::{KeyFilter, KeyRecord, KeyUpdate, StoreError, TeamRecord, UserRecord};
 use secrecy::ExposeSecret;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
 pub fn routes() -> Router<AppState> {
@@ -60,13 +63,19 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+/// A `list` object's `object` field.
+const LIST: &str = "list";
+
+/// Teams and users per page of `GET /admin/teams` and `GET /admin/users`.
+const OWNER_PAGE: u32 = 1000;
+
 /// `GET /admin/cache`: the cache's size and the state of the semantic cache's learned
 /// thresholds (admins only: the figures are cache-wide).
 async fn cache_stats(
     State(state): State<AppState>,
     Auth(principal): Auth,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::CacheStats>, HttpError> {
     let actor = actor(&state, &principal, &req);
     actor
         .allow(Action::CacheRead, Scope::default(), "cache.read", "cache")
@@ -78,12 +87,20 @@ async fn cache_stats(
         )));
     };
     let (entries, bytes) = cache.store().local_size();
-    Ok(Json(json!({
-        "object": "cache.stats",
-        "local_entries": entries,
-        "local_bytes": bytes,
-        "semantic": cache.semantic().map(|s| s.stats()),
-    })))
+    let semantic = match cache.semantic() {
+        Some(s) => Some(
+            serde_json::to_value(s.stats())
+                .map_err(|e| HttpError(ApiError::internal(format!("cannot encode: {e}"))))?,
+        ),
+        None => None,
+    };
+    Ok(Json(wire::CacheStats {
+        object: "cache.stats".into(),
+        local_entries: entries,
+        local_bytes: bytes,
+        semantic,
+        extra: Map::new(),
+    }))
 }
 
 /// `DELETE /admin/cache?namespace=&model=&tag=&key_prefix=`: every given filter must match;
@@ -93,7 +110,7 @@ async fn purge_cache(
     Auth(principal): Auth,
     Query(q): Query<HashMap<String, String>>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::CachePurged>, HttpError> {
     let actor = actor(&state, &principal, &req);
     for k in q.keys() {
         if !["namespace", "model", "tag", "key_prefix"].contains(&k.as_str()) {
@@ -139,11 +156,32 @@ async fn purge_cache(
             json!({"filter": filter, "deleted": deleted}),
         )
         .await;
-    Ok(Json(json!({"object": "cache.purge", "deleted": deleted})))
+    Ok(Json(wire::CachePurged {
+        object: "cache.purge".into(),
+        deleted: deleted as u64,
+        extra: Map::new(),
+    }))
 }
 
 fn store_error(e: StoreError) -> HttpError {
-    HttpError(plexus_gateway::error::from_store(e))
+    match e {
+        // The id is taken: 409, naming the id.
+        StoreError::Conflict(what) => HttpError(
+            ApiError::new(ErrorCode::Conflict, format!("{what} already exists")).with_param("id"),
+        ),
+        other => HttpError(plexus_gateway::error::from_store(other)),
+    }
+}
+
+/// A change to a revoked key: 409 (the key stays readable, but is final).
+fn revoked(what: &str) -> HttpError {
+    HttpError(
+        ApiError::new(
+            ErrorCode::Conflict,
+            format!("a revoked key cannot be {what}"),
+        )
+        .with_param("id"),
+    )
 }
 
 fn not_found(what: &str, id: &str) -> HttpError {
@@ -221,7 +259,40 @@ async fn body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, HttpError> {
     let limit = state.runtime().config.max_request_bytes;
     let bytes = read_body(req, limit).await?;
-    Ok(parse_json(&bytes)?)
+    parse_json(&bytes).map_err(|e| HttpError(name_the_field(e, &bytes)))
+}
+
+/// serde gives no path for a field of a flattened struct (the limits) nor for an unknown field
+/// next to one: name the limit whose value does not parse, or the unknown field, as `param`.
+#[cold]
+fn name_the_field(e: ApiError, body: &[u8]) -> ApiError {
+    if e.param.as_deref().is_some_and(|p| p != ".") {
+        return e;
+    }
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+        return e;
+    };
+    for name in Limits::FIELDS {
+        let Some(v) = fields.get(name) else { continue };
+        let one = Value::Object(Map::from_iter([(name.to_owned(), v.clone())]));
+        if let Err(err) = serde_json::from_value::<Limits>(one) {
+            return invalid(format!("Invalid request: `{name}`: {err}"), name).0;
+        }
+    }
+    let unknown = e
+        .message
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_owned);
+    match unknown {
+        Some(field) => ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("Invalid request: unknown field `{field}`"),
+        )
+        .with_param(field),
+        None => e,
+    }
 }
 
 /// The (team, user) a listing covers: what an admin asks for; for everyone else their own
@@ -241,96 +312,55 @@ fn own_scope(
     }
 }
 
-fn key_view(k: &KeyRecord) -> Value {
-    json!({
-        "id": k.id,
-        "object": "key",
-        "name": k.name,
-        "team": k.team_id,
-        "user": k.user_id,
-        "role": k.role,
-        "models": k.models,
-        "metadata": k.metadata,
-        "expires_at": k.expires_at.map(|ms| ms / 1000),
-        "max_budget_usd": k.max_budget_usd,
-        "budget_period": k.budget_period,
-        "rpm": k.rpm,
-        "tpm": k.tpm,
-        "tpd": k.tpd,
-        "max_parallel": k.max_parallel,
-        "created_at": k.created_at / 1000,
-        "revoked_at": k.revoked_at.map(|ms| ms / 1000),
-        "rotated_from": k.rotated_from,
-    })
+/// Stored milliseconds as the API's seconds.
+fn secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+fn key_view(k: &KeyRecord) -> wire::Key {
+    wire::Key {
+        id: k.id.clone(),
+        object: wire::Key::OBJECT.into(),
+        name: k.name.clone(),
+        team: k.team_id.clone(),
+        user: k.user_id.clone(),
+        role: k.role.clone(),
+        models: k.models.clone(),
+        metadata: k.metadata.clone(),
+        expires_at: k.expires_at.map(secs),
+        limits: k.limits.clone(),
+        created_at: secs(k.created_at),
+        revoked: k.revoked_at.is_some(),
+        revoked_at: k.revoked_at.map(secs),
+        rotated_from: k.rotated_from.clone(),
+        key: None,
+        warning: None,
+        extra: Map::new(),
+    }
 }
 
 fn invalid(message: impl Into<String>, param: &str) -> HttpError {
     HttpError(ApiError::new(ErrorCode::InvalidRequest, message.into()).with_param(param.to_owned()))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateKey {
-    name: String,
-    team: Option<String>,
-    user: Option<String>,
-    role: Option<String>,
-    #[serde(default)]
-    models: Vec<String>,
-    /// Unix seconds.
-    expires_at: Option<i64>,
-    /// A duration from now, e.g. `30d` (alternative to `expires_at`).
-    expires_in: Option<String>,
-    max_budget_usd: Option<f64>,
-    budget_period: Option<String>,
-    rpm: Option<i64>,
-    tpm: Option<i64>,
-    /// Tokens per day.
-    tpd: Option<i64>,
-    max_parallel: Option<i64>,
-    #[serde(default)]
-    metadata: Option<Value>,
-}
-
-/// The rate limits of a request body, named as the API names them (for `check_limits`).
-fn rates(
-    rpm: Option<i64>,
-    tpm: Option<i64>,
-    tpd: Option<i64>,
-    max_parallel: Option<i64>,
-) -> [(&'static str, Option<i64>); 4] {
-    [
-        ("rpm", rpm),
-        ("tpm", tpm),
-        ("tpd", tpd),
-        ("max_parallel", max_parallel),
-    ]
-}
-
 /// Validates a budget and rate limits: a non-negative budget, a non-zero period, positive
 /// limits; the error names the parameter.
-fn check_limits(
-    budget: Option<f64>,
-    period: Option<&str>,
-    limits: &[(&str, Option<i64>)],
-) -> Result<(), HttpError> {
-    if let Some(b) = budget {
-        if !b.is_finite() || b < 0.0 {
-            return Err(invalid(
-                "`max_budget_usd` must be a non-negative number",
-                "max_budget_usd",
-            ));
-        }
+fn check_limits(l: &Limits) -> Result<(), HttpError> {
+    if l.max_budget_usd.is_some_and(|b| b < Nanos::ZERO) {
+        return Err(invalid(
+            "`max_budget_usd` must be a non-negative number",
+            "max_budget_usd",
+        ));
     }
-    if let Some(p) = period {
-        if parse_duration(p).is_none_or(|d| d.is_zero()) {
+    if let Some(p) = &l.budget_period {
+        if !wire::is_period(p) {
             return Err(invalid(
-                "`budget_period` must be a duration such as `1d` or `30d`",
+                "`budget_period` must be a duration such as `1d` or `30d` (a whole number of ms, s, m, h or d)",
                 "budget_period",
             ));
         }
     }
-    for &(name, v) in limits {
+    for (name, v) in l.rates() {
         if v.is_some_and(|v| v <= 0) {
             return Err(invalid(format!("`{name}` must be positive"), name));
         }
@@ -339,7 +369,11 @@ fn check_limits(
 }
 
 fn check_models(models: &[String]) -> Result<(), HttpError> {
-    if models.len() > 1000 || models.iter().any(|m| m.is_empty() || m.len() > 256) {
+    if models.len() > 1000
+        || models
+            .iter()
+            .any(|m| m.is_empty() || m.chars().count() > 256)
+    {
         return Err(invalid(
             "`models` must hold up to 1000 non-empty names",
             "models",
@@ -348,29 +382,35 @@ fn check_models(models: &[String]) -> Result<(), HttpError> {
     Ok(())
 }
 
+/// A display name: 1 to 256 characters.
+fn check_name(name: &str) -> Result<(), HttpError> {
+    if name.is_empty() || name.chars().count() > 256 {
+        return Err(invalid("`name` must be 1 to 256 characters", "name"));
+    }
+    Ok(())
+}
+
+fn parse_role(r: Option<&str>) -> Result<Role, HttpError> {
+    match r {
+        None => Ok(Role::Member),
+        Some(r) => Role::parse(r)
+            .ok_or_else(|| invalid("`role` must be admin, team_admin, member or viewer", "role")),
+    }
+}
+
 async fn create_key(
     State(state): State<AppState>,
     Auth(principal): Auth,
     req: Request,
 ) -> Result<Response, HttpError> {
     let actor = actor(&state, &principal, &req);
-    let b: CreateKey = body(&state, req).await?;
-    if b.name.trim().is_empty() || b.name.len() > 256 {
-        return Err(invalid("`name` must be 1 to 256 characters", "name"));
-    }
-    let role = match b.role.as_deref() {
-        None => Role::Member,
-        Some(r) => Role::parse(r)
-            .ok_or_else(|| invalid("`role` must be admin, team_admin, member or viewer", "role"))?,
-    };
+    let b: wire::CreateKey = body(&state, req).await?;
+    check_name(&b.name)?;
+    let role = parse_role(b.role.as_deref())?;
     check_models(&b.models)?;
-    check_limits(
-        b.max_budget_usd,
-        b.budget_period.as_deref(),
-        &rates(b.rpm, b.tpm, b.tpd, b.max_parallel),
-    )?;
+    check_limits(&b.limits)?;
     // Non-admins create keys in their own scope unless they name one.
-    let team = b.team.or_else(|| {
+    let mut team = b.team.or_else(|| {
         (principal.role != Role::Admin)
             .then(|| principal.team_id.clone())
             .flatten()
@@ -407,6 +447,17 @@ async fn create_key(
             Some(rec) if team.is_some() && rec.team_id != team => {
                 return Err(invalid("the user is not in that team", "user"));
             }
+            // A user's key belongs to the user's team: its spend counts there.
+            Some(rec) if team.is_none() && rec.team_id.is_some() => {
+                team = rec.team_id;
+                let scope = Scope {
+                    team_id: team.as_deref(),
+                    user_id: Some(u),
+                };
+                actor
+                    .allow(Action::KeyWrite, scope, "key.create", &b.name)
+                    .await?;
+            }
             Some(_) => {}
         }
     }
@@ -421,9 +472,10 @@ async fn create_key(
         (Some(secs), None) => Some(secs.saturating_mul(1000)),
         (None, Some(d)) => Some(
             now + parse_duration(d)
+                .filter(|_| wire::is_period(d))
                 .ok_or_else(|| {
                     invalid(
-                        "`expires_in` must be a duration such as `30d`",
+                        "`expires_in` must be a duration such as `30d` (a whole number of ms, s, m, h or d)",
                         "expires_in",
                     )
                 })?
@@ -443,14 +495,9 @@ async fn create_key(
         user_id: user,
         role: role.as_str().to_owned(),
         models: b.models,
-        metadata: b.metadata.unwrap_or_else(|| json!({})),
+        metadata: Value::Object(b.metadata.unwrap_or_default()),
         expires_at,
-        max_budget_usd: b.max_budget_usd,
-        budget_period: b.budget_period,
-        rpm: b.rpm,
-        tpm: b.tpm,
-        tpd: b.tpd,
-        max_parallel: b.max_parallel,
+        limits: b.limits,
         created_at: now,
         revoked_at: None,
         rotated_from: None,
@@ -465,12 +512,12 @@ async fn create_key(
         .audit("key.create", &record.id, "ok", json!({"name": record.name, "role": record.role, "team": record.team_id, "user": record.user_id}))
         .await;
     let mut view = key_view(&record);
-    view["key"] = Value::String(generated.key.expose_secret().to_owned());
+    view.key = Some(generated.key.expose_secret().to_owned());
     if state.runtime().master_key_hash.is_none() {
         const OPEN: &str = "no master key is set: the gateway accepts requests that present no \
             key as an administrator, and virtual keys only restrict the requests that present them";
         tracing::warn!(message = OPEN, key = %record.id);
-        view["warning"] = Value::String(OPEN.to_owned());
+        view.warning = Some(OPEN.to_owned());
     }
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -497,15 +544,29 @@ async fn load_key(
     Ok(key)
 }
 
+/// `GET /admin/keys/{id}`: revoked keys too (`revoked: true`), so what was revoked when stays
+/// readable.
 async fn get_key(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::Key>, HttpError> {
     let actor = actor(&state, &principal, &req);
     let key = load_key(&actor, &id, Action::KeyRead, "key.read").await?;
     Ok(Json(key_view(&key)))
+}
+
+/// A `limit` query parameter: `default` when absent, else 1 to `max`.
+fn page_limit(q: &HashMap<String, String>, default: u32, max: u32) -> Result<u32, HttpError> {
+    match q.get("limit") {
+        None => Ok(default),
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| invalid(format!("`limit` must be 1 to {max}"), "limit")),
+    }
 }
 
 async fn list_keys(
@@ -513,20 +574,22 @@ async fn list_keys(
     Auth(principal): Auth,
     Query(q): Query<HashMap<String, String>>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::KeyList>, HttpError> {
     let actor = actor(&state, &principal, &req);
-    let limit = match q.get("limit") {
-        None => 100,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=1000).contains(l))
-            .ok_or_else(|| invalid("`limit` must be 1 to 1000", "limit"))?,
-    };
+    let limit = page_limit(&q, 100, 1000)?;
     let mut filter = KeyFilter {
         team_id: q.get("team").cloned(),
         user_id: q.get("user").cloned(),
-        include_revoked: q.get("include_revoked").is_some_and(|v| v == "true"),
+        include_revoked: match q.get("include_revoked").map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(invalid(
+                    "`include_revoked` must be true or false",
+                    "include_revoked",
+                ))
+            }
+        },
         after: q.get("cursor").cloned(),
         limit,
     };
@@ -544,45 +607,13 @@ async fn list_keys(
         .list_keys(&filter)
         .await
         .map_err(store_error)?;
-    Ok(Json(json!({
-        "object": "list",
-        "data": page.iter().map(key_view).collect::<Vec<_>>(),
-        "next_cursor": next,
-        "has_more": next.is_some(),
-    })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PatchKey {
-    name: Option<String>,
-    models: Option<Vec<String>>,
-    metadata: Option<Value>,
-    #[serde(default, with = "double_option")]
-    expires_at: Option<Option<i64>>,
-    #[serde(default, with = "double_option")]
-    max_budget_usd: Option<Option<f64>>,
-    #[serde(default, with = "double_option")]
-    budget_period: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
-    rpm: Option<Option<i64>>,
-    #[serde(default, with = "double_option")]
-    tpm: Option<Option<i64>>,
-    #[serde(default, with = "double_option")]
-    tpd: Option<Option<i64>>,
-    #[serde(default, with = "double_option")]
-    max_parallel: Option<Option<i64>>,
-}
-
-/// Absent → `None` (leave as is); `null` → `Some(None)` (clear).
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<T>>, D::Error> {
-        Option::<T>::deserialize(d).map(Some)
-    }
+    Ok(Json(wire::KeyList {
+        object: LIST.into(),
+        data: page.iter().map(key_view).collect(),
+        has_more: next.is_some(),
+        next_cursor: next,
+        extra: Map::new(),
+    }))
 }
 
 async fn update_key(
@@ -590,10 +621,13 @@ async fn update_key(
     Auth(principal): Auth,
     Path(id): Path<String>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::Key>, HttpError> {
     let actor = actor(&state, &principal, &req);
     let mut key = load_key(&actor, &id, Action::KeyWrite, "key.update").await?;
-    let p: PatchKey = body(&state, req).await?;
+    let p: wire::PatchKey = body(&state, req).await?;
+    if key.revoked_at.is_some() {
+        return Err(revoked("changed"));
+    }
     if let Some(models) = &p.models {
         check_models(models)?;
         let role = Role::parse(&key.role).unwrap_or(Role::Viewer);
@@ -602,43 +636,16 @@ async fn update_key(
         }
     }
     if let Some(name) = &p.name {
-        if name.trim().is_empty() || name.len() > 256 {
-            return Err(invalid("`name` must be 1 to 256 characters", "name"));
-        }
+        check_name(name)?;
     }
-    check_limits(
-        p.max_budget_usd.flatten(),
-        p.budget_period.clone().flatten().as_deref(),
-        &rates(
-            p.rpm.flatten(),
-            p.tpm.flatten(),
-            p.tpd.flatten(),
-            p.max_parallel.flatten(),
-        ),
-    )?;
-    let changed = changed(&[
-        ("name", p.name.is_some()),
-        ("models", p.models.is_some()),
-        ("metadata", p.metadata.is_some()),
-        ("expires_at", p.expires_at.is_some()),
-        ("max_budget_usd", p.max_budget_usd.is_some()),
-        ("budget_period", p.budget_period.is_some()),
-        ("rpm", p.rpm.is_some()),
-        ("tpm", p.tpm.is_some()),
-        ("tpd", p.tpd.is_some()),
-        ("max_parallel", p.max_parallel.is_some()),
-    ]);
+    check_limits(&p.limits.values())?;
+    let changed = p.given();
     KeyUpdate {
         name: p.name,
         models: p.models,
-        metadata: p.metadata,
+        metadata: p.metadata.map(Value::Object),
         expires_at: p.expires_at.map(|v| v.map(|s| s.saturating_mul(1000))),
-        max_budget_usd: p.max_budget_usd,
-        budget_period: p.budget_period,
-        rpm: p.rpm,
-        tpm: p.tpm,
-        tpd: p.tpd,
-        max_parallel: p.max_parallel,
+        limits: p.limits,
     }
     .apply(&mut key);
     state.store().update_key(&key).await.map_err(store_error)?;
@@ -649,30 +656,35 @@ async fn update_key(
     Ok(Json(key_view(&key)))
 }
 
+/// `DELETE /admin/keys/{id}` revokes: the key stops authenticating at once and stays readable
+/// as `revoked`. Revoking again changes nothing and answers the same.
 async fn revoke_key(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::KeyRevoked>, HttpError> {
     let actor = actor(&state, &principal, &req);
     let mut key = load_key(&actor, &id, Action::KeyWrite, "key.revoke").await?;
-    if key.revoked_at.is_none() {
-        key.revoked_at = Some(state.clock().now_unix_ms());
-        state.store().update_key(&key).await.map_err(store_error)?;
-    }
+    let revoked_at = match key.revoked_at {
+        Some(at) => at,
+        None => {
+            let now = state.clock().now_unix_ms();
+            key.revoked_at = Some(now);
+            state.store().update_key(&key).await.map_err(store_error)?;
+            now
+        }
+    };
     state.auth().invalidate(&id);
     actor.audit("key.revoke", &id, "ok", json!({})).await;
-    Ok(Json(
-        json!({"id": id, "object": "key", "deleted": true, "revoked_at": key.revoked_at.map(|ms| ms / 1000)}),
-    ))
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Rotate {
-    #[serde(default)]
-    grace_seconds: u64,
+    Ok(Json(wire::KeyRevoked {
+        id,
+        object: wire::Key::OBJECT.into(),
+        deleted: true,
+        revoked: true,
+        revoked_at: secs(revoked_at),
+        extra: Map::new(),
+    }))
 }
 
 async fn rotate_key(
@@ -683,9 +695,9 @@ async fn rotate_key(
 ) -> Result<Response, HttpError> {
     let actor = actor(&state, &principal, &req);
     let mut old = load_key(&actor, &id, Action::KeyWrite, "key.rotate").await?;
-    let r: Rotate = body(&state, req).await?;
+    let r: wire::RotateKey = body(&state, req).await?;
     if old.revoked_at.is_some() {
-        return Err(invalid("a revoked key cannot be rotated", "id"));
+        return Err(revoked("rotated"));
     }
     if r.grace_seconds > 30 * 86_400 {
         return Err(invalid(
@@ -722,26 +734,43 @@ async fn rotate_key(
         )
         .await;
     let mut view = key_view(&new);
-    view["key"] = Value::String(generated.key.expose_secret().to_owned());
+    view.key = Some(generated.key.expose_secret().to_owned());
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
-fn team_view(t: &TeamRecord) -> Value {
-    json!({"id": t.id, "object": "team", "name": t.name, "org": t.org_id, "max_budget_usd": t.max_budget_usd,
-           "budget_period": t.budget_period, "rpm": t.rpm, "tpm": t.tpm, "tpd": t.tpd,
-           "max_parallel": t.max_parallel, "metadata": t.metadata, "created_at": t.created_at / 1000})
+fn team_view(t: &TeamRecord) -> wire::Team {
+    wire::Team {
+        id: t.id.clone(),
+        object: wire::Team::OBJECT.into(),
+        name: t.name.clone(),
+        org: t.org_id.clone(),
+        limits: t.limits.clone(),
+        metadata: t.metadata.clone(),
+        created_at: secs(t.created_at),
+        extra: Map::new(),
+    }
 }
 
-fn user_view(u: &UserRecord) -> Value {
-    json!({"id": u.id, "object": "user", "name": u.name, "team": u.team_id, "role": u.role,
-           "max_budget_usd": u.max_budget_usd, "budget_period": u.budget_period,
-           "rpm": u.rpm, "tpm": u.tpm, "tpd": u.tpd, "max_parallel": u.max_parallel,
-           "created_at": u.created_at / 1000})
+fn user_view(u: &UserRecord) -> wire::User {
+    wire::User {
+        id: u.id.clone(),
+        object: wire::User::OBJECT.into(),
+        name: u.name.clone(),
+        team: u.team_id.clone(),
+        role: u.role.clone(),
+        limits: u.limits.clone(),
+        created_at: secs(u.created_at),
+        extra: Map::new(),
+    }
 }
 
-/// The names of the fields a PATCH body gives (set or cleared), for the audit log.
-fn changed(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
-    fields.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect()
+fn deleted(id: String, object: &str) -> wire::Deleted {
+    wire::Deleted {
+        id,
+        object: object.into(),
+        deleted: true,
+        extra: Map::new(),
+    }
 }
 
 fn valid_id(id: &str, param: &str) -> Result<(), HttpError> {
@@ -760,19 +789,15 @@ fn valid_id(id: &str, param: &str) -> Result<(), HttpError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateOrg {
-    id: String,
-    name: Option<String>,
-}
-
-fn org_view(o: &plexus_store::OrgRecord, teams: Option<&[TeamRecord]>) -> Value {
-    let mut v = json!({"id": o.id, "object": "organization", "name": o.name, "created_at": o.created_at / 1000});
-    if let Some(teams) = teams {
-        v["teams"] = json!(teams.iter().map(|t| t.id.clone()).collect::<Vec<_>>());
+fn org_view(o: &plexus_store::OrgRecord, teams: Option<&[TeamRecord]>) -> wire::Org {
+    wire::Org {
+        id: o.id.clone(),
+        object: wire::Org::OBJECT.into(),
+        name: o.name.clone(),
+        created_at: secs(o.created_at),
+        teams: teams.map(|ts| ts.iter().map(|t| t.id.clone()).collect()),
+        extra: Map::new(),
     }
-    v
 }
 
 /// Organizations group teams; managing them is an admin's job.
@@ -785,8 +810,11 @@ async fn create_org(
     actor
         .allow(Action::TeamWrite, Scope::default(), "org.create", "orgs")
         .await?;
-    let b: CreateOrg = body(&state, req).await?;
+    let b: wire::CreateOrg = body(&state, req).await?;
     valid_id(&b.id, "id")?;
+    if let Some(name) = &b.name {
+        check_name(name)?;
+    }
     let org = plexus_store::OrgRecord {
         name: b.name.unwrap_or_else(|| b.id.clone()),
         id: b.id,
@@ -803,15 +831,17 @@ async fn list_orgs(
     State(state): State<AppState>,
     Auth(principal): Auth,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::OrgList>, HttpError> {
     let actor = actor(&state, &principal, &req);
     actor
         .allow(Action::TeamWrite, Scope::default(), "org.list", "orgs")
         .await?;
     let orgs = state.store().list_orgs().await.map_err(store_error)?;
-    Ok(Json(
-        json!({"object": "list", "data": orgs.iter().map(|o| org_view(o, None)).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(wire::OrgList {
+        object: LIST.into(),
+        data: orgs.iter().map(|o| org_view(o, None)).collect(),
+        extra: Map::new(),
+    }))
 }
 
 async fn get_org(
@@ -819,7 +849,7 @@ async fn get_org(
     Auth(principal): Auth,
     Path(id): Path<String>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::Org>, HttpError> {
     let actor = actor(&state, &principal, &req);
     actor
         .allow(Action::TeamWrite, Scope::default(), "org.read", &id)
@@ -831,22 +861,6 @@ async fn get_org(
     Ok(Json(org_view(&org, Some(&teams))))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateTeam {
-    id: String,
-    name: Option<String>,
-    /// The organization the team belongs to.
-    org: Option<String>,
-    max_budget_usd: Option<f64>,
-    budget_period: Option<String>,
-    rpm: Option<i64>,
-    tpm: Option<i64>,
-    tpd: Option<i64>,
-    max_parallel: Option<i64>,
-    metadata: Option<Value>,
-}
-
 async fn create_team(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -856,13 +870,12 @@ async fn create_team(
     actor
         .allow(Action::TeamWrite, Scope::default(), "team.create", "teams")
         .await?;
-    let b: CreateTeam = body(&state, req).await?;
+    let b: wire::CreateTeam = body(&state, req).await?;
     valid_id(&b.id, "id")?;
-    check_limits(
-        b.max_budget_usd,
-        b.budget_period.as_deref(),
-        &rates(b.rpm, b.tpm, b.tpd, b.max_parallel),
-    )?;
+    if let Some(name) = &b.name {
+        check_name(name)?;
+    }
+    check_limits(&b.limits)?;
     if let Some(org) = &b.org {
         if state
             .store()
@@ -878,13 +891,8 @@ async fn create_team(
         name: b.name.unwrap_or_else(|| b.id.clone()),
         id: b.id,
         org_id: b.org,
-        max_budget_usd: b.max_budget_usd,
-        budget_period: b.budget_period,
-        rpm: b.rpm,
-        tpm: b.tpm,
-        tpd: b.tpd,
-        max_parallel: b.max_parallel,
-        metadata: b.metadata.unwrap_or_else(|| json!({})),
+        limits: b.limits,
+        metadata: Value::Object(b.metadata.unwrap_or_default()),
         created_at: state.clock().now_unix_ms(),
     };
     state
@@ -902,7 +910,7 @@ async fn get_team(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::Team>, HttpError> {
     if authorize(
         &principal,
         Action::TeamRead,
@@ -920,31 +928,12 @@ async fn get_team(
         .ok_or_else(|| not_found("team", &id))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PatchTeam {
-    name: Option<String>,
-    #[serde(default, with = "double_option")]
-    max_budget_usd: Option<Option<f64>>,
-    #[serde(default, with = "double_option")]
-    budget_period: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
-    rpm: Option<Option<i64>>,
-    #[serde(default, with = "double_option")]
-    tpm: Option<Option<i64>>,
-    #[serde(default, with = "double_option")]
-    tpd: Option<Option<i64>>,
-    #[serde(default, with = "double_option")]
-    max_parallel: Option<Option<i64>>,
-    metadata: Option<Value>,
-}
-
 async fn update_team(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::Team>, HttpError> {
     let actor = actor(&state, &principal, &req);
     actor
         .allow(
@@ -957,53 +946,21 @@ async fn update_team(
             &id,
         )
         .await?;
-    let p: PatchTeam = body(&state, req).await?;
+    let p: wire::PatchTeam = body(&state, req).await?;
     let Some(mut team) = state.store().get_team(&id).await.map_err(store_error)? else {
         return Err(not_found("team", &id));
     };
-    check_limits(
-        p.max_budget_usd.flatten(),
-        p.budget_period.clone().flatten().as_deref(),
-        &rates(
-            p.rpm.flatten(),
-            p.tpm.flatten(),
-            p.tpd.flatten(),
-            p.max_parallel.flatten(),
-        ),
-    )?;
-    let changed = changed(&[
-        ("name", p.name.is_some()),
-        ("max_budget_usd", p.max_budget_usd.is_some()),
-        ("budget_period", p.budget_period.is_some()),
-        ("rpm", p.rpm.is_some()),
-        ("tpm", p.tpm.is_some()),
-        ("tpd", p.tpd.is_some()),
-        ("max_parallel", p.max_parallel.is_some()),
-        ("metadata", p.metadata.is_some()),
-    ]);
+    if let Some(name) = &p.name {
+        check_name(name)?;
+    }
+    check_limits(&p.limits.values())?;
+    let changed = p.given();
     if let Some(n) = p.name {
         team.name = n;
     }
-    if let Some(b) = p.max_budget_usd {
-        team.max_budget_usd = b;
-    }
-    if let Some(b) = p.budget_period {
-        team.budget_period = b;
-    }
-    if let Some(v) = p.rpm {
-        team.rpm = v;
-    }
-    if let Some(v) = p.tpm {
-        team.tpm = v;
-    }
-    if let Some(v) = p.tpd {
-        team.tpd = v;
-    }
-    if let Some(v) = p.max_parallel {
-        team.max_parallel = v;
-    }
+    p.limits.apply(&mut team.limits);
     if let Some(m) = p.metadata {
-        team.metadata = m;
+        team.metadata = Value::Object(m);
     }
     state
         .store()
@@ -1022,7 +979,7 @@ async fn delete_team(
     Auth(principal): Auth,
     Path(id): Path<String>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::Deleted>, HttpError> {
     let actor = actor(&state, &principal, &req);
     actor
         .allow(
@@ -1038,7 +995,7 @@ async fn delete_team(
     state.store().delete_team(&id).await.map_err(store_error)?;
     state.auth().invalidate_team(&id);
     actor.audit("team.delete", &id, "ok", json!({})).await;
-    Ok(Json(json!({"id": id, "object": "team", "deleted": true})))
+    Ok(Json(deleted(id, wire::Team::OBJECT)))
 }
 
 async fn list_teams(
@@ -1046,7 +1003,7 @@ async fn list_teams(
     Auth(principal): Auth,
     Query(q): Query<HashMap<String, String>>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::TeamList>, HttpError> {
     let actor = actor(&state, &principal, &req);
     if principal.role != Role::Admin {
         // Everyone else sees their own team only.
@@ -1054,36 +1011,27 @@ async fn list_teams(
             Some(t) => state.store().get_team(t).await.map_err(store_error)?,
             None => None,
         };
-        return Ok(Json(
-            json!({"object": "list", "data": team.iter().map(team_view).collect::<Vec<_>>(), "has_more": false}),
-        ));
+        return Ok(Json(wire::TeamList {
+            object: LIST.into(),
+            data: team.iter().map(team_view).collect(),
+            has_more: false,
+            extra: Map::new(),
+        }));
     }
     actor
         .allow(Action::TeamRead, Scope::default(), "team.list", "teams")
         .await?;
     let teams = state
         .store()
-        .list_teams(q.get("cursor").map(String::as_str), 1000)
+        .list_teams(q.get("cursor").map(String::as_str), OWNER_PAGE)
         .await
         .map_err(store_error)?;
-    Ok(Json(
-        json!({"object": "list", "data": teams.iter().map(team_view).collect::<Vec<_>>()}),
-    ))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateUser {
-    id: String,
-    name: Option<String>,
-    team: Option<String>,
-    role: Option<String>,
-    max_budget_usd: Option<f64>,
-    budget_period: Option<String>,
-    rpm: Option<i64>,
-    tpm: Option<i64>,
-    tpd: Option<i64>,
-    max_parallel: Option<i64>,
+    Ok(Json(wire::TeamList {
+        object: LIST.into(),
+        has_more: teams.len() >= OWNER_PAGE as usize,
+        data: teams.iter().map(team_view).collect(),
+        extra: Map::new(),
+    }))
 }
 
 async fn create_user(
@@ -1092,13 +1040,12 @@ async fn create_user(
     req: Request,
 ) -> Result<Response, HttpError> {
     let actor = actor(&state, &principal, &req);
-    let b: CreateUser = body(&state, req).await?;
+    let b: wire::CreateUser = body(&state, req).await?;
     valid_id(&b.id, "id")?;
-    let role = match b.role.as_deref() {
-        None => Role::Member,
-        Some(r) => Role::parse(r)
-            .ok_or_else(|| invalid("`role` must be admin, team_admin, member or viewer", "role"))?,
-    };
+    if let Some(name) = &b.name {
+        check_name(name)?;
+    }
+    let role = parse_role(b.role.as_deref())?;
     let team = b.team.or_else(|| {
         (principal.role != Role::Admin)
             .then(|| principal.team_id.clone())
@@ -1129,22 +1076,13 @@ async fn create_user(
             return Err(not_found("team", t));
         }
     }
-    check_limits(
-        b.max_budget_usd,
-        b.budget_period.as_deref(),
-        &rates(b.rpm, b.tpm, b.tpd, b.max_parallel),
-    )?;
+    check_limits(&b.limits)?;
     let user = UserRecord {
         name: b.name.unwrap_or_else(|| b.id.clone()),
         id: b.id,
         team_id: team,
         role: role.as_str().to_owned(),
-        max_budget_usd: b.max_budget_usd,
-        budget_period: b.budget_period,
-        rpm: b.rpm,
-        tpm: b.tpm,
-        tpd: b.tpd,
-        max_parallel: b.max_parallel,
+        limits: b.limits,
         created_at: state.clock().now_unix_ms(),
     };
     state
@@ -1163,49 +1101,21 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(user_view(&user))).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PatchUser {
-    name: Option<String>,
-    team: Option<String>,
-    role: Option<String>,
-    #[serde(default, with = "double_option")]
-    max_budget_usd: Option<Option<f64>>,
-    #[serde(default, with = "double_option")]
-    budget_period: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
-    rpm: Option<Option<i64>>,
-    #[serde(default, with = "double_option")]
-    tpm: Option<Option<i64>>,
-    #[serde(default, with = "double_option")]
-    tpd: Option<Option<i64>>,
-    #[serde(default, with = "double_option")]
-    max_parallel: Option<Option<i64>>,
-}
-
 async fn update_user(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::User>, HttpError> {
     let actor = actor(&state, &principal, &req);
     let mut user = load_user(&actor, &id, Action::UserWrite, "user.update").await?;
-    let p: PatchUser = body(&state, req).await?;
-    let changed = changed(&[
-        ("name", p.name.is_some()),
-        ("team", p.team.is_some()),
-        ("role", p.role.is_some()),
-        ("max_budget_usd", p.max_budget_usd.is_some()),
-        ("budget_period", p.budget_period.is_some()),
-        ("rpm", p.rpm.is_some()),
-        ("tpm", p.tpm.is_some()),
-        ("tpd", p.tpd.is_some()),
-        ("max_parallel", p.max_parallel.is_some()),
-    ]);
+    let p: wire::PatchUser = body(&state, req).await?;
+    let changed = p.given();
+    if let Some(name) = &p.name {
+        check_name(name)?;
+    }
     if let Some(r) = &p.role {
-        let role = Role::parse(r)
-            .ok_or_else(|| invalid("`role` must be admin, team_admin, member or viewer", "role"))?;
+        let role = parse_role(Some(r))?;
         if let Err(denied) = may_grant(&principal, role, &principal.models.clone()) {
             return Err(actor.deny("user.update", &id, denied.0).await);
         }
@@ -1233,37 +1143,11 @@ async fn update_user(
         }
         user.team_id = Some(t);
     }
-    check_limits(
-        p.max_budget_usd.flatten(),
-        p.budget_period.clone().flatten().as_deref(),
-        &rates(
-            p.rpm.flatten(),
-            p.tpm.flatten(),
-            p.tpd.flatten(),
-            p.max_parallel.flatten(),
-        ),
-    )?;
+    check_limits(&p.limits.values())?;
     if let Some(n) = p.name {
         user.name = n;
     }
-    if let Some(b) = p.max_budget_usd {
-        user.max_budget_usd = b;
-    }
-    if let Some(b) = p.budget_period {
-        user.budget_period = b;
-    }
-    if let Some(v) = p.rpm {
-        user.rpm = v;
-    }
-    if let Some(v) = p.tpm {
-        user.tpm = v;
-    }
-    if let Some(v) = p.tpd {
-        user.tpd = v;
-    }
-    if let Some(v) = p.max_parallel {
-        user.max_parallel = v;
-    }
+    p.limits.apply(&mut user.limits);
     state
         .store()
         .update_user(&user)
@@ -1312,7 +1196,7 @@ async fn get_user(
     Auth(principal): Auth,
     Path(id): Path<String>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::User>, HttpError> {
     let actor = actor(&state, &principal, &req);
     let user = load_user(&actor, &id, Action::UserRead, "user.read").await?;
     Ok(Json(user_view(&user)))
@@ -1323,7 +1207,7 @@ async fn list_users(
     Auth(principal): Auth,
     Query(q): Query<HashMap<String, String>>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::UserList>, HttpError> {
     let actor = actor(&state, &principal, &req);
     let team = match principal.role {
         Role::Admin => q.get("team").cloned(),
@@ -1349,12 +1233,19 @@ async fn list_users(
         })?;
     let users = state
         .store()
-        .list_users(team.as_deref(), q.get("cursor").map(String::as_str), 1000)
+        .list_users(
+            team.as_deref(),
+            q.get("cursor").map(String::as_str),
+            OWNER_PAGE,
+        )
         .await
         .map_err(store_error)?;
-    Ok(Json(
-        json!({"object": "list", "data": users.iter().map(user_view).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(wire::UserList {
+        object: LIST.into(),
+        has_more: users.len() >= OWNER_PAGE as usize,
+        data: users.iter().map(user_view).collect(),
+        extra: Map::new(),
+    }))
 }
 
 async fn delete_user(
@@ -1362,7 +1253,7 @@ async fn delete_user(
     Auth(principal): Auth,
     Path(id): Path<String>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::Deleted>, HttpError> {
     let actor = actor(&state, &principal, &req);
     let user = load_user(&actor, &id, Action::UserWrite, "user.delete").await?;
     let (keys, _) = state
@@ -1388,7 +1279,7 @@ async fn delete_user(
             json!({"keys_deleted": keys.len()}),
         )
         .await;
-    Ok(Json(json!({"id": id, "object": "user", "deleted": true})))
+    Ok(Json(deleted(id, wire::User::OBJECT)))
 }
 
 async fn list_audit(
@@ -1396,7 +1287,7 @@ async fn list_audit(
     Auth(principal): Auth,
     Query(q): Query<HashMap<String, String>>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::AuditList>, HttpError> {
     let actor = actor(&state, &principal, &req);
     // The audit log is the admins' in this version; scoped audit reads come with spend.
     if principal.role != Role::Admin {
@@ -1408,11 +1299,7 @@ async fn list_audit(
             )
             .await);
     }
-    let limit = q
-        .get("limit")
-        .map(|l| l.parse::<u32>().ok().filter(|l| (1..=10_000).contains(l)))
-        .unwrap_or(Some(100))
-        .ok_or_else(|| invalid("`limit` must be 1 to 10000", "limit"))?;
+    let limit = page_limit(&q, 100, 10_000)?;
     let after_seq = match q.get("after") {
         None => None,
         Some(a) => Some(
@@ -1423,7 +1310,7 @@ async fn list_audit(
     state.audit().flush().await;
     let entries = state
         .store()
-        .list_audit(&AuditQuery {
+        .list_audit(&plexus_store::AuditQuery {
             actor: q.get("actor").cloned(),
             action: q.get("action").cloned(),
             after_seq,
@@ -1431,14 +1318,51 @@ async fn list_audit(
         })
         .await
         .map_err(store_error)?;
-    let data: Vec<Value> = entries
-        .iter()
-        .map(|e| json!({"seq": e.seq, "ts_ms": e.ts_ms, "actor": e.actor, "action": e.action, "target": e.target,
-                        "outcome": e.outcome, "source": e.source,
-                        "details": serde_json::from_str::<Value>(&e.details).unwrap_or(Value::Null),
-                        "prev_hash": e.prev_hash, "hash": e.hash}))
-        .collect();
-    Ok(Json(json!({"object": "list", "data": data})))
+    Ok(Json(wire::AuditList {
+        object: LIST.into(),
+        data: entries
+            .into_iter()
+            .map(|e| wire::AuditEntry {
+                details: serde_json::from_str::<Value>(&e.details).unwrap_or(Value::Null),
+                seq: e.seq,
+                ts_ms: e.ts_ms,
+                actor: e.actor,
+                action: e.action,
+                target: e.target,
+                outcome: e.outcome,
+                source: e.source,
+                prev_hash: e.prev_hash,
+                hash: e.hash,
+                extra: Map::new(),
+            })
+            .collect(),
+        extra: Map::new(),
+    }))
+}
+
+/// The spend report's label for rows with nothing to group by (by model: requests refused
+/// before they named one, such as an unreadable body).
+const NO_GROUP: &str = "(none)";
+
+fn spend_row(group: wire::SpendGroup, r: &plexus_store::SpendRow) -> wire::SpendRow {
+    let name = match (group, r.group.as_deref()) {
+        // Days are counted from the epoch; the API gives the day's start in seconds.
+        (wire::SpendGroup::Day, g) => g
+            .and_then(|g| g.parse::<i64>().ok())
+            .map_or(0, |d| d.saturating_mul(86_400))
+            .to_string(),
+        (_, Some(g)) => g.to_owned(),
+        // Nothing to group by: by model, requests refused before they named one.
+        (_, None) => NO_GROUP.to_owned(),
+    };
+    wire::SpendRow {
+        name: Some(wire::SpendName::new(group, Some(name))),
+        requests: r.requests,
+        prompt_tokens: r.prompt_tokens,
+        completion_tokens: r.completion_tokens,
+        cost_usd: r.cost,
+        extra: Map::new(),
+    }
 }
 
 /// `GET /admin/spend?group=key|user|team|model|day&since=<unix secs>&team=&user=`: spend from
@@ -1452,15 +1376,13 @@ async fn spend(
     Auth(principal): Auth,
     Query(q): Query<HashMap<String, String>>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::Spend>, HttpError> {
     let actor = actor(&state, &principal, &req);
-    let group = q.get("group").map(String::as_str).unwrap_or("key");
-    if !["key", "user", "team", "model", "day"].contains(&group) {
-        return Err(invalid(
-            "`group` must be key, user, team, model or day",
-            "group",
-        ));
-    }
+    let group = match q.get("group") {
+        None => wire::SpendGroup::Key,
+        Some(g) => wire::SpendGroup::parse(g)
+            .ok_or_else(|| invalid("`group` must be key, user, team, model or day", "group"))?,
+    };
     let since_ms = match q.get("since") {
         None => 0,
         Some(v) => v
@@ -1483,7 +1405,7 @@ async fn spend(
     state.writer().flush().await;
     let rows = state
         .store()
-        .spend_report(group, since_ms, team.as_deref(), user.as_deref())
+        .spend_report(group.as_str(), since_ms, team.as_deref(), user.as_deref())
         .await
         .map_err(store_error)?;
     let overhead = if user.is_some() {
@@ -1495,42 +1417,33 @@ async fn spend(
             .await
             .map_err(store_error)?
     };
-    let total: f64 = rows.iter().map(|r| r.cost_usd).sum();
-    Ok(Json(json!({
-        "object": "spend",
-        "group": group,
-        "total_usd": total,
-        "data": rows.iter().map(|r| json!({
-            group: if group == "day" { json!(r.group.parse::<i64>().map(|d| d * 86_400).unwrap_or(0)) } else { json!(r.group) },
-            "requests": r.requests,
-            "prompt_tokens": r.prompt_tokens,
-            "completion_tokens": r.completion_tokens,
-            "cost_usd": r.cost_usd,
-        })).collect::<Vec<_>>(),
-        "cache_overhead": overhead.iter().map(|r| json!({
-            "team": r.group,
-            "requests": r.requests,
-            "prompt_tokens": r.prompt_tokens,
-            "completion_tokens": r.completion_tokens,
-            "cost_usd": r.cost_usd,
-        })).collect::<Vec<_>>(),
-    })))
+    let data: Vec<wire::SpendRow> = rows.iter().map(|r| spend_row(group, r)).collect();
+    Ok(Json(wire::Spend {
+        object: "spend".into(),
+        group: group.as_str().into(),
+        total_usd: data.iter().map(|r| r.cost_usd).sum(),
+        data,
+        cache_overhead: overhead
+            .iter()
+            .map(|r| spend_row(wire::SpendGroup::Team, r))
+            .collect(),
+        extra: Map::new(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateCredential {
-    provider: String,
-    secret: secrecy::SecretString,
-    /// Unix seconds.
-    expires_at: Option<i64>,
-}
-
-fn credential_view(c: &plexus_store::CredentialRecord) -> Value {
-    json!({"id": c.id, "object": "credential", "provider": c.provider, "version": c.version,
-           "secret": c.masked, "kek_id": c.kek_id, "created_at": c.created_at / 1000,
-           "expires_at": c.expires_at.map(|ms| ms / 1000),
-           "retired_at": c.retired_at.map(|ms| ms / 1000)})
+fn credential_view(c: &plexus_store::CredentialRecord) -> wire::Credential {
+    wire::Credential {
+        id: c.id.clone(),
+        object: wire::Credential::OBJECT.into(),
+        provider: c.provider.clone(),
+        version: c.version,
+        secret: c.masked.clone(),
+        kek_id: c.kek_id.clone(),
+        created_at: secs(c.created_at),
+        expires_at: c.expires_at.map(secs),
+        retired_at: c.retired_at.map(secs),
+        extra: Map::new(),
+    }
 }
 
 /// Rebuilds the runtime so credential changes take effect at once (in-flight requests keep
@@ -1557,21 +1470,22 @@ async fn create_credential(
             "credentials",
         )
         .await?;
-    let b: CreateCredential = body(&state, req).await?;
-    let Some(kek) = state.vault() else {
-        return Err(HttpError(ApiError::new(
-            ErrorCode::ServiceUnavailable,
-            "the credential vault is not configured: set PLEXUS_ENCRYPTION_KEY (base64 of 32 bytes) or vault.key_file",
-        )));
-    };
+    let mut b: wire::CreateCredential = body(&state, req).await?;
+    // Held as a secret (zeroized on drop) from here on.
+    let secret = secrecy::SecretString::from(std::mem::take(&mut b.secret));
+    // No vault: the configuration error that says what to set.
+    let kek = state.require_vault()?;
     if state.runtime().config.provider(&b.provider).is_none() {
-        return Err(invalid(
-            format!("no configured provider `{}`", b.provider),
-            "provider",
+        return Err(HttpError(
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("no configured provider `{}`", b.provider),
+            )
+            .with_param("provider"),
         ));
     }
-    let secret = b.secret.expose_secret();
-    if secret.is_empty() || secret.len() > 4096 || secret.chars().any(char::is_control) {
+    let secret = secret.expose_secret();
+    if secret.is_empty() || secret.chars().count() > 4096 || secret.chars().any(char::is_control) {
         return Err(invalid(
             "`secret` must be 1 to 4096 printable characters",
             "secret",
@@ -1626,7 +1540,7 @@ async fn list_credentials(
     State(state): State<AppState>,
     Auth(principal): Auth,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::CredentialList>, HttpError> {
     let actor = actor(&state, &principal, &req);
     actor
         .allow(
@@ -1641,9 +1555,11 @@ async fn list_credentials(
         .list_credentials()
         .await
         .map_err(store_error)?;
-    Ok(Json(
-        json!({"object": "list", "data": all.iter().map(credential_view).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(wire::CredentialList {
+        object: LIST.into(),
+        data: all.iter().map(credential_view).collect(),
+        extra: Map::new(),
+    }))
 }
 
 async fn retire_credential(
@@ -1651,7 +1567,7 @@ async fn retire_credential(
     Auth(principal): Auth,
     Path(id): Path<String>,
     req: Request,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<wire::CredentialRetired>, HttpError> {
     let actor = actor(&state, &principal, &req);
     actor
         .allow(
@@ -1668,9 +1584,12 @@ async fn retire_credential(
         .map_err(store_error)?;
     apply_credentials(&state).await?;
     actor.audit("credential.retire", &id, "ok", json!({})).await;
-    Ok(Json(
-        json!({"id": id, "object": "credential", "retired": true}),
-    ))
+    Ok(Json(wire::CredentialRetired {
+        id,
+        object: wire::Credential::OBJECT.into(),
+        retired: true,
+        extra: Map::new(),
+    }))
 }
 
 #[cfg(test)]

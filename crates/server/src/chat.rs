@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use plexus_core::{ApiError, ErrorCode};
 use plexus_gateway::{Answer, AnswerMeta, CallCtx, ChatRequest, Failure, Gateway};
+use plexus_protocol::money::Nanos;
 use plexus_protocol::openai::ChatCompletionRequest;
 use serde::de::DeserializeOwned;
 
@@ -38,6 +39,10 @@ pub(crate) async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiEr
             while let Some(s) = source {
                 if s.is::<http_body_util::LengthLimitError>() {
                     return too_large();
+                }
+                // The body's own failure, such as `request_timeout` (`inbound.body_idle_timeout`).
+                if let Some(err) = s.downcast_ref::<ApiError>() {
+                    return err.clone();
                 }
                 source = s.source();
             }
@@ -105,13 +110,17 @@ pub(crate) async fn intake<T: DeserializeOwned>(
 ) -> Result<(T, Bytes), HttpError> {
     let limit = gateway.runtime().config.max_request_bytes;
     let parsed = match read_body(req, limit).await {
-        Ok(body) => parse_json::<T>(&body).map(|v| (v, body)),
-        Err(e) => Err(e),
+        Ok(body) => match parse_json::<T>(&body) {
+            Ok(v) => Ok((v, body)),
+            Err(e) => Err((e, body)),
+        },
+        Err(e) => Err((e, Bytes::new())),
     };
     match parsed {
         Ok(ok) => Ok(ok),
-        Err(e) => {
-            gateway.record_rejected(ctx, endpoint, &e).await;
+        Err((e, body)) => {
+            // The record names the model the body asks for, when it names one.
+            gateway.record_rejected(ctx, endpoint, &body, &e).await;
             Err(HttpError(e))
         }
     }
@@ -125,7 +134,7 @@ pub(crate) fn failure_response(failure: Failure) -> Response {
 }
 
 /// A successful JSON answer with the gateway's headers.
-pub(crate) fn json_response(body: Bytes, cost: f64, meta: &AnswerMeta) -> Response {
+pub(crate) fn json_response(body: Bytes, cost: Nanos, meta: &AnswerMeta) -> Response {
     let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -148,7 +157,7 @@ pub async fn chat_completions(
         .complete_detached(ctx, ChatRequest::openai(chat, body))
         .await
     {
-        Ok(Answer::Full(full)) => Ok(json_response(full.body, full.cost_usd, &full.meta)),
+        Ok(Answer::Full(full)) => Ok(json_response(full.body, full.cost, &full.meta)),
         Ok(Answer::Stream(stream)) => Ok(sse::sse_response(stream, wants_usage)),
         Err(failure) => Ok(failure_response(failure)),
     }

@@ -41,11 +41,7 @@ pub async fn embeddings(
     }
     let body = serde_json::to_vec(&response)
         .map_err(|e| HttpError(ApiError::internal(format!("cannot encode response: {e}"))))?;
-    Ok(json_response(
-        Bytes::from(body),
-        answer.cost_usd,
-        &answer.meta,
-    ))
+    Ok(json_response(Bytes::from(body), answer.cost, &answer.meta))
 }
 
 #[cfg(test)]

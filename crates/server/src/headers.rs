@@ -4,6 +4,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use plexus_core::ApiError;
 use plexus_gateway::{AnswerMeta, CacheControls};
 use plexus_limits::rate::{Remaining, Snapshot};
+use plexus_protocol::money::Nanos;
 
 /// Reads the cache controls (`Cache-Control: no-cache | no-store`, `x-plexus-cache-ttl`,
 /// `x-plexus-cache: force`); cheap when the request sent none.
@@ -60,9 +61,9 @@ pub fn apply_meta(headers: &mut HeaderMap, meta: &AnswerMeta) {
     }
 }
 
-/// `x-plexus-cost-usd`.
-pub fn apply_cost(headers: &mut HeaderMap, cost: f64) {
-    if let Ok(v) = HeaderValue::from_str(&format!("{cost:.8}")) {
+/// `x-plexus-cost-usd`: exact decimal dollars, trailing zeros trimmed (`0.0000207`, `0`).
+pub fn apply_cost(headers: &mut HeaderMap, cost: Nanos) {
+    if let Ok(v) = HeaderValue::from_str(&cost.to_string()) {
         headers.insert("x-plexus-cost-usd", v);
     }
 }
@@ -131,5 +132,17 @@ mod tests {
         h.insert("x-plexus-cache-ttl", HeaderValue::from_static("soon"));
         let e = cache_controls(&h).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("x-plexus-cache-ttl"));
+    }
+
+    #[test]
+    fn cost_is_exact_decimal_dollars() {
+        let mut h = HeaderMap::new();
+        let cost = |h: &HeaderMap| h["x-plexus-cost-usd"].to_str().unwrap().to_owned();
+        apply_cost(&mut h, Nanos(200));
+        assert_eq!(cost(&h), "0.0000002", "a 10-token embedding is not 0");
+        apply_cost(&mut h, Nanos(62_100));
+        assert_eq!(cost(&h), "0.0000621");
+        apply_cost(&mut h, Nanos::ZERO);
+        assert_eq!(cost(&h), "0");
     }
 }

@@ -1,5 +1,5 @@
-//! The HTTP face of Plexus: the OpenAI-compatible API, the admin API, health, readiness and
-//! metrics.
+//! The HTTP face of Plexus: the OpenAI-compatible API, the admin API, health, readiness,
+//! metrics, and the pages for people (`/`, and the API docs at `/docs`).
 //!
 //! **Invariant:** this is the only crate that knows inbound HTTP. Handlers translate a wire
 //! format into a call of the gateway (`plexus_gateway::Gateway`) and its answer back; the
@@ -11,7 +11,9 @@ mod chat;
 mod embeddings;
 pub mod error;
 mod headers;
+mod inbound;
 mod middleware;
+mod pages;
 mod serve;
 mod sse;
 
@@ -42,6 +44,9 @@ pub fn app(state: AppState) -> Router {
         .route("/models", get(list_models))
         .merge(admin::routes());
     Router::new()
+        .route("/", get(pages::landing))
+        .route("/docs", get(pages::docs))
+        .route(pages::RAPIDOC_PATH, get(pages::rapidoc_js))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
@@ -49,7 +54,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::RequestIdLayer)
+        .layer(middleware::RequestIdLayer::new(&state))
         .with_state(state)
 }
 
@@ -175,5 +180,32 @@ mod tests {
         assert!(m.contains("/openapi.json"));
         let m = unknown_route_message("/zzzzzzzzzzzzzzzzzzzzzzzz");
         assert!(!m.contains("Did you mean"), "{m}");
+    }
+
+    /// The 404 hints come from the spec, so every route is in it, or deliberately not: OpenAI's
+    /// paths without `/v1` (for clients configured without it; the hints name the `/v1` ones)
+    /// and the docs' script, which only `/docs` loads.
+    #[test]
+    fn every_route_is_documented_or_deliberately_left_out() {
+        let left_out = ["/chat/completions", "/embeddings", "/models"];
+        let documented = documented_paths();
+        let mut routes = 0;
+        for line in include_str!("lib.rs").lines() {
+            let Some(rest) = line.trim().strip_prefix(".route(\"") else {
+                continue;
+            };
+            let path = rest.split('"').next().unwrap_or_default();
+            routes += 1;
+            assert!(
+                documented.iter().any(|p| p == path) != left_out.contains(&path),
+                "{path}: document it in docs/openapi.json, or list it as left out"
+            );
+        }
+        assert!(routes >= 10, "found {routes} routes");
+        assert!(!documented.iter().any(|p| p == pages::RAPIDOC_PATH));
+        assert_eq!(
+            unknown_route_message("/doc"),
+            "Unknown route `/doc`. Did you mean `/docs`? `GET /openapi.json` describes every route."
+        );
     }
 }

@@ -75,7 +75,7 @@ pub fn sse_response(mut answer: AnswerStream, client_wants_usage: bool) -> Respo
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers::apply_meta(h, &meta);
     if meta.cache.is_some_and(|c| c != "miss") {
-        headers::apply_cost(h, 0.0);
+        headers::apply_cost(h, plexus_protocol::money::Nanos::ZERO);
     }
     resp
 }

@@ -414,7 +414,7 @@ async fn admin_input_is_validated_and_listing_paginates(backend: Backend) {
     let (s, _) = post(&gw, MASTER_KEY, "/admin/teams", json!({"id": "dup"})).await;
     assert_eq!(s, 201);
     let (s, _) = post(&gw, MASTER_KEY, "/admin/teams", json!({"id": "dup"})).await;
-    assert_eq!(s, 400, "duplicate");
+    assert_eq!(s, 409, "duplicate");
 
     for i in 0..7 {
         post(
@@ -848,19 +848,19 @@ mod budgets {
                 id: k["id"].as_str().unwrap().into(),
             })
             .unwrap();
-        eprintln!("budget: {ok} admitted, {refused} refused, spent ${spent:.6} of $0.0005");
-        assert!(spent <= 0.0005 + 1e-12, "spent {spent}");
-        assert_eq!(reserved, 0.0);
+        eprintln!("budget: {ok} admitted, {refused} refused, spent ${spent} of $0.0005");
+        assert!(
+            spent <= plexus_protocol::money::Nanos::from_usd(0.0005),
+            "spent {spent}"
+        );
+        assert_eq!(reserved, plexus_protocol::money::Nanos::ZERO);
         gw.state.writer().flush().await;
         let recorded = gw
             .store
             .spend_since("key", k["id"].as_str().unwrap(), 0)
             .await
             .unwrap();
-        assert!(
-            (recorded - spent).abs() < 1e-9,
-            "the log holds what was spent"
-        );
+        assert_eq!(recorded, spent, "the log holds what was spent");
         gw.shutdown().await;
     }
 

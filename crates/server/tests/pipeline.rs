@@ -8,6 +8,7 @@ mod common;
 
 use common::{user, Gateway, MASTER_KEY};
 use plexus_gateway::{Answer, CallCtx, ChatRequest};
+use plexus_protocol::money::Nanos;
 use serde_json::{json, Value};
 
 fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
@@ -88,9 +89,9 @@ async fn budgets_reserve_the_priciest_target_that_may_serve() {
     );
     gw.state.writer().flush().await;
     let spent = gw.store.spend_since("key", &id, 0).await.unwrap();
-    assert!(spent > 0.0);
+    assert!(spent > Nanos::ZERO);
     assert!(
-        spent <= budget + 1e-9,
+        spent <= Nanos::from_usd(budget),
         "spent ${spent} of a ${budget} budget"
     );
     gw.shutdown().await;
@@ -121,7 +122,7 @@ async fn an_unpriced_target_under_a_budget_is_refused_clearly() {
     );
     let resp = chat_as(&gw, &budgeted, user("house-free", "hi")).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(header(&resp, "x-plexus-cost-usd"), Some("0.00000000"));
+    assert_eq!(header(&resp, "x-plexus-cost-usd"), Some("0"));
     gw.shutdown().await;
 }
 
@@ -230,7 +231,7 @@ async fn a_composite_request_counts_once_and_its_steps_draw_from_its_reservation
     let ctx = CallCtx::client(principal, Some("composite-1".into()));
     let composite = gw
         .state
-        .begin_composite(&ctx, "priced", false, 10.0)
+        .begin_composite(&ctx, "priced", false, Nanos::from_usd(10.0))
         .await
         .unwrap();
     // The composite holds the key's one slot: another client request waits its turn...
@@ -244,16 +245,16 @@ async fn a_composite_request_counts_once_and_its_steps_draw_from_its_reservation
             let chat: plexus_protocol::openai::ChatCompletionRequest =
                 serde_json::from_value(user("priced", &format!("step {i}"))).unwrap();
             match gw.complete(&child, ChatRequest::internal(chat)).await {
-                Ok(Answer::Full(full)) => full.cost_usd,
+                Ok(Answer::Full(full)) => full.cost,
                 Ok(Answer::Stream(_)) => panic!("asked for a full answer"),
                 Err(f) => panic!("step failed: {}", f.error),
             }
         }
     });
     let costs = futures::future::join_all(steps).await;
-    let total: f64 = costs.iter().sum();
-    assert!(total > 0.0);
-    assert!((composite.spent_usd() - total).abs() < 1e-6);
+    let total: Nanos = costs.iter().copied().sum();
+    assert!(total > Nanos::ZERO);
+    assert_eq!(composite.spent(), total, "exact");
     // A step that could cost more than what is left of the reservation is refused.
     let greedy = composite.child().unwrap();
     let mut chat: plexus_protocol::openai::ChatCompletionRequest =
@@ -279,7 +280,8 @@ async fn a_composite_request_counts_once_and_its_steps_draw_from_its_reservation
         .unwrap();
     assert_eq!(parent.request_id, parent_id);
     assert_eq!(
-        parent.cost_usd, 0.0,
+        parent.cost,
+        Nanos::ZERO,
         "the parent carries no cost of its own"
     );
     let children = gw.store.requests_by_parent(&parent_id).await.unwrap();
@@ -288,13 +290,16 @@ async fn a_composite_request_counts_once_and_its_steps_draw_from_its_reservation
     assert_eq!(steps, (0..6).map(Some).collect::<Vec<_>>());
     assert!(children[..5].iter().all(|c| c.status == 200));
     assert_eq!(children[5].status, 429);
-    let children_cost: f64 = children.iter().map(|c| c.cost_usd).sum();
-    assert!((children_cost - total).abs() < 1e-6);
+    let children_cost: Nanos = children.iter().map(|c| c.cost).sum();
+    assert_eq!(children_cost, total);
     // Spend is the leaves' and counts the composite once; the 429 above is one more request.
     let spent = gw.store.spend_since("key", &id, 0).await.unwrap();
-    assert!((spent - total).abs() < 1e-6);
+    assert_eq!(spent, total);
     let report = gw.store.spend_report("key", 0, None, None).await.unwrap();
-    let row = report.iter().find(|r| r.group == id).unwrap();
+    let row = report
+        .iter()
+        .find(|r| r.group.as_deref() == Some(id.as_str()))
+        .unwrap();
     assert_eq!(row.requests, 2);
     // The slot is free again.
     assert_eq!(chat_as(&gw, &key, user("priced", "hi")).await.status(), 200);
@@ -310,7 +315,7 @@ async fn a_dropped_composite_is_recorded_as_cancelled_and_frees_its_slot() {
     let ctx = CallCtx::client(principal, Some("dropped-composite".into()));
     let composite = gw
         .state
-        .begin_composite(&ctx, "gpt", true, 0.0)
+        .begin_composite(&ctx, "gpt", true, Nanos::ZERO)
         .await
         .unwrap();
     assert_eq!(chat_as(&gw, &key, user("gpt", "hi")).await.status(), 429);
@@ -464,11 +469,11 @@ async fn callers_that_leave_early_are_recorded_and_billed_for_what_ran() {
     for r in &rows {
         assert_eq!(r.status, 499);
         assert!(
-            !r.usage_estimated && r.completion_tokens > 0 && r.cost_usd > 0.0,
+            !r.usage_estimated && r.completion_tokens > 0 && r.cost > Nanos::ZERO,
             "{r:?}"
         );
     }
-    let billed: f64 = rows.iter().map(|r| r.cost_usd).sum();
+    let billed: Nanos = rows.iter().map(|r| r.cost).sum();
     let (spent, reserved) = gw
         .state
         .budgets()
@@ -477,10 +482,7 @@ async fn callers_that_leave_early_are_recorded_and_billed_for_what_ran() {
             id: id.clone(),
         })
         .unwrap();
-    assert!(
-        (spent - billed).abs() < 1e-9,
-        "budget {spent} vs records {billed}"
-    );
-    assert_eq!(reserved, 0.0);
+    assert_eq!(spent, billed, "budget {spent} vs records {billed}");
+    assert_eq!(reserved, Nanos::ZERO);
     gw.shutdown().await;
 }

@@ -133,7 +133,7 @@ async fn budgets_are_reserved_in_redis() {
     assert!(refused >= 1, "the budget ends: {ok} admitted");
     let id = created["id"].as_str().unwrap();
     let limit = plexus_limits::Limit {
-        usd: 0.0001,
+        max: plexus_limits::Nanos::from_usd(0.0001),
         period_ms: 0,
     };
     let redis = gw.state.limiter().redis().unwrap();
@@ -149,7 +149,10 @@ async fn budgets_are_reserved_in_redis() {
         .await
         .unwrap()
         .expect("the budget lives in Redis");
-    assert!(spent > 0.0 && spent <= 0.0001 + 1e-9, "spent {spent}");
-    assert_eq!(reserved, 0.0);
+    assert!(
+        spent > plexus_limits::Nanos::ZERO && spent <= limit.max,
+        "spent {spent}"
+    );
+    assert_eq!(reserved, plexus_limits::Nanos::ZERO);
     gw.shutdown().await;
 }

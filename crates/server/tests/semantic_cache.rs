@@ -568,7 +568,7 @@ async fn model_embeddings_are_system_calls_recorded_for_their_request_and_limite
     assert_eq!(overhead[0].requests, 3);
     assert_eq!(
         gw.store.spend_since("team", "red", 0).await.unwrap(),
-        first.cost_usd + second.cost_usd
+        first.cost + second.cost
     );
     let spend: Value = gw
         .http

@@ -126,7 +126,7 @@ async fn credentials_rotate_and_retire(backend: Backend) {
         json!({"provider": "nope", "secret": "x"}),
     )
     .await;
-    assert_eq!((s, e["error"]["param"].as_str()), (400, Some("provider")));
+    assert_eq!((s, e["error"]["param"].as_str()), (404, Some("provider")));
 
     // At rest: no plaintext anywhere in what the database holds.
     let mut dump = String::new();

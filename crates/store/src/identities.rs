@@ -1,6 +1,8 @@
 //! Teams, users, virtual keys and the audit log.
 
 use crate::{on_db, AnyRow, Store, StoreError};
+use plexus_protocol::admin::{Limits, LimitsPatch};
+use plexus_protocol::money::Nanos;
 
 /// A virtual key as stored: its secret only as a hash.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,13 +19,8 @@ pub struct KeyRecord {
     pub models: Vec<String>,
     pub metadata: serde_json::Value,
     pub expires_at: Option<i64>,
-    pub max_budget_usd: Option<f64>,
-    pub budget_period: Option<String>,
-    pub rpm: Option<i64>,
-    pub tpm: Option<i64>,
-    /// Tokens per day.
-    pub tpd: Option<i64>,
-    pub max_parallel: Option<i64>,
+    /// The key's budget and rate limits.
+    pub limits: Limits,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
     pub rotated_from: Option<String>,
@@ -39,12 +36,7 @@ pub struct KeyUpdate {
     pub models: Option<Vec<String>>,
     pub metadata: Option<serde_json::Value>,
     pub expires_at: Option<Option<i64>>,
-    pub max_budget_usd: Option<Option<f64>>,
-    pub budget_period: Option<Option<String>>,
-    pub rpm: Option<Option<i64>>,
-    pub tpm: Option<Option<i64>>,
-    pub tpd: Option<Option<i64>>,
-    pub max_parallel: Option<Option<i64>>,
+    pub limits: LimitsPatch,
 }
 
 impl KeyUpdate {
@@ -61,24 +53,7 @@ impl KeyUpdate {
         if let Some(v) = self.expires_at {
             key.expires_at = v;
         }
-        if let Some(v) = self.max_budget_usd {
-            key.max_budget_usd = v;
-        }
-        if let Some(v) = self.budget_period {
-            key.budget_period = v;
-        }
-        if let Some(v) = self.rpm {
-            key.rpm = v;
-        }
-        if let Some(v) = self.tpm {
-            key.tpm = v;
-        }
-        if let Some(v) = self.tpd {
-            key.tpd = v;
-        }
-        if let Some(v) = self.max_parallel {
-            key.max_parallel = v;
-        }
+        self.limits.apply(&mut key.limits);
     }
 }
 
@@ -99,14 +74,8 @@ pub struct TeamRecord {
     pub name: String,
     /// The organization the team belongs to.
     pub org_id: Option<String>,
-    pub max_budget_usd: Option<f64>,
-    pub budget_period: Option<String>,
-    /// Rate limits (`None`: none): requests and tokens per minute, tokens per day, concurrent
-    /// requests; they bind every key of the team together.
-    pub rpm: Option<i64>,
-    pub tpm: Option<i64>,
-    pub tpd: Option<i64>,
-    pub max_parallel: Option<i64>,
+    /// The budget and rate limits, binding every key of the team together.
+    pub limits: Limits,
     pub metadata: serde_json::Value,
     pub created_at: i64,
 }
@@ -117,13 +86,8 @@ pub struct UserRecord {
     pub name: String,
     pub team_id: Option<String>,
     pub role: String,
-    pub max_budget_usd: Option<f64>,
-    pub budget_period: Option<String>,
-    /// Rate limits (`None`: none), binding every key of the user together.
-    pub rpm: Option<i64>,
-    pub tpm: Option<i64>,
-    pub tpd: Option<i64>,
-    pub max_parallel: Option<i64>,
+    /// The budget and rate limits, binding every key of the user together.
+    pub limits: Limits,
     pub created_at: i64,
 }
 
@@ -160,6 +124,23 @@ fn json_text(v: &serde_json::Value) -> String {
     v.to_string()
 }
 
+/// The six limit columns every identity table has.
+fn limits_from_row(row: &impl AnyRow) -> Result<Limits, StoreError> {
+    Ok(Limits {
+        max_budget_usd: row.opt_f64("max_budget_usd")?.map(Nanos::from_usd),
+        budget_period: row.opt_text("budget_period")?,
+        rpm: row.opt_i64("rpm")?,
+        tpm: row.opt_i64("tpm")?,
+        tpd: row.opt_i64("tpd")?,
+        max_parallel: row.opt_i64("max_parallel")?,
+    })
+}
+
+/// The budget column's value (REAL dollars).
+fn budget(l: &Limits) -> Option<f64> {
+    l.max_budget_usd.map(Nanos::usd)
+}
+
 fn key_from_row(row: &impl AnyRow) -> Result<KeyRecord, StoreError> {
     let models: Vec<String> = serde_json::from_str(&row.text("models")?)
         .map_err(|_| StoreError::Corrupt("api_keys.models"))?;
@@ -175,12 +156,7 @@ fn key_from_row(row: &impl AnyRow) -> Result<KeyRecord, StoreError> {
         models,
         metadata,
         expires_at: row.opt_i64("expires_at")?,
-        max_budget_usd: row.opt_f64("max_budget_usd")?,
-        budget_period: row.opt_text("budget_period")?,
-        rpm: row.opt_i64("rpm")?,
-        tpm: row.opt_i64("tpm")?,
-        tpd: row.opt_i64("tpd")?,
-        max_parallel: row.opt_i64("max_parallel")?,
+        limits: limits_from_row(row)?,
         created_at: row.i64("created_at")?,
         revoked_at: row.opt_i64("revoked_at")?,
         rotated_from: row.opt_text("rotated_from")?,
@@ -200,12 +176,7 @@ fn team_from_row(row: &impl AnyRow) -> Result<TeamRecord, StoreError> {
         id: row.text("id")?,
         name: row.text("name")?,
         org_id: row.opt_text("org_id")?,
-        max_budget_usd: row.opt_f64("max_budget_usd")?,
-        budget_period: row.opt_text("budget_period")?,
-        rpm: row.opt_i64("rpm")?,
-        tpm: row.opt_i64("tpm")?,
-        tpd: row.opt_i64("tpd")?,
-        max_parallel: row.opt_i64("max_parallel")?,
+        limits: limits_from_row(row)?,
         metadata: serde_json::from_str(&row.text("metadata")?)
             .map_err(|_| StoreError::Corrupt("teams.metadata"))?,
         created_at: row.i64("created_at")?,
@@ -218,12 +189,7 @@ fn user_from_row(row: &impl AnyRow) -> Result<UserRecord, StoreError> {
         name: row.text("name")?,
         team_id: row.opt_text("team_id")?,
         role: row.text("role")?,
-        max_budget_usd: row.opt_f64("max_budget_usd")?,
-        budget_period: row.opt_text("budget_period")?,
-        rpm: row.opt_i64("rpm")?,
-        tpm: row.opt_i64("tpm")?,
-        tpd: row.opt_i64("tpd")?,
-        max_parallel: row.opt_i64("max_parallel")?,
+        limits: limits_from_row(row)?,
         created_at: row.i64("created_at")?,
     })
 }
@@ -261,12 +227,12 @@ impl Store {
                 .bind(&models)
                 .bind(json_text(&k.metadata))
                 .bind(k.expires_at)
-                .bind(k.max_budget_usd)
-                .bind(&k.budget_period)
-                .bind(k.rpm)
-                .bind(k.tpm)
-                .bind(k.tpd)
-                .bind(k.max_parallel)
+                .bind(budget(&k.limits))
+                .bind(&k.limits.budget_period)
+                .bind(k.limits.rpm)
+                .bind(k.limits.tpm)
+                .bind(k.limits.tpd)
+                .bind(k.limits.max_parallel)
                 .bind(k.created_at)
                 .bind(k.revoked_at)
                 .bind(&k.rotated_from)
@@ -338,12 +304,12 @@ impl Store {
                 .bind(&models)
                 .bind(json_text(&k.metadata))
                 .bind(k.expires_at)
-                .bind(k.max_budget_usd)
-                .bind(&k.budget_period)
-                .bind(k.rpm)
-                .bind(k.tpm)
-                .bind(k.tpd)
-                .bind(k.max_parallel)
+                .bind(budget(&k.limits))
+                .bind(&k.limits.budget_period)
+                .bind(k.limits.rpm)
+                .bind(k.limits.tpm)
+                .bind(k.limits.tpd)
+                .bind(k.limits.max_parallel)
                 .bind(k.revoked_at)
                 .bind(&k.id)
                 .execute(p)
@@ -371,12 +337,12 @@ impl Store {
             sqlx::query(q)
                 .bind(&t.id)
                 .bind(&t.name)
-                .bind(t.max_budget_usd)
-                .bind(&t.budget_period)
-                .bind(t.rpm)
-                .bind(t.tpm)
-                .bind(t.tpd)
-                .bind(t.max_parallel)
+                .bind(budget(&t.limits))
+                .bind(&t.limits.budget_period)
+                .bind(t.limits.rpm)
+                .bind(t.limits.tpm)
+                .bind(t.limits.tpd)
+                .bind(t.limits.max_parallel)
                 .bind(json_text(&t.metadata))
                 .bind(t.created_at)
                 .bind(&t.org_id)
@@ -420,12 +386,12 @@ impl Store {
         let n = on_db!(&self.db, SQL, |p, q| {
             sqlx::query(q)
                 .bind(&t.name)
-                .bind(t.max_budget_usd)
-                .bind(&t.budget_period)
-                .bind(t.rpm)
-                .bind(t.tpm)
-                .bind(t.tpd)
-                .bind(t.max_parallel)
+                .bind(budget(&t.limits))
+                .bind(&t.limits.budget_period)
+                .bind(t.limits.rpm)
+                .bind(t.limits.tpm)
+                .bind(t.limits.tpd)
+                .bind(t.limits.max_parallel)
                 .bind(json_text(&t.metadata))
                 .bind(&t.org_id)
                 .bind(&t.id)
@@ -469,12 +435,12 @@ impl Store {
                 .bind(&u.name)
                 .bind(&u.team_id)
                 .bind(&u.role)
-                .bind(u.max_budget_usd)
-                .bind(&u.budget_period)
-                .bind(u.rpm)
-                .bind(u.tpm)
-                .bind(u.tpd)
-                .bind(u.max_parallel)
+                .bind(budget(&u.limits))
+                .bind(&u.limits.budget_period)
+                .bind(u.limits.rpm)
+                .bind(u.limits.tpm)
+                .bind(u.limits.tpd)
+                .bind(u.limits.max_parallel)
                 .bind(&u.id)
                 .execute(p)
                 .await
@@ -497,12 +463,12 @@ impl Store {
                 .bind(&u.name)
                 .bind(&u.team_id)
                 .bind(&u.role)
-                .bind(u.max_budget_usd)
-                .bind(&u.budget_period)
-                .bind(u.rpm)
-                .bind(u.tpm)
-                .bind(u.tpd)
-                .bind(u.max_parallel)
+                .bind(budget(&u.limits))
+                .bind(&u.limits.budget_period)
+                .bind(u.limits.rpm)
+                .bind(u.limits.tpm)
+                .bind(u.limits.tpd)
+                .bind(u.limits.max_parallel)
                 .bind(u.created_at)
                 .execute(p)
                 .await

@@ -18,6 +18,7 @@ pub use identities::{
 pub use writer::{LogWriter, WriterHandle};
 
 use plexus_core::log::RequestRecord;
+use plexus_protocol::money::Nanos;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, QueryBuilder, Row, SqlitePool};
@@ -115,7 +116,7 @@ macro_rules! request_columns {
     () => {
         "ts_ms, request_id, upstream_request_id, key_id, endpoint, model, provider, \
          upstream_model, stream, status, error_code, prompt_tokens, completion_tokens, \
-         cached_tokens, reasoning_tokens, usage_estimated, cost_usd, latency_ms, ttft_ms, \
+         cached_tokens, reasoning_tokens, usage_estimated, cost_nanos, latency_ms, ttft_ms, \
          request_body, response_body, cache_status, parent_request_id, step, \
          client_request_id, overhead_team_id"
     };
@@ -193,7 +194,9 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts a batch of request records in one transaction.
+    /// Inserts a batch of request records in one transaction. The cost goes to `cost_nanos`
+    /// (what every read uses) and, as a display value, to the older `cost_usd` (see migration
+    /// 0009).
     pub async fn insert_requests(&self, rows: &[RequestRecord]) -> Result<(), StoreError> {
         // Statements are cached by their text, so a fixed chunk size keeps the number of
         // distinct prepared statements small (one per remainder size at most).
@@ -201,8 +204,9 @@ impl Store {
         const INSERT: &str = "INSERT INTO request_log (ts_ms, request_id, upstream_request_id, \
              key_id, endpoint, model, provider, upstream_model, stream, status, error_code, \
              prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, \
-             cost_usd, latency_ms, ttft_ms, user_id, team_id, request_body, response_body, \
-             cache_status, parent_request_id, step, client_request_id, overhead_team_id) ";
+             cost_usd, cost_nanos, latency_ms, ttft_ms, user_id, team_id, request_body, \
+             response_body, cache_status, parent_request_id, step, client_request_id, \
+             overhead_team_id) ";
         macro_rules! insert_all {
             ($pool:expr, $db:ty) => {{
                 let mut tx = $pool.begin().await?;
@@ -225,7 +229,8 @@ impl Store {
                             .push_bind(clamp_i64(r.cached_tokens))
                             .push_bind(clamp_i64(r.reasoning_tokens))
                             .push_bind(r.usage_estimated)
-                            .push_bind(r.cost_usd)
+                            .push_bind(r.cost.usd())
+                            .push_bind(r.cost.0)
                             .push_bind(clamp_i64(r.latency_ms))
                             .push_bind(r.ttft_ms.map(clamp_i64))
                             .push_bind(r.user_id.as_deref())
@@ -272,25 +277,32 @@ impl Store {
         scope: &str,
         id: &str,
         since_ms: i64,
-    ) -> Result<f64, StoreError> {
-        const BY_KEY: &str =
-            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM request_log WHERE key_id = ? AND ts_ms >= ?";
-        const BY_USER: &str =
-            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM request_log WHERE user_id = ? AND ts_ms >= ?";
-        const BY_TEAM: &str =
-            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM request_log WHERE team_id = ? AND ts_ms >= ?";
+    ) -> Result<Nanos, StoreError> {
+        // PostgreSQL sums BIGINT into NUMERIC: cast back.
+        macro_rules! spend {
+            ($col:literal) => {
+                concat!(
+                    "SELECT CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) FROM request_log WHERE ",
+                    $col,
+                    " = ? AND ts_ms >= ?"
+                )
+            };
+        }
+        const BY_KEY: &str = spend!("key_id");
+        const BY_USER: &str = spend!("user_id");
+        const BY_TEAM: &str = spend!("team_id");
         let sql = match scope {
             "user" => BY_USER,
             "team" => BY_TEAM,
             _ => BY_KEY,
         };
         on_db!(&self.db, sql, |p, q| {
-            let v: f64 = sqlx::query_scalar(q)
+            let v: i64 = sqlx::query_scalar(q)
                 .bind(id)
                 .bind(since_ms)
                 .fetch_one(p)
                 .await?;
-            Ok(v)
+            Ok(Nanos(v))
         })
     }
 
@@ -301,7 +313,8 @@ impl Store {
     /// every row. A composite request's parent row carries no cost of its own and its inner
     /// calls carry theirs, so nothing is counted twice. Rows of the `system` key are never
     /// attributed to a team or user (they appear under the `system` key, and under the empty
-    /// team or user); [`Store::overhead_by_team`] reports them per originating team.
+    /// team or user); [`Store::overhead_by_team`] reports them per originating team. Requests
+    /// refused before they named a model are grouped by model under `None`.
     pub async fn spend_report(
         &self,
         group: &str,
@@ -316,18 +329,18 @@ impl Store {
                      COUNT(CASE WHEN parent_request_id IS NULL THEN 1 END) AS requests, \
                      CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
                      CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
-                     COALESCE(SUM(cost_usd), 0.0) AS cost_usd FROM request_log \
-                     WHERE ts_ms >= ? \
+                     CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos \
+                     FROM request_log WHERE ts_ms >= ? \
                      AND (? IS NULL OR (team_id = ? AND key_id <> 'system')) \
                      AND (? IS NULL OR (user_id = ? AND key_id <> 'system')) \
-                     GROUP BY grp ORDER BY cost_usd DESC LIMIT 1000"
+                     GROUP BY grp ORDER BY cost_nanos DESC LIMIT 1000"
                 )
             };
         }
         let sql: &'static str = match group {
             "user" => report!("CASE WHEN key_id = 'system' THEN '' ELSE COALESCE(user_id, '') END"),
             "team" => report!("CASE WHEN key_id = 'system' THEN '' ELSE COALESCE(team_id, '') END"),
-            "model" => report!("model"),
+            "model" => report!("NULLIF(model, '')"),
             "day" => report!("CAST(ts_ms / 86400000 AS BIGINT)"),
             _ => report!("key_id"),
         };
@@ -359,9 +372,9 @@ impl Store {
         const SQL: &str = "SELECT COALESCE(overhead_team_id, '') AS grp, COUNT(*) AS requests, \
              CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
              CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
-             COALESCE(SUM(cost_usd), 0.0) AS cost_usd FROM request_log \
+             CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos FROM request_log \
              WHERE key_id = 'system' AND ts_ms >= ? AND (? IS NULL OR overhead_team_id = ?) \
-             GROUP BY grp ORDER BY cost_usd DESC LIMIT 1000";
+             GROUP BY grp ORDER BY cost_nanos DESC LIMIT 1000";
         on_db!(&self.db, SQL, |p, q| {
             let rows = sqlx::query(q)
                 .bind(since_ms)
@@ -466,12 +479,14 @@ pub(crate) fn clamp_i64(v: u64) -> i64 {
 /// One line of a spend report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpendRow {
-    /// The key id, user, team, model, or day (days since the Unix epoch).
-    pub group: String,
+    /// The key id, user, team, model, or day (days since the Unix epoch); `None` for the
+    /// requests that had none to group by (by model: those refused before they named one).
+    pub group: Option<String>,
     pub requests: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
-    pub cost_usd: f64,
+    /// Exact: a sum of integer nano-dollars.
+    pub cost: Nanos,
 }
 
 /// A request record as read back from the database.
@@ -493,7 +508,7 @@ pub struct LoggedRequest {
     pub cached_tokens: u64,
     pub reasoning_tokens: u64,
     pub usage_estimated: bool,
-    pub cost_usd: f64,
+    pub cost: Nanos,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
     pub request_body: Option<String>,
@@ -513,7 +528,6 @@ pub struct LoggedRequest {
 pub(crate) trait AnyRow {
     fn i64(&self, name: &str) -> Result<i64, StoreError>;
     fn opt_i64(&self, name: &str) -> Result<Option<i64>, StoreError>;
-    fn f64(&self, name: &str) -> Result<f64, StoreError>;
     fn opt_f64(&self, name: &str) -> Result<Option<f64>, StoreError>;
     fn text(&self, name: &str) -> Result<String, StoreError>;
     fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError>;
@@ -528,9 +542,6 @@ macro_rules! any_row {
             }
             fn opt_i64(&self, name: &str) -> Result<Option<i64>, StoreError> {
                 Ok(self.try_get::<Option<i64>, _>(name)?)
-            }
-            fn f64(&self, name: &str) -> Result<f64, StoreError> {
-                Ok(self.try_get::<f64, _>(name)?)
             }
             fn opt_f64(&self, name: &str) -> Result<Option<f64>, StoreError> {
                 Ok(self.try_get::<Option<f64>, _>(name)?)
@@ -554,16 +565,16 @@ impl SpendRow {
     /// `numeric_group`: the group column is a number (days), not text.
     fn from_row(r: &impl AnyRow, numeric_group: bool) -> Result<Self, StoreError> {
         let group = if numeric_group {
-            r.i64("grp")?.to_string()
+            r.opt_i64("grp")?.map(|d| d.to_string())
         } else {
-            r.text("grp")?
+            r.opt_text("grp")?
         };
         Ok(SpendRow {
             group,
             requests: r.i64("requests")?.max(0) as u64,
             prompt_tokens: r.i64("prompt_tokens")?.max(0) as u64,
             completion_tokens: r.i64("completion_tokens")?.max(0) as u64,
-            cost_usd: r.f64("cost_usd")?,
+            cost: Nanos(r.i64("cost_nanos")?),
         })
     }
 }
@@ -588,7 +599,7 @@ impl LoggedRequest {
             cached_tokens: u("cached_tokens")?,
             reasoning_tokens: u("reasoning_tokens")?,
             usage_estimated: row.flag("usage_estimated")?,
-            cost_usd: row.f64("cost_usd")?,
+            cost: Nanos(row.i64("cost_nanos")?),
             latency_ms: u("latency_ms")?,
             ttft_ms: row.opt_i64("ttft_ms")?.map(|v| v.max(0) as u64),
             request_body: row.opt_text("request_body")?,
@@ -619,5 +630,108 @@ mod tests {
         let a = pg_sql("SELECT ?");
         let b = pg_sql("SELECT ?");
         assert!(std::ptr::eq(a, b));
+    }
+
+    /// A database at migration 0008 (copies of those files: the same checksums), with rows.
+    async fn before_0009(store: &Store, dir: &std::path::Path) {
+        let backend = store.backend();
+        let old = dir.join(format!("old-{backend}"));
+        std::fs::create_dir(&old).unwrap();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        for e in std::fs::read_dir(src).unwrap() {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            if name.as_str() < "0009" {
+                std::fs::copy(&path, old.join(name)).unwrap();
+            }
+        }
+        let migrator = sqlx::migrate::Migrator::new(old.as_path()).await.unwrap();
+        const ROW: &str = "INSERT INTO request_log (ts_ms, request_id, key_id, endpoint, model, \
+             provider, upstream_model, stream, status, prompt_tokens, completion_tokens, \
+             cached_tokens, reasoning_tokens, usage_estimated, cost_usd, latency_ms) \
+             VALUES (1, ?, 'k', 'chat', 'm', 'p', 'u', false, 200, 0, 0, 0, 0, false, ?, 0)";
+        let rows = [
+            ("a", 0.0000207),
+            ("b", 0.0000207),
+            ("c", 0.0000207),
+            ("tiny", 2e-7),
+            ("none", 0.0),
+            ("absurd", 1e300),
+        ];
+        match &store.db {
+            Db::Sqlite(p) => {
+                migrator.run(p).await.unwrap();
+                for (id, usd) in rows {
+                    sqlx::query(ROW)
+                        .bind(id)
+                        .bind(usd)
+                        .execute(p)
+                        .await
+                        .unwrap();
+                }
+            }
+            Db::Postgres(p) => {
+                migrator.run(p).await.unwrap();
+                for (id, usd) in rows {
+                    let q = pg_sql(ROW);
+                    sqlx::query(q).bind(id).bind(usd).execute(p).await.unwrap();
+                }
+            }
+        }
+    }
+
+    async fn backfills_nanos(store: &Store) {
+        let dir = tempfile::tempdir().unwrap();
+        before_0009(store, dir.path()).await;
+        store.migrate().await.unwrap();
+        let cost =
+            |id: &'static str| async move { store.request_by_id(id).await.unwrap().unwrap().cost };
+        assert_eq!(cost("a").await, Nanos(20_700));
+        assert_eq!(cost("tiny").await, Nanos(200));
+        assert_eq!(cost("none").await, Nanos::ZERO);
+        assert_eq!(
+            cost("absurd").await,
+            Nanos::ZERO,
+            "out of range counts as 0"
+        );
+        // 3 × 20_700 + 200, exact.
+        assert_eq!(
+            store.spend_since("key", "k", 0).await.unwrap(),
+            Nanos(62_300)
+        );
+    }
+
+    #[tokio::test]
+    async fn migration_0009_backfills_nanos_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.db").display());
+        let store = Store::connect_without_migrating(&url).await.unwrap();
+        backfills_nanos(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn migration_0009_backfills_nanos_on_postgres() {
+        let url = std::env::var("PLEXUS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let schema = format!("plexus_m_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let options = PgConnectOptions::from_str(&url)
+            .unwrap()
+            .options([("search_path", schema.as_str())]);
+        let store = Store::connect_postgres(options).await.unwrap();
+        backfills_nanos(&store).await;
+        store.close().await;
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
     }
 }

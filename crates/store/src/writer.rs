@@ -250,13 +250,17 @@ mod tests {
         let mut r = rec(7);
         r.upstream_request_id = Some("up-1".into());
         r.ttft_ms = Some(12);
-        r.cost_usd = 0.25;
+        r.cost = plexus_protocol::money::Nanos(200);
         writer.record(r).await;
         writer.flush().await;
         let got = store.request_by_id("req-7").await.unwrap().unwrap();
         assert_eq!(got.upstream_request_id.as_deref(), Some("up-1"));
         assert_eq!(got.ttft_ms, Some(12));
-        assert_eq!(got.cost_usd, 0.25);
+        assert_eq!(
+            got.cost,
+            plexus_protocol::money::Nanos(200),
+            "a tiny cost survives"
+        );
         handle.shutdown().await;
     }
 }

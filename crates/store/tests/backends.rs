@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use plexus_core::log::RequestRecord;
+use plexus_protocol::admin::{Limits, LimitsPatch};
+use plexus_protocol::money::Nanos;
 use plexus_store::{
     AuditEntry, AuditQuery, KeyFilter, KeyRecord, Store, StoreError, TeamRecord, UserRecord,
 };
@@ -101,12 +103,14 @@ fn key(id: &str, team: Option<&str>, user: Option<&str>) -> KeyRecord {
         models: vec!["gpt-*".into()],
         metadata: serde_json::json!({"env": "test"}),
         expires_at: Some(2_000_000_000_000),
-        max_budget_usd: Some(1.5),
-        budget_period: Some("30d".into()),
-        rpm: Some(60),
-        tpm: None,
-        tpd: Some(1_000_000),
-        max_parallel: Some(4),
+        limits: Limits {
+            max_budget_usd: Some(Nanos::from_usd(1.5)),
+            budget_period: Some("30d".into()),
+            rpm: Some(60),
+            tpm: None,
+            tpd: Some(1_000_000),
+            max_parallel: Some(4),
+        },
         created_at: 1,
         revoked_at: None,
         rotated_from: None,
@@ -128,7 +132,7 @@ async fn request_log(store: &Store) {
         prompt_tokens: 10,
         completion_tokens: 3,
         usage_estimated: true,
-        cost_usd: 0.5,
+        cost: Nanos(200),
         latency_ms: 7,
         ttft_ms: Some(2),
         ..Default::default()
@@ -146,7 +150,7 @@ async fn request_log(store: &Store) {
     assert_eq!(row.status, 499);
     assert!(row.stream && row.usage_estimated);
     assert_eq!(row.ttft_ms, Some(2));
-    assert_eq!(row.cost_usd, 0.5);
+    assert_eq!(row.cost, Nanos(200), "a tiny cost survives");
     assert_eq!(store.recent_requests(5).await.unwrap().len(), 5);
     store.ping().await.unwrap();
     // Retention: everything before the cut goes, the rest stays.
@@ -181,12 +185,7 @@ async fn keys(store: &Store) {
             id: "t1".into(),
             name: "Team One".into(),
             org_id: Some("acme".into()),
-            max_budget_usd: None,
-            budget_period: None,
-            rpm: None,
-            tpm: None,
-            tpd: None,
-            max_parallel: None,
+            limits: Limits::default(),
             metadata: serde_json::json!({}),
             created_at: 1,
         })
@@ -280,12 +279,7 @@ async fn users_and_deletion(store: &Store) {
         name: "ada".into(),
         team_id: None,
         role: "member".into(),
-        max_budget_usd: None,
-        budget_period: None,
-        rpm: None,
-        tpm: None,
-        tpd: None,
-        max_parallel: None,
+        limits: Limits::default(),
         created_at: 1,
     };
     store.insert_user(&user).await.unwrap();
@@ -338,12 +332,14 @@ async fn rate_limits(store: &Store) {
         id: "t".into(),
         name: "T".into(),
         org_id: Some("o".into()),
-        max_budget_usd: Some(3.0),
-        budget_period: Some("1d".into()),
-        rpm: Some(600),
-        tpm: Some(100_000),
-        tpd: Some(50_000_000_000),
-        max_parallel: Some(20),
+        limits: Limits {
+            max_budget_usd: Some(Nanos::from_usd(3.0)),
+            budget_period: Some("1d".into()),
+            rpm: Some(600),
+            tpm: Some(100_000),
+            tpd: Some(50_000_000_000),
+            max_parallel: Some(20),
+        },
         metadata: serde_json::json!({}),
         created_at: 1,
     };
@@ -351,10 +347,10 @@ async fn rate_limits(store: &Store) {
     assert_eq!(store.get_team("t").await.unwrap().unwrap(), team);
     assert_eq!(store.list_teams(None, 10).await.unwrap(), [team.clone()]);
     assert_eq!(store.teams_of_org("o").await.unwrap(), [team.clone()]);
-    team.rpm = None;
-    team.tpm = Some(5);
-    team.tpd = None;
-    team.max_parallel = Some(1);
+    team.limits.rpm = None;
+    team.limits.tpm = Some(5);
+    team.limits.tpd = None;
+    team.limits.max_parallel = Some(1);
     store.update_team(&team).await.unwrap();
     assert_eq!(store.get_team("t").await.unwrap().unwrap(), team);
 
@@ -363,12 +359,12 @@ async fn rate_limits(store: &Store) {
         name: "U".into(),
         team_id: Some("t".into()),
         role: "member".into(),
-        max_budget_usd: None,
-        budget_period: None,
-        rpm: Some(10),
-        tpm: None,
-        tpd: Some(7),
-        max_parallel: Some(2),
+        limits: Limits {
+            rpm: Some(10),
+            tpd: Some(7),
+            max_parallel: Some(2),
+            ..Limits::default()
+        },
         created_at: 1,
     };
     store.insert_user(&user).await.unwrap();
@@ -377,23 +373,26 @@ async fn rate_limits(store: &Store) {
         store.list_users(Some("t"), None, 10).await.unwrap(),
         [user.clone()]
     );
-    user.rpm = None;
-    user.tpm = Some(3_000_000_000);
-    user.tpd = None;
-    user.max_parallel = None;
+    user.limits.rpm = None;
+    user.limits.tpm = Some(3_000_000_000);
+    user.limits.tpd = None;
+    user.limits.max_parallel = None;
     store.update_user(&user).await.unwrap();
     assert_eq!(store.get_user("u").await.unwrap().unwrap(), user);
 
     let mut k = key("rk", Some("t"), Some("u"));
-    k.tpd = Some(9_000_000_000);
+    k.limits.tpd = Some(9_000_000_000);
     store.insert_key(&k).await.unwrap();
     assert_eq!(store.get_key("rk").await.unwrap().unwrap(), k);
     let mut update = plexus_store::KeyUpdate {
-        tpd: Some(None),
+        limits: LimitsPatch {
+            tpd: Some(None),
+            ..Default::default()
+        },
         ..Default::default()
     };
     update.clone().apply(&mut k);
-    assert_eq!(k.tpd, None);
+    assert_eq!(k.limits.tpd, None);
     store.update_key(&k).await.unwrap();
     let (listed, _) = store
         .list_keys(&KeyFilter {
@@ -404,10 +403,13 @@ async fn rate_limits(store: &Store) {
         .await
         .unwrap();
     assert_eq!(listed, [k.clone()]);
-    update.tpd = Some(Some(42));
+    update.limits.tpd = Some(Some(42));
     update.apply(&mut k);
     store.update_key(&k).await.unwrap();
-    assert_eq!(store.get_key("rk").await.unwrap().unwrap().tpd, Some(42));
+    assert_eq!(
+        store.get_key("rk").await.unwrap().unwrap().limits.tpd,
+        Some(42)
+    );
 }
 both!(rate_limits_round_trip, rate_limits);
 
@@ -473,7 +475,7 @@ async fn spend(store: &Store) {
                 model: model.into(),
                 prompt_tokens: 10,
                 completion_tokens: 5,
-                cost_usd: cost,
+                cost: Nanos::from_usd(cost),
                 ..Default::default()
             }
         };
@@ -493,31 +495,72 @@ async fn spend(store: &Store) {
         ])
         .await
         .unwrap();
-    assert_eq!(store.spend_since("key", "k1", 0).await.unwrap(), 0.75);
-    assert_eq!(store.spend_since("key", "k1", 2_000).await.unwrap(), 0.5);
-    assert_eq!(store.spend_since("team", "red", 0).await.unwrap(), 1.75);
-    assert_eq!(store.spend_since("user", "nobody", 0).await.unwrap(), 0.0);
+    let usd = Nanos::from_usd;
+    assert_eq!(store.spend_since("key", "k1", 0).await.unwrap(), usd(0.75));
+    assert_eq!(
+        store.spend_since("key", "k1", 2_000).await.unwrap(),
+        usd(0.5)
+    );
+    assert_eq!(
+        store.spend_since("team", "red", 0).await.unwrap(),
+        usd(1.75)
+    );
+    assert_eq!(
+        store.spend_since("user", "nobody", 0).await.unwrap(),
+        Nanos::ZERO
+    );
     let by_model = store.spend_report("model", 0, None, None).await.unwrap();
-    assert_eq!(by_model[0].group, "gpt");
-    assert_eq!(by_model[0].cost_usd, 2.75);
+    assert_eq!(by_model[0].group.as_deref(), Some("gpt"));
+    assert_eq!(by_model[0].cost, usd(2.75));
     assert_eq!(by_model[0].requests, 3);
     assert_eq!(by_model[0].prompt_tokens, 30);
     let red_days = store
         .spend_report("day", 0, Some("red"), None)
         .await
         .unwrap();
-    let mut days: Vec<(String, f64)> = red_days
-        .into_iter()
-        .map(|r| (r.group, r.cost_usd))
-        .collect();
+    let mut days: Vec<(Option<String>, Nanos)> =
+        red_days.into_iter().map(|r| (r.group, r.cost)).collect();
     days.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(days, [("0".to_owned(), 0.25), ("1".to_owned(), 1.5)]);
+    assert_eq!(
+        days,
+        [
+            (Some("0".to_owned()), usd(0.25)),
+            (Some("1".to_owned()), usd(1.5))
+        ]
+    );
     let by_user = store
         .spend_report("user", 0, None, Some("bob"))
         .await
         .unwrap();
     assert_eq!(by_user.len(), 1);
-    assert_eq!(by_user[0].group, "bob");
+    assert_eq!(by_user[0].group.as_deref(), Some("bob"));
+
+    // Exact sums: three costs of $0.0000207 are $0.0000621, not 0.00006210000000000002.
+    store
+        .insert_requests(&[
+            rec("k4", None, None, "tiny", 10, 0.0000207),
+            rec("k4", None, None, "tiny", 11, 0.0000207),
+            rec("k4", None, None, "tiny", 12, 0.0000207),
+        ])
+        .await
+        .unwrap();
+    let total = store.spend_since("key", "k4", 0).await.unwrap();
+    assert_eq!(total, Nanos(62_100));
+    assert_eq!(total.to_string(), "0.0000621");
+
+    // Requests refused before they named a model are grouped under no model, not "".
+    store
+        .insert_requests(&[
+            rec("k5", None, None, "", 13, 0.0),
+            rec("k5", None, None, "", 14, 0.0),
+        ])
+        .await
+        .unwrap();
+    let by_model = store.spend_report("model", 0, None, None).await.unwrap();
+    let unnamed: Vec<_> = by_model.iter().filter(|r| r.group.is_none()).collect();
+    assert_eq!(unnamed.len(), 1, "{by_model:?}");
+    assert_eq!((unnamed[0].requests, unnamed[0].cost), (2, Nanos::ZERO));
+    assert!(by_model.iter().all(|r| r.group.as_deref() != Some("")));
 }
 both!(spend_by_scope_and_report, spend);
 
@@ -618,7 +661,7 @@ async fn lineage_spend(store: &Store) {
             model: "m".into(),
             prompt_tokens: if parent.is_some() { 10 } else { 0 },
             completion_tokens: if parent.is_some() { 4 } else { 0 },
-            cost_usd: cost,
+            cost: Nanos::from_usd(cost),
             ..Default::default()
         };
     let mut first = row("child-1", Some("parent"), "k1", Some("t1"), 0.25);
@@ -642,61 +685,66 @@ async fn lineage_spend(store: &Store) {
         .unwrap();
 
     // Budgets: the children's cost, once; the judge's never.
-    assert_eq!(store.spend_since("key", "k1", 0).await.unwrap(), 0.75);
-    assert_eq!(store.spend_since("team", "t1", 0).await.unwrap(), 0.75);
-    assert_eq!(store.spend_since("user", "ada", 0).await.unwrap(), 0.75);
-    assert_eq!(store.spend_since("key", "system", 0).await.unwrap(), 0.1875);
+    let usd = Nanos::from_usd;
+    assert_eq!(store.spend_since("key", "k1", 0).await.unwrap(), usd(0.75));
+    assert_eq!(store.spend_since("team", "t1", 0).await.unwrap(), usd(0.75));
+    assert_eq!(
+        store.spend_since("user", "ada", 0).await.unwrap(),
+        usd(0.75)
+    );
+    assert_eq!(
+        store.spend_since("key", "system", 0).await.unwrap(),
+        usd(0.1875)
+    );
 
     // The report: one request, the children's summed cost and tokens.
     let by_key = store.spend_report("key", 0, None, None).await.unwrap();
-    let k1 = by_key.iter().find(|r| r.group == "k1").unwrap();
+    let group = |rows: &[plexus_store::SpendRow], g: &str| {
+        rows.iter()
+            .find(|r| r.group.as_deref() == Some(g))
+            .cloned()
+            .unwrap()
+    };
+    let k1 = group(&by_key, "k1");
     assert_eq!(
-        (
-            k1.requests,
-            k1.prompt_tokens,
-            k1.completion_tokens,
-            k1.cost_usd
-        ),
-        (1, 20, 8, 0.75)
+        (k1.requests, k1.prompt_tokens, k1.completion_tokens, k1.cost),
+        (1, 20, 8, usd(0.75))
     );
-    let system = by_key.iter().find(|r| r.group == "system").unwrap();
-    assert_eq!(system.cost_usd, 0.1875);
+    let system = group(&by_key, "system");
+    assert_eq!(system.cost, usd(0.1875));
     let t1 = store
         .spend_report("team", 0, Some("t1"), None)
         .await
         .unwrap();
     assert_eq!(t1.len(), 1);
-    assert_eq!((t1[0].group.as_str(), t1[0].requests), ("t1", 1));
-    assert_eq!(t1[0].cost_usd, 0.75, "system rows are not the team's");
+    assert_eq!((t1[0].group.as_deref(), t1[0].requests), (Some("t1"), 1));
+    assert_eq!(t1[0].cost, usd(0.75), "system rows are not the team's");
     let by_team = store.spend_report("team", 0, None, None).await.unwrap();
-    assert_eq!(
-        by_team.iter().find(|r| r.group == "t1").unwrap().cost_usd,
-        0.75
-    );
+    assert_eq!(group(&by_team, "t1").cost, usd(0.75));
     let ada = store
         .spend_report("user", 0, None, Some("ada"))
         .await
         .unwrap();
     assert_eq!(ada.len(), 1);
-    assert_eq!((ada[0].requests, ada[0].cost_usd), (1, 0.75));
+    assert_eq!((ada[0].requests, ada[0].cost), (1, usd(0.75)));
 
     // Cache overhead, per originating team.
     let overhead = store.overhead_by_team(0, None).await.unwrap();
     assert_eq!(overhead.len(), 2);
-    let t1_overhead = overhead.iter().find(|r| r.group == "t1").unwrap();
+    let t1_overhead = group(&overhead, "t1");
     assert_eq!(
         (
             t1_overhead.requests,
             t1_overhead.prompt_tokens,
-            t1_overhead.cost_usd
+            t1_overhead.cost
         ),
-        (1, 7, 0.125)
+        (1, 7, usd(0.125))
     );
-    let unowned = overhead.iter().find(|r| r.group.is_empty()).unwrap();
-    assert_eq!((unowned.requests, unowned.cost_usd), (1, 0.0625));
+    let unowned = group(&overhead, "");
+    assert_eq!((unowned.requests, unowned.cost), (1, usd(0.0625)));
     let only_t1 = store.overhead_by_team(0, Some("t1")).await.unwrap();
     assert_eq!(only_t1.len(), 1);
-    assert_eq!(only_t1[0].group, "t1");
+    assert_eq!(only_t1[0].group.as_deref(), Some("t1"));
     assert!(store
         .overhead_by_team(0, Some("t2"))
         .await

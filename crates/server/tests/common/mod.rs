@@ -182,6 +182,7 @@ impl Gateway {
         let opts = ServeOptions {
             tls: None,
             grace: cfg.shutdown_grace,
+            inbound: cfg.inbound,
         };
         let state = AppState::new(
             Runtime::new(cfg).unwrap(),
