@@ -10,6 +10,9 @@ are checked against the response schemas.
   the model, so they are still refused for what the gateway enforces; what it leaves to the
   upstream (an unknown `tool_choice` or `reasoning_effort` value, say) would reach the demo's
   simulator, which is lenient where OpenAI is not.
+- `expires_at` of a new key or credential must lie in the future, which a JSON Schema cannot
+  say. A schema-valid timestamp that has already passed is moved a year ahead (still within the
+  schema's bounds), so `positive_data_acceptance` tests what the schema can express.
 - The Anthropic and Gemini demo models are left out on purpose: those adapters refuse, with 400
   `unsupported_parameter`, OpenAI parameters their API cannot express (such as `n` > 1), so a
   schema-valid request is not always one they accept.
@@ -17,6 +20,7 @@ are checked against the response schemas.
 
 import json
 import math
+import time
 import zlib
 
 import schemathesis
@@ -24,6 +28,10 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation.modes import GenerationMode
 
 U32_MAX = 4294967295
+
+# Operations whose body's `expires_at` must be in the future.
+EXPIRING = {("POST", "/admin/keys"), ("POST", "/admin/credentials")}
+YEAR_SECONDS = 365 * 24 * 3600
 
 DEMO_MODELS = {
     "/v1/chat/completions": "demo",
@@ -58,6 +66,16 @@ def map_case(context, case):
     operation = context.operation
     model = DEMO_MODELS.get(operation.path) if operation is not None else None
     body = case.body
+    if (
+        operation is not None
+        and (operation.method.upper(), operation.path) in EXPIRING
+        and isinstance(body, dict)
+        and _schema_valid_body(case)
+        and _whole(body.get("expires_at"))
+        and body["expires_at"] <= time.time() + 60
+    ):
+        case.body = {**body, "expires_at": int(time.time()) + YEAR_SECONDS}
+        return case
     if model is None or not isinstance(body, dict) or not _schema_valid_body(case):
         return case
     if not _picked(body):

@@ -471,6 +471,9 @@ pub struct Timeouts {
     pub first_byte: Duration,
     /// Between two chunks of a stream.
     pub idle: Duration,
+    /// How long an unused pooled upstream connection stays open. Short enough that what a
+    /// burst opened is closed (and its buffers returned) soon after it ends.
+    pub pool_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -479,6 +482,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(10),
             first_byte: Duration::from_secs(300),
             idle: Duration::from_secs(120),
+            pool_idle: Duration::from_secs(30),
         }
     }
 }
@@ -693,6 +697,7 @@ struct RawTimeouts {
     connect: Option<String>,
     first_byte: Option<String>,
     idle: Option<String>,
+    pool_idle: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1115,6 +1120,11 @@ fn validate(
                 defaults.first_byte,
             )?,
             idle: duration_key(t.idle.as_deref(), "timeouts.idle", defaults.idle)?,
+            pool_idle: duration_key(
+                t.pool_idle.as_deref(),
+                "timeouts.pool_idle",
+                defaults.pool_idle,
+            )?,
         },
     };
     let inbound = match raw.inbound {

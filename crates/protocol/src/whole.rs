@@ -34,6 +34,9 @@ whole!(
     i64 => "an integer from -9223372036854775808 to 9223372036854775807"
 );
 
+/// 2^53: every integer up to it is exact as an f64.
+const EXACT_FLOAT_LIMIT: f64 = 9_007_199_254_740_992.0;
+
 struct WholeVisitor<T>(PhantomData<T>);
 
 impl<T: Whole> WholeVisitor<T> {
@@ -60,6 +63,11 @@ impl<'de, T: Whole> Visitor<'de> for WholeVisitor<T> {
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
         if !v.is_finite() || v.fract() != 0.0 {
             return Err(E::invalid_type(Unexpected::Float(v), &self));
+        }
+        // Past 2^53 a float no longer holds the integer the client wrote (serde_json reads an
+        // integer literal beyond i64/u64 as one): refuse rather than round.
+        if v.abs() > EXACT_FLOAT_LIMIT {
+            return Err(self.range_error(Unexpected::Float(v)));
         }
         // `as` saturates past i128's range, which no target type holds anyway.
         let n = v as i128;
@@ -161,6 +169,11 @@ mod tests {
         let e = parse(r#"{"n": "2"}"#).unwrap_err();
         assert!(e.contains("invalid type: string"), "{e}");
         let e = parse(r#"{"seed": 1e300}"#).unwrap_err();
+        assert!(e.contains("invalid value"), "{e}");
+        // An integer literal just past i64 is read as a float that rounds into range: refused.
+        let e = parse(r#"{"seed": -9223372036854775809}"#).unwrap_err();
+        assert!(e.contains("invalid value"), "{e}");
+        let e = parse(r#"{"seed": 9007199254740994.0}"#).unwrap_err();
         assert!(e.contains("invalid value"), "{e}");
     }
 

@@ -26,6 +26,9 @@ use tokio::time::timeout;
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Error bodies larger than this are cut (a misbehaving upstream must not exhaust memory).
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Idle pooled connections kept per upstream host. Steady load reuses connections as soon as
+/// they are returned, so the idle set stays small; this bounds what a burst leaves behind.
+const MAX_IDLE_PER_HOST: usize = 128;
 
 /// Options of the shared client.
 #[derive(Debug, Clone, Default)]
@@ -47,8 +50,10 @@ impl UpstreamClient {
         let mut builder = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(opts.timeouts.connect)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
+            // A burst opens as many upstream connections as it has requests in flight; past
+            // it, at most MAX_IDLE_PER_HOST stay pooled and those close after `pool_idle`.
+            .pool_idle_timeout(opts.timeouts.pool_idle)
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
             // Provider APIs do not redirect; following one would replay the body elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             // HTTP/1.1 keep-alive pool: many connections rather than one HTTP/2 connection

@@ -135,6 +135,7 @@ fn client() -> UpstreamClient {
             connect: Duration::from_secs(5),
             first_byte: Duration::from_secs(10),
             idle: Duration::from_secs(10),
+            pool_idle: Duration::from_secs(10),
         },
         ca_bundle: None,
     })

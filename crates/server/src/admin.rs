@@ -469,7 +469,7 @@ async fn create_key(
                 "expires_at",
             ))
         }
-        (Some(secs), None) => Some(secs.saturating_mul(1000)),
+        (Some(secs), None) => Some(unix_seconds_to_ms(*secs, "expires_at")?),
         (None, Some(d)) => Some(
             now + parse_duration(d)
                 .filter(|_| wire::is_period(d))
@@ -640,11 +640,15 @@ async fn update_key(
     }
     check_limits(&p.limits.values())?;
     let changed = p.given();
+    let expires_at = match p.expires_at {
+        Some(Some(secs)) => Some(Some(unix_seconds_to_ms(secs, "expires_at")?)),
+        other => other,
+    };
     KeyUpdate {
         name: p.name,
         models: p.models,
         metadata: p.metadata.map(Value::Object),
-        expires_at: p.expires_at.map(|v| v.map(|s| s.saturating_mul(1000))),
+        expires_at,
         limits: p.limits,
     }
     .apply(&mut key);
@@ -1510,7 +1514,10 @@ async fn create_credential(
             .map_err(|e| HttpError(ApiError::internal(format!("cannot encode: {e}"))))?,
         masked: plexus_auth::vault::mask(secret),
         created_at: now,
-        expires_at: b.expires_at.map(|s| s.saturating_mul(1000)),
+        expires_at: b
+            .expires_at
+            .map(|secs| unix_seconds_to_ms(secs, "expires_at"))
+            .transpose()?,
         retired_at: None,
     };
     if record.expires_at.is_some_and(|e| e <= now) {
@@ -1626,5 +1633,21 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path}");
         }
+    }
+}
+
+/// The latest accepted timestamp: 9999-12-31T23:59:59Z, as in the OpenAPI description.
+const MAX_UNIX_SECONDS: i64 = 253_402_300_799;
+
+/// A timestamp field given in Unix seconds, as the milliseconds the store keeps; refused
+/// (naming `field`) before 1970 or after the year 9999.
+fn unix_seconds_to_ms(secs: i64, field: &str) -> Result<i64, HttpError> {
+    if (0..=MAX_UNIX_SECONDS).contains(&secs) {
+        Ok(secs * 1000)
+    } else {
+        Err(invalid(
+            format!("`{field}` must be Unix seconds from 0 to {MAX_UNIX_SECONDS} (year 9999)"),
+            field,
+        ))
     }
 }
