@@ -14,6 +14,7 @@ use std::time::Duration;
 
 mod admin;
 mod eval;
+mod route;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -85,6 +86,9 @@ enum Command {
     Audit(admin::AuditCmd),
     /// The response cache: purge it through the admin API, or evaluate the semantic cache.
     Cache(admin::CacheCmd),
+    /// The learned quality predictor of `model: auto`: train it from RouteLLM-format data, or
+    /// evaluate it against the baselines (APGR, CPT). Offline.
+    Route(route::RouteCmd),
 }
 
 #[derive(Subcommand)]
@@ -199,6 +203,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Spend(cmd) => admin::spend(cmd).await,
             Command::Audit(cmd) => admin::audit(cmd).await,
             Command::Cache(cmd) => admin::cache(cmd).await,
+            Command::Route(cmd) => route::run(cmd).await,
         }
     })
 }
@@ -316,6 +321,23 @@ fn add_demo(cfg: &mut Config, mock_url: &str) {
                 vec![TargetConfig::new(idx, upstream)],
             ));
         }
+    }
+    // `model: demo-auto`: the selector over the three chat models (catalog prices).
+    let candidates = ["demo", "demo-claude", "demo-gemini"];
+    if cfg.model("demo-auto").is_none() && candidates.iter().all(|m| cfg.model(m).is_some()) {
+        let mut auto = ModelConfig::new("demo-auto", Vec::new());
+        auto.select = Some(plexus_core::config::SelectConfig {
+            candidates: candidates.iter().map(|c| (*c).to_owned()).collect(),
+            objective: plexus_select::choose::Objective::Balanced,
+            cost_weight: 0.5,
+            router: None,
+            max_cost_per_request: None,
+            max_latency: None,
+            explore: 0.02,
+            affinity: true,
+            embedder: None,
+        });
+        cfg.models.push(auto);
     }
 }
 
@@ -668,6 +690,7 @@ mod tests {
             "plexus vault rotate-kek",
             "plexus audit verify",
             "plexus cache eval",
+            "plexus route",
         ];
         let mut online = 0;
         for (path, cmd) in all

@@ -221,12 +221,42 @@ pub struct TargetConfig {
     pub tpm: Option<u64>,
     /// The configured price, which overrides the catalog's; `None` leaves it to the catalog.
     pub price: Option<Price>,
+    /// What the target can do, overriding the catalog (`capabilities:`), for the selector.
+    pub capabilities: plexus_select::requirements::Capabilities,
+}
+
+/// A `model: auto` style model (`select:`): which configured model serves each request is
+/// decided per request (see `plexus-select` and the gateway's `select` module).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelectConfig {
+    /// Configured models (with `targets`) it chooses among, in the order ties keep.
+    pub candidates: Vec<String>,
+    pub objective: plexus_select::choose::Objective,
+    /// Predicted quality given up per unit of relative cost (0: quality whatever it costs).
+    pub cost_weight: f64,
+    /// A trained quality predictor (`plexus route train`).
+    pub router: Option<PathBuf>,
+    /// Hard filters on a candidate's expected cost and latency.
+    pub max_cost_per_request: Option<plexus_protocol::money::Nanos>,
+    pub max_latency: Option<Duration>,
+    /// Share of requests that try a non-preferred candidate (0..=1).
+    pub explore: f64,
+    /// A conversation (or `x-plexus-session`) keeps its first choice.
+    pub affinity: bool,
+    /// The local embedding model's directory (all-MiniLM-L6-v2); `PLEXUS_MINILM_DIR` when
+    /// unset. Needed by `router`, and by feedback near a prompt.
+    pub embedder: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     pub name: String,
+    /// Empty for a `select` model.
     pub targets: Vec<TargetConfig>,
+    /// Set for a `select` model (which has no targets of its own).
+    pub select: Option<SelectConfig>,
+    /// Predicted quality (0..=1) for the selector when no trained router covers the model.
+    pub quality: Option<f64>,
     pub balance: Balance,
     /// Other models to try, in order, when every target failed with a class in `fallback_on`.
     pub fallbacks: Vec<String>,
@@ -244,6 +274,7 @@ impl TargetConfig {
             rpm: None,
             tpm: None,
             price: None,
+            capabilities: Default::default(),
         }
     }
 }
@@ -254,6 +285,8 @@ impl ModelConfig {
         ModelConfig {
             name: name.into(),
             targets,
+            select: None,
+            quality: None,
             balance: Balance::default(),
             fallbacks: Vec::new(),
             fallback_on: FailureClass::ALL.to_vec(),
@@ -738,9 +771,9 @@ struct RawModel {
     /// Exactly one of `targets`, `select` and `orchestrate` (checked in [`validate`]).
     #[serde(default, deserialize_with = "present")]
     targets: Option<Vec<RawTarget>>,
-    /// Not available yet: accepted only to refuse it by name.
     #[serde(default, deserialize_with = "present")]
-    select: Option<serde_yaml::Value>,
+    select: Option<Option<RawSelect>>,
+    quality: Option<f64>,
     /// Not available yet: accepted only to refuse it by name.
     #[serde(default, deserialize_with = "present")]
     orchestrate: Option<serde_yaml::Value>,
@@ -755,6 +788,21 @@ struct RawModel {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawSelect {
+    #[serde(default)]
+    candidates: Vec<String>,
+    objective: Option<String>,
+    cost_weight: Option<f64>,
+    router: Option<PathBuf>,
+    max_cost_per_request_usd: Option<f64>,
+    max_latency_ms: Option<u64>,
+    explore: Option<f64>,
+    affinity: Option<bool>,
+    embedder: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawTarget {
     provider: String,
     model: String,
@@ -762,6 +810,17 @@ struct RawTarget {
     rpm: Option<u64>,
     tpm: Option<u64>,
     price: Option<RawPrice>,
+    capabilities: Option<RawCapabilities>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapabilities {
+    tools: Option<bool>,
+    vision: Option<bool>,
+    json_schema: Option<bool>,
+    reasoning: Option<bool>,
+    context_window: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -770,6 +829,64 @@ struct RawPrice {
     input_per_mtok: f64,
     output_per_mtok: f64,
     cached_input_per_mtok: Option<f64>,
+}
+
+fn validate_select(raw: Option<RawSelect>, i: usize) -> Result<SelectConfig, ConfigError> {
+    let key = |field: &str| format!("models[{i}].select.{field}");
+    let Some(raw) = raw else {
+        return Err(invalid(
+            format!("models[{i}].select"),
+            "needs `candidates`: the configured models it chooses among",
+        ));
+    };
+    if raw.candidates.is_empty() {
+        return Err(invalid(
+            key("candidates"),
+            "needs at least one configured model",
+        ));
+    }
+    let objective = match raw.objective.as_deref() {
+        None => plexus_select::choose::Objective::Balanced,
+        Some(o) => plexus_select::choose::Objective::parse(o).ok_or_else(|| {
+            invalid(
+                key("objective"),
+                format!("`{o}` is not one of quality, cost, latency, balanced"),
+            )
+        })?,
+    };
+    let cost_weight = raw.cost_weight.unwrap_or(0.5);
+    if !(cost_weight.is_finite() && cost_weight >= 0.0) {
+        return Err(invalid(key("cost_weight"), "must be a number at least 0"));
+    }
+    let explore = raw.explore.unwrap_or(0.02);
+    if !(0.0..=1.0).contains(&explore) {
+        return Err(invalid(key("explore"), "must be between 0 and 1"));
+    }
+    let max_cost_per_request = match raw.max_cost_per_request_usd {
+        None => None,
+        Some(v) if v.is_finite() && v > 0.0 => Some(plexus_protocol::money::Nanos::from_usd(v)),
+        Some(_) => {
+            return Err(invalid(
+                key("max_cost_per_request_usd"),
+                "must be a positive amount of USD",
+            ))
+        }
+    };
+    let max_latency = match raw.max_latency_ms {
+        Some(0) => return Err(invalid(key("max_latency_ms"), "must be at least 1")),
+        v => v.map(Duration::from_millis),
+    };
+    Ok(SelectConfig {
+        candidates: raw.candidates,
+        objective,
+        cost_weight,
+        router: raw.router,
+        max_cost_per_request,
+        max_latency,
+        explore,
+        affinity: raw.affinity.unwrap_or(true),
+        embedder: raw.embedder,
+    })
 }
 
 /// A key that is present (even as `null`) becomes `Some`; with `#[serde(default)]` an absent
@@ -1246,21 +1363,43 @@ fn validate(
         .into_iter()
         .filter_map(|(kind, given)| given.then_some(kind))
         .collect();
-        let raw_targets = match (kinds.as_slice(), m.targets) {
-            ([_], Some(targets)) => targets,
-            ([kind], None) => {
+        if let Some(q) = m.quality {
+            if !(0.0..=1.0).contains(&q) {
+                return Err(invalid(
+                    format!("models[{i}].quality"),
+                    "must be between 0 and 1",
+                ));
+            }
+        }
+        let raw_targets = match (kinds.as_slice(), m.targets, m.select) {
+            ([_], Some(targets), _) => targets,
+            ([_], None, Some(select)) => {
+                check_limits(&m.limits, &format!("models[{i}].limits"))?;
+                models.push(ModelConfig {
+                    name: m.name,
+                    targets: Vec::new(),
+                    select: Some(validate_select(select, i)?),
+                    quality: m.quality,
+                    balance: m.balance,
+                    fallbacks: m.fallbacks,
+                    fallback_on: m.fallback_on.unwrap_or_else(|| FailureClass::ALL.to_vec()),
+                    limits: m.limits,
+                });
+                continue;
+            }
+            ([kind], _, _) => {
                 return Err(invalid(
                     format!("models[{i}].{kind}"),
                     format!("`{kind}` models are not available in this version of Plexus"),
                 ))
             }
-            ([], _) => {
+            ([], _, _) => {
                 return Err(invalid(
                     format!("models[{i}]"),
                     "a model needs exactly one of `targets`, `select` or `orchestrate`",
                 ))
             }
-            (given, _) => {
+            (given, _, _) => {
                 let given: Vec<String> = given.iter().map(|k| format!("`{k}`")).collect();
                 return Err(invalid(
                     format!("models[{i}]"),
@@ -1309,6 +1448,24 @@ fn validate(
                     &format!("models[{i}].targets[{j}].price"),
                 )?),
             };
+            let capabilities = match t.capabilities {
+                None => Default::default(),
+                Some(c) => {
+                    if c.context_window == Some(0) {
+                        return Err(invalid(
+                            format!("models[{i}].targets[{j}].capabilities.context_window"),
+                            "must be at least 1",
+                        ));
+                    }
+                    plexus_select::requirements::Capabilities {
+                        tools: c.tools,
+                        vision: c.vision,
+                        json_schema: c.json_schema,
+                        reasoning: c.reasoning,
+                        context_window: c.context_window,
+                    }
+                }
+            };
             targets.push(TargetConfig {
                 provider: idx,
                 model: t.model,
@@ -1316,12 +1473,15 @@ fn validate(
                 rpm: t.rpm,
                 tpm: t.tpm,
                 price,
+                capabilities,
             });
         }
         check_limits(&m.limits, &format!("models[{i}].limits"))?;
         models.push(ModelConfig {
             name: m.name,
             targets,
+            select: None,
+            quality: m.quality,
             balance: m.balance,
             fallbacks: m.fallbacks,
             fallback_on: m.fallback_on.unwrap_or_else(|| FailureClass::ALL.to_vec()),
@@ -1329,6 +1489,29 @@ fn validate(
         });
     }
     for (i, m) in models.iter().enumerate() {
+        if let Some(select) = &m.select {
+            for (j, c) in select.candidates.iter().enumerate() {
+                let key = format!("models[{i}].select.candidates[{j}]");
+                match models.iter().find(|other| &other.name == c) {
+                    None => {
+                        return Err(invalid(
+                            key,
+                            format!("`{c}` is not a configured model"),
+                        ))
+                    }
+                    Some(other) if other.select.is_some() => {
+                        return Err(invalid(
+                            key,
+                            format!("`{c}` is itself a `select` model; candidates are models with `targets`"),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                if select.candidates[..j].contains(c) {
+                    return Err(invalid(key, format!("`{c}` is listed twice")));
+                }
+            }
+        }
         for (j, f) in m.fallbacks.iter().enumerate() {
             if f == &m.name || !model_names.contains(f) {
                 return Err(invalid(
@@ -2285,13 +2468,58 @@ models:
             ),
             (
                 "  - name: m\n    select: {from: [ok]}\n",
-                "models[1].select",
-                "`select` models are not available in this version of Plexus",
+                "models[1].select.from",
+                "unknown field `from`, expected one of `candidates`, `objective`, `cost_weight`, `router`, `max_cost_per_request_usd`, `max_latency_ms`, `explore`, `affinity`, `embedder`",
             ),
             (
                 "  - name: m\n    select: ~\n",
                 "models[1].select",
-                "`select` models are not available in this version of Plexus",
+                "needs `candidates`: the configured models it chooses among",
+            ),
+            (
+                "  - name: m\n    select: {candidates: []}\n",
+                "models[1].select.candidates",
+                "needs at least one configured model",
+            ),
+            (
+                "  - name: m\n    select: {candidates: [ok, nope]}\n",
+                "models[1].select.candidates[1]",
+                "`nope` is not a configured model",
+            ),
+            (
+                "  - name: m\n    select: {candidates: [ok, ok]}\n",
+                "models[1].select.candidates[1]",
+                "`ok` is listed twice",
+            ),
+            (
+                "  - name: m\n    select: {candidates: [m]}\n",
+                "models[1].select.candidates[0]",
+                "`m` is itself a `select` model; candidates are models with `targets`",
+            ),
+            (
+                "  - name: m\n    select: {candidates: [ok], objective: fast}\n",
+                "models[1].select.objective",
+                "`fast` is not one of quality, cost, latency, balanced",
+            ),
+            (
+                "  - name: m\n    select: {candidates: [ok], cost_weight: -1}\n",
+                "models[1].select.cost_weight",
+                "must be a number at least 0",
+            ),
+            (
+                "  - name: m\n    select: {candidates: [ok], explore: 1.5}\n",
+                "models[1].select.explore",
+                "must be between 0 and 1",
+            ),
+            (
+                "  - name: m\n    select: {candidates: [ok], max_cost_per_request_usd: 0}\n",
+                "models[1].select.max_cost_per_request_usd",
+                "must be a positive amount of USD",
+            ),
+            (
+                "  - name: m\n    quality: 2\n    select: {candidates: [ok]}\n",
+                "models[1].quality",
+                "must be between 0 and 1",
             ),
             (
                 "  - name: m\n    orchestrate: {steps: []}\n",
@@ -2312,6 +2540,18 @@ models:
         }
         let cfg = from_yaml_str(head, &Overrides::default(), &|_| None).unwrap();
         assert_eq!(cfg.models[0].targets.len(), 1);
+        let cfg = from_yaml_str(
+            &format!("{head}  - name: auto\n    select: {{candidates: [ok], objective: cost, max_latency_ms: 900}}\n"),
+            &Overrides::default(),
+            &|_| None,
+        )
+        .unwrap();
+        let select = cfg.models[1].select.as_ref().unwrap();
+        assert_eq!(select.candidates, ["ok"]);
+        assert_eq!(select.objective, plexus_select::choose::Objective::Cost);
+        assert_eq!((select.cost_weight, select.explore, select.affinity), (0.5, 0.02, true));
+        assert_eq!(select.max_latency, Some(Duration::from_millis(900)));
+        assert!(cfg.models[1].targets.is_empty());
     }
 
     #[test]

@@ -59,4 +59,11 @@ pub struct RequestRecord {
     /// The bodies, only when `request_bodies` is `full` or `redacted`.
     pub request_body: Option<String>,
     pub response_body: Option<String>,
+    /// A `model: auto` request's selection decision, as JSON text (its `served` field names
+    /// the configured model that served); `None` for ordinary requests.
+    pub route: Option<String>,
+    /// The prompt's embedding the selector decided on, kept so feedback on the request can
+    /// train the selector near it (stored as little-endian f32 bytes); `None` for ordinary
+    /// requests.
+    pub prompt_embedding: Option<std::sync::Arc<[f32]>>,
 }

@@ -83,6 +83,26 @@ pub struct CallCtx {
     /// A client call's note for the server's access log (`None` when that log is off, and on
     /// inner and system calls): the gateway writes the model asked for into it.
     pub access: Option<Arc<AccessNote>>,
+    /// What the caller asks of the model selector (`x-plexus-objective`,
+    /// `x-plexus-cost-weight`, `x-plexus-session`).
+    pub selection: SelectionHints,
+}
+
+/// A caller's wishes for a `select` model. Setting the objective or the cost weight makes the
+/// decision afresh (no session affinity).
+#[derive(Debug, Clone, Default)]
+pub struct SelectionHints {
+    pub objective: Option<plexus_select::choose::Objective>,
+    pub cost_weight: Option<f64>,
+    /// An explicit conversation id: requests that share it keep their first choice.
+    pub session: Option<Arc<str>>,
+}
+
+impl SelectionHints {
+    /// Whether the caller overrode the configured policy.
+    pub fn overrides(&self) -> bool {
+        self.objective.is_some() || self.cost_weight.is_some()
+    }
 }
 
 /// What the server's access log learns about a request while it is handled: its key id (the
@@ -119,6 +139,7 @@ impl CallCtx {
             caller_gone: None,
             started: Instant::now(),
             access: None,
+            selection: SelectionHints::default(),
         }
     }
 
@@ -163,6 +184,7 @@ impl CallCtx {
             started: Instant::now(),
             // The access log's line is the client request's.
             access: None,
+            selection: SelectionHints::default(),
         })
     }
 
@@ -191,6 +213,7 @@ impl CallCtx {
             caller_gone: None,
             started: Instant::now(),
             access: None,
+            selection: SelectionHints::default(),
         }
     }
 

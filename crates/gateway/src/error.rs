@@ -8,7 +8,10 @@ use plexus_core::{ApiError, ErrorCode};
 pub enum StartupError {
     /// A setting names something that cannot be used (a provider, a JWT key set, a model file).
     #[error("{key}: {message}")]
-    Setting { key: &'static str, message: String },
+    Setting {
+        key: std::borrow::Cow<'static, str>,
+        message: String,
+    },
     #[error("provider credentials: {0}")]
     Credentials(String),
     #[error("cannot read the database: {0}")]
@@ -21,9 +24,12 @@ pub enum StartupError {
 }
 
 impl StartupError {
-    pub fn setting(key: &'static str, message: impl Into<String>) -> StartupError {
+    pub fn setting(
+        key: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> StartupError {
         StartupError::Setting {
-            key,
+            key: key.into(),
             message: message.into(),
         }
     }

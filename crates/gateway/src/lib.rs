@@ -17,18 +17,20 @@ pub mod ctx;
 pub mod dispatch;
 pub mod embed;
 pub mod error;
+pub mod feedback;
 pub mod keyauth;
 pub mod limit;
 pub mod metrics;
 pub mod pipeline;
 mod record;
 pub mod runtime;
+pub mod select;
 pub mod semantic;
 pub mod stream;
 mod tokens;
 
 pub use composite::{Composite, Drawdown};
-pub use ctx::{AccessNote, CacheControls, CallCtx, Origin, Parent};
+pub use ctx::{AccessNote, CacheControls, CallCtx, Origin, Parent, SelectionHints};
 pub use embed::EmbedAnswer;
 pub use error::StartupError;
 pub use pipeline::{Answer, AnswerMeta, ChatRequest, Failure, FullAnswer, WireFormat};
@@ -77,6 +79,8 @@ struct Inner {
     metrics: Option<PrometheusHandle>,
     clock: SharedClock,
     started_unix: i64,
+    /// The model selector's state across requests and reloads.
+    selection: select::SelectionState,
 }
 
 impl Gateway {
@@ -126,7 +130,7 @@ impl Gateway {
             }
         }
         let access_log = AtomicBool::new(runtime.config.log.access);
-        Ok(Gateway {
+        let gateway = Gateway {
             inner: Arc::new(Inner {
                 access_log,
                 runtime: ArcSwap::from_pointee(runtime),
@@ -145,8 +149,18 @@ impl Gateway {
                 metrics: metrics::install(),
                 clock,
                 started_unix,
+                selection: select::SelectionState::new(),
             }),
-        })
+        };
+        gateway.inner.tasks.spawn(select::follow_feedback(
+            gateway.clone(),
+            gateway.inner.background_stop.clone(),
+        ));
+        Ok(gateway)
+    }
+
+    pub(crate) fn selection(&self) -> &select::SelectionState {
+        &self.inner.selection
     }
 
     /// The current runtime snapshot.
@@ -264,14 +278,15 @@ impl Gateway {
     /// Whether no short background job (indexing a question, judging an answer, filling the
     /// cache) is running: what tests wait for before they look at the results.
     pub fn background_idle(&self) -> bool {
-        // The shared-state listener runs for the gateway's whole life.
+        // The shared-state listener and the feedback follower run for the gateway's whole
+        // life.
         let listener = usize::from(
             self.inner
                 .cache
                 .as_ref()
                 .is_some_and(|c| c.store().redis().is_some()),
         );
-        self.inner.tasks.len() <= listener
+        self.inner.tasks.len() <= listener + 1
     }
 
     /// Cancels every call still running (shutdown's grace period is over): each settles and

@@ -58,6 +58,14 @@ pub enum BudgetHold {
 }
 
 impl BudgetHold {
+    /// The smallest share any of its budgets has left after this hold.
+    pub fn remaining_share(&self) -> Option<f64> {
+        match self {
+            BudgetHold::Local(r) => r.remaining_share(),
+            BudgetHold::Remote(r) => r.remaining_share(),
+        }
+    }
+
     pub fn settle(self, actual_cost: Nanos) {
         match self {
             BudgetHold::Local(r) => r.settle(actual_cost),

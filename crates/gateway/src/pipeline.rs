@@ -105,6 +105,8 @@ pub struct AnswerMeta {
     pub similarity: Option<f32>,
     /// The limits closest to exhaustion.
     pub limits: Snapshot,
+    /// For a `select` model: the chosen candidate and a short reason (`x-plexus-route`).
+    pub route: Option<String>,
 }
 
 /// Runs a call's stages within its deadline, if it has one.
@@ -231,6 +233,9 @@ pub(crate) struct Admission {
     prompt_estimate: u64,
     /// Set when the caller went away while the call ran on (it is then recorded as 499).
     caller_gone: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The selector's decision, for a `select` model: completed with the candidate that
+    /// served and written into the record when the call settles.
+    pub(crate) decision: Option<Box<crate::select::Decision>>,
 }
 
 impl Admission {
@@ -252,6 +257,7 @@ impl Admission {
             target: None,
             prompt_estimate: 0,
             caller_gone: ctx.caller_gone.clone(),
+            decision: None,
         }
     }
 
@@ -296,6 +302,7 @@ impl Admission {
             target: self.target.take(),
             prompt_estimate: self.prompt_estimate,
             caller_gone: self.caller_gone.take(),
+            decision: self.decision.take(),
         }
     }
 
@@ -353,6 +360,21 @@ impl Admission {
         }
         record.cost = cost;
         record.latency_ms = self.started.elapsed().as_millis() as u64;
+        if let Some(mut decision) = self.decision.take() {
+            if let Some(t) = &self.target {
+                decision.served = Some(t.model.to_string());
+                if status < 300 {
+                    self.gateway.observe_selected(
+                        &decision.model,
+                        &t.model,
+                        record.completion_tokens,
+                        record.latency_ms,
+                        record.ttft_ms,
+                    );
+                }
+            }
+            record.route = serde_json::to_string(&decision).ok();
+        }
         Some((record, cost))
     }
 
@@ -638,8 +660,22 @@ impl Gateway {
         let ChatRequest { chat, .. } = req;
         // 2. authenticate: `ctx.principal`. 3. authorize
         check_model_access(&ctx.principal, &chat.model)?;
-        // 4. resolve
-        let route = rt.resolve(&chat.model)?;
+        // 4. resolve (a `select` model decides here which candidate serves)
+        let route = match rt.selector(&chat.model) {
+            None => rt.resolve(&chat.model)?,
+            Some(select) => {
+                let selected = self
+                    .select(ctx, &rt, select, &chat, prompt_estimate)
+                    .await?;
+                let d = &selected.decision;
+                meta.route = Some(format!("{}; {}", d.chosen, d.reason));
+                if let Some(r) = admission.record_mut() {
+                    r.prompt_embedding = selected.embedding;
+                }
+                admission.decision = Some(selected.decision);
+                selected.route
+            }
+        };
         let Some(first) = route.targets.first() else {
             return Err(ApiError::new(
                 ErrorCode::ServiceUnavailable,
@@ -979,9 +1015,12 @@ impl Gateway {
             return Ok(None);
         };
         let worst = self.worst_case(rt, route, &ctx.principal, prompt_tokens, &output)?;
-        self.reserve_on(&limits, worst)
-            .await
-            .map(|h| Some(BudgetClaim::Own(h)))
+        let hold = self.reserve_on(&limits, worst).await?;
+        // What is left, for the selector's next decision for this caller (no extra trip).
+        if let Some(share) = hold.remaining_share() {
+            self.note_budget_share(&ctx.principal.id, share);
+        }
+        Ok(Some(BudgetClaim::Own(hold)))
     }
 
     /// The budgets that apply to `principal`, if any.

@@ -15,6 +15,7 @@ use plexus_protocol::openai::Usage;
 use plexus_providers::client::ProviderHandle;
 use plexus_providers::client::UpstreamClient;
 use plexus_router::health::{HealthConfig, TargetHealth};
+use plexus_select::requirements::Capabilities;
 use plexus_store::{CredentialRecord, Store};
 use secrecy::ExposeSecret;
 use secrecy::SecretString;
@@ -28,6 +29,8 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub providers: Vec<Arc<ProviderHandle>>,
     models: HashMap<String, ModelRoute>,
+    /// The `select` models, by name.
+    selectors: HashMap<String, Arc<crate::select::SelectRoute>>,
     /// Metric handles for `provider/model` requests, per provider.
     direct: HashMap<String, Arc<TargetMetrics>>,
     /// SHA-256 of the master key, compared in constant time.
@@ -103,6 +106,8 @@ impl Pricing {
 /// One place a model can be served from.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The configured model it serves (`provider/model` when addressed directly).
+    pub model: Arc<str>,
     pub provider: Arc<ProviderHandle>,
     pub upstream_model: Arc<str>,
     pub metrics: Arc<TargetMetrics>,
@@ -119,6 +124,9 @@ pub struct Target {
     pub context_window: Option<u32>,
     /// The catalog's entry for the upstream model, if any.
     pub info: Option<&'static ModelInfo>,
+    /// What it can do (the catalog's, with the config's `capabilities:` over it), for the
+    /// selector.
+    pub capabilities: Capabilities,
 }
 
 impl Target {
@@ -138,6 +146,7 @@ impl Target {
     }
 
     fn new(
+        model: &str,
         provider: Arc<ProviderHandle>,
         upstream_model: &str,
         metrics: Arc<TargetMetrics>,
@@ -147,6 +156,7 @@ impl Target {
         let info = Catalog::builtin().lookup(provider.kind().as_str(), upstream_model);
         let pricing = price.map(Pricing::Config).or(info.map(Pricing::Catalog));
         Target {
+            model: Arc::from(model),
             provider,
             upstream_model: Arc::from(upstream_model),
             metrics,
@@ -157,6 +167,13 @@ impl Target {
             pricing,
             context_window: info.and_then(|m| m.max_input_tokens),
             info,
+            capabilities: info.map_or_else(Capabilities::default, |m| Capabilities {
+                tools: Some(m.supports_tools),
+                vision: Some(m.supports_vision),
+                json_schema: Some(m.supports_response_schema),
+                reasoning: Some(m.supports_reasoning),
+                context_window: m.max_input_tokens.map(u64::from),
+            }),
         }
     }
 }
@@ -311,13 +328,22 @@ impl Runtime {
         }
         let health = health_config(&config);
         let mut models = HashMap::with_capacity(config.models.len());
-        for m in &config.models {
+        let mut selectors = HashMap::new();
+        for (i, m) in config.models.iter().enumerate() {
+            if let Some(select) = &m.select {
+                selectors.insert(
+                    m.name.clone(),
+                    Arc::new(crate::select::SelectRoute::new(i, &m.name, select)?),
+                );
+                continue;
+            }
             let targets: Vec<Target> = m
                 .targets
                 .iter()
                 .filter_map(|t| {
                     providers.get(t.provider).map(|p| {
                         let mut target = Target::new(
+                            &m.name,
                             p.clone(),
                             &t.model,
                             Arc::new(TargetMetrics::new(&m.name, p.name())),
@@ -325,6 +351,7 @@ impl Runtime {
                             t.price,
                         );
                         target.weight = t.weight;
+                        target.capabilities = target.capabilities.overridden_by(&t.capabilities);
                         let quota = Quota {
                             rpm: t.rpm,
                             tpm: t.tpm,
@@ -374,6 +401,7 @@ impl Runtime {
             config: Arc::new(config),
             providers,
             models,
+            selectors,
             direct,
             global_limit,
             master_key_hash,
@@ -400,7 +428,7 @@ impl Runtime {
                         .cloned()
                         .unwrap_or_else(|| Arc::new(TargetMetrics::new("direct", prefix)));
                     let health = Arc::new(TargetHealth::new(health_config(&self.config)));
-                    let targets = vec![Target::new(p.clone(), rest, metrics, health, None)];
+                    let targets = vec![Target::new(model, p.clone(), rest, metrics, health, None)];
                     return Ok(Cow::Owned(ModelRoute {
                         name: Arc::from(model),
                         fingerprint: fingerprint(&targets),
@@ -465,6 +493,19 @@ impl Runtime {
         }
     }
 
+    /// The `select` model of that name, if it is one.
+    pub fn selector(&self, model: &str) -> Option<&Arc<crate::select::SelectRoute>> {
+        if self.selectors.is_empty() {
+            return None;
+        }
+        self.selectors.get(model)
+    }
+
+    /// Whether any `select` model is configured.
+    pub fn has_selectors(&self) -> bool {
+        !self.selectors.is_empty()
+    }
+
     /// Configured model names in config order.
     pub fn model_names(&self) -> impl Iterator<Item = (&str, &str)> {
         self.config.models.iter().map(|m| {
@@ -473,6 +514,7 @@ impl Runtime {
                 .first()
                 .and_then(|t| self.config.providers.get(t.provider))
                 .map(|p| p.name.as_str())
+                // A `select` model is the gateway's own.
                 .unwrap_or("plexus");
             (m.name.as_str(), owner)
         })

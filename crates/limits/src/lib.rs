@@ -120,6 +120,7 @@ impl Budgets {
     ) -> Result<Reservation, Exceeded> {
         let cost = cost.max(Nanos::ZERO);
         let mut entries = self.lock();
+        let mut least: Option<f64> = None;
         for (key, limit) in budgets {
             let start = limit.period_start(now_ms);
             let entry = entries.entry(key.clone()).or_insert(Entry {
@@ -141,6 +142,11 @@ impl Budgets {
                     resets_at_ms: start + limit.period_ms,
                 });
             }
+            if limit.max > Nanos::ZERO {
+                let left = (limit.max - entry.spent - entry.reserved - cost).0 as f64
+                    / limit.max.0 as f64;
+                least = Some(least.map_or(left, |l: f64| l.min(left)));
+            }
         }
         for (key, _) in budgets {
             if let Some(e) = entries.get_mut(key) {
@@ -152,6 +158,7 @@ impl Budgets {
             keys: budgets.iter().map(|(k, _)| k.clone()).collect(),
             amount: cost,
             settled: false,
+            remaining_share: least.map(|l| l.clamp(0.0, 1.0)),
         })
     }
 
@@ -180,11 +187,17 @@ pub struct Reservation {
     keys: Vec<BudgetKey>,
     amount: Nanos,
     settled: bool,
+    remaining_share: Option<f64>,
 }
 
 impl Reservation {
     pub fn amount(&self) -> Nanos {
         self.amount
+    }
+
+    /// The smallest share (0..=1) any of its budgets has left after this reservation.
+    pub fn remaining_share(&self) -> Option<f64> {
+        self.remaining_share
     }
 
     pub fn settle(mut self, actual_cost: Nanos) {
@@ -253,6 +266,22 @@ mod tests {
             Nanos::ZERO,
             "dropped holds are released"
         );
+    }
+
+    #[test]
+    fn a_reservation_reports_the_smallest_share_left() {
+        let b = Budgets::new();
+        let day = |max: f64| Limit {
+            max: usd(max),
+            period_ms: DAY,
+        };
+        let budgets = [(key("k"), day(1.0)), (key("team"), day(10.0))];
+        let first = b.reserve(&budgets, usd(0.25), 0).unwrap();
+        assert_eq!(first.remaining_share(), Some(0.75));
+        first.settle(usd(0.5));
+        // The key has $0.5 spent and $0.3 held: 20% left; the team has 92%.
+        let second = b.reserve(&budgets, usd(0.3), 0).unwrap();
+        assert!((second.remaining_share().unwrap() - 0.2).abs() < 1e-9);
     }
 
     #[test]

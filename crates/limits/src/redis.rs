@@ -225,7 +225,8 @@ end
 
 /// Budget reservation. KEYS: (hash, reservation index) per budget. ARGV: cost (nano-USD),
 /// reservation id, reservation TTL (ms), then the limit (nano-USD) per budget.
-/// Returns `{1}`, `{0, i, spent, reserved}` (exceeded) or `{2, i, ...}` (needs seeding).
+/// Returns `{1, least}` (reserved; `least`: the smallest share any budget has left after it, in
+/// millionths), `{0, i, spent, reserved}` (exceeded) or `{2, i, ...}` (needs seeding).
 const LUA_RESERVE: &str = r#"
 local clock = redis.call('TIME')
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -239,6 +240,7 @@ for i = 1, n do
 end
 if #missing > 1 then return missing end
 local added = {}
+local least = 1000000
 for i = 1, n do
   local h, z = KEYS[2 * i - 1], KEYS[2 * i]
   if added[h] == nil then
@@ -256,6 +258,9 @@ for i = 1, n do
   if spent + reserved + cost > limit or spent >= limit then
     return {0, i, spent, reserved}
   end
+  if limit > 0 then
+    least = math.min(least, math.floor((limit - spent - reserved - cost) * 1000000 / limit))
+  end
   added[h] = added[h] + cost
 end
 for i = 1, n do
@@ -266,7 +271,7 @@ for i = 1, n do
   local left = redis.call('PTTL', h)
   if left > 0 then redis.call('PEXPIRE', z, left) end
 end
-return {1}
+return {1, least}
 "#;
 
 /// Settlement. KEYS: (hash, reservation index) per budget. ARGV: reservation id, actual cost
@@ -892,6 +897,7 @@ impl RedisLimiter {
                 id: String::new(),
                 amount,
                 settled: false,
+                remaining_share: None,
             }));
         }
         let keys: Vec<(String, String)> = budgets
@@ -923,6 +929,7 @@ impl RedisLimiter {
                 id,
                 amount,
                 settled: false,
+                remaining_share: reply.get(1).map(|ppm| (*ppm as f64 / 1e6).clamp(0.0, 1.0)),
             })),
             Some(0) if reply.len() == 4 => {
                 let (key, limit) = budget(reply[1])?;
@@ -1108,11 +1115,17 @@ pub struct RemoteReservation {
     id: String,
     amount: Nanos,
     settled: bool,
+    remaining_share: Option<f64>,
 }
 
 impl RemoteReservation {
     pub fn amount(&self) -> Nanos {
         self.amount
+    }
+
+    /// The smallest share (0..=1) any of its budgets has left after this reservation.
+    pub fn remaining_share(&self) -> Option<f64> {
+        self.remaining_share
     }
 
     pub fn settle(mut self, actual_cost: Nanos) {
@@ -1350,6 +1363,7 @@ mod tests {
             id: "r1".into(),
             amount: Nanos::from_usd(0.3),
             settled: false,
+            remaining_share: None,
         };
         r.settle(Nanos::from_usd(0.1));
         drop(RemoteReservation {
@@ -1358,6 +1372,7 @@ mod tests {
             id: "r2".into(),
             amount: Nanos::from_usd(0.3),
             settled: false,
+            remaining_share: None,
         });
         let mut got = Vec::new();
         while let Ok(Msg::Op(Op::Settle {

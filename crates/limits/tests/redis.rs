@@ -322,6 +322,13 @@ async fn budgets_are_shared_across_instances() {
     }
     assert_eq!(held.len(), 3);
     assert_eq!(held[0].amount(), usd(0.3));
+    // Each reports what was left after it: 70%, 40% and 10%, in some order.
+    let mut shares: Vec<i64> = held
+        .iter()
+        .map(|r| (r.remaining_share().unwrap() * 100.0).round() as i64)
+        .collect();
+    shares.sort_unstable();
+    assert_eq!(shares, [10, 40, 70]);
     let (spent, reserved) = a.budget_usage(&k, &limit, now).await.unwrap().unwrap();
     assert_eq!((spent, reserved), (Nanos::ZERO, usd(0.9)));
 

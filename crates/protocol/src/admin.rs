@@ -870,6 +870,77 @@ pub struct AuditList {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Request log
+// ---------------------------------------------------------------------------------------------
+
+/// `GET /admin/requests/{id}`: one request of the log, with the calls made for it. Never the
+/// prompt's embedding; the bodies only when they are logged (`request_bodies`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestEntry {
+    /// The gateway's id (`x-plexus-request-id`).
+    pub request_id: String,
+    /// `request`.
+    pub object: String,
+    /// The client's own `x-request-id`.
+    pub client_request_id: Option<String>,
+    /// The request this call was made for (an inner call of a composite request, or a
+    /// gateway's own call such as the cache's judge); `null` on client requests.
+    pub parent_request_id: Option<String>,
+    /// The call's position within its parent.
+    pub step: Option<u32>,
+    /// The upstream's own request id, when it sent one.
+    pub upstream_request_id: Option<String>,
+    /// The virtual key id (`master`, `system` for the gateway's own calls, empty when auth is
+    /// off).
+    pub key_id: String,
+    pub user: Option<String>,
+    pub team: Option<String>,
+    /// `chat` or `embeddings`.
+    pub endpoint: String,
+    /// The model name the client sent.
+    pub model: String,
+    pub provider: String,
+    pub upstream_model: String,
+    pub stream: bool,
+    /// The HTTP status answered (499: the client went away).
+    pub status: u16,
+    /// The error code, if the request failed.
+    pub error_code: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// The token counts were estimated.
+    pub usage_estimated: bool,
+    /// What this call cost (a composite request's own row carries none: see `children`).
+    pub cost_usd: Nanos,
+    pub latency_ms: u64,
+    /// Time to first token, for streams.
+    pub ttft_ms: Option<u64>,
+    /// `hit`, `semantic-hit` or `miss` when the response cache was consulted.
+    pub cache: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// A `model: auto` request's selection decision (`served`: the configured model that
+    /// served it); `null` for other requests.
+    pub route: Option<Value>,
+    /// The calls made for this request, in step order (their own calls are read by their id).
+    pub children: Vec<RequestEntry>,
+    /// Only when request bodies are logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RequestEntry {
+    pub const OBJECT: &'static str = "request";
+}
+
+// ---------------------------------------------------------------------------------------------
 // Credentials
 // ---------------------------------------------------------------------------------------------
 

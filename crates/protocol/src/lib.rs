@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod anthropic;
+pub mod feedback;
 pub mod gemini;
 pub mod money;
 pub mod openai;

@@ -103,6 +103,12 @@ impl TargetHealth {
         value * self.decay(now.saturating_sub(stamp))
     }
 
+    /// Like [`TargetHealth::latency_ns`], but `None` before the first sample.
+    pub fn measured_latency_ns(&self, now: u64) -> Option<f64> {
+        let value = f64::from_bits(self.ewma.load(Ordering::Acquire));
+        (!value.is_nan()).then(|| self.latency_ns(now))
+    }
+
     /// Load-aware cost at `now`: `latency × (in_flight + 1)`. Lower is better.
     pub fn cost(&self, now: u64) -> f64 {
         self.latency_ns(now) * (self.in_flight() as f64 + 1.0)

@@ -224,10 +224,17 @@ impl AdminClient {
         self.delete(&format!("/admin/users/{}", seg(id))).await
     }
 
-    // Spend, audit, credentials, cache ----------------------------------------------------------
+    // Spend, requests, audit, credentials, cache ------------------------------------------------
 
     pub async fn spend(&self, query: &SpendQuery) -> Result<Spend, Error> {
         self.get("/admin/spend", query).await
+    }
+
+    /// One request of the log by its gateway id (`x-plexus-request-id`), with the calls made
+    /// for it.
+    pub async fn request(&self, id: &str) -> Result<RequestEntry, Error> {
+        self.get(&format!("/admin/requests/{}", seg(id)), &NO_QUERY)
+            .await
     }
 
     /// Audit entries, oldest first.

@@ -29,6 +29,7 @@
 
 pub mod admin;
 
+pub use plexus_protocol::feedback::{Feedback, FeedbackRequest, Score};
 pub use plexus_protocol::openai::*;
 
 use eventsource_stream::Eventsource;
@@ -207,6 +208,27 @@ impl Client {
     pub async fn embeddings(&self, req: &EmbeddingRequest) -> Result<EmbeddingResponse, Error> {
         let resp = self
             .send(|| self.request(reqwest::Method::POST, "/embeddings").json(req))
+            .await?;
+        let bytes = resp.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    /// Scores a request made with this key (`request_id`: the gateway's id, its
+    /// `x-plexus-request-id`): from 0 (bad) to 1 (good), `Score::UP` or `Score::DOWN`. A new
+    /// score on the same request replaces the old one. Plexus only.
+    pub async fn feedback(
+        &self,
+        request_id: &str,
+        score: Score,
+        comment: Option<&str>,
+    ) -> Result<Feedback, Error> {
+        let req = FeedbackRequest {
+            request_id: request_id.to_owned(),
+            score,
+            comment: comment.map(str::to_owned),
+        };
+        let resp = self
+            .send(|| self.request(reqwest::Method::POST, "/feedback").json(&req))
             .await?;
         let bytes = resp.bytes().await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))

@@ -49,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/admin/audit", get(list_audit))
         .route("/admin/spend", get(spend))
+        .route("/admin/requests/{id}", get(get_request))
         .route(
             "/admin/credentials",
             post(create_credential).get(list_credentials),
@@ -253,7 +254,8 @@ fn actor<'a>(state: &'a AppState, principal: &'a Principal, req: &Request) -> Ac
     }
 }
 
-async fn body<T: serde::de::DeserializeOwned>(
+/// Reads and parses a JSON body (at most `max_request_bytes`), naming the offending field.
+pub(crate) async fn body<T: serde::de::DeserializeOwned>(
     state: &AppState,
     req: Request,
 ) -> Result<T, HttpError> {
@@ -1435,6 +1437,79 @@ async fn spend(
     }))
 }
 
+/// A logged request as the API shows it: never the prompt's embedding; the bodies only when
+/// they were logged.
+fn request_entry(r: plexus_store::LoggedRequest) -> wire::RequestEntry {
+    let route = r.route.map(|text| {
+        // Written by the gateway as JSON; should it not parse, the text is shown as it is.
+        serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text))
+    });
+    wire::RequestEntry {
+        object: wire::RequestEntry::OBJECT.into(),
+        created_at: secs(r.ts_ms),
+        request_id: r.request_id,
+        client_request_id: r.client_request_id,
+        parent_request_id: r.parent_request_id,
+        step: r.step,
+        upstream_request_id: r.upstream_request_id,
+        key_id: r.key_id,
+        user: r.user_id,
+        team: r.team_id,
+        endpoint: r.endpoint,
+        model: r.model,
+        provider: r.provider,
+        upstream_model: r.upstream_model,
+        stream: r.stream,
+        status: r.status,
+        error_code: r.error_code,
+        prompt_tokens: r.prompt_tokens,
+        completion_tokens: r.completion_tokens,
+        cached_tokens: r.cached_tokens,
+        reasoning_tokens: r.reasoning_tokens,
+        usage_estimated: r.usage_estimated,
+        cost_usd: r.cost,
+        latency_ms: r.latency_ms,
+        ttft_ms: r.ttft_ms,
+        cache: r.cache_status,
+        route,
+        children: Vec::new(),
+        request_body: r.request_body,
+        response_body: r.response_body,
+        extra: Map::new(),
+    }
+}
+
+/// `GET /admin/requests/{id}`: one request of the log by its gateway id, with the calls made
+/// for it (`children`, in step order). Readable as spend is (admins any; team admins their
+/// team's; members and viewers their own); unknown and forbidden look the same.
+async fn get_request(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<wire::RequestEntry>, HttpError> {
+    let store = state.store();
+    let mut record = store.request_by_id(&id).await.map_err(store_error)?;
+    if record.is_none() {
+        // It may still be queued for the log writer.
+        state.writer().flush().await;
+        record = store.request_by_id(&id).await.map_err(store_error)?;
+    }
+    let Some(record) = record else {
+        return Err(not_found("request", &id));
+    };
+    let scope = Scope {
+        team_id: record.team_id.as_deref(),
+        user_id: record.user_id.as_deref(),
+    };
+    if authorize(&principal, Action::SpendRead, scope).is_err() {
+        return Err(not_found("request", &id));
+    }
+    let children = store.requests_by_parent(&id).await.map_err(store_error)?;
+    let mut entry = request_entry(record);
+    entry.children = children.into_iter().map(request_entry).collect();
+    Ok(Json(entry))
+}
+
 fn credential_view(c: &plexus_store::CredentialRecord) -> wire::Credential {
     wire::Credential {
         id: c.id.clone(),
@@ -1599,6 +1674,22 @@ async fn retire_credential(
     }))
 }
 
+/// The latest accepted timestamp: 9999-12-31T23:59:59Z, as in the OpenAPI description.
+const MAX_UNIX_SECONDS: i64 = 253_402_300_799;
+
+/// A timestamp field given in Unix seconds, as the milliseconds the store keeps; refused
+/// (naming `field`) before 1970 or after the year 9999.
+fn unix_seconds_to_ms(secs: i64, field: &str) -> Result<i64, HttpError> {
+    if (0..=MAX_UNIX_SECONDS).contains(&secs) {
+        Ok(secs * 1000)
+    } else {
+        Err(invalid(
+            format!("`{field}` must be Unix seconds from 0 to {MAX_UNIX_SECONDS} (year 9999)"),
+            field,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// Every admin route is described in `docs/openapi.json`, and the document parses.
@@ -1633,21 +1724,5 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path}");
         }
-    }
-}
-
-/// The latest accepted timestamp: 9999-12-31T23:59:59Z, as in the OpenAPI description.
-const MAX_UNIX_SECONDS: i64 = 253_402_300_799;
-
-/// A timestamp field given in Unix seconds, as the milliseconds the store keeps; refused
-/// (naming `field`) before 1970 or after the year 9999.
-fn unix_seconds_to_ms(secs: i64, field: &str) -> Result<i64, HttpError> {
-    if (0..=MAX_UNIX_SECONDS).contains(&secs) {
-        Ok(secs * 1000)
-    } else {
-        Err(invalid(
-            format!("`{field}` must be Unix seconds from 0 to {MAX_UNIX_SECONDS} (year 9999)"),
-            field,
-        ))
     }
 }

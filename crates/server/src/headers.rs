@@ -2,7 +2,8 @@
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use plexus_core::ApiError;
-use plexus_gateway::{AnswerMeta, CacheControls};
+use plexus_gateway::{AnswerMeta, CacheControls, SelectionHints};
+use plexus_select::choose::Objective;
 use plexus_limits::rate::{Remaining, Snapshot};
 use plexus_protocol::money::Nanos;
 
@@ -40,6 +41,57 @@ pub fn cache_controls(headers: &HeaderMap) -> Result<CacheControls, ApiError> {
     Ok(c)
 }
 
+/// Reads what the caller asks of a `select` model: `x-plexus-objective`,
+/// `x-plexus-cost-weight` and `x-plexus-session`.
+pub fn selection_hints(headers: &HeaderMap) -> Result<SelectionHints, ApiError> {
+    let mut hints = SelectionHints::default();
+    let text = |name: &'static str| -> Result<Option<&str>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str().map_err(|_| {
+                    ApiError::invalid_request(format!("`{name}` must be text."), name)
+                })
+            })
+            .transpose()
+    };
+    if let Some(v) = text("x-plexus-objective")? {
+        hints.objective = Some(Objective::parse(v).ok_or_else(|| {
+            ApiError::invalid_request(
+                format!(
+                    "`x-plexus-objective` must be one of quality, cost, latency, balanced, not `{v}`."
+                ),
+                "x-plexus-objective",
+            )
+        })?);
+    }
+    if let Some(v) = text("x-plexus-cost-weight")? {
+        let weight = v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|w| w.is_finite() && *w >= 0.0)
+            .ok_or_else(|| {
+                ApiError::invalid_request(
+                    format!("`x-plexus-cost-weight` must be a number at least 0, not `{v}`."),
+                    "x-plexus-cost-weight",
+                )
+            })?;
+        hints.cost_weight = Some(weight);
+    }
+    if let Some(v) = text("x-plexus-session")? {
+        let v = v.trim();
+        if v.is_empty() || v.len() > 256 {
+            return Err(ApiError::invalid_request(
+                "`x-plexus-session` must be 1 to 256 characters.",
+                "x-plexus-session",
+            ));
+        }
+        hints.session = Some(std::sync::Arc::from(v));
+    }
+    Ok(hints)
+}
+
 /// The headers every answer and failure carries: rate limits, what served, the cache status.
 /// (The request ids are added to every response by the request-id layer.)
 pub fn apply_meta(headers: &mut HeaderMap, meta: &AnswerMeta) {
@@ -53,6 +105,13 @@ pub fn apply_meta(headers: &mut HeaderMap, meta: &AnswerMeta) {
     }
     if let Some(kind) = meta.cache {
         headers.insert("x-plexus-cache", HeaderValue::from_static(kind));
+    }
+    if let Some(v) = meta
+        .route
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok())
+    {
+        headers.insert("x-plexus-route", v);
     }
     if let Some(s) = meta.similarity {
         if let Ok(v) = HeaderValue::from_str(&format!("{s:.4}")) {

@@ -10,6 +10,7 @@ mod admin;
 mod chat;
 mod embeddings;
 pub mod error;
+mod feedback;
 mod headers;
 mod inbound;
 mod middleware;
@@ -40,6 +41,8 @@ pub fn app(state: AppState) -> Router {
         .route("/chat/completions", post(chat::chat_completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/embeddings", post(embeddings::embeddings))
+        .route("/v1/feedback", post(feedback::feedback))
+        .route("/feedback", post(feedback::feedback))
         .route("/v1/models", get(list_models))
         .route("/models", get(list_models))
         .merge(admin::routes());
@@ -187,7 +190,7 @@ mod tests {
     /// and the docs' script, which only `/docs` loads.
     #[test]
     fn every_route_is_documented_or_deliberately_left_out() {
-        let left_out = ["/chat/completions", "/embeddings", "/models"];
+        let left_out = ["/chat/completions", "/embeddings", "/models", "/feedback"];
         let documented = documented_paths();
         let mut routes = 0;
         for line in include_str!("lib.rs").lines() {

@@ -58,6 +58,15 @@ impl FromRequestParts<AppState> for Call {
                 }
             }
         }
+        if chat && state.runtime().has_selectors() {
+            match crate::headers::selection_hints(&parts.headers) {
+                Ok(hints) => ctx.selection = hints,
+                Err(e) => {
+                    state.record_rejected(&ctx, "chat", &[], &e).await;
+                    return Err(HttpError(e));
+                }
+            }
+        }
         Ok(Call(ctx))
     }
 }

@@ -64,6 +64,7 @@ const OPERATIONS: &[(&str, &str, Option<&str>, &str, &str)] = &[
     ),
     ("delete", "/admin/users/{id}", None, "200", "Deleted"),
     ("get", "/admin/spend", None, "200", "Spend"),
+    ("get", "/admin/requests/{id}", None, "200", "RequestEntry"),
     ("get", "/admin/audit", None, "200", "AuditList"),
     (
         "post",
@@ -608,6 +609,67 @@ fn semantic_stats() -> Value {
     .unwrap()
 }
 
+/// A request with every field set (bodies logged, a selection decision) and the calls made
+/// for it; and a bare one.
+fn request_entries() -> [RequestEntry; 2] {
+    let child = RequestEntry {
+        request_id: "gw-2".into(),
+        object: RequestEntry::OBJECT.into(),
+        parent_request_id: Some("gw-1".into()),
+        step: Some(0),
+        key_id: "key_1".into(),
+        endpoint: "chat".into(),
+        model: "gpt".into(),
+        provider: "oai".into(),
+        upstream_model: "gpt-4o-mini".into(),
+        status: 200,
+        cost_usd: Nanos(20_700),
+        created_at: 1_700_000_000,
+        ..RequestEntry::default()
+    };
+    let bare = RequestEntry {
+        request_id: "gw-3".into(),
+        object: RequestEntry::OBJECT.into(),
+        endpoint: "embeddings".into(),
+        ..RequestEntry::default()
+    };
+    let full = RequestEntry {
+        request_id: "gw-1".into(),
+        object: RequestEntry::OBJECT.into(),
+        client_request_id: Some("mine-1".into()),
+        parent_request_id: Some("gw-0".into()),
+        step: Some(1),
+        upstream_request_id: Some("up-1".into()),
+        key_id: "key_1".into(),
+        user: Some("ada".into()),
+        team: Some("red".into()),
+        endpoint: "chat".into(),
+        model: "auto".into(),
+        provider: "oai".into(),
+        upstream_model: "gpt-4o-mini".into(),
+        stream: true,
+        status: 429,
+        error_code: Some("rate_limited".into()),
+        prompt_tokens: 10,
+        completion_tokens: 5,
+        cached_tokens: 2,
+        reasoning_tokens: 1,
+        usage_estimated: true,
+        cost_usd: Nanos(1_500),
+        latency_ms: 120,
+        ttft_ms: Some(30),
+        cache: Some("miss".into()),
+        created_at: 1_700_000_000,
+        route: Some(json!({"served": "gpt", "candidates": []})),
+        // The nested schema is checked on what these show: null values too.
+        children: vec![child, bare.clone()],
+        request_body: Some("{}".into()),
+        response_body: Some("{}".into()),
+        extra: Map::new(),
+    };
+    [full, bare]
+}
+
 #[test]
 fn every_admin_operation_names_its_schemas() {
     let mut c = Checker::new();
@@ -908,6 +970,27 @@ fn response_schemas_say_what_the_server_answers() {
             deleted: 2,
             extra: Map::new(),
         }],
+    );
+    c.response("RequestEntry", &request_entries());
+    // Not an admin answer, but described the same way.
+    c.response(
+        "Feedback",
+        &[
+            plexus_protocol::feedback::Feedback {
+                object: "feedback".into(),
+                request_id: "gw-1".into(),
+                model: "gpt".into(),
+                score: 0.5,
+                comment: Some("fine".into()),
+                created_at: 1_700_000_000,
+                extra: Map::new(),
+            },
+            plexus_protocol::feedback::Feedback {
+                object: "feedback".into(),
+                score: 1.0,
+                ..Default::default()
+            },
+        ],
     );
     // Every schema an admin answer names, nested ones included, was checked.
     let mut named: BTreeSet<String> = OPERATIONS.iter().map(|op| op.4.to_owned()).collect();

@@ -118,7 +118,7 @@ macro_rules! request_columns {
          upstream_model, stream, status, error_code, prompt_tokens, completion_tokens, \
          cached_tokens, reasoning_tokens, usage_estimated, cost_nanos, latency_ms, ttft_ms, \
          request_body, response_body, cache_status, parent_request_id, step, \
-         client_request_id, overhead_team_id"
+         client_request_id, overhead_team_id, user_id, team_id, route, prompt_embedding"
     };
 }
 
@@ -206,7 +206,7 @@ impl Store {
              prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, \
              cost_usd, cost_nanos, latency_ms, ttft_ms, user_id, team_id, request_body, \
              response_body, cache_status, parent_request_id, step, client_request_id, \
-             overhead_team_id) ";
+             overhead_team_id, route, prompt_embedding) ";
         macro_rules! insert_all {
             ($pool:expr, $db:ty) => {{
                 let mut tx = $pool.begin().await?;
@@ -241,7 +241,9 @@ impl Store {
                             .push_bind(r.parent_request_id.as_deref())
                             .push_bind(r.step.map(i64::from))
                             .push_bind(r.client_request_id.as_deref())
-                            .push_bind(r.overhead_team_id.as_deref());
+                            .push_bind(r.overhead_team_id.as_deref())
+                            .push_bind(r.route.as_deref())
+                            .push_bind(r.prompt_embedding.as_deref().map(f32_bytes));
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -457,6 +459,80 @@ impl Store {
         )
     }
 
+    /// Stores a user's feedback on a request; a new feedback on the same request replaces the
+    /// old one and takes a new id, so [`Store::feedback_page`] readers see it again.
+    pub async fn upsert_feedback(&self, row: &FeedbackRow) -> Result<(), StoreError> {
+        // SQLite: `REPLACE` deletes the row it conflicts with and inserts a new one, which
+        // AUTOINCREMENT numbers past every id ever used. PostgreSQL: one statement that moves
+        // the existing row to the next id of the sequence (no delete-then-insert race between
+        // two concurrent scorings of the same request).
+        const SQLITE: &str = "REPLACE INTO feedback (request_id, key_id, model, score, comment, \
+             embedding, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)";
+        const POSTGRES: &str = "INSERT INTO feedback (request_id, key_id, model, score, comment, \
+             embedding, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (request_id) DO UPDATE SET id = nextval('feedback_id_seq'), \
+             key_id = EXCLUDED.key_id, model = EXCLUDED.model, score = EXCLUDED.score, \
+             comment = EXCLUDED.comment, embedding = EXCLUDED.embedding, \
+             created_at_ms = EXCLUDED.created_at_ms";
+        let embedding = row.embedding.as_deref().map(f32_bytes);
+        macro_rules! run {
+            ($pool:expr, $q:expr) => {{
+                sqlx::query($q)
+                    .bind(row.request_id.as_str())
+                    .bind(row.key_id.as_str())
+                    .bind(row.model.as_str())
+                    .bind(row.score)
+                    .bind(row.comment.as_deref())
+                    .bind(embedding.as_deref())
+                    .bind(row.created_at_ms)
+                    .execute($pool)
+                    .await?;
+            }};
+        }
+        match &self.db {
+            Db::Sqlite(p) => run!(p, SQLITE),
+            Db::Postgres(p) => run!(p, pg_sql(POSTGRES)),
+        }
+        Ok(())
+    }
+
+    /// Feedback rows with an id past `after_id`, in id order, at most `limit` (each instance
+    /// loads them at start-up, then pages on from the last id it saw). A replaced feedback
+    /// comes back under its new id.
+    ///
+    /// On PostgreSQL, ids are taken when a statement runs and seen when it commits, so a slow
+    /// writer can commit an id below one a reader has already passed; each upsert is one
+    /// short statement, which keeps that window small.
+    pub async fn feedback_page(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, FeedbackRow)>, StoreError> {
+        const SQL: &str = "SELECT id, request_id, key_id, model, score, comment, embedding, \
+             created_at_ms FROM feedback WHERE id > ? ORDER BY id LIMIT ?";
+        on_db!(&self.db, SQL, |p, q| {
+            let rows = sqlx::query(q)
+                .bind(after_id)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(FeedbackRow::from_row).collect()
+        })
+    }
+
+    /// The feedback stored on one request, with its id.
+    pub async fn feedback_for(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<(i64, FeedbackRow)>, StoreError> {
+        const SQL: &str = "SELECT id, request_id, key_id, model, score, comment, embedding, \
+             created_at_ms FROM feedback WHERE request_id = ?";
+        on_db!(&self.db, SQL, |p, q| {
+            let row = sqlx::query(q).bind(request_id).fetch_optional(p).await?;
+            row.as_ref().map(FeedbackRow::from_row).transpose()
+        })
+    }
+
     pub async fn count_requests(&self) -> Result<u64, StoreError> {
         on_db!(&self.db, "SELECT COUNT(*) FROM request_log", |p, q| {
             let n: i64 = sqlx::query_scalar(q).fetch_one(p).await?;
@@ -522,6 +598,72 @@ pub struct LoggedRequest {
     pub client_request_id: Option<String>,
     /// See [`RequestRecord::overhead_team_id`].
     pub overhead_team_id: Option<String>,
+    /// The key's (or token's) user and team.
+    pub user_id: Option<String>,
+    pub team_id: Option<String>,
+    /// See [`RequestRecord::route`].
+    pub route: Option<String>,
+    /// See [`RequestRecord::prompt_embedding`].
+    pub prompt_embedding: Option<Vec<f32>>,
+}
+
+/// A user's feedback on one request: how well the model that served it did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackRow {
+    pub request_id: String,
+    /// Who scored it (the principal's id).
+    pub key_id: String,
+    /// The configured model name that served the request.
+    pub model: String,
+    /// 0 (bad) to 1 (good).
+    pub score: f64,
+    pub comment: Option<String>,
+    /// The prompt's embedding, copied from the request's row.
+    pub embedding: Option<Vec<f32>>,
+    pub created_at_ms: i64,
+}
+
+impl FeedbackRow {
+    fn from_row(row: &impl AnyRow) -> Result<(i64, Self), StoreError> {
+        Ok((
+            row.i64("id")?,
+            FeedbackRow {
+                request_id: row.text("request_id")?,
+                key_id: row.text("key_id")?,
+                model: row.text("model")?,
+                score: row
+                    .opt_f64("score")?
+                    .ok_or(StoreError::Corrupt("feedback.score"))?,
+                comment: row.opt_text("comment")?,
+                embedding: row
+                    .opt_bytes("embedding")?
+                    .map(|b| f32s(&b, "feedback.embedding"))
+                    .transpose()?,
+                created_at_ms: row.i64("created_at_ms")?,
+            },
+        ))
+    }
+}
+
+/// An embedding as stored: little-endian f32 bytes.
+pub(crate) fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Stored little-endian f32 bytes back as values; a length that is not a multiple of 4 is
+/// corrupt.
+pub(crate) fn f32s(bytes: &[u8], what: &'static str) -> Result<Vec<f32>, StoreError> {
+    let chunks = bytes.chunks_exact(4);
+    if !chunks.remainder().is_empty() {
+        return Err(StoreError::Corrupt(what));
+    }
+    Ok(chunks
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 /// Column access shared by both backends' rows.
@@ -532,6 +674,7 @@ pub(crate) trait AnyRow {
     fn text(&self, name: &str) -> Result<String, StoreError>;
     fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError>;
     fn flag(&self, name: &str) -> Result<bool, StoreError>;
+    fn opt_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 macro_rules! any_row {
@@ -554,6 +697,9 @@ macro_rules! any_row {
             }
             fn flag(&self, name: &str) -> Result<bool, StoreError> {
                 Ok(self.try_get::<bool, _>(name)?)
+            }
+            fn opt_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+                Ok(self.try_get::<Option<Vec<u8>>, _>(name)?)
             }
         }
     };
@@ -612,6 +758,13 @@ impl LoggedRequest {
                 .transpose()?,
             client_request_id: row.opt_text("client_request_id")?,
             overhead_team_id: row.opt_text("overhead_team_id")?,
+            user_id: row.opt_text("user_id")?,
+            team_id: row.opt_text("team_id")?,
+            route: row.opt_text("route")?,
+            prompt_embedding: row
+                .opt_bytes("prompt_embedding")?
+                .map(|b| f32s(&b, "request_log.prompt_embedding"))
+                .transpose()?,
         })
     }
 }

@@ -7,7 +7,8 @@ use plexus_core::log::RequestRecord;
 use plexus_protocol::admin::{Limits, LimitsPatch};
 use plexus_protocol::money::Nanos;
 use plexus_store::{
-    AuditEntry, AuditQuery, KeyFilter, KeyRecord, Store, StoreError, TeamRecord, UserRecord,
+    AuditEntry, AuditQuery, FeedbackRow, KeyFilter, KeyRecord, Store, StoreError, TeamRecord,
+    UserRecord,
 };
 use sqlx::postgres::PgConnectOptions;
 use std::str::FromStr;
@@ -757,3 +758,113 @@ async fn lineage_spend(store: &Store) {
         .is_empty());
 }
 both!(composite_and_system_spend, lineage_spend);
+
+/// A selected request keeps its decision and the prompt's embedding (exact f32 values, the
+/// owner too); an ordinary one has neither.
+async fn route_and_embedding(store: &Store) {
+    let embedding: std::sync::Arc<[f32]> = vec![0.25, -1.5, f32::MIN_POSITIVE, 3.0e-8].into();
+    store
+        .insert_requests(&[
+            RequestRecord {
+                ts_ms: 1,
+                request_id: "auto-1".into(),
+                key_id: "k".into(),
+                user_id: Some("ada".into()),
+                team_id: Some("red".into()),
+                endpoint: "chat",
+                model: "auto".into(),
+                status: 200,
+                route: Some(r#"{"served":"gpt","scores":{"gpt":0.9}}"#.into()),
+                prompt_embedding: Some(embedding.clone()),
+                ..Default::default()
+            },
+            RequestRecord {
+                ts_ms: 2,
+                request_id: "plain".into(),
+                key_id: "k".into(),
+                endpoint: "chat",
+                model: "gpt".into(),
+                status: 200,
+                ..Default::default()
+            },
+        ])
+        .await
+        .unwrap();
+    let got = store.request_by_id("auto-1").await.unwrap().unwrap();
+    assert_eq!(
+        got.route.as_deref(),
+        Some(r#"{"served":"gpt","scores":{"gpt":0.9}}"#)
+    );
+    assert_eq!(got.prompt_embedding.as_deref(), Some(&embedding[..]));
+    assert_eq!(got.user_id.as_deref(), Some("ada"));
+    assert_eq!(got.team_id.as_deref(), Some("red"));
+    let plain = store.request_by_id("plain").await.unwrap().unwrap();
+    assert_eq!(plain.route, None);
+    assert_eq!(plain.prompt_embedding, None);
+    assert_eq!(plain.user_id, None);
+}
+both!(route_and_prompt_embedding_round_trip, route_and_embedding);
+
+/// Feedback pages in id order; a new feedback on the same request replaces the old one and
+/// comes back past the last id a reader saw.
+async fn feedback(store: &Store) {
+    let row = |request_id: &str, score: f64| FeedbackRow {
+        request_id: request_id.into(),
+        key_id: "k1".into(),
+        model: "gpt".into(),
+        score,
+        comment: None,
+        embedding: None,
+        created_at_ms: 10,
+    };
+    assert!(store.feedback_page(0, 10).await.unwrap().is_empty());
+    let first = FeedbackRow {
+        comment: Some("great answer".into()),
+        embedding: Some(vec![0.5, -0.25, 1.0e-3]),
+        ..row("r1", 1.0)
+    };
+    store.upsert_feedback(&first).await.unwrap();
+    store.upsert_feedback(&row("r2", 0.0)).await.unwrap();
+    store.upsert_feedback(&row("r3", 0.5)).await.unwrap();
+    let page = store.feedback_page(0, 10).await.unwrap();
+    assert_eq!(page.len(), 3);
+    assert!(page.windows(2).all(|w| w[0].0 < w[1].0), "id order");
+    assert_eq!(page[0].1, first, "every field round-trips");
+    assert_eq!(page[1].1.request_id, "r2");
+    // Paging: at most `limit`, then on from the last id.
+    let head = store.feedback_page(0, 2).await.unwrap();
+    assert_eq!(head.len(), 2);
+    let rest = store.feedback_page(head[1].0, 2).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].1.request_id, "r3");
+    let last = rest[0].0;
+    assert!(store.feedback_page(last, 10).await.unwrap().is_empty());
+
+    // Re-scoring r1 replaces it, under a new id past `last`.
+    let again = FeedbackRow {
+        key_id: "master".into(),
+        model: "sonnet".into(),
+        score: 0.25,
+        comment: None,
+        embedding: None,
+        created_at_ms: 20,
+        request_id: "r1".into(),
+    };
+    store.upsert_feedback(&again).await.unwrap();
+    let newer = store.feedback_page(last, 10).await.unwrap();
+    assert_eq!(newer.len(), 1);
+    assert!(newer[0].0 > last);
+    assert_eq!(newer[0].1, again);
+    let all = store.feedback_page(0, 10).await.unwrap();
+    assert_eq!(all.len(), 3, "one row per request");
+    assert_eq!(
+        all.iter()
+            .map(|(_, r)| r.request_id.as_str())
+            .collect::<Vec<_>>(),
+        ["r2", "r3", "r1"]
+    );
+    let (id, one) = store.feedback_for("r1").await.unwrap().unwrap();
+    assert_eq!((id, one), newer[0].clone());
+    assert!(store.feedback_for("nope").await.unwrap().is_none());
+}
+both!(feedback_upsert_and_pages, feedback);
