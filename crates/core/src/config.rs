@@ -2549,7 +2549,10 @@ models:
         let select = cfg.models[1].select.as_ref().unwrap();
         assert_eq!(select.candidates, ["ok"]);
         assert_eq!(select.objective, plexus_select::choose::Objective::Cost);
-        assert_eq!((select.cost_weight, select.explore, select.affinity), (0.5, 0.02, true));
+        assert_eq!(
+            (select.cost_weight, select.explore, select.affinity),
+            (0.5, 0.02, true)
+        );
         assert_eq!(select.max_latency, Some(Duration::from_millis(900)));
         assert!(cfg.models[1].targets.is_empty());
     }

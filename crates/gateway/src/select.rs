@@ -17,9 +17,7 @@ use plexus_core::config::SelectConfig;
 use plexus_core::{ApiError, ErrorCode};
 use plexus_embed::Embedder;
 use plexus_protocol::openai::{ChatCompletionRequest, MessageContent, Role, Usage};
-use plexus_select::choose::{
-    self, Candidate, ExplorationPacer, Objective, Policy, QualitySource,
-};
+use plexus_select::choose::{self, Candidate, ExplorationPacer, Objective, Policy, QualitySource};
 use plexus_select::feedback::FeedbackIndex;
 use plexus_select::predictor::QualityPredictor;
 use plexus_select::requirements::{Capabilities, Needs};
@@ -57,7 +55,10 @@ impl std::fmt::Debug for SelectRoute {
             .field("name", &self.name)
             .field("candidates", &self.config.candidates)
             .field("router", &self.predictor.is_some())
-            .field("embedder", &self.embedder.as_ref().map(|e| e.name().to_owned()))
+            .field(
+                "embedder",
+                &self.embedder.as_ref().map(|e| e.name().to_owned()),
+            )
             .finish()
     }
 }
@@ -74,7 +75,10 @@ impl SelectRoute {
             None => None,
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    StartupError::setting(key("router"), format!("cannot read {}: {e}", path.display()))
+                    StartupError::setting(
+                        key("router"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
                 })?;
                 Some(QualityPredictor::from_json(&text).map_err(|e| {
                     StartupError::setting(key("router"), format!("{}: {e}", path.display()))
@@ -282,7 +286,11 @@ fn session_of(ctx: &CallCtx, chat: &ChatCompletionRequest) -> u64 {
         }
         None => {
             1u8.hash(&mut h);
-            for m in chat.messages.iter().take_while(|m| m.role != Role::Assistant) {
+            for m in chat
+                .messages
+                .iter()
+                .take_while(|m| m.role != Role::Assistant)
+            {
                 if let Some(c) = &m.content {
                     c.joined_text().hash(&mut h);
                 }
@@ -419,7 +427,10 @@ impl Gateway {
                 (None, Some(q)) => (q, QualitySource::Config),
                 (None, None) => {
                     price_order = true;
-                    (choose::price_order_quality(&prices, i), QualitySource::PriceOrder)
+                    (
+                        choose::price_order_quality(&prices, i),
+                        QualitySource::PriceOrder,
+                    )
                 }
             };
             c.prior_quality = prior;
@@ -456,7 +467,8 @@ impl Gateway {
                 .first()
                 .and_then(|t| t.cost(&usage))
                 .map(|n| n.usd());
-            c.expected_latency_ms = expected_latency_ms(route, now_ns, learned, output, chat.is_stream());
+            c.expected_latency_ms =
+                expected_latency_ms(route, now_ns, learned, output, chat.is_stream());
         }
 
         // Steps 5 and 6: filters, ranking, exploration.
@@ -498,11 +510,16 @@ impl Gateway {
                 Objective::Quality => "highest predicted quality".to_owned(),
                 Objective::Cost => "lowest expected cost".to_owned(),
                 Objective::Latency => "lowest expected latency".to_owned(),
-                Objective::Balanced => format!("best quality for cost (cost weight {effective:.3})"),
+                Objective::Balanced => {
+                    format!("best quality for cost (cost weight {effective:.3})")
+                }
             }
         };
         let chosen_name = candidates[chosen].name.clone();
-        state.stats(&chosen_name).chosen.fetch_add(1, Ordering::Relaxed);
+        state
+            .stats(&chosen_name)
+            .chosen
+            .fetch_add(1, Ordering::Relaxed);
         if let (Some(key), false) = (affinity_key, exploration) {
             state.affinity.insert(key, Arc::from(chosen_name.as_str()));
         }
@@ -578,7 +595,9 @@ impl Gateway {
         match ttft_ms {
             Some(ttft) if latency_ms > ttft && completion_tokens > 1 => {
                 let secs = (latency_ms - ttft) as f64 / 1000.0;
-                learned.tokens_per_second.add(completion_tokens as f64 / secs);
+                learned
+                    .tokens_per_second
+                    .add(completion_tokens as f64 / secs);
             }
             Some(_) => {}
             None => learned.latency_ms.add(latency_ms as f64),
@@ -610,7 +629,12 @@ impl Gateway {
 
     /// The predicted quality of `model` for `prompt` as the selector `select_model` would
     /// see it now (router or config prior, refined by feedback): for tests and operators.
-    pub async fn predicted_quality(&self, select_model: &str, model: &str, prompt: &str) -> Option<f64> {
+    pub async fn predicted_quality(
+        &self,
+        select_model: &str,
+        model: &str,
+        prompt: &str,
+    ) -> Option<f64> {
         let rt = self.runtime();
         let select = rt.selector(select_model)?;
         let embedding = match &select.embedder {
@@ -648,7 +672,9 @@ impl Gateway {
                     row.embedding.as_deref(),
                     row.score,
                 );
-                state.feedback_cursor.fetch_max(id.max(0) as u64, Ordering::AcqRel);
+                state
+                    .feedback_cursor
+                    .fetch_max(id.max(0) as u64, Ordering::AcqRel);
             }
             total += n;
             if n < FEEDBACK_PAGE as usize {
@@ -660,10 +686,7 @@ impl Gateway {
 
 /// Follows the feedback table while the gateway runs (only when a `select` model is
 /// configured), so that every instance learns from every instance's feedback.
-pub(crate) async fn follow_feedback(
-    gateway: Gateway,
-    stop: tokio_util::sync::CancellationToken,
-) {
+pub(crate) async fn follow_feedback(gateway: Gateway, stop: tokio_util::sync::CancellationToken) {
     loop {
         if gateway.runtime().has_selectors() {
             if let Err(e) = gateway.sync_feedback().await {
@@ -698,7 +721,9 @@ fn expected_latency_ms(
         .reduce(f64::min)
         .map(|ns| ns / 1e6);
     match (learned.tokens_per_second.0, learned.latency_ms.0, ttfb_ms) {
-        (Some(tps), _, Some(ttfb)) if stream && tps > 0.0 => Some(ttfb + output_tokens / tps * 1000.0),
+        (Some(tps), _, Some(ttfb)) if stream && tps > 0.0 => {
+            Some(ttfb + output_tokens / tps * 1000.0)
+        }
         (_, Some(whole), _) if !stream => Some(whole),
         (Some(tps), _, Some(ttfb)) if tps > 0.0 => Some(ttfb + output_tokens / tps * 1000.0),
         (_, Some(whole), _) => Some(whole),
@@ -722,7 +747,13 @@ async fn embed(embedder: Arc<dyn Embedder>, text: String) -> Option<Arc<[f32]>> 
 fn nothing_eligible(model: &str, needs: &Needs, candidates: &[Candidate]) -> ApiError {
     let why: Vec<String> = candidates
         .iter()
-        .map(|c| format!("{}: {}", c.name, c.excluded.as_deref().unwrap_or("eligible")))
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.name,
+                c.excluded.as_deref().unwrap_or("eligible")
+            )
+        })
         .collect();
     let all = |what: &str| {
         candidates
@@ -772,7 +803,10 @@ mod tests {
         let n = needs_of(&c, 10);
         assert!(n.vision && !n.tools && !n.json_schema);
         let mut c = chat(vec![Message::text(Role::User, "hi")]);
-        c.response_format = serde_json::from_value(serde_json::json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {}}})).unwrap();
+        c.response_format = serde_json::from_value(
+            serde_json::json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}),
+        )
+        .unwrap();
         c.reasoning_effort = Some("high".into());
         c.max_tokens = Some(77);
         let n = needs_of(&c, 10);
@@ -790,10 +824,19 @@ mod tests {
         let mut later = opening.clone();
         later.push(Message::text(Role::Assistant, "an answer"));
         later.push(Message::text(Role::User, "second question"));
-        assert_eq!(session_of(&ctx, &chat(opening.clone())), session_of(&ctx, &chat(later.clone())));
+        assert_eq!(
+            session_of(&ctx, &chat(opening.clone())),
+            session_of(&ctx, &chat(later.clone()))
+        );
         let other = vec![Message::text(Role::User, "another conversation")];
-        assert_ne!(session_of(&ctx, &chat(opening)), session_of(&ctx, &chat(other)));
-        assert_eq!(prompt_text(&chat(later)).as_deref(), Some("second question"));
+        assert_ne!(
+            session_of(&ctx, &chat(opening)),
+            session_of(&ctx, &chat(other))
+        );
+        assert_eq!(
+            prompt_text(&chat(later)).as_deref(),
+            Some("second question")
+        );
         let mut explicit = ctx.clone();
         explicit.selection.session = Some(Arc::from("s-1"));
         let a = session_of(&explicit, &chat(vec![Message::text(Role::User, "x")]));

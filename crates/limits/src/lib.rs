@@ -143,8 +143,8 @@ impl Budgets {
                 });
             }
             if limit.max > Nanos::ZERO {
-                let left = (limit.max - entry.spent - entry.reserved - cost).0 as f64
-                    / limit.max.0 as f64;
+                let left =
+                    (limit.max - entry.spent - entry.reserved - cost).0 as f64 / limit.max.0 as f64;
                 least = Some(least.map_or(left, |l: f64| l.min(left)));
             }
         }

@@ -260,10 +260,7 @@ pub fn price_order_quality(prices: &[Option<f64>], index: usize) -> f64 {
         return 0.6;
     }
     let key = |p: Option<f64>| p.unwrap_or(-1.0);
-    let below = prices
-        .iter()
-        .filter(|p| key(**p) < key(own))
-        .count();
+    let below = prices.iter().filter(|p| key(**p) < key(own)).count();
     0.4 + 0.4 * below as f64 / (n - 1) as f64
 }
 
@@ -350,7 +347,11 @@ mod tests {
             ..policy(Objective::Quality, 0.0)
         };
         apply_filters(&mut c, &p);
-        assert!(c[2].excluded.as_deref().unwrap().contains("max_cost_per_request_usd"));
+        assert!(c[2]
+            .excluded
+            .as_deref()
+            .unwrap()
+            .contains("max_cost_per_request_usd"));
         let order = rank(&mut c, &p);
         assert_eq!(order.len(), 2);
         assert_eq!(c[order[0]].name, "sonnet");
@@ -364,8 +365,20 @@ mod tests {
         assert!((effective_cost_weight(0.5, Some(0.1)) - 5.0).abs() < 1e-12);
         assert!((effective_cost_weight(0.5, Some(0.0)) - 10.0).abs() < 1e-12);
         // Plenty left: sonnet; 5% left: mini.
-        assert_eq!(first(policy(Objective::Balanced, effective_cost_weight(0.5, Some(0.9)))), "sonnet");
-        assert_eq!(first(policy(Objective::Balanced, effective_cost_weight(0.5, Some(0.05)))), "mini");
+        assert_eq!(
+            first(policy(
+                Objective::Balanced,
+                effective_cost_weight(0.5, Some(0.9))
+            )),
+            "sonnet"
+        );
+        assert_eq!(
+            first(policy(
+                Objective::Balanced,
+                effective_cost_weight(0.5, Some(0.05))
+            )),
+            "mini"
+        );
     }
 
     #[test]

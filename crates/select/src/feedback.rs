@@ -88,7 +88,9 @@ impl FeedbackIndex {
                         self.owners.remove(&dropped);
                     }
                 }
-                entry.near.push_back((request_id.into(), e.into(), score as f32));
+                entry
+                    .near
+                    .push_back((request_id.into(), e.into(), score as f32));
             }
             _ => {
                 entry.global.insert(request_id.into(), score);

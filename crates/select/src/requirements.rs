@@ -180,7 +180,10 @@ mod tests {
             ..Capabilities::default()
         };
         let c = catalog.overridden_by(&over);
-        assert_eq!((c.tools, c.vision, c.context_window), (Some(true), Some(true), Some(32_000)));
+        assert_eq!(
+            (c.tools, c.vision, c.context_window),
+            (Some(true), Some(true), Some(32_000))
+        );
         let both = Capabilities::all_of(&[c, catalog]);
         assert_eq!(both.vision, Some(false));
         assert_eq!(both.context_window, Some(32_000));

@@ -3,9 +3,9 @@
 use axum::http::{header, HeaderMap, HeaderValue};
 use plexus_core::ApiError;
 use plexus_gateway::{AnswerMeta, CacheControls, SelectionHints};
-use plexus_select::choose::Objective;
 use plexus_limits::rate::{Remaining, Snapshot};
 use plexus_protocol::money::Nanos;
+use plexus_select::choose::Objective;
 
 /// Reads the cache controls (`Cache-Control: no-cache | no-store`, `x-plexus-cache-ttl`,
 /// `x-plexus-cache: force`); cheap when the request sent none.
@@ -49,9 +49,8 @@ pub fn selection_hints(headers: &HeaderMap) -> Result<SelectionHints, ApiError> 
         headers
             .get(name)
             .map(|v| {
-                v.to_str().map_err(|_| {
-                    ApiError::invalid_request(format!("`{name}` must be text."), name)
-                })
+                v.to_str()
+                    .map_err(|_| ApiError::invalid_request(format!("`{name}` must be text."), name))
             })
             .transpose()
     };

@@ -39,7 +39,12 @@ fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
 
 /// Sends `body` to `auto` with `headers`; the status, `x-plexus-route`, and the decision
 /// from the request's record.
-async fn ask(gw: &Gateway, key: &str, body: Value, headers: &[(&str, &str)]) -> (u16, String, Value) {
+async fn ask(
+    gw: &Gateway,
+    key: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (u16, String, Value) {
     let tag = uuid::Uuid::new_v4().to_string();
     let mut req = gw
         .http
@@ -65,7 +70,10 @@ async fn ask(gw: &Gateway, key: &str, body: Value, headers: &[(&str, &str)]) -> 
         let served = decision["served"].as_str().unwrap();
         if ["mini", "mid", "pro"].contains(&served) {
             assert!(
-                served_by.as_deref().unwrap().contains(&format!("sim-{served}")),
+                served_by
+                    .as_deref()
+                    .unwrap()
+                    .contains(&format!("sim-{served}")),
                 "{served_by:?} vs {decision}"
             );
         }
@@ -114,7 +122,13 @@ async fn each_objective_and_the_cost_weight_extremes() {
             assert_eq!(gw.chat(user(model, "warm up")).await.status(), 200);
         }
     }
-    let (_, route, d) = ask(&gw, MASTER_KEY, prompt("hi"), &[("x-plexus-objective", "latency")]).await;
+    let (_, route, d) = ask(
+        &gw,
+        MASTER_KEY,
+        prompt("hi"),
+        &[("x-plexus-objective", "latency")],
+    )
+    .await;
     assert_eq!(d["chosen"], "mini", "{d:#}");
     assert!(route.contains("lowest expected latency"), "{route}");
     let latency = |name: &str| {
@@ -127,10 +141,16 @@ async fn each_objective_and_the_cost_weight_extremes() {
             .as_f64()
             .unwrap()
     };
-    assert!(latency("mini") < latency("mid") && latency("mid") < latency("pro"), "{d:#}");
+    assert!(
+        latency("mini") < latency("mid") && latency("mid") < latency("pro"),
+        "{d:#}"
+    );
 
     // Bad overrides are refused, naming the header.
-    for (name, value) in [("x-plexus-objective", "fastest"), ("x-plexus-cost-weight", "-1")] {
+    for (name, value) in [
+        ("x-plexus-objective", "fastest"),
+        ("x-plexus-cost-weight", "-1"),
+    ] {
         let resp = gw
             .post("/v1/chat/completions")
             .header(name, value)
@@ -158,34 +178,56 @@ async fn capabilities_filter_the_candidates() {
     assert!(d["needs"]["vision"].as_bool().unwrap());
     let mini = &d["candidates"][0];
     assert_eq!(mini["name"], "mini");
-    assert!(mini["excluded"].as_str().unwrap().contains("image input"), "{mini}");
+    assert!(
+        mini["excluded"].as_str().unwrap().contains("image input"),
+        "{mini}"
+    );
 
     // Tools: mid cannot, so balanced falls to mini.
     let mut tools = prompt("Weather in Paris?");
     tools["tools"] = json!([{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]);
     let (_, _, d) = ask(&gw, MASTER_KEY, tools.clone(), &[]).await;
     assert_eq!(d["chosen"], "mini", "{d:#}");
-    assert!(d["candidates"][1]["excluded"].as_str().unwrap().contains("tools"));
+    assert!(d["candidates"][1]["excluded"]
+        .as_str()
+        .unwrap()
+        .contains("tools"));
 
     // Vision and tools: only pro, even for the cost objective.
     let mut both = tools;
     both["messages"] = json!([{"role": "user", "content": [
         {"type": "text", "text": "Which city is this?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]);
-    let (_, _, d) = ask(&gw, MASTER_KEY, both.clone(), &[("x-plexus-objective", "cost")]).await;
+    let (_, _, d) = ask(
+        &gw,
+        MASTER_KEY,
+        both.clone(),
+        &[("x-plexus-objective", "cost")],
+    )
+    .await;
     assert_eq!(d["chosen"], "pro", "{d:#}");
 
     // JSON schema output: mid's support is unknown, which does not filter.
     let mut schema = prompt("Give me a user as JSON");
-    schema["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "u", "schema": {"type": "object"}}});
+    schema["response_format"] =
+        json!({"type": "json_schema", "json_schema": {"name": "u", "schema": {"type": "object"}}});
     let (_, _, d) = ask(&gw, MASTER_KEY, schema, &[]).await;
     assert_eq!(d["chosen"], "mid", "{d:#}");
 
     // A long prompt: mini's 16k window is too small (about 25k tokens here).
     let long = "lorem ipsum dolor sit amet ".repeat(4000);
-    let (_, _, d) = ask(&gw, MASTER_KEY, prompt(&long), &[("x-plexus-objective", "cost")]).await;
+    let (_, _, d) = ask(
+        &gw,
+        MASTER_KEY,
+        prompt(&long),
+        &[("x-plexus-objective", "cost")],
+    )
+    .await;
     assert_eq!(d["chosen"], "mid", "{d:#}");
-    assert!(d["candidates"][0]["excluded"].as_str().unwrap().contains("context window"));
+    assert!(d["candidates"][0]["excluded"]
+        .as_str()
+        .unwrap()
+        .contains("context window"));
 
     // Nothing fits: the error says what was needed and why each candidate is out.
     let mut huge = both;
@@ -202,8 +244,14 @@ async fn capabilities_filter_the_candidates() {
     let e: Value = resp.json().await.unwrap();
     let msg = e["error"]["message"].as_str().unwrap();
     assert!(msg.contains("No candidate of `auto`"), "{msg}");
-    assert!(msg.contains("250") && msg.contains("tokens of context"), "{msg}");
-    assert!(msg.contains("pro: cannot serve: needs a context window"), "{msg}");
+    assert!(
+        msg.contains("250") && msg.contains("tokens of context"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("pro: cannot serve: needs a context window"),
+        "{msg}"
+    );
     gw.shutdown().await;
 }
 
@@ -220,7 +268,10 @@ async fn a_budget_near_its_limit_downgrades() {
                 .await
                 .unwrap();
             assert_eq!(resp.status(), 201);
-            resp.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_owned()
+            resp.json::<Value>().await.unwrap()["key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
         }
     };
     // $0.20: the worst case of one request (up to 4096 tokens at pro's price, $0.164) leaves
@@ -230,14 +281,23 @@ async fn a_budget_near_its_limit_downgrades() {
     assert_eq!(status, 200, "{d}");
     assert_eq!(d["chosen"], "mid", "{d:#}");
     assert!(d.get("budget_remaining_share").is_none(), "{d:#}");
-    let (_, _, d) = ask(&gw, &tight, prompt("Explain TCP congestion avoidance."), &[]).await;
+    let (_, _, d) = ask(
+        &gw,
+        &tight,
+        prompt("Explain TCP congestion avoidance."),
+        &[],
+    )
+    .await;
     assert_eq!(d["chosen"], "mini", "{d:#}");
     let share = d["budget_remaining_share"].as_f64().unwrap();
     assert!(share < 0.2, "{d:#}");
     assert!(d["effective_cost_weight"].as_f64().unwrap() > 2.0, "{d:#}");
     // A generous budget keeps the balanced choice.
     let rich = create(100.0).await;
-    for text in ["Explain TCP slow start.", "Explain TCP congestion avoidance."] {
+    for text in [
+        "Explain TCP slow start.",
+        "Explain TCP congestion avoidance.",
+    ] {
         let (_, _, d) = ask(&gw, &rich, prompt(text), &[]).await;
         assert_eq!(d["chosen"], "mid", "{d:#}");
     }
@@ -262,7 +322,10 @@ async fn exploration_stays_within_its_share_under_concurrent_load() {
         let d = t.await.unwrap();
         if d["exploration"].as_bool().unwrap() {
             explored += 1;
-            assert_ne!(d["chosen"], "mid", "an exploration tries another candidate: {d:#}");
+            assert_ne!(
+                d["chosen"], "mid",
+                "an exploration tries another candidate: {d:#}"
+            );
             assert!(d["reason"].as_str().unwrap().starts_with("exploration"));
         } else {
             assert_eq!(d["chosen"], "mid", "{d:#}");
@@ -291,7 +354,10 @@ async fn an_open_breaker_is_never_chosen_and_a_failure_moves_to_the_next_ranked(
     assert!(route.starts_with("pro;"), "{route}");
     // Its error rate now discounts it: the next decision prefers mid without trying pro.
     let (_, _, d) = ask(&gw, MASTER_KEY, prompt("hard question"), &quality).await;
-    assert_eq!((d["chosen"].as_str(), d["served"].as_str()), (Some("mid"), Some("mid")));
+    assert_eq!(
+        (d["chosen"].as_str(), d["served"].as_str()),
+        (Some("mid"), Some("mid"))
+    );
     assert_eq!(d["candidates"][2]["error_rate"], 1.0, "{d:#}");
     // Direct calls open pro's breaker; from then on pro is excluded.
     for _ in 0..3 {
@@ -303,7 +369,10 @@ async fn an_open_breaker_is_never_chosen_and_a_failure_moves_to_the_next_ranked(
     assert_eq!(status, 200);
     assert_eq!(d["chosen"], "mid", "{d:#}");
     assert!(
-        d["candidates"][2]["excluded"].as_str().unwrap_or_default().contains("circuit breaker open"),
+        d["candidates"][2]["excluded"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("circuit breaker open"),
         "{d:#}"
     );
     gw.shutdown().await;
@@ -318,9 +387,21 @@ async fn a_key_restricted_to_some_models_only_gets_those() {
         .send()
         .await
         .unwrap();
-    let key = resp.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_owned();
-    for (i, objective) in ["quality", "balanced", "latency", "quality"].iter().enumerate() {
-        let (status, _, d) = ask(&gw, &key, prompt(&format!("q{i}")), &[("x-plexus-objective", objective)]).await;
+    let key = resp.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (i, objective) in ["quality", "balanced", "latency", "quality"]
+        .iter()
+        .enumerate()
+    {
+        let (status, _, d) = ask(
+            &gw,
+            &key,
+            prompt(&format!("q{i}")),
+            &[("x-plexus-objective", objective)],
+        )
+        .await;
         assert_eq!(status, 200);
         assert_eq!(d["chosen"], "mini", "{d:#}");
         assert_eq!(d["served"], "mini");
@@ -333,7 +414,10 @@ async fn a_key_restricted_to_some_models_only_gets_those() {
         .send()
         .await
         .unwrap();
-    let key = resp.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_owned();
+    let key = resp.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let resp = gw
         .http
         .post(format!("{}/v1/chat/completions", gw.url))
@@ -354,7 +438,10 @@ async fn a_conversation_stays_on_its_first_choice() {
         {"role": "user", "content": "Plan a trip to Kyoto."}]);
     let first = json!({"model": "auto", "messages": opening});
     let (_, _, d) = ask(&gw, MASTER_KEY, first, &[]).await;
-    assert_eq!((d["chosen"].as_str(), d["affinity"].as_bool()), (Some("mid"), Some(false)));
+    assert_eq!(
+        (d["chosen"].as_str(), d["affinity"].as_bool()),
+        (Some("mid"), Some(false))
+    );
     let mut later = opening.as_array().unwrap().clone();
     later.push(json!({"role": "assistant", "content": "Sure."}));
     later.push(json!({"role": "user", "content": "And a cheap hotel?"}));
@@ -365,7 +452,10 @@ async fn a_conversation_stays_on_its_first_choice() {
     assert_eq!(route, "mid; session affinity");
     // An override decides afresh.
     let (_, _, d) = ask(&gw, MASTER_KEY, next, &[("x-plexus-objective", "cost")]).await;
-    assert_eq!((d["chosen"].as_str(), d["affinity"].as_bool()), (Some("mini"), Some(false)));
+    assert_eq!(
+        (d["chosen"].as_str(), d["affinity"].as_bool()),
+        (Some("mini"), Some(false))
+    );
     // An explicit session id ties unrelated prompts together.
     let s = [("x-plexus-session", "agent-7")];
     let (_, _, a) = ask(&gw, MASTER_KEY, prompt("first task"), &s).await;
@@ -388,7 +478,11 @@ async fn without_quality_the_price_order_is_used_and_said() {
     assert_eq!(d["chosen"], "dear", "{d:#}");
     assert_eq!(d["candidates"][0]["quality_source"], "price_order");
     assert!(
-        d["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("price order")),
+        d["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("price order")),
         "{d:#}"
     );
     gw.shutdown().await;
@@ -411,12 +505,19 @@ async fn feedback_moves_the_estimate_near_that_prompt_and_survives_a_restart() {
     if !embedder_available() {
         return;
     }
-    let yaml_models = models("cost_weight: 0.5, explore: 0, affinity: false", "sim-pro+latency-150");
+    let yaml_models = models(
+        "cost_weight: 0.5, explore: 0, affinity: false",
+        "sim-pro+latency-150",
+    );
     let gw = Gateway::start_with(&yaml_models, "").await;
     let near = "What is the capital city of France?";
     let nearby = "Which city is the capital of France?";
     let elsewhere = "Write a haiku about autumn leaves falling.";
-    let before = gw.state.predicted_quality("auto", "mid", near).await.unwrap();
+    let before = gw
+        .state
+        .predicted_quality("auto", "mid", near)
+        .await
+        .unwrap();
     assert_eq!(before, 0.8);
     // Five answers about France's capital, all served by mid, all judged bad.
     for text in [
@@ -446,18 +547,39 @@ async fn feedback_moves_the_estimate_near_that_prompt_and_survives_a_restart() {
             .unwrap();
         assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     }
-    let at = gw.state.predicted_quality("auto", "mid", near).await.unwrap();
-    let close = gw.state.predicted_quality("auto", "mid", nearby).await.unwrap();
-    let far = gw.state.predicted_quality("auto", "mid", elsewhere).await.unwrap();
+    let at = gw
+        .state
+        .predicted_quality("auto", "mid", near)
+        .await
+        .unwrap();
+    let close = gw
+        .state
+        .predicted_quality("auto", "mid", nearby)
+        .await
+        .unwrap();
+    let far = gw
+        .state
+        .predicted_quality("auto", "mid", elsewhere)
+        .await
+        .unwrap();
     assert!(at < 0.5, "{at}");
     assert!(close < 0.6, "{close}");
     assert_eq!(far, 0.8, "feedback about France says nothing about haiku");
     // Other models are untouched.
-    assert_eq!(gw.state.predicted_quality("auto", "pro", near).await.unwrap(), 0.9);
+    assert_eq!(
+        gw.state
+            .predicted_quality("auto", "pro", near)
+            .await
+            .unwrap(),
+        0.9
+    );
     // Near that prompt the selector now prefers another candidate; elsewhere it keeps mid.
     let (_, _, d) = ask(&gw, MASTER_KEY, prompt(nearby), &[]).await;
     assert_ne!(d["chosen"], "mid", "{d:#}");
-    assert!(d["candidates"][1]["feedback_weight"].as_f64().unwrap() > 0.5, "{d:#}");
+    assert!(
+        d["candidates"][1]["feedback_weight"].as_f64().unwrap() > 0.5,
+        "{d:#}"
+    );
     let (_, _, d) = ask(&gw, MASTER_KEY, prompt(elsewhere), &[]).await;
     assert_eq!(d["chosen"], "mid", "{d:#}");
 
