@@ -80,8 +80,8 @@ struct EvalArgs {
     /// columns, then among its model names.
     #[arg(long = "model", required = true, value_parser = parse_mapping)]
     models: Vec<(String, String)>,
-    /// A trained router (router.json). Without --split every given prompt is a test prompt
-    /// and the baselines are fitted on the router's own training points.
+    /// A trained router (router.json). Without --split every given prompt is a test prompt,
+    /// and the kNN and subject baselines are fitted by 2-fold cross-fitting on them.
     #[arg(long)]
     router: Option<PathBuf>,
     /// Train on this share of the distinct prompts and test on the rest (seeded by --seed).
@@ -177,6 +177,9 @@ fn load_rows(args: &DataArgs, columns: &[String]) -> Result<Vec<LabelledPrompt>>
 
 const CACHE_MAGIC: &[u8; 8] = b"PXRTEMB1";
 
+/// The embeddings cache in memory: key (SHA-256 of embedder and prompt) → vector.
+type VectorCache = HashMap<[u8; 32], Vec<f32>>;
+
 fn cache_key(embedder: &str, prompt: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(embedder.as_bytes());
@@ -185,7 +188,7 @@ fn cache_key(embedder: &str, prompt: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn read_cache(path: &Path) -> Result<(usize, HashMap<[u8; 32], Vec<f32>>)> {
+fn read_cache(path: &Path) -> Result<(usize, VectorCache)> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -213,7 +216,7 @@ fn read_cache(path: &Path) -> Result<(usize, HashMap<[u8; 32], Vec<f32>>)> {
     Ok((dim, map))
 }
 
-fn write_cache(path: &Path, dim: usize, map: &HashMap<[u8; 32], Vec<f32>>) -> Result<()> {
+fn write_cache(path: &Path, dim: usize, map: &VectorCache) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let file = std::fs::File::create(&tmp)

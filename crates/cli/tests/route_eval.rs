@@ -77,7 +77,7 @@ fn metrics(v: &Value) -> (f64, Option<f64>, Option<f64>) {
 }
 
 /// The shape and the sanity of one report; the router's APGR.
-fn check_report(r: &Value, with_subject: bool) -> f64 {
+fn check_report(r: &Value, with_subject: bool, held_out: bool) -> f64 {
     let b = &r["baselines"];
     let mut names = vec![
         "random",
@@ -106,7 +106,14 @@ fn check_report(r: &Value, with_subject: bool) -> f64 {
     let q_strong = b["always_strong"]["quality"].as_f64().unwrap();
     assert!(q_strong > q_weak, "{q_weak} {q_strong}");
     let (apgr, c50, c80) = metrics(&r["router"]);
-    assert!((0.0..=1.0).contains(&apgr));
+    // PGR exceeds 1 where routing beats always-strong (the weak model is right where the strong
+    // one is wrong), so APGR is only bounded by 1 in practice on held-out prompts; in-sample
+    // it can exceed it.
+    if held_out {
+        assert!((0.0..=1.0).contains(&apgr), "router apgr {apgr}");
+    } else {
+        assert!(apgr.is_finite() && apgr >= 0.0, "router apgr {apgr}");
+    }
     assert!(c50.unwrap() <= c80.unwrap());
     let curve = r["curve"].as_array().unwrap();
     assert!(curve.len() >= 2);
@@ -127,7 +134,10 @@ fn route_eval_and_train_on_four_mmlu_subjects() {
     };
     let model = PathBuf::from(model);
     let Some(data) = data_dir() else {
-        skip_or_fail("the RouteLLM MMLU data is missing (PLEXUS_ROUTELLM_MMLU or ../shared/data/routellm/mmlu)");
+        skip_or_fail(
+            "the RouteLLM MMLU data is missing (PLEXUS_ROUTELLM_MMLU or \
+             ../shared/data/routellm/mmlu)",
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -139,9 +149,6 @@ fn route_eval_and_train_on_four_mmlu_subjects() {
         .map(|f| data.join("responses").join(f).display().to_string())
         .collect();
     let mut common: Vec<String> = Vec::new();
-    for f in &files {
-        common.extend(["--data".into(), f.clone()]);
-    }
     common.extend([
         "--exclude".into(),
         exclude.display().to_string(),
@@ -154,9 +161,15 @@ fn route_eval_and_train_on_four_mmlu_subjects() {
         "--model".to_string(),
         format!("strong={STRONG}"),
     ];
-    let args = |head: &[&str], tail: &[String]| -> Vec<String> {
+    // The command, the first `n` files, the common options, then `tail`.
+    let args = |head: &[&str], n: usize, tail: &[String]| -> Vec<String> {
         head.iter()
             .map(|s| s.to_string())
+            .chain(
+                files[..n]
+                    .iter()
+                    .flat_map(|f| ["--data".to_string(), f.clone()]),
+            )
             .chain(common.iter().cloned())
             .chain(tail.iter().cloned())
             .collect()
@@ -165,13 +178,14 @@ fn route_eval_and_train_on_four_mmlu_subjects() {
     // A seeded 50/50 split: the router learns on one half, everything is tested on the other.
     let mut tail = roles.to_vec();
     tail.extend(["--split", "0.5", "--seed", "1", "--json"].map(String::from));
-    let a = args(&["route", "eval"], &tail);
+    let a = args(&["route", "eval"], files.len(), &tail);
     let split = plexus(&a.iter().map(String::as_str).collect::<Vec<_>>(), &model);
-    let apgr = check_report(&split, true);
+    let apgr = check_report(&split, true, true);
     assert!(apgr > 0.55, "router apgr {apgr} on the split");
     assert!(cache.exists(), "the embeddings cache was not written");
 
-    // train → router.json → eval --router (in-sample here: it must rank well).
+    // train → router.json → eval --router, on the first two files (in-sample: it must rank
+    // well; two files keep the debug build's k-means short).
     let tail = vec![
         "--model".to_string(),
         format!("mixtral={WEAK}"),
@@ -180,7 +194,7 @@ fn route_eval_and_train_on_four_mmlu_subjects() {
         "--out".to_string(),
         router.display().to_string(),
     ];
-    let a = args(&["route", "train"], &tail);
+    let a = args(&["route", "train"], 2, &tail);
     plexus(&a.iter().map(String::as_str).collect::<Vec<_>>(), &model);
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&router).unwrap()).unwrap();
     assert_eq!(saved["embedder"], "all-MiniLM-L6-v2");
@@ -194,8 +208,8 @@ fn route_eval_and_train_on_four_mmlu_subjects() {
         router.display().to_string(),
         "--json".to_string(),
     ]);
-    let a = args(&["route", "eval"], &tail);
+    let a = args(&["route", "eval"], 2, &tail);
     let full = plexus(&a.iter().map(String::as_str).collect::<Vec<_>>(), &model);
-    let apgr = check_report(&full, true);
+    let apgr = check_report(&full, true, false);
     assert!(apgr > 0.6, "router apgr {apgr} on its own training data");
 }

@@ -415,13 +415,17 @@ impl Gateway {
             .iter()
             .map(|r| r.targets.first().and_then(|t| t.price_per_mtok))
             .collect();
+        // One pass of the router for every model it covers (its cost is the same for one).
+        let predicted: Option<(Vec<&str>, Vec<f64>)> = match (&select.predictor, &embedding) {
+            (Some(p), Some(e)) => p.predict_all(e).map(|q| (p.models(), q)),
+            _ => None,
+        };
         let mut price_order = false;
         for (i, c) in candidates.iter_mut().enumerate() {
             let model_cfg = rt.config.models.iter().find(|m| m.name == c.name);
-            let from_router = match (&select.predictor, &embedding) {
-                (Some(p), Some(e)) => p.predict(e, &c.name),
-                _ => None,
-            };
+            let from_router = predicted
+                .as_ref()
+                .and_then(|(names, q)| names.iter().position(|n| *n == c.name).map(|j| q[j]));
             let (prior, source) = match (from_router, model_cfg.and_then(|m| m.quality)) {
                 (Some(q), _) => (q, QualitySource::Router),
                 (None, Some(q)) => (q, QualitySource::Config),

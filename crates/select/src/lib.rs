@@ -2,10 +2,10 @@
 //! prices, health, time, a seeded random source) explicitly, so the decision logic is tested on
 //! fixed data. The async driver lives in `plexus-gateway`.
 
+pub mod choose;
 pub mod error;
 pub mod eval;
-pub mod predictor;
-pub mod routellm;
-pub mod choose;
 pub mod feedback;
+pub mod predictor;
 pub mod requirements;
+pub mod routellm;

@@ -8,12 +8,12 @@
 //! 1. **A logistic regression on the embedding** (L2-regularized, `C = 0.1`, unpenalized
 //!    intercept, fitted by Nesterov-accelerated gradient descent).
 //! 2. **A learned topic prior**: the training embeddings are clustered without any labels by
-//!    k-means (greedy k-means++ seeding, Lloyd iterations) several times (`k` = 10, 20, 40, 80, two
-//!    seeds each). For each clustering and model, each cluster keeps the model's success rate
-//!    among its training prompts, shrunk towards the model's overall rate
-//!    (`(successes + a·overall) / (count + a)`, `a = 5`). A prompt's prior is the mean, over the
-//!    clusterings, of the rate of its nearest centroid. No subject label is used: the clusters
-//!    find the topics themselves.
+//!    k-means (greedy k-means++ seeding, Lloyd iterations) several times (`k` = 10, 20, 40,
+//!    80, 160, four seeds each). For each clustering and model, each cluster keeps the model's
+//!    success rate among its training prompts, shrunk towards the model's overall rate
+//!    (`(successes + a·overall) / (count + a)`, `a = 5`). A prompt's prior is the mean, over
+//!    the clusterings, of the rate of its nearest centroid. No subject label is used: the
+//!    clusters find the topics themselves.
 //!
 //! The blend is `w·logistic + (1 − w)·prior`, with `w` chosen at training so that both parts
 //! weigh the same in the *difference* between models (each part weighted by the inverse of the
@@ -21,8 +21,8 @@
 //! of the two z-scored differences is what the exploration found best. For a weak/strong pair
 //! the routing score is `predict(strong) − predict(weak)` ([`QualityPredictor::benefit`]).
 //!
-//! `router.json` holds the centroids (300 × 384 floats), the per-cluster rates and the
-//! logistic weights; no training prompt or embedding.
+//! `router.json` holds the centroids (4 × 310 = 1,240 of 384 floats), the per-cluster rates
+//! and the logistic weights; no training prompt or embedding.
 
 use crate::error::SelectError;
 use rand::rngs::StdRng;
@@ -66,8 +66,8 @@ impl Default for TrainParams {
             embedder: "all-MiniLM-L6-v2".to_string(),
             logistic_c: 0.1,
             logistic_iterations: 600,
-            cluster_counts: vec![10, 20, 40, 80],
-            restarts: 2,
+            cluster_counts: vec![10, 20, 40, 80, 160],
+            restarts: 4,
             shrinkage: 5.0,
             kmeans_iterations: 100,
             seed: 0,

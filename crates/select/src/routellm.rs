@@ -353,7 +353,12 @@ plain prompt,False,\r\n";
 
     #[test]
     fn contaminated_prompts_come_from_eval_prompt() {
-        let text = "{\"train_prompt\":\"t\",\"eval_prompt\":\"e1\",\"train_idx\":1,\"eval_idx\":2}\n\n{\"prompt\":\"e2\"}\n";
+        let text = concat!(
+            r#"{"train_prompt":"t","eval_prompt":"e1","train_idx":1,"eval_idx":2}"#,
+            "\n\n",
+            r#"{"prompt":"e2"}"#,
+            "\n"
+        );
         let set = parse_contaminated(text).unwrap();
         assert!(set.contains("e1") && set.contains("e2") && !set.contains("t"));
         assert!(parse_contaminated("{\"x\":1}\n").is_err());

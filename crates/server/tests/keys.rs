@@ -401,7 +401,10 @@ async fn admin_input_is_validated_and_listing_paginates(backend: Backend) {
         ),
         (json!({"name": "x", "expires_at": 1}), "expires_at"),
         (json!({"name": "x", "expires_at": -5}), "expires_at"),
-        (json!({"name": "x", "expires_at": 253402300800_i64}), "expires_at"),
+        (
+            json!({"name": "x", "expires_at": 253402300800_i64}),
+            "expires_at",
+        ),
         (json!({"name": "x", "team": "nope"}), ""),
         (json!({"name": "x", "surprise": 1}), ""),
     ] {

@@ -611,3 +611,89 @@ async fn feedback_moves_the_estimate_near_that_prompt_and_survives_a_restart() {
     audit_handle.shutdown().await;
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_trained_router_predicts_quality_per_prompt() {
+    if !embedder_available() {
+        return;
+    }
+    use plexus_embed::Embedder;
+    let embedder = plexus_embed::MiniLm::load(std::path::Path::new(
+        &std::env::var("PLEXUS_MINILM_DIR").unwrap(),
+    ))
+    .unwrap();
+    // mini gets arithmetic wrong and geography right; pro gets both right.
+    let arithmetic = [
+        "What is 17 times 23?",
+        "Compute 144 divided by 12.",
+        "What is the square root of 169?",
+        "Add 348 and 279.",
+        "What is 15 percent of 80?",
+        "Multiply 36 by 14.",
+        "What is 2 to the power of 10?",
+        "Subtract 589 from 1000.",
+    ];
+    let geography = [
+        "What is the capital of Italy?",
+        "Which river flows through Cairo?",
+        "What is the largest country in South America?",
+        "Which ocean lies west of Portugal?",
+        "What is the capital of Japan?",
+        "Which mountain range separates France and Spain?",
+        "What is the longest river in Europe?",
+        "Which desert covers much of northern Africa?",
+    ];
+    let texts: Vec<&str> = arithmetic.iter().chain(&geography).copied().collect();
+    let vectors = embedder.embed(&texts).unwrap();
+    let examples: Vec<plexus_select::predictor::TrainingExample> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, embedding)| plexus_select::predictor::TrainingExample {
+            embedding,
+            correct: vec![Some(i >= arithmetic.len()), Some(true)],
+        })
+        .collect();
+    let params = plexus_select::predictor::TrainParams {
+        cluster_counts: vec![2],
+        restarts: 1,
+        ..Default::default()
+    };
+    let router =
+        plexus_select::predictor::train(&examples, &["mini".into(), "pro".into()], &params)
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.json");
+    std::fs::write(&path, router.to_json()).unwrap();
+
+    let gw = Gateway::start_with(
+        &models(
+            &format!("router: '{}', explore: 0, affinity: false", path.display()),
+            "sim-pro",
+        )
+        .replace("[mini, mid, pro]", "[mini, pro]"),
+        "",
+    )
+    .await;
+    let (_, _, d) = ask(&gw, MASTER_KEY, prompt("What is 27 times 31?"), &[]).await;
+    assert_eq!(d["chosen"], "pro", "{d:#}");
+    assert_eq!(d["candidates"][0]["quality_source"], "router");
+    let (mini_math, pro_math) = (
+        d["candidates"][0]["quality"].as_f64().unwrap(),
+        d["candidates"][1]["quality"].as_f64().unwrap(),
+    );
+    assert!(mini_math < pro_math, "{d:#}");
+    let (_, _, d) = ask(
+        &gw,
+        MASTER_KEY,
+        prompt("What is the capital of Germany?"),
+        &[],
+    )
+    .await;
+    assert_eq!(d["chosen"], "mini", "{d:#}");
+    assert!(
+        d["candidates"][0]["quality"].as_f64().unwrap() > mini_math,
+        "{d:#}"
+    );
+    assert!(d["embed_us"].as_u64().unwrap() > 0);
+    gw.shutdown().await;
+}
