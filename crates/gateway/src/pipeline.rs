@@ -364,12 +364,14 @@ impl Admission {
             if let Some(t) = &self.target {
                 decision.served = Some(t.model.to_string());
                 if status < 300 {
+                    // The candidate's own time: without the decision (the embedding).
+                    let deciding_ms = decision.decide_us / 1000;
                     self.gateway.observe_selected(
                         &decision.model,
                         &t.model,
                         record.completion_tokens,
-                        record.latency_ms,
-                        record.ttft_ms,
+                        record.latency_ms.saturating_sub(deciding_ms),
+                        record.ttft_ms.map(|t| t.saturating_sub(deciding_ms)),
                     );
                 }
             }

@@ -7,7 +7,8 @@ mod common;
 use common::{user, Gateway, MASTER_KEY};
 use serde_json::{json, Value};
 
-/// mini: cheap, fast, text-only, small window; mid: 10x the price, 60 ms, no tools; pro: 100x
+/// mini: cheap, fast, text-only, small window; mid: 10x the price, 60 ms, no tools or JSON
+/// schema output; pro: 100x
 /// the price, 150 ms, everything. Qualities 0.6 / 0.8 / 0.9.
 fn models(select: &str, pro_model: &str) -> String {
     format!(
@@ -16,7 +17,7 @@ fn models(select: &str, pro_model: &str) -> String {
     targets: [{{provider: oai, model: sim-mini, price: {{input_per_mtok: 0.1, output_per_mtok: 0.4}}, capabilities: {{vision: false, tools: true, json_schema: true, context_window: 16000}}}}]
   - name: mid
     quality: 0.8
-    targets: [{{provider: oai, model: 'sim-mid+latency-60', price: {{input_per_mtok: 1, output_per_mtok: 4}}, capabilities: {{vision: true, tools: false, context_window: 128000}}}}]
+    targets: [{{provider: oai, model: 'sim-mid+latency-60', price: {{input_per_mtok: 1, output_per_mtok: 4}}, capabilities: {{vision: true, tools: false, json_schema: false, context_window: 128000}}}}]
   - name: pro
     quality: 0.9
     targets: [{{provider: oai, model: '{pro_model}', price: {{input_per_mtok: 10, output_per_mtok: 40}}, capabilities: {{vision: true, tools: true, json_schema: true, context_window: 200000}}}}]
@@ -207,12 +208,16 @@ async fn capabilities_filter_the_candidates() {
     .await;
     assert_eq!(d["chosen"], "pro", "{d:#}");
 
-    // JSON schema output: mid's support is unknown, which does not filter.
+    // JSON schema output: mid cannot, so balanced falls to mini.
     let mut schema = prompt("Give me a user as JSON");
     schema["response_format"] =
         json!({"type": "json_schema", "json_schema": {"name": "u", "schema": {"type": "object"}}});
     let (_, _, d) = ask(&gw, MASTER_KEY, schema, &[]).await;
-    assert_eq!(d["chosen"], "mid", "{d:#}");
+    assert_eq!(d["chosen"], "mini", "{d:#}");
+    assert!(d["candidates"][1]["excluded"]
+        .as_str()
+        .unwrap()
+        .contains("JSON schema output"));
 
     // A long prompt: mini's 16k window is too small (about 25k tokens here).
     let long = "lorem ipsum dolor sit amet ".repeat(4000);
