@@ -3,77 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use common::{plexus, run, Run};
 
 const MASTER: &str = "sk-test-master-0001";
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn plexus() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plexus"));
-    cmd.env("PLEXUS_LOG", "warn")
-        .env_remove("PLEXUS_URL")
-        .env_remove("PLEXUS_API_KEY")
-        .env_remove("PLEXUS_DATABASE")
-        .env_remove("PLEXUS_MASTER_KEY")
-        .env_remove("RUST_BACKTRACE");
-    cmd
-}
-
 /// Starts `plexus serve` on a fresh SQLite file; returns it, its URL and the database URL.
-fn start(dir: &std::path::Path) -> (Proc, String, String) {
-    let db = format!("sqlite://{}", dir.join("plexus.db").display());
-    let cfg = dir.join("plexus.yaml");
-    std::fs::write(
-        &cfg,
-        format!("listen: 127.0.0.1:0\ndatabase: {db}\nmaster_key: {MASTER}\n"),
-    )
-    .unwrap();
-    let mut child = plexus()
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("plexus listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
-    (Proc(child), url, db)
-}
-
-struct Run {
-    ok: bool,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(mut cmd: Command) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().unwrap();
-    Run {
-        ok: status.success(),
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
+fn start(dir: &std::path::Path) -> (common::Proc, String, String) {
+    common::serve(dir, MASTER, &[])
 }
 
 /// `plexus <args>` against `url` with the master key (given through the environment).
@@ -82,13 +20,7 @@ fn admin(url: &str, args: &[&str]) -> Run {
     cmd.env("PLEXUS_URL", url)
         .env("PLEXUS_API_KEY", MASTER)
         .args(args);
-    let r = run(cmd);
-    assert!(
-        !r.stderr.contains("panicked"),
-        "{args:?} panicked: {}",
-        r.stderr
-    );
-    r
+    run(cmd)
 }
 
 fn ok(url: &str, args: &[&str]) -> String {

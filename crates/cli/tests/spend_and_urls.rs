@@ -5,81 +5,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use plexus_sdk::admin::{AdminClient, Nanos, PatchUser, SpendGroup, SpendName, SpendQuery};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use common::{plexus, run};
 
 const MASTER: &str = "sk-test-master-0002";
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn plexus() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plexus"));
-    cmd.env("PLEXUS_LOG", "warn")
-        .env_remove("PLEXUS_URL")
-        .env_remove("PLEXUS_API_KEY")
-        .env_remove("PLEXUS_DATABASE")
-        .env_remove("PLEXUS_MASTER_KEY")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("GEMINI_API_KEY")
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null());
-    cmd
-}
-
 /// `plexus serve --demo` with a master key on a fresh SQLite file; returns it and its URL.
-fn start(dir: &std::path::Path) -> (Proc, String) {
-    let db = format!("sqlite://{}", dir.join("plexus.db").display());
-    let cfg = dir.join("plexus.yaml");
-    std::fs::write(
-        &cfg,
-        format!("listen: 127.0.0.1:0\ndatabase: {db}\nmaster_key: {MASTER}\n"),
-    )
-    .unwrap();
-    let mut child = plexus()
-        .args(["serve", "--demo", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("plexus listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
-    (Proc(child), url)
-}
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(mut cmd: Command) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().unwrap();
-    let r = Run {
-        ok: status.success(),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    };
-    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-    r
+fn start(dir: &std::path::Path) -> (common::Proc, String) {
+    let (server, url, _) = common::serve(dir, MASTER, &["--demo"]);
+    (server, url)
 }
 
 /// `plexus <args>` with `PLEXUS_URL=url` and `PLEXUS_API_KEY=key`; must succeed.

@@ -41,6 +41,17 @@ pub fn cache_controls(headers: &HeaderMap) -> Result<CacheControls, ApiError> {
     Ok(c)
 }
 
+/// Whether the request carries any of the selection headers.
+pub fn has_selection_hints(headers: &HeaderMap) -> bool {
+    [
+        "x-plexus-objective",
+        "x-plexus-cost-weight",
+        "x-plexus-session",
+    ]
+    .iter()
+    .any(|name| headers.contains_key(*name))
+}
+
 /// Reads what the caller asks of a `select` model: `x-plexus-objective`,
 /// `x-plexus-cost-weight` and `x-plexus-session`.
 pub fn selection_hints(headers: &HeaderMap) -> Result<SelectionHints, ApiError> {

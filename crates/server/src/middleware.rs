@@ -58,7 +58,11 @@ impl FromRequestParts<AppState> for Call {
                 }
             }
         }
-        if chat && state.runtime().has_selectors() {
+        // The runtime is loaded only when a selection header is there to check.
+        if chat
+            && crate::headers::has_selection_hints(&parts.headers)
+            && state.runtime().has_selectors()
+        {
             match crate::headers::selection_hints(&parts.headers) {
                 Ok(hints) => ctx.selection = hints,
                 Err(e) => {

@@ -48,16 +48,34 @@ fn lines_of(request_id: &str) -> Vec<String> {
         .collect()
 }
 
-/// The one line of a request, once its response is over (it is written when the body ends).
-async fn the_line_of(request_id: &str) -> String {
-    for _ in 0..200 {
-        if !lines_of(request_id).is_empty() {
-            break;
+/// Polls `check` every 10 ms until it holds, for at most 10 s; whether it held.
+async fn eventually(check: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Nothing more comes later.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    true
+}
+
+/// The one line of a request, once its response is over (it is written when the body ends).
+async fn the_line_of(gw: &Gateway, request_id: &str) -> String {
+    assert!(
+        eventually(|| !lines_of(request_id).is_empty()).await,
+        "no access line for {request_id}"
+    );
+    // Nothing more comes later: a request made after this one ended is logged after anything
+    // this one could still write, so its line is the condition to wait for.
+    let marker = gw
+        .http
+        .get(format!("{}/health", gw.url))
+        .send()
+        .await
+        .unwrap();
+    let marker = gateway_id(&marker);
+    assert!(eventually(|| !lines_of(&marker).is_empty()).await);
     let lines = lines_of(request_id);
     assert_eq!(lines.len(), 1, "{lines:#?}");
     lines.into_iter().next().unwrap()
@@ -87,7 +105,7 @@ async fn one_line_per_request_without_credentials() {
     assert_eq!(resp.status(), 200);
     let id = gateway_id(&resp);
     let answer = resp.bytes().await.unwrap();
-    let line = the_line_of(&id).await;
+    let line = the_line_of(&gw, &id).await;
     assert!(line.contains(" INFO plexus::access: "), "{line}");
     for part in [
         "method=POST ".to_owned(),
@@ -130,7 +148,7 @@ async fn one_line_per_request_without_credentials() {
     assert_eq!(resp.status(), 200);
     let id = gateway_id(&resp);
     assert!(!sse_data(resp).await.is_empty());
-    let line = the_line_of(&id).await;
+    let line = the_line_of(&gw, &id).await;
     assert!(line.contains(&format!("key_id=\"{key_id}\" ")), "{line}");
     assert!(!line.contains(secret), "{line}");
     assert!(!line.contains("bytes_out=0"), "{line}");
@@ -144,7 +162,7 @@ async fn one_line_per_request_without_credentials() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    let line = the_line_of(&gateway_id(&resp)).await;
+    let line = the_line_of(&gw, &gateway_id(&resp)).await;
     assert!(line.contains("status=401 "), "{line}");
     assert!(!line.contains(secret), "{line}");
     let resp = gw
@@ -153,7 +171,7 @@ async fn one_line_per_request_without_credentials() {
         .send()
         .await
         .unwrap();
-    let line = the_line_of(&gateway_id(&resp)).await;
+    let line = the_line_of(&gw, &gateway_id(&resp)).await;
     assert!(line.contains("path=/nowhere status=404 "), "{line}");
     assert!(
         !line.contains("sk-secret"),
@@ -166,11 +184,18 @@ async fn one_line_per_request_without_credentials() {
 async fn off_by_default() {
     captured();
     let gw = Gateway::start().await;
-    let resp = gw.chat(user("gpt", "quiet")).await;
+    let resp = gw
+        .post("/v1/chat/completions")
+        .header("x-request-id", "quiet-request")
+        .json(&user("gpt", "quiet"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let id = gateway_id(&resp);
     resp.bytes().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The request is over once its record is written; an access line would have come by then.
+    gw.logged("quiet-request").await;
     assert!(lines_of(&id).is_empty());
     gw.shutdown().await;
 }
