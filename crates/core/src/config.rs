@@ -255,6 +255,8 @@ pub struct ModelConfig {
     pub targets: Vec<TargetConfig>,
     /// Set for a `select` model (which has no targets of its own).
     pub select: Option<SelectConfig>,
+    /// Set for an orchestration model (which has no targets of its own).
+    pub orchestrate: Option<crate::orchestrate::OrchestrateConfig>,
     /// Predicted quality (0..=1) for the selector when no trained router covers the model.
     pub quality: Option<f64>,
     pub balance: Balance,
@@ -286,6 +288,7 @@ impl ModelConfig {
             name: name.into(),
             targets,
             select: None,
+            orchestrate: None,
             quality: None,
             balance: Balance::default(),
             fallbacks: Vec::new(),
@@ -774,9 +777,8 @@ struct RawModel {
     #[serde(default, deserialize_with = "present")]
     select: Option<Option<RawSelect>>,
     quality: Option<f64>,
-    /// Not available yet: accepted only to refuse it by name.
     #[serde(default, deserialize_with = "present")]
-    orchestrate: Option<serde_yaml::Value>,
+    orchestrate: Option<Option<plexus_protocol::orchestration::OrchestrateFields>>,
     #[serde(default)]
     balance: Balance,
     #[serde(default)]
@@ -887,6 +889,27 @@ fn validate_select(raw: Option<RawSelect>, i: usize) -> Result<SelectConfig, Con
         affinity: raw.affinity.unwrap_or(true),
         embedder: raw.embedder,
     })
+}
+
+/// What `name` refers to among the configured models and providers (`provider/model` names a
+/// provider's model directly).
+pub fn model_kind(
+    models: &[ModelConfig],
+    providers: &[ProviderConfig],
+    name: &str,
+) -> crate::orchestrate::ModelKind {
+    use crate::orchestrate::ModelKind;
+    match models.iter().find(|m| m.name == name) {
+        Some(m) if m.select.is_some() => ModelKind::Select,
+        Some(m) if m.orchestrate.is_some() => ModelKind::Orchestration,
+        Some(_) => ModelKind::Plain,
+        None => match name.split_once('/') {
+            Some((p, rest)) if !rest.is_empty() && providers.iter().any(|c| c.name == p) => {
+                ModelKind::Plain
+            }
+            _ => ModelKind::Unknown,
+        },
+    }
 }
 
 /// A key that is present (even as `null`) becomes `Some`; with `#[serde(default)]` an absent
@@ -1379,6 +1402,7 @@ fn validate(
                     name: m.name,
                     targets: Vec::new(),
                     select: Some(validate_select(select, i)?),
+                    orchestrate: None,
                     quality: m.quality,
                     balance: m.balance,
                     fallbacks: m.fallbacks,
@@ -1387,11 +1411,27 @@ fn validate(
                 });
                 continue;
             }
-            ([kind], _, _) => {
-                return Err(invalid(
-                    format!("models[{i}].{kind}"),
-                    format!("`{kind}` models are not available in this version of Plexus"),
-                ))
+            ([_], None, None) => {
+                let key = format!("models[{i}].orchestrate");
+                let fields = m
+                    .orchestrate
+                    .flatten()
+                    .ok_or_else(|| invalid(&key, "needs `strategy` and `members`"))?;
+                let orchestrate = crate::orchestrate::OrchestrateConfig::parse(fields)
+                    .map_err(|e| invalid(format!("{key}.{}", e.field), e.message))?;
+                check_limits(&m.limits, &format!("models[{i}].limits"))?;
+                models.push(ModelConfig {
+                    name: m.name,
+                    targets: Vec::new(),
+                    select: None,
+                    orchestrate: Some(orchestrate),
+                    quality: m.quality,
+                    balance: m.balance,
+                    fallbacks: m.fallbacks,
+                    fallback_on: m.fallback_on.unwrap_or_else(|| FailureClass::ALL.to_vec()),
+                    limits: m.limits,
+                });
+                continue;
             }
             ([], _, _) => {
                 return Err(invalid(
@@ -1481,6 +1521,7 @@ fn validate(
             name: m.name,
             targets,
             select: None,
+            orchestrate: None,
             quality: m.quality,
             balance: m.balance,
             fallbacks: m.fallbacks,
@@ -1499,6 +1540,12 @@ fn validate(
                             format!("`{c}` is not a configured model"),
                         ))
                     }
+                    Some(other) if other.orchestrate.is_some() => {
+                        return Err(invalid(
+                            key,
+                            format!("`{c}` is an orchestration model; candidates are models with `targets`"),
+                        ))
+                    }
                     Some(other) if other.select.is_some() => {
                         return Err(invalid(
                             key,
@@ -1511,6 +1558,10 @@ fn validate(
                     return Err(invalid(key, format!("`{c}` is listed twice")));
                 }
             }
+        }
+        if let Some(o) = &m.orchestrate {
+            o.check_models(Some(&m.name), |name| model_kind(&models, &providers, name))
+                .map_err(|e| invalid(format!("models[{i}].orchestrate.{}", e.field), e.message))?;
         }
         for (j, f) in m.fallbacks.iter().enumerate() {
             if f == &m.name || !model_names.contains(f) {
@@ -2462,7 +2513,7 @@ models:
                 "not `select` and `orchestrate`",
             ),
             (
-                "  - name: m\n    targets: []\n    select: ~\n    orchestrate: x\n",
+                "  - name: m\n    targets: []\n    select: ~\n    orchestrate: ~\n",
                 "models[1]",
                 "not `targets` and `select` and `orchestrate`",
             ),
@@ -2522,9 +2573,39 @@ models:
                 "must be between 0 and 1",
             ),
             (
-                "  - name: m\n    orchestrate: {steps: []}\n",
+                "  - name: m\n    orchestrate: ~\n",
                 "models[1].orchestrate",
-                "`orchestrate` models are not available in this version of Plexus",
+                "needs `strategy` and `members`",
+            ),
+            (
+                "  - name: m\n    orchestrate: {strategy: vote, members: [ok, nope], answer: number}\n",
+                "models[1].orchestrate.members[1]",
+                "`nope` is not a configured model",
+            ),
+            (
+                "  - name: m\n    orchestrate: {strategy: vote, members: [ok, m], answer: number}\n",
+                "models[1].orchestrate.members[1]",
+                "`m` is this orchestration model itself",
+            ),
+            (
+                "  - name: m\n    orchestrate: {strategy: best_of_n, members: [ok, ok]}\n",
+                "models[1].orchestrate.judge",
+                "best_of_n needs a `judge` to pick the best candidate",
+            ),
+            (
+                "  - name: m\n    orchestrate: {strategy: vote, members: [ok, ok], quorum: 3, answer: number}\n",
+                "models[1].orchestrate.quorum",
+                "3 is more answers than the members give (2 members x 1 samples = 2)",
+            ),
+            (
+                "  - name: m\n    orchestrate: {strategy: vote, members: [ok], samples: 17, answer: number}\n",
+                "models[1].orchestrate.samples",
+                "must be between 1 and 16",
+            ),
+            (
+                "  - name: m\n    orchestrate: {strategy: debate, members: [ok], rounds: 6}\n",
+                "models[1].orchestrate.rounds",
+                "must be between 1 and 5",
             ),
             (
                 "  - name: m\n    targets: []\n",

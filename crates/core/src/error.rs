@@ -46,6 +46,8 @@ pub enum ErrorCode {
     UpstreamInvalidRequest,
     /// Every target is unavailable (circuit open) or the gateway is shutting down.
     ServiceUnavailable,
+    /// Too few members of an orchestration answered to reach its quorum.
+    QuorumNotMet,
     /// The client sent nothing (headers or body) for longer than the inbound timeout.
     RequestTimeout,
     /// The request's headers are too large or too many.
@@ -60,7 +62,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnsupportedParameter,
         ErrorCode::InvalidApiKey,
@@ -80,6 +82,7 @@ impl ErrorCode {
         ErrorCode::UpstreamTimeout,
         ErrorCode::UpstreamInvalidRequest,
         ErrorCode::ServiceUnavailable,
+        ErrorCode::QuorumNotMet,
         ErrorCode::RequestTimeout,
         ErrorCode::HeadersTooLarge,
         ErrorCode::TooManyConnections,
@@ -109,6 +112,7 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::UpstreamInvalidRequest => "upstream_invalid_request",
             ErrorCode::ServiceUnavailable => "service_unavailable",
+            ErrorCode::QuorumNotMet => "quorum_not_met",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::TooManyConnections => "too_many_connections",
@@ -138,7 +142,9 @@ impl ErrorCode {
             ErrorCode::HeadersTooLarge => 431,
             ErrorCode::TooManyConnections => 503,
             ErrorCode::InternalError | ErrorCode::ConfigurationError => 500,
-            ErrorCode::UpstreamAuthError | ErrorCode::UpstreamError => 502,
+            ErrorCode::UpstreamAuthError | ErrorCode::UpstreamError | ErrorCode::QuorumNotMet => {
+                502
+            }
             ErrorCode::ServiceUnavailable => 503,
             ErrorCode::UpstreamTimeout => 504,
         }
@@ -166,6 +172,7 @@ impl ErrorCode {
             ErrorCode::UpstreamAuthError
             | ErrorCode::UpstreamError
             | ErrorCode::UpstreamTimeout
+            | ErrorCode::QuorumNotMet
             | ErrorCode::ServiceUnavailable => "upstream_error",
             ErrorCode::TooManyConnections => "overloaded_error",
             ErrorCode::InternalError | ErrorCode::ConfigurationError => "server_error",
@@ -204,6 +211,9 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => "The provider did not answer in time.",
             ErrorCode::UpstreamInvalidRequest => "The provider rejected the request as invalid.",
             ErrorCode::ServiceUnavailable => "No target can serve the request right now.",
+            ErrorCode::QuorumNotMet => {
+                "Too few members of an orchestration answered to reach its quorum; its graph says which calls failed."
+            }
             ErrorCode::RequestTimeout => {
                 "The client sent no header or body bytes within the inbound timeout."
             }

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod log;
+pub mod orchestrate;
 pub mod redact;
 
 pub use error::{ApiError, ErrorCode};

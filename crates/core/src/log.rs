@@ -66,4 +66,7 @@ pub struct RequestRecord {
     /// train the selector near it (stored as little-endian f32 bytes); `None` for ordinary
     /// requests.
     pub prompt_embedding: Option<std::sync::Arc<[f32]>>,
+    /// An orchestration's result and evidence graph, as JSON text (on its parent request's
+    /// row); `None` otherwise.
+    pub orchestration: Option<String>,
 }

@@ -94,6 +94,12 @@ impl Drawdown {
     pub fn spent(&self) -> Nanos {
         amount(self.spent.load(Ordering::Acquire))
     }
+
+    /// What is left of the reservation (`None` without one).
+    pub fn remaining(&self) -> Option<Nanos> {
+        self.limit
+            .map(|l| amount(l.saturating_sub(self.drawn.load(Ordering::Acquire))))
+    }
 }
 
 /// One inner call's share of a [`Drawdown`]: its worst case until it settles.
@@ -134,23 +140,27 @@ pub struct Composite {
 }
 
 impl Gateway {
-    /// Admits a composite request for `model`: the caller's request-rate and concurrency
-    /// limits once, and a budget reservation of `reserve` that the inner calls draw from
-    /// (when a budget applies).
+    /// Admits a composite request for `model` (`endpoint` names it in the log; the caller checks
+    /// that the key may use it): the caller's
+    /// request-rate and concurrency limits once, and a budget reservation of `reserve` that
+    /// the inner calls draw from (when a budget applies). `cap`, the composite's own budget,
+    /// bounds the inner calls' draws when no budget of the caller's does.
     pub async fn begin_composite(
         &self,
         ctx: &CallCtx,
+        endpoint: &'static str,
         model: &str,
         stream: bool,
         reserve: Nanos,
+        cap: Option<Nanos>,
     ) -> Result<Composite, ApiError> {
-        let mut record = crate::record::base(self, ctx, "chat", model, stream);
-        let admitted = self.admit_composite(ctx, model, reserve).await;
+        let mut record = crate::record::base(self, ctx, endpoint, model, stream);
+        let admitted = self.admit_composite(ctx, reserve).await;
         match admitted {
             Ok((holds, budget, limit)) => Ok(Composite {
                 gateway: self.clone(),
                 ctx: ctx.clone(),
-                drawdown: Drawdown::new(limit),
+                drawdown: Drawdown::new(limit.or(cap)),
                 holds,
                 budget,
                 record: Some(record),
@@ -168,10 +178,8 @@ impl Gateway {
     async fn admit_composite(
         &self,
         ctx: &CallCtx,
-        model: &str,
         reserve: Nanos,
     ) -> Result<(Vec<Hold>, Option<BudgetHold>, Option<Nanos>), ApiError> {
-        crate::pipeline::check_model_access(&ctx.principal, model)?;
         let rt = self.runtime();
         let mut subjects = self
             .auth()
@@ -217,6 +225,18 @@ impl Composite {
     /// What the inner calls spent so far: the composite's cost.
     pub fn spent(&self) -> Nanos {
         self.drawdown.spent()
+    }
+
+    /// What is left of the reservation the inner calls draw from (`None`: unlimited).
+    pub fn remaining(&self) -> Option<Nanos> {
+        self.drawdown.remaining()
+    }
+
+    /// Keeps `json` (an orchestration's result and evidence graph) on the composite's record.
+    pub fn set_orchestration(&mut self, json: String) {
+        if let Some(r) = &mut self.record {
+            r.orchestration = Some(json);
+        }
     }
 
     /// Records the composite's outcome (`served_by`: what answered, for the log) and settles

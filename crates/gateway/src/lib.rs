@@ -21,6 +21,7 @@ pub mod feedback;
 pub mod keyauth;
 pub mod limit;
 pub mod metrics;
+pub mod orchestrate;
 pub mod pipeline;
 mod record;
 pub mod runtime;

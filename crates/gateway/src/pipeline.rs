@@ -107,6 +107,9 @@ pub struct AnswerMeta {
     pub limits: Snapshot,
     /// For a `select` model: the chosen candidate and a short reason (`x-plexus-route`).
     pub route: Option<String>,
+    /// For an orchestration: its id and calibrated confidence (`x-plexus-orchestration-id`,
+    /// `x-plexus-confidence`).
+    pub orchestration: Option<(String, f64)>,
 }
 
 /// Runs a call's stages within its deadline, if it has one.
@@ -561,6 +564,11 @@ fn price_unknown(target: &Target) -> ApiError {
 impl Gateway {
     /// Runs a chat completion through the pipeline.
     pub async fn complete(&self, ctx: &CallCtx, req: ChatRequest) -> Result<Answer, Failure> {
+        let orchestration = self.inner.runtime.load().orchestration(&req.chat.model).cloned();
+        if let Some(spec) = orchestration {
+            let spec = (*spec).clone();
+            return Box::pin(self.complete_orchestrated(ctx, spec, req)).await;
+        }
         let mut admission =
             Admission::new(self, ctx, "chat", &req.chat.model, req.chat.is_stream());
         let mut meta = AnswerMeta::default();

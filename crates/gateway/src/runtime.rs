@@ -31,6 +31,8 @@ pub struct Runtime {
     models: HashMap<String, ModelRoute>,
     /// The `select` models, by name.
     selectors: HashMap<String, Arc<crate::select::SelectRoute>>,
+    /// Orchestration models by name.
+    orchestrations: HashMap<String, Arc<plexus_core::orchestrate::OrchestrateConfig>>,
     /// Metric handles for `provider/model` requests, per provider.
     direct: HashMap<String, Arc<TargetMetrics>>,
     /// SHA-256 of the master key, compared in constant time.
@@ -329,7 +331,12 @@ impl Runtime {
         let health = health_config(&config);
         let mut models = HashMap::with_capacity(config.models.len());
         let mut selectors = HashMap::new();
+        let mut orchestrations = HashMap::new();
         for (i, m) in config.models.iter().enumerate() {
+            if let Some(o) = &m.orchestrate {
+                orchestrations.insert(m.name.clone(), Arc::new(o.clone()));
+                continue;
+            }
             if let Some(select) = &m.select {
                 selectors.insert(
                     m.name.clone(),
@@ -402,6 +409,7 @@ impl Runtime {
             providers,
             models,
             selectors,
+            orchestrations,
             direct,
             global_limit,
             master_key_hash,
@@ -499,6 +507,17 @@ impl Runtime {
             return None;
         }
         self.selectors.get(model)
+    }
+
+    /// The orchestration model of that name, if it is one.
+    pub fn orchestration(
+        &self,
+        model: &str,
+    ) -> Option<&Arc<plexus_core::orchestrate::OrchestrateConfig>> {
+        if self.orchestrations.is_empty() {
+            return None;
+        }
+        self.orchestrations.get(model)
     }
 
     /// Whether any `select` model is configured.

@@ -264,7 +264,7 @@ fn needs_of(chat: &ChatCompletionRequest, prompt_tokens: u64) -> Needs {
 }
 
 /// The text the quality predictor reads: the last user message.
-fn prompt_text(chat: &ChatCompletionRequest) -> Option<String> {
+pub(crate) fn prompt_text(chat: &ChatCompletionRequest) -> Option<String> {
     chat.messages
         .iter()
         .rev()

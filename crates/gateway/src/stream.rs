@@ -213,6 +213,14 @@ impl AnswerStream {
         }
     }
 
+    /// A finished answer's chunks (an orchestration's synthesis).
+    pub(crate) fn ready(meta: AnswerMeta, chunks: Vec<ChatCompletionChunk>) -> AnswerStream {
+        AnswerStream {
+            meta,
+            state: State::Ready(chunks.into_iter().map(Ok).collect::<Vec<_>>().into_iter()),
+        }
+    }
+
     /// A stream that fails at once (already recorded).
     pub(crate) fn failed(meta: AnswerMeta, error: ApiError) -> AnswerStream {
         AnswerStream {

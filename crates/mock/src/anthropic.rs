@@ -102,6 +102,7 @@ fn preflight(state: &MockState, ctx: &Ctx) -> Result<Value, Response> {
 fn input_of(body: &Value) -> Input<'_> {
     let mut input = Input::new();
     let mut transcript = Transcript::default();
+    let mut seen_user = false;
     if let Some(system) = body.get("system") {
         transcript.add(&content_text(system));
     }
@@ -116,6 +117,10 @@ fn input_of(body: &Value) -> Input<'_> {
             Some(Value::String(s)) => {
                 transcript.add(s);
                 if user {
+                    if !seen_user {
+                        seen_user = true;
+                        input.first_user = s.clone();
+                    }
                     input.last_user = s.clone();
                 }
             }
@@ -136,6 +141,10 @@ fn input_of(body: &Value) -> Input<'_> {
                     }
                 }
                 if user {
+                    if !seen_user {
+                        seen_user = true;
+                        input.first_user = text.clone();
+                    }
                     input.last_user = text;
                 }
             }

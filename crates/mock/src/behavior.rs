@@ -4,6 +4,7 @@
 use http::HeaderMap;
 
 use crate::config::{glob_match, MockConfig};
+use crate::quiz::QuizKnobs;
 
 /// An injected failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub(crate) struct Knobs {
     /// The model's context window in tokens: longer prompts get the provider's
     /// context-length error.
     pub context: Option<u32>,
+    /// The `quiz` family's `acc-P`, `corr-P` and `wrong-K`.
+    pub quiz: QuizKnobs,
 }
 
 impl Knobs {
@@ -57,6 +60,7 @@ impl Knobs {
             retry_after: None,
             fail_first: None,
             context: None,
+            quiz: QuizKnobs::default(),
         };
         if let Some(p) = config.profiles.iter().find(|p| glob_match(&p.model, model)) {
             set(&mut k.latency_ms, p.latency_ms);
@@ -103,6 +107,7 @@ impl Knobs {
             .tokens_per_second
             .filter(|t| t.is_finite() && *t > 0.0)
             .map(|t| t.clamp(MIN_TPS, MAX_TPS));
+        self.quiz.sanitize();
     }
 
     fn apply_headers(&mut self, headers: &HeaderMap) {
@@ -176,6 +181,9 @@ impl Knobs {
             "retry-after" => self.retry_after = value.parse().ok().or(self.retry_after),
             "fail-first" => self.fail_first = value.parse().ok().or(self.fail_first),
             "context" => self.context = value.parse().ok().or(self.context),
+            "acc" => set_f64(&mut self.quiz.acc, value),
+            "corr" => set_f64(&mut self.quiz.corr, value),
+            "wrong" => self.quiz.wrong = value.parse().ok().or(self.quiz.wrong),
             "cut-after" => {
                 if let Ok(n) = value.parse() {
                     self.fault = Some(Fault::CutAfter(n));
@@ -221,6 +229,14 @@ fn set_num(slot: &mut u64, v: &str) {
     }
 }
 
+fn set_f64(slot: &mut f64, v: &str) {
+    if let Ok(n) = v.parse::<f64>() {
+        if n.is_finite() {
+            *slot = n;
+        }
+    }
+}
+
 fn set_u32(slot: &mut u32, v: &str) {
     if let Ok(n) = v.parse() {
         *slot = n;
@@ -250,6 +266,8 @@ pub(crate) struct Base {
     pub parallel: bool,
     pub json: bool,
     pub think: bool,
+    /// Answers arithmetic questions, right with probability `acc` (see `quiz`).
+    pub quiz: bool,
 }
 
 impl Base {
@@ -265,6 +283,7 @@ impl Base {
             parallel: model.to_ascii_lowercase().contains("parallel"),
             json: base.contains("json"),
             think: base.contains("think") || base.contains("reason"),
+            quiz: base.contains("quiz"),
         }
     }
 }
@@ -369,5 +388,20 @@ mod tests {
         assert!(b.tool && b.parallel && !b.echo);
         assert!(Base::of("o3-reasoning").think);
         assert!(!Base::of("plain+echo").echo);
+        assert!(Base::of("my-quiz-a+acc-0.9").quiz);
+        assert!(!Base::of("m+quiz").quiz);
+    }
+
+    #[test]
+    fn quiz_directives() {
+        let cfg = MockConfig::default();
+        let k = Knobs::resolve(&cfg, "quiz", &HeaderMap::new());
+        assert_eq!(k.quiz, QuizKnobs::default());
+        let k = Knobs::resolve(&cfg, "quiz+acc-0.9+corr-0.5+wrong-3", &HeaderMap::new());
+        assert_eq!((k.quiz.acc, k.quiz.corr, k.quiz.wrong), (0.9, 0.5, Some(3)));
+        let k = Knobs::resolve(&cfg, "quiz+acc-1+corr-2+wrong-0", &HeaderMap::new());
+        assert_eq!((k.quiz.acc, k.quiz.corr, k.quiz.wrong), (1.0, 1.0, None));
+        let k = Knobs::resolve(&cfg, "quiz+acc-0", &HeaderMap::new());
+        assert_eq!(k.quiz.acc, 0.0);
     }
 }

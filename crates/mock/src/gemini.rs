@@ -138,6 +138,7 @@ fn function_response_text(resp: &Value) -> String {
 fn input_of(body: &Value) -> Input<'_> {
     let mut input = Input::new();
     let mut transcript = Transcript::default();
+    let mut seen_user = false;
     if let Some(system) = field(body, "systemInstruction", "system_instruction") {
         transcript.add(&parts_text(system));
     }
@@ -161,6 +162,10 @@ fn input_of(body: &Value) -> Input<'_> {
             }
         }
         if user {
+            if !seen_user {
+                seen_user = true;
+                input.first_user = text.clone();
+            }
             input.last_user = text;
         }
     }
@@ -216,6 +221,7 @@ fn input_of(body: &Value) -> Input<'_> {
             .or_else(|| field(cfg, "responseSchema", "response_schema"));
         input.max_tokens = as_u32(field(cfg, "maxOutputTokens", "max_output_tokens"));
         input.n = as_u32(field(cfg, "candidateCount", "candidate_count")).unwrap_or(1);
+        input.seed = cfg.get("seed").and_then(Value::as_i64);
         let thinking = field(cfg, "thinkingConfig", "thinking_config");
         let include = thinking
             .and_then(|t| field(t, "includeThoughts", "include_thoughts"))

@@ -250,6 +250,10 @@ pub(crate) struct Input<'a> {
     pub hash: u64,
     pub prompt_chars: usize,
     pub last_user: String,
+    /// Text of the conversation's first user message: the original task.
+    pub first_user: String,
+    /// The request's `seed`, where the format has one.
+    pub seed: Option<i64>,
     /// Contents of the tool results that end the conversation, if it ends with some.
     pub tool_results: Option<String>,
     pub tools: Vec<ToolSpec<'a>>,
@@ -268,6 +272,8 @@ impl<'a> Input<'a> {
             hash: Fnv::default().0,
             prompt_chars: 0,
             last_user: String::new(),
+            first_user: String::new(),
+            seed: None,
             tool_results: None,
             tools: Vec::new(),
             tool_mode: ToolMode::Auto,
@@ -359,10 +365,16 @@ pub(crate) fn generate(model: &str, input: &Input<'_>, knobs: &Knobs) -> Reply {
     let base = Base::of(model);
     let n = input.n.clamp(1, 128);
     let computed = prompt_tokens(input.prompt_chars);
+    // A quiz model with a question answers it (the same way in every choice).
+    let quiz = if base.quiz {
+        crate::quiz::reply(model, input, knobs.quiz)
+    } else {
+        None
+    };
     let mut choices = Vec::with_capacity(n as usize);
     for i in 0..n {
         let seed = splitmix(input.hash ^ u64::from(i).wrapping_mul(0x1000_0000_01b3));
-        choices.push(one_choice(base, input, knobs, seed));
+        choices.push(one_choice(base, input, knobs, seed, quiz.as_deref()));
     }
     Reply {
         choices,
@@ -371,7 +383,13 @@ pub(crate) fn generate(model: &str, input: &Input<'_>, knobs: &Knobs) -> Reply {
     }
 }
 
-fn one_choice(base: Base, input: &Input<'_>, knobs: &Knobs, seed: u64) -> ChoiceOut {
+fn one_choice(
+    base: Base,
+    input: &Input<'_>,
+    knobs: &Knobs,
+    seed: u64,
+    quiz: Option<&str>,
+) -> ChoiceOut {
     let (thinking, reasoning_tokens) = match (base.think, input.thinking) {
         (false, _) | (true, Thinking::Off) => (None, 0),
         (true, Thinking::Hidden) => (None, THINKING_WORDS),
@@ -389,6 +407,11 @@ fn one_choice(base: Base, input: &Input<'_>, knobs: &Knobs, seed: u64) -> Choice
         reasoning_tokens,
         seed,
     };
+
+    if let Some(answer) = quiz {
+        finish_text(&mut out, Text::words(answer), input.max_tokens);
+        return out;
+    }
 
     // A conversation that ends with tool results gets its acknowledgement from a tool model.
     if let (true, Some(results)) = (base.tool, &input.tool_results) {

@@ -7,8 +7,9 @@
 //! * base keywords (substring of the part before the first `+`): `echo` repeats the last
 //!   user message; `tool` calls the first offered tool (`parallel` anywhere in the name: the
 //!   first two) and acknowledges tool results; `json` answers a JSON object fitting the
-//!   requested schema; `think` / `reason` adds reasoning. Anything else answers a
-//!   deterministic sentence of `tokens` words derived from the prompt.
+//!   requested schema; `think` / `reason` adds reasoning; `quiz` answers arithmetic (see
+//!   below). Anything else answers a deterministic sentence of `tokens` words derived from
+//!   the prompt.
 //! * directives: `latency-MS`, `ttft-MS`, `jitter-MS` (uniform extra delay, drawn per request), `tps-N`, `tokens-N`, `cached-N`, `fault-STATUS`,
 //!   `retry-after-S`, `timeout`, `reset`, `malformed`, `cut-after-N`, `stall-after-N`,
 //!   `fail-first-N`.
@@ -16,6 +17,38 @@
 //!   `x-mock-tokens-per-second`, `x-mock-tokens`, `x-mock-cached-tokens`, and `x-mock-fault`
 //!   (`429;retry-after=2`, `timeout`, `reset`, `malformed`, `cut-after=3`, `stall-after=2`,
 //!   `fail-first=2`, `500`).
+//!
+//! # The `quiz` family
+//!
+//! For evaluating orchestrators that combine models (voting, judging, critique). A model
+//! whose base contains `quiz` looks for the last `<int> <op> <int>` (op `+ - * x ×`, ints
+//! may be negative and have thousands commas) in the conversation's **first** user message
+//! (the text before any `<answer`/`<candidate`/`<draft` tag) and answers it right with
+//! probability `acc`, deterministically per (full model name, question, request seed; OpenAI
+//! `seed`, Gemini `generationConfig.seed`, none for Anthropic). Without a question it
+//! behaves like any other model. Directives:
+//!
+//! * `acc-P`: probability of a right answer (default 0.7, clamped to 0..1).
+//! * `corr-P`: probability that a draw uses a latent shared by every quiz model for the
+//!   question instead of the model's own (default 0). Models drawing from it are right
+//!   together and, when wrong, give the same wrong answer.
+//! * `wrong-K`: wrong answers are one of K alternatives (default: unbounded, so independent
+//!   wrong answers practically never agree).
+//!
+//! The answer is free text ending with the final number, in one of several phrasings
+//! (`Final answer: \boxed{1239}`, `The answer is **1,239**.`, `That makes 1,239 units in
+//! total.`, …). The last user message may be an orchestration prompt; each uses its own
+//! independent draw at the same `acc`/`corr`:
+//!
+//! * pick: `<candidate id="N">…</candidate>` blocks and `Reply with "Best: ` →
+//!   `After comparing the candidates, Best: N` (a right judge picks a right candidate, a
+//!   wrong one a wrong candidate; else the first);
+//! * score: one `<candidate id="1">…</candidate>` and `Reply with "Score: ` → `Score: 9`
+//!   (right judge: right 9, wrong 2; wrong judge: right 3, wrong 8);
+//! * critique: `<draft>…</draft>` and `Critique` → `The draft is correct: its answer N
+//!   checks out.` or `The draft is wrong: N does not follow. Recompute it carefully.`;
+//! * read others: `<answer id="N">…</answer>` blocks → the right answer if the revision
+//!   draw is right, else the plurality of the blocks' last numbers (ties: first seen).
 //!
 //! Non-streamed answers take `latency + ttft + tokens / tps`; streamed ones send the head
 //! after `latency`, the first chunk after `ttft`, then one chunk per token at `tps`.
@@ -30,6 +63,7 @@ mod config;
 mod gemini;
 mod gen;
 mod openai;
+mod quiz;
 mod server;
 mod sse;
 mod state;

@@ -144,6 +144,7 @@ fn azure_gate(state: &MockState, ctx: &Ctx) -> Result<(), Response> {
 fn input_of(body: &Value) -> Input<'_> {
     let mut input = Input::new();
     let mut transcript = Transcript::default();
+    let mut seen_user = false;
     let empty = Vec::new();
     let messages = body
         .get("messages")
@@ -153,6 +154,10 @@ fn input_of(body: &Value) -> Input<'_> {
         let text = m.get("content").map(content_text).unwrap_or_default();
         transcript.add(&text);
         if m.get("role").and_then(Value::as_str) == Some("user") {
+            if !seen_user {
+                seen_user = true;
+                input.first_user = text.clone();
+            }
             input.last_user = text;
         }
     }
@@ -223,6 +228,7 @@ fn input_of(body: &Value) -> Input<'_> {
         .and_then(|s| s.get("schema"));
     input.max_tokens = as_u32(body.get("max_completion_tokens")).or(as_u32(body.get("max_tokens")));
     input.n = as_u32(body.get("n")).unwrap_or(1);
+    input.seed = body.get("seed").and_then(Value::as_i64);
     input.thinking = match body.get("reasoning_effort").and_then(Value::as_str) {
         Some("none") => gen::Thinking::Off,
         _ => gen::Thinking::Hidden,

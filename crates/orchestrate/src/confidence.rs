@@ -102,9 +102,21 @@ pub fn vote_confidence(
     members: &[Member],
     params: &ConfidenceParams,
 ) -> f64 {
-    let Some(winner) = outcome.winner.as_deref() else {
-        return 0.0;
-    };
+    match outcome.winner.as_deref() {
+        None => 0.0,
+        Some(winner) => answer_confidence(ballots, winner, members, params),
+    }
+}
+
+/// The raw confidence in [0, 1] that `answer` is right given `ballots` (the same model as
+/// [`vote_confidence`]), for an answer chosen otherwise than by plurality: a judge's pick, an
+/// aggregator's synthesis. 0 when no ballot has an answer and `answer` is not among them.
+pub fn answer_confidence(
+    ballots: &[Ballot],
+    winner: &str,
+    members: &[Member],
+    params: &ConfidenceParams,
+) -> f64 {
     let wrong = finite_or(params.wrong_answers, 1.0).max(1.0);
     // (weight, accuracy, answer) for each valid ballot.
     let valid: Vec<(f64, f64, &str)> = ballots
@@ -139,7 +151,15 @@ pub fn vote_confidence(
             })
             .sum()
     };
-    let voted: Vec<&str> = outcome.counts.iter().map(|c| c.answer.as_str()).collect();
+    let mut voted: Vec<&str> = Vec::new();
+    for &(_, _, answer) in &valid {
+        if !voted.contains(&answer) {
+            voted.push(answer);
+        }
+    }
+    if !voted.contains(&winner) {
+        voted.push(winner);
+    }
     let unvoted = (wrong + 1.0 - voted.len() as f64).max(0.0);
     let mut terms: Vec<f64> = voted.iter().map(|a| log_likelihood(Some(a))).collect();
     if unvoted > 0.0 {

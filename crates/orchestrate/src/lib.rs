@@ -16,10 +16,12 @@
 
 pub mod confidence;
 pub mod extract;
+pub mod prompts;
 pub mod vote;
 
 pub use confidence::{
-    expected_calibration_error, reliability_table, vote_confidence, Bucket, Calibrator,
+    answer_confidence, expected_calibration_error, reliability_table, vote_confidence, Bucket,
+    Calibrator,
     ConfidenceParams,
 };
 pub use extract::{extract, AnswerKind};

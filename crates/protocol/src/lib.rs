@@ -9,4 +9,5 @@ pub mod feedback;
 pub mod gemini;
 pub mod money;
 pub mod openai;
+pub mod orchestration;
 pub mod whole;

@@ -128,6 +128,14 @@ pub fn apply_meta(headers: &mut HeaderMap, meta: &AnswerMeta) {
             headers.insert("x-plexus-cache-similarity", v);
         }
     }
+    if let Some((id, confidence)) = &meta.orchestration {
+        if let Ok(v) = HeaderValue::from_str(id) {
+            headers.insert("x-plexus-orchestration-id", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("{confidence:.4}")) {
+            headers.insert("x-plexus-confidence", v);
+        }
+    }
 }
 
 /// `x-plexus-cost-usd`: exact decimal dollars, trailing zeros trimmed (`0.0000207`, `0`).

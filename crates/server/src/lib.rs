@@ -14,6 +14,7 @@ mod feedback;
 mod headers;
 mod inbound;
 mod middleware;
+mod orchestrations;
 mod pages;
 mod serve;
 mod sse;
@@ -43,6 +44,10 @@ pub fn app(state: AppState) -> Router {
         .route("/embeddings", post(embeddings::embeddings))
         .route("/v1/feedback", post(feedback::feedback))
         .route("/feedback", post(feedback::feedback))
+        .route("/v1/orchestrations", post(orchestrations::create))
+        .route("/orchestrations", post(orchestrations::create))
+        .route("/v1/orchestrations/{id}", get(orchestrations::get))
+        .route("/orchestrations/{id}", get(orchestrations::get))
         .route("/v1/models", get(list_models))
         .route("/models", get(list_models))
         .merge(admin::routes());

@@ -206,7 +206,7 @@ impl Store {
              prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, usage_estimated, \
              cost_usd, cost_nanos, latency_ms, ttft_ms, user_id, team_id, request_body, \
              response_body, cache_status, parent_request_id, step, client_request_id, \
-             overhead_team_id, route, prompt_embedding) ";
+             overhead_team_id, route, prompt_embedding, orchestration) ";
         macro_rules! insert_all {
             ($pool:expr, $db:ty) => {{
                 let mut tx = $pool.begin().await?;
@@ -243,7 +243,8 @@ impl Store {
                             .push_bind(r.client_request_id.as_deref())
                             .push_bind(r.overhead_team_id.as_deref())
                             .push_bind(r.route.as_deref())
-                            .push_bind(r.prompt_embedding.as_deref().map(f32_bytes));
+                            .push_bind(r.prompt_embedding.as_deref().map(f32_bytes))
+                            .push_bind(r.orchestration.as_deref());
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -401,6 +402,20 @@ impl Store {
         on_db!(&self.db, SQL, |p, q| {
             let row = sqlx::query(q).bind(request_id).fetch_optional(p).await?;
             row.as_ref().map(LoggedRequest::from_row).transpose()
+        })
+    }
+
+    /// An orchestration's stored result and evidence graph (JSON text), from its parent
+    /// request's row; `None` when the row does not exist or is not an orchestration.
+    pub async fn orchestration_json(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+        const SQL: &str = "SELECT orchestration FROM request_log WHERE request_id = ? \
+             AND orchestration IS NOT NULL ORDER BY id DESC LIMIT 1";
+        on_db!(&self.db, SQL, |p, q| {
+            let row = sqlx::query(q).bind(request_id).fetch_optional(p).await?;
+            row.as_ref()
+                .map(|r| r.opt_text("orchestration"))
+                .transpose()
+                .map(Option::flatten)
         })
     }
 
