@@ -444,6 +444,11 @@ impl Run<'_> {
         }
     }
 
+    /// A model with its recorded accuracy (the config's `quality:`), for the confidence.
+    fn member(&self, name: &str) -> Member {
+        member_of(&self.gateway.runtime(), name)
+    }
+
     fn quorum(&self, available: usize) -> usize {
         (self.spec.quorum as usize).min(available).max(1)
     }
@@ -512,6 +517,15 @@ impl Run<'_> {
                 self.board[judge_entry].claim = Some(format!("picked candidate {}", p + 1));
                 let chosen = candidates[p];
                 let mut outcome = self.outcome_for(chosen, candidates, Some(judge_entry));
+                // The judge's pick is one more ballot, weighed by the judge's own accuracy.
+                if let Some(picked) = &outcome.final_answer {
+                    let mut ballots = self.ballots(candidates);
+                    ballots.push(Ballot::new(judge.clone(), 0, Some(picked)));
+                    let mut members = self.members.clone();
+                    members.push(self.member(&judge));
+                    outcome.raw_confidence =
+                        answer_confidence(&ballots, picked, &members, &self.params);
+                }
                 if self.answer_kind() == AnswerKind::Text {
                     // Texts rarely match exactly: the judge's pick among n is the evidence.
                     outcome.raw_confidence = outcome.raw_confidence.max(1.0 / candidates.len() as f64);
@@ -709,6 +723,21 @@ impl Run<'_> {
         }
         Ok(self.judge_pick(&answered, false, 1).await)
     }
+}
+
+fn member_of(rt: &crate::Runtime, name: &str) -> Member {
+    let quality = rt
+        .config
+        .models
+        .iter()
+        .find(|c| c.name == name)
+        .and_then(|c| c.quality);
+    let observations = if quality.is_some() {
+        CONFIGURED_QUALITY_OBSERVATIONS
+    } else {
+        0
+    };
+    Member::new(name, quality, observations)
 }
 
 /// Whether the answers in hand already decide the vote: a quorum answered, and the leader's
@@ -1131,14 +1160,7 @@ impl Gateway {
             .begin_composite(&ctx, endpoint, model, stream, reserve, spec.budget)
             .await
             .map_err(fail)?;
-        let members: Vec<Member> = spec
-            .members
-            .iter()
-            .map(|m| {
-                let q = rt.config.models.iter().find(|c| &c.name == m).and_then(|c| c.quality);
-                Member::new(m.clone(), q, if q.is_some() { CONFIGURED_QUALITY_OBSERVATIONS } else { 0 })
-            })
-            .collect();
+        let members: Vec<Member> = spec.members.iter().map(|m| member_of(&rt, m)).collect();
         let mut run = Run {
             gateway: self,
             composite: &composite,
