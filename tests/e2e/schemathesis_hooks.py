@@ -13,6 +13,16 @@ are checked against the response schemas.
 - `expires_at` of a new key or credential must lie in the future, which a JSON Schema cannot
   say. A schema-valid timestamp that has already passed is moved a year ahead (still within the
   schema's bounds), so `positive_data_acceptance` tests what the schema can express.
+- `POST /v1/orchestrations` names models in its fields (`members`, `judge`, `aggregator`), so a
+  generated name is refused with 400 `invalid_request`, which a schema-valid request must not be.
+  Every schema-valid body with orchestration fields is therefore made runnable over the demo's
+  simulator addressed directly (`demo-openai/quiz-...+acc-1`, models that answer arithmetic
+  right): the names are replaced, `samples`, `rounds` and `quorum` are brought within what the
+  members can give (a JSON Schema cannot relate fields), the judge or aggregator a strategy needs
+  is named, `budget_usd` is dropped (the simulator's models have no price, so a budget is 400
+  `price_unknown`), `timeout` becomes 30 s, a question the quiz models answer comes first, and
+  `answer` kinds the answers cannot be read as (`choice`, `json`) become `number`. The rest of
+  the generated request (its chat fields, the strategy) is sent as generated.
 - The Anthropic and Gemini demo models are left out on purpose: those adapters refuse, with 400
   `unsupported_parameter`, OpenAI parameters their API cannot express (such as `n` > 1), so a
   schema-valid request is not always one they accept.
@@ -61,6 +71,40 @@ def _picked(body):
     return zlib.crc32(text.encode("utf-8", "surrogatepass")) % 2 == 0
 
 
+QUIZ = [f"demo-openai/quiz-{c}+acc-1" for c in "abc"]
+QUIZ_JUDGE = "demo-openai/quiz-j+acc-1"
+QUESTION = {"role": "user", "content": "What is 1,234 + 5?"}
+
+
+def _runnable_orchestration(body):
+    """A schema-valid orchestration body, made runnable over the demo's quiz models."""
+    if "strategy" not in body:
+        return body  # a configured orchestration model by name: never one in the demo (404)
+    out = dict(body)
+    strategy = out["strategy"]
+    count = min(max(len(out.get("members") or []), 2 if strategy == "refine" else 1), 3)
+    out["members"] = [QUIZ[i % len(QUIZ)] for i in range(count)]
+    if _whole(out.get("samples")):
+        out["samples"] = min(int(out["samples"]), 3)
+    if _whole(out.get("rounds")):
+        out["rounds"] = min(int(out["rounds"]), 2)
+    samples = int(out["samples"]) if _whole(out.get("samples")) else 1
+    if _whole(out.get("quorum")):
+        out["quorum"] = min(int(out["quorum"]), count * samples)
+    if out.get("answer") in ("choice", "json"):
+        out["answer"] = "number"
+    text = out.get("answer") in (None, "text")
+    if out.get("judge") is not None or strategy == "best_of_n" or (strategy == "vote" and text):
+        out["judge"] = QUIZ_JUDGE
+    if out.get("aggregator") is not None or strategy == "mixture":
+        out["aggregator"] = QUIZ_JUDGE
+    out.pop("budget_usd", None)
+    if out.get("timeout") is not None:
+        out["timeout"] = "30s"
+    out["messages"] = [QUESTION, *(out.get("messages") or [])]
+    return out
+
+
 @schemathesis.hook
 def map_case(context, case):
     operation = context.operation
@@ -75,6 +119,14 @@ def map_case(context, case):
         and body["expires_at"] <= time.time() + 60
     ):
         case.body = {**body, "expires_at": int(time.time()) + YEAR_SECONDS}
+        return case
+    if (
+        operation is not None
+        and (operation.method.upper(), operation.path) == ("POST", "/v1/orchestrations")
+        and isinstance(body, dict)
+        and _schema_valid_body(case)
+    ):
+        case.body = _runnable_orchestration(body)
         return case
     if model is None or not isinstance(body, dict) or not _schema_valid_body(case):
         return case

@@ -68,7 +68,7 @@ fn config_error(e: &plexus_sdk::Error) -> anyhow::Error {
 pub struct Output {
     /// Print the JSON answer instead of a table.
     #[arg(long, global = true, help_heading = "Output")]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1486,7 +1486,7 @@ fn now_secs() -> i64 {
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM[:SS]Z` (UTC).
-fn fmt_time(secs: i64, with_seconds: bool) -> String {
+pub(crate) fn fmt_time(secs: i64, with_seconds: bool) -> String {
     let rem = secs.rem_euclid(86_400);
     let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
     let date = fmt_date(secs);
@@ -1529,7 +1529,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn clip(s: &str, max: usize) -> String {
+pub(crate) fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_owned()
     } else {
@@ -1545,7 +1545,7 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Like `table`, with the columns from `first_right` on aligned to the right (numbers).
-fn table_right(headers: &[&str], rows: &[Vec<String>], first_right: usize) -> String {
+pub(crate) fn table_right(headers: &[&str], rows: &[Vec<String>], first_right: usize) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -1590,14 +1590,14 @@ fn fields(rows: &[(&str, String)]) -> String {
     out
 }
 
-fn print_json(v: &impl Serialize) -> Result<()> {
+pub(crate) fn print_json(v: &impl Serialize) -> Result<()> {
     let mut s = serde_json::to_string_pretty(v).context("cannot print the answer")?;
     s.push('\n');
     print_out(&s)
 }
 
 /// Writes to stdout; a closed pipe (`| head`) ends the process quietly.
-fn print_out(s: &str) -> Result<()> {
+pub(crate) fn print_out(s: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),

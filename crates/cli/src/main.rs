@@ -14,6 +14,8 @@ use std::time::Duration;
 
 mod admin;
 mod eval;
+mod orchestrate_eval;
+mod orchestrations;
 mod route;
 
 #[global_allocator]
@@ -89,6 +91,12 @@ enum Command {
     /// The learned quality predictor of `model: auto`: train it from RouteLLM-format data, or
     /// evaluate it against the baselines (APGR, CPT). Offline.
     Route(route::RouteCmd),
+    /// Orchestrations (`POST /v1/orchestrations`, orchestration models): show one with its
+    /// contributors and evidence graph.
+    Orchestrations(orchestrations::OrchestrationsCmd),
+    /// The cross-model orchestrator: evaluate its strategies on simulator models with known
+    /// accuracy (vote against its closed form, correlation, cascade frontier, calibration).
+    Orchestrate(orchestrate_eval::OrchestrateCmd),
 }
 
 #[derive(Subcommand)]
@@ -204,6 +212,8 @@ fn run(cli: Cli) -> Result<()> {
             Command::Audit(cmd) => admin::audit(cmd).await,
             Command::Cache(cmd) => admin::cache(cmd).await,
             Command::Route(cmd) => route::run(cmd).await,
+            Command::Orchestrations(cmd) => orchestrations::run(cmd).await,
+            Command::Orchestrate(cmd) => orchestrate_eval::run(cmd).await,
         }
     })
 }

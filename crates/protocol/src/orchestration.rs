@@ -359,3 +359,103 @@ mod tests {
         assert_eq!(f.members.unwrap().len(), 2);
     }
 }
+
+/// A `POST /v1/orchestrations` body: a chat request with the [`OrchestrateFields`] at its top
+/// level. Either `chat.model` names a configured orchestration model and `fields` is empty, or
+/// `chat.model` is empty (it is then left out: the server's per-request `orchestration`) and
+/// `fields` gives at least `strategy` and `members`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrchestrationRequest {
+    pub chat: crate::openai::ChatCompletionRequest,
+    pub fields: OrchestrateFields,
+}
+
+impl Serialize for OrchestrationRequest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let mut body = match serde_json::to_value(&self.chat).map_err(S::Error::custom)? {
+            serde_json::Value::Object(m) => m,
+            _ => return Err(S::Error::custom("a chat request is a JSON object")),
+        };
+        if body.get("model").and_then(|m| m.as_str()) == Some("") {
+            body.remove("model");
+        }
+        if let serde_json::Value::Object(fields) =
+            serde_json::to_value(&self.fields).map_err(S::Error::custom)?
+        {
+            body.extend(fields);
+        }
+        body.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for OrchestrationRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut body = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let mut fields = serde_json::Map::new();
+        for name in OrchestrateFields::NAMES {
+            if let Some(v) = body.remove(name) {
+                fields.insert(name.to_owned(), v);
+            }
+        }
+        body.entry("model")
+            .or_insert_with(|| serde_json::Value::String(String::new()));
+        Ok(OrchestrationRequest {
+            chat: serde_json::from_value(serde_json::Value::Object(body))
+                .map_err(D::Error::custom)?,
+            fields: serde_json::from_value(serde_json::Value::Object(fields))
+                .map_err(D::Error::custom)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::openai::{ChatCompletionRequest, Message, Role};
+    use serde_json::json;
+
+    #[test]
+    fn the_fields_sit_at_the_top_level_and_an_empty_model_is_left_out() {
+        let req = OrchestrationRequest {
+            chat: ChatCompletionRequest {
+                messages: vec![Message::text(Role::User, "2+2?")],
+                max_tokens: Some(50),
+                ..Default::default()
+            },
+            fields: OrchestrateFields {
+                strategy: Some("vote".into()),
+                members: Some(vec!["a".into(), "b".into()]),
+                answer: Some("number".into()),
+                ..Default::default()
+            },
+        };
+        let v = serde_json::to_value(&req).unwrap();
+        assert_eq!(v["strategy"], "vote");
+        assert_eq!(v["members"], json!(["a", "b"]));
+        assert_eq!(v["max_tokens"], 50);
+        assert_eq!(v["messages"][0]["content"], "2+2?");
+        assert!(v.get("model").is_none(), "{v}");
+        assert!(v.get("quorum").is_none(), "{v}");
+        let back: OrchestrationRequest = serde_json::from_value(v).unwrap();
+        assert_eq!(back, req);
+
+        let named = OrchestrationRequest {
+            chat: ChatCompletionRequest {
+                model: "council".into(),
+                ..Default::default()
+            },
+            fields: OrchestrateFields::default(),
+        };
+        let v = serde_json::to_value(&named).unwrap();
+        assert_eq!(v["model"], "council");
+        assert!(v.get("strategy").is_none(), "{v}");
+        let e =
+            serde_json::from_value::<OrchestrationRequest>(json!({"messages": [], "rounds": "x"}))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("invalid type"), "{e}");
+    }
+}

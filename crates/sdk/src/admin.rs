@@ -270,7 +270,7 @@ impl AdminClient {
 const NO_QUERY: [(&str, &str); 0] = [];
 
 /// A path segment with the characters that would change the path escaped.
-fn seg(id: &str) -> String {
+pub(crate) fn seg(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
     for b in id.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

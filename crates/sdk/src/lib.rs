@@ -31,6 +31,10 @@ pub mod admin;
 
 pub use plexus_protocol::feedback::{Feedback, FeedbackRequest, Score};
 pub use plexus_protocol::openai::*;
+pub use plexus_protocol::orchestration::{
+    Contributor, EdgeKind, Graph, GraphEdge, GraphNode, NodeKind, OrchestrateFields, Orchestration,
+    OrchestrationRequest, PlexusSummary,
+};
 
 use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
@@ -229,6 +233,41 @@ impl Client {
         };
         let resp = self
             .send(|| self.request(reqwest::Method::POST, "/feedback").json(&req))
+            .await?;
+        let bytes = resp.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    /// Runs an orchestration (`POST /v1/orchestrations`, Plexus only): `request.chat.model`
+    /// names a configured orchestration model, or is empty and `request.fields` gives the
+    /// strategy and members. The answer carries the final answer, the confidence, the
+    /// contributors and the evidence graph. `stream` is not available here (it is cleared).
+    /// Retried like [`Client::chat`] (429, 5xx, connection errors): a retry runs the whole
+    /// orchestration again, so use [`Client::with_max_retries`]`(0)` to avoid paying twice.
+    pub async fn orchestrate(
+        &self,
+        request: &OrchestrationRequest,
+    ) -> Result<Orchestration, Error> {
+        let mut req = request.clone();
+        req.chat.stream = None;
+        req.chat.stream_options = None;
+        let resp = self
+            .send(|| {
+                self.request(reqwest::Method::POST, "/orchestrations")
+                    .json(&req)
+            })
+            .await?;
+        let bytes = resp.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    /// A stored orchestration and its evidence graph (`GET /v1/orchestrations/{id}`, Plexus
+    /// only; `id` as in `x-plexus-orchestration-id`). An unknown id, or one this key may not
+    /// read, is an [`Error::Api`] with status 404 and code `not_found`.
+    pub async fn orchestration(&self, id: &str) -> Result<Orchestration, Error> {
+        let path = format!("/orchestrations/{}", admin::seg(id));
+        let resp = self
+            .send(|| self.request(reqwest::Method::GET, &path))
             .await?;
         let bytes = resp.bytes().await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
