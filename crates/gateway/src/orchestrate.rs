@@ -46,6 +46,9 @@ const SAMPLE_TEMPERATURE: f64 = 0.7;
 const GRAPH_TEXT_CHARS: usize = 2000;
 /// Observations a configured `quality:` is worth for the confidence.
 const CONFIGURED_QUALITY_OBSERVATIONS: u32 = 1000;
+/// Estimated prompt tokens of the fields an inner request carries besides the client's (its
+/// model name, seed, temperature, output cap).
+const INNER_FIELDS_TOKENS: u64 = 32;
 /// Estimated prompt tokens an orchestration prompt adds besides the answers it quotes.
 const PROMPT_OVERHEAD_TOKENS: u64 = 300;
 
@@ -1142,8 +1145,11 @@ impl Gateway {
                 return refuse(e).await;
             }
         }
-        let prompt_tokens = serde_json::to_vec(&chat.messages)
-            .map_or(0, |v| crate::record::estimate_tokens(v.len()));
+        // As the pipeline estimates an inner call's prompt (its whole request, serialized),
+        // with room for the fields the orchestrator sets.
+        let prompt_tokens = serde_json::to_vec(chat)
+            .map_or(0, |v| crate::record::estimate_tokens(v.len()))
+            + INNER_FIELDS_TOKENS;
         let wanted = chat
             .max_output_tokens()
             .unwrap_or(DEFAULT_INNER_OUTPUT)

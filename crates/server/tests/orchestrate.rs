@@ -412,3 +412,111 @@ async fn the_graph_is_readable_only_by_its_owner_and_members_follow_the_key() {
     assert_eq!(resp.status(), 403);
     gw.shutdown().await;
 }
+
+/// The upstream bodies the simulator received for `model` (its upstream name's prefix).
+fn upstream_bodies(gw: &Gateway, prefix: &str) -> Vec<Value> {
+    gw.mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.body["model"].as_str().is_some_and(|m| m.starts_with(prefix)))
+        .map(|r| r.body)
+        .collect()
+}
+
+#[tokio::test]
+async fn independent_samples_get_distinct_seeds_and_never_collapse_in_the_cache() {
+    let extra = format!(
+        "{}  - name: sc\n    orchestrate: {{strategy: vote, members: [right-a], samples: 3, answer: number}}\n",
+        models()
+    );
+    let gw = Gateway::start_with(&extra, "cache: {ttl: 1h, nondeterministic: true}").await;
+    let resp = gw.chat(ask("sc")).await;
+    assert_eq!(resp.status(), 200);
+    let bodies = upstream_bodies(&gw, "quiz-a");
+    assert_eq!(bodies.len(), 3, "three samples, three upstream calls");
+    let seeds: std::collections::HashSet<i64> =
+        bodies.iter().map(|b| b["seed"].as_i64().unwrap()).collect();
+    assert_eq!(seeds.len(), 3, "{bodies:?}");
+    // The request set no temperature: independent samples use 0.7.
+    assert!(bodies.iter().all(|b| b["temperature"] == 0.7), "{bodies:?}");
+    // The same orchestration again: each sample is served from its own cache entry.
+    let resp = gw.chat(ask("sc")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(upstream_bodies(&gw, "quiz-a").len(), 3);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["plexus"]["final_answer"], "1239");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_budget_clamps_inner_output_and_bounds_the_spend() {
+    // 3 calls at $1/$4 per Mtok on a ~20-token prompt: $0.0005 leaves room for ~40 output
+    // tokens a call, well below the 1000 asked for.
+    let extra = format!(
+        "{}  - name: thrifty\n    orchestrate: {{strategy: vote, members: [right-a, slow, right-a], answer: number, budget_usd: 0.0005, timeout: 2s}}\n",
+        models()
+    );
+    let gw = Gateway::start_with(&extra, "").await;
+    let mut body = ask("thrifty");
+    body["max_tokens"] = json!(1000);
+    let resp = gw.chat(body).await;
+    let status = resp.status();
+    let id = header(&resp, "x-plexus-orchestration-id").unwrap();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let sent: Vec<u64> = upstream_bodies(&gw, "quiz-")
+        .iter()
+        .map(|b| b["max_tokens"].as_u64().unwrap())
+        .collect();
+    assert!(!sent.is_empty());
+    assert!(sent.iter().all(|&m| (16..1000).contains(&m)), "{sent:?}");
+    let (_, children) = rows(&gw, &id).await;
+    let spent: plexus_protocol::money::Nanos = children.iter().map(|c| c.cost).sum();
+    assert!(spent <= plexus_protocol::money::Nanos::from_usd(0.0005), "{spent}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_orchestration_takes_the_callers_rate_and_concurrency_once() {
+    let gw = start().await;
+    // Three concurrent inner calls under `max_parallel: 1`, and two orchestrations under
+    // `rpm: 2`, whose six inner calls do not count against it.
+    let key = new_key(&gw, json!({"name": "tight", "rpm": 2, "max_parallel": 1})).await;
+    let send = || {
+        gw.http
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(&key)
+            .json(&ask("council"))
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 200);
+    assert_eq!(send().await.unwrap().status(), 200);
+    let third = send().await.unwrap();
+    assert_eq!(third.status(), 429);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn task_analysis_sends_an_easy_request_to_one_model() {
+    // `easy` is predicted (its quality) at 0.95: above the bar of 0.9, so one call answers;
+    // with the bar at 0.99 nothing is good enough alone and the vote runs.
+    let extra = format!(
+        "{}  - name: easy\n    quality: 0.95\n    targets: [{{provider: oai, model: 'quiz-e+acc-1', price: {{input_per_mtok: 0.1, output_per_mtok: 0.4}}}}]\n  - name: triage\n    orchestrate: {{strategy: vote, members: [easy, right-a, right-b], answer: number, skip_if_easy: true, escalate_below: 0.9}}\n  - name: triage-strict\n    orchestrate: {{strategy: vote, members: [easy, right-a, right-b], answer: number, skip_if_easy: true, escalate_below: 0.99}}\n",
+        models()
+    );
+    let gw = Gateway::start_with(&extra, "").await;
+    let resp = gw.chat(ask("triage")).await;
+    assert_eq!(resp.status(), 200);
+    let id = header(&resp, "x-plexus-orchestration-id").unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["plexus"]["skipped_to"], "easy", "{body}");
+    assert_eq!(body["plexus"]["final_answer"], "1239");
+    assert!((body["plexus"]["confidence"].as_f64().unwrap() - 0.95).abs() < 1e-9);
+    let (_, children) = rows(&gw, &id).await;
+    assert_eq!(children.len(), 1);
+
+    let resp = gw.chat(ask("triage-strict")).await;
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["plexus"].get("skipped_to").is_none(), "{body}");
+    assert_eq!(body["plexus"]["contributors"].as_array().unwrap().len(), 3);
+    gw.shutdown().await;
+}
