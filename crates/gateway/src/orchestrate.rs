@@ -1108,7 +1108,20 @@ impl Gateway {
     ) -> Result<Orchestrated, Failure> {
         let gateway = self.clone();
         let task = self.tasks().spawn(async move {
-            gateway.run_orchestration(&ctx, &model, &spec, &chat, endpoint).await
+            tokio::select! {
+                biased;
+                done = gateway.run_orchestration(&ctx, &model, &spec, &chat, endpoint) => done,
+                // Shutdown's grace is over: dropping the run records it and its inner calls
+                // as cancelled.
+                () = gateway.in_flight_stop().cancelled() => Err(Failure {
+                    error: ApiError::new(
+                        ErrorCode::ServiceUnavailable,
+                        "The gateway is shutting down; the orchestration was cancelled.",
+                    )
+                    .with_retry_after(Some(std::time::Duration::from_secs(1))),
+                    meta: AnswerMeta::default(),
+                }),
+            }
         });
         match task.await {
             Ok(result) => result,
