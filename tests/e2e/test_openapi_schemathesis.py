@@ -10,8 +10,9 @@ fuzzing phases; a fixed seed and a bounded number of examples per operation, set
 - every schema-valid request is accepted (`positive_data_acceptance`), and every schema-invalid
   one is rejected (`negative_data_rejection`): the spec says what the server enforces.
 
-`schemathesis_hooks.py` points half of the chat and embeddings cases at the demo's models, so the
-pipeline runs end to end; the test checks that it did.
+`schemathesis_hooks.py` points half of the chat and embeddings cases at the demo's models, and
+every schema-valid orchestration at the demo's simulator, so the pipeline runs end to end; the
+test checks that it did.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def demo(tmp_path_factory):
     running.stop()
 
 
-def served(base: str, endpoint: str, model: str) -> int:
-    """How many requests of `model` the demo answered with 2xx (from `/metrics`)."""
+def served(base: str, endpoint: str, model: str | None) -> int:
+    """How many requests of `model` (any, for None) the demo answered with 2xx (from `/metrics`)."""
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
         text = r.read().decode()
     total = 0
@@ -54,7 +55,7 @@ def served(base: str, endpoint: str, model: str) -> int:
         if (
             line.startswith("plexus_requests_total{")
             and f'endpoint="{endpoint}"' in line
-            and f'model="{model}"' in line
+            and (model is None or f'model="{model}"' in line)
             and 'status_class="2xx"' in line
         ):
             total += int(float(line.rsplit(" ", 1)[1]))
@@ -92,3 +93,5 @@ def test_the_server_does_what_its_openapi_spec_says(demo, tmp_path):
     # The hooks sent generated requests through the whole pipeline to the demo's models.
     assert served(demo, "chat", "demo") >= 10
     assert served(demo, "embeddings", "demo-embed") >= 10
+    # And ran orchestrations over the demo's quiz models (`POST /v1/orchestrations`).
+    assert served(demo, "orchestration", None) >= 10

@@ -79,7 +79,7 @@ fn with_commas(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -101,7 +101,11 @@ fn questions(n: usize, seed: u64) -> Vec<Question> {
             let a = 100 + next() % 90_000;
             let b = 100 + next() % 90_000;
             Question {
-                text: format!("Question {i}: What is {} + {}?", with_commas(a), with_commas(b)),
+                text: format!(
+                    "Question {i}: What is {} + {}?",
+                    with_commas(a),
+                    with_commas(b)
+                ),
                 answer: (a + b).to_string(),
             }
         })
@@ -113,7 +117,13 @@ fn questions(n: usize, seed: u64) -> Vec<Question> {
 fn lab_models() -> Vec<(String, String, Option<f64>, f64, f64)> {
     let mut m = Vec::new();
     for i in 1..=4 {
-        m.push((format!("m{i}"), format!("quiz-m{i}+acc-0.7"), Some(0.7), 1.0, 4.0));
+        m.push((
+            format!("m{i}"),
+            format!("quiz-m{i}+acc-0.7"),
+            Some(0.7),
+            1.0,
+            4.0,
+        ));
     }
     for corr in CORRELATIONS {
         for i in 1..=3 {
@@ -126,10 +136,34 @@ fn lab_models() -> Vec<(String, String, Option<f64>, f64, f64)> {
             ));
         }
     }
-    m.push(("cheap".into(), "quiz-cheap+acc-0.6".into(), Some(0.6), 0.1, 0.4));
-    m.push(("strong".into(), "quiz-strong+acc-0.9".into(), Some(0.9), 5.0, 20.0));
-    m.push(("judge".into(), "quiz-judge+acc-0.8".into(), Some(0.8), 0.5, 2.0));
-    m.push(("broken".into(), "quiz-broken+fault-500".into(), Some(0.7), 1.0, 4.0));
+    m.push((
+        "cheap".into(),
+        "quiz-cheap+acc-0.6".into(),
+        Some(0.6),
+        0.1,
+        0.4,
+    ));
+    m.push((
+        "strong".into(),
+        "quiz-strong+acc-0.9".into(),
+        Some(0.9),
+        5.0,
+        20.0,
+    ));
+    m.push((
+        "judge".into(),
+        "quiz-judge+acc-0.8".into(),
+        Some(0.8),
+        0.5,
+        2.0,
+    ));
+    m.push((
+        "broken".into(),
+        "quiz-broken+fault-500".into(),
+        Some(0.7),
+        1.0,
+        4.0,
+    ));
     m
 }
 
@@ -196,11 +230,12 @@ impl Lab {
         let store = plexus_store::Store::connect(&cfg.database).await?;
         let (writer, writer_handle) = plexus_store::LogWriter::spawn(store.clone(), 65_536);
         let (audit, audit_handle) = plexus_auth::audit::AuditWriter::spawn(store.clone());
-        let client =
-            plexus_providers::client::UpstreamClient::new(&plexus_providers::client::ClientOptions {
+        let client = plexus_providers::client::UpstreamClient::new(
+            &plexus_providers::client::ClientOptions {
                 timeouts: cfg.timeouts,
                 ca_bundle: None,
-            })?;
+            },
+        )?;
         let gateway = plexus_server::AppState::new(
             plexus_server::Runtime::new(cfg)?,
             client,
@@ -275,7 +310,12 @@ impl Lab {
     }
 
     /// Runs `spec` over every question, `concurrency` at a time.
-    async fn run(&self, spec: &OrchestrateConfig, qs: &[Question], concurrency: usize) -> Vec<Trial> {
+    async fn run(
+        &self,
+        spec: &OrchestrateConfig,
+        qs: &[Question],
+        concurrency: usize,
+    ) -> Vec<Trial> {
         stream::iter(qs.iter())
             .map(|q| self.trial(spec, q))
             .buffered(concurrency.max(1))
@@ -389,7 +429,13 @@ async fn eval(args: EvalArgs) -> Result<()> {
     let mut count = |t: &[Trial]| calls += t.iter().map(|x| x.calls).sum::<usize>();
 
     // 1. Three independent members at p = 0.7.
-    let single = lab.run(&spec(serde_json::json!({"strategy": "vote", "members": ["m1"], "answer": "number"}))?, &qs, c).await;
+    let single = lab
+        .run(
+            &spec(serde_json::json!({"strategy": "vote", "members": ["m1"], "answer": "number"}))?,
+            &qs,
+            c,
+        )
+        .await;
     count(&single);
     let vote = lab
         .run(&spec(serde_json::json!({"strategy": "vote", "members": ["m1", "m2", "m3"], "answer": "number", "quorum": 2}))?, &qs, c)
@@ -423,34 +469,79 @@ async fn eval(args: EvalArgs) -> Result<()> {
     // 3. The cascade's frontier.
     let mut cascade = Vec::new();
     let runs = [
-        ("always cheap", serde_json::json!({"strategy": "vote", "members": ["cheap"], "answer": "number"})),
-        ("always strong", serde_json::json!({"strategy": "vote", "members": ["strong"], "answer": "number"})),
-        ("cascade, judge, escalate below 0.5", serde_json::json!({"strategy": "cascade", "members": ["strong", "cheap"], "judge": "judge", "answer": "number", "escalate_below": 0.5})),
-        ("cascade, judge, escalate below 0.9", serde_json::json!({"strategy": "cascade", "members": ["strong", "cheap"], "judge": "judge", "answer": "number", "escalate_below": 0.9})),
-        ("cascade, 3 samples agree, escalate below 0.6", serde_json::json!({"strategy": "cascade", "members": ["strong", "cheap"], "samples": 3, "answer": "number", "escalate_below": 0.6})),
-        ("cascade, 3 samples agree, escalate below 1.0", serde_json::json!({"strategy": "cascade", "members": ["strong", "cheap"], "samples": 3, "answer": "number", "escalate_below": 1.0})),
+        (
+            "always cheap",
+            serde_json::json!({"strategy": "vote", "members": ["cheap"], "answer": "number"}),
+        ),
+        (
+            "always strong",
+            serde_json::json!({"strategy": "vote", "members": ["strong"], "answer": "number"}),
+        ),
+        (
+            "cascade, judge, escalate below 0.5",
+            serde_json::json!({"strategy": "cascade", "members": ["strong", "cheap"], "judge": "judge", "answer": "number", "escalate_below": 0.5}),
+        ),
+        (
+            "cascade, judge, escalate below 0.9",
+            serde_json::json!({"strategy": "cascade", "members": ["strong", "cheap"], "judge": "judge", "answer": "number", "escalate_below": 0.9}),
+        ),
+        (
+            "cascade, 3 samples agree, escalate below 0.6",
+            serde_json::json!({"strategy": "cascade", "members": ["strong", "cheap"], "samples": 3, "answer": "number", "escalate_below": 0.6}),
+        ),
+        (
+            "cascade, 3 samples agree, escalate below 1.0",
+            serde_json::json!({"strategy": "cascade", "members": ["strong", "cheap"], "samples": 3, "answer": "number", "escalate_below": 1.0}),
+        ),
     ];
     for (name, fields) in runs {
         let t = lab.run(&spec(fields)?, half, c).await;
         count(&t);
-        cascade.push(NamedSummary { name: name.into(), summary: summarize(&t) });
+        cascade.push(NamedSummary {
+            name: name.into(),
+            summary: summarize(&t),
+        });
     }
 
     // 4. Mixture and debate against a vote at about the same number of calls.
     let mut equal_budget = Vec::new();
     let runs = [
-        ("vote, 3 members x 2 samples", serde_json::json!({"strategy": "vote", "members": ["m1", "m2", "m3"], "samples": 2, "answer": "number", "quorum": 3})),
-        ("vote, 3 members x 1 sample", serde_json::json!({"strategy": "vote", "members": ["m1", "m2", "m3"], "answer": "number", "quorum": 2})),
-        ("mixture, 3 members, 2 layers, aggregator", serde_json::json!({"strategy": "mixture", "members": ["m1", "m2", "m3"], "aggregator": "m4", "answer": "number", "rounds": 2})),
-        ("debate, 3 members, 2 rounds, vote", serde_json::json!({"strategy": "debate", "members": ["m1", "m2", "m3"], "answer": "number", "rounds": 2})),
-        ("debate, 3 members, 2 rounds, judge", serde_json::json!({"strategy": "debate", "members": ["m1", "m2", "m3"], "judge": "m4", "answer": "number", "rounds": 2})),
-        ("best_of_n, 3 members, judge", serde_json::json!({"strategy": "best_of_n", "members": ["m1", "m2", "m3"], "judge": "m4", "answer": "number"})),
-        ("refine, draft m1, critique m2", serde_json::json!({"strategy": "refine", "members": ["m1", "m2"], "answer": "number"})),
+        (
+            "vote, 3 members x 2 samples",
+            serde_json::json!({"strategy": "vote", "members": ["m1", "m2", "m3"], "samples": 2, "answer": "number", "quorum": 3}),
+        ),
+        (
+            "vote, 3 members x 1 sample",
+            serde_json::json!({"strategy": "vote", "members": ["m1", "m2", "m3"], "answer": "number", "quorum": 2}),
+        ),
+        (
+            "mixture, 3 members, 2 layers, aggregator",
+            serde_json::json!({"strategy": "mixture", "members": ["m1", "m2", "m3"], "aggregator": "m4", "answer": "number", "rounds": 2}),
+        ),
+        (
+            "debate, 3 members, 2 rounds, vote",
+            serde_json::json!({"strategy": "debate", "members": ["m1", "m2", "m3"], "answer": "number", "rounds": 2}),
+        ),
+        (
+            "debate, 3 members, 2 rounds, judge",
+            serde_json::json!({"strategy": "debate", "members": ["m1", "m2", "m3"], "judge": "m4", "answer": "number", "rounds": 2}),
+        ),
+        (
+            "best_of_n, 3 members, judge",
+            serde_json::json!({"strategy": "best_of_n", "members": ["m1", "m2", "m3"], "judge": "m4", "answer": "number"}),
+        ),
+        (
+            "refine, draft m1, critique m2",
+            serde_json::json!({"strategy": "refine", "members": ["m1", "m2"], "answer": "number"}),
+        ),
     ];
     for (name, fields) in runs {
         let t = lab.run(&spec(fields)?, half, c).await;
         count(&t);
-        equal_budget.push(NamedSummary { name: name.into(), summary: summarize(&t) });
+        equal_budget.push(NamedSummary {
+            name: name.into(),
+            summary: summarize(&t),
+        });
     }
 
     // 5. Calibration under correlated errors: isotonic fitted on one half, measured on the other.
@@ -470,14 +561,23 @@ async fn eval(args: EvalArgs) -> Result<()> {
     let few = &qs[..qs.len().min(200)];
     let mut faults = Vec::new();
     for (name, members) in [
-        ("one of three members fails (quorum 2 met)", vec!["broken", "m2", "m3"]),
-        ("two of three members fail (quorum 2 missed)", vec!["broken", "broken", "m3"]),
+        (
+            "one of three members fails (quorum 2 met)",
+            vec!["broken", "m2", "m3"],
+        ),
+        (
+            "two of three members fail (quorum 2 missed)",
+            vec!["broken", "broken", "m3"],
+        ),
     ] {
         let t = lab
             .run(&spec(serde_json::json!({"strategy": "vote", "members": members, "answer": "number", "quorum": 2}))?, few, c)
             .await;
         count(&t);
-        faults.push(NamedSummary { name: name.into(), summary: summarize(&t) });
+        faults.push(NamedSummary {
+            name: name.into(),
+            summary: summarize(&t),
+        });
     }
     lab.shutdown().await;
 
@@ -495,7 +595,8 @@ async fn eval(args: EvalArgs) -> Result<()> {
         ),
     });
     checks.push(Check {
-        name: "raw vote confidence is calibrated for independent members (ECE <= 0.05, 10 bins)".into(),
+        name: "raw vote confidence is calibrated for independent members (ECE <= 0.05, 10 bins)"
+            .into(),
         passed: vote_ece <= 0.05,
         detail: format!("ECE {vote_ece:.4}"),
     });
@@ -517,15 +618,20 @@ async fn eval(args: EvalArgs) -> Result<()> {
     });
     let strong = &cascade[1].summary;
     let cheap = &cascade[0].summary;
-    let frontier = cascade[2..]
-        .iter()
-        .any(|c| c.summary.accuracy > cheap.accuracy + 0.05 && c.summary.mean_cost_usd < strong.mean_cost_usd);
+    let frontier = cascade[2..].iter().any(|c| {
+        c.summary.accuracy > cheap.accuracy + 0.05 && c.summary.mean_cost_usd < strong.mean_cost_usd
+    });
     checks.push(Check {
         name: "a cascade beats always-cheap's accuracy for less than always-strong's cost".into(),
         passed: frontier,
         detail: cascade
             .iter()
-            .map(|c| format!("{}: {:.3} at ${:.8}", c.name, c.summary.accuracy, c.summary.mean_cost_usd))
+            .map(|c| {
+                format!(
+                    "{}: {:.3} at ${:.8}",
+                    c.name, c.summary.accuracy, c.summary.mean_cost_usd
+                )
+            })
             .collect::<Vec<_>>()
             .join("; "),
     });
@@ -596,7 +702,9 @@ fn summary_row(name: &str, s: &Summary) -> String {
 }
 
 fn reliability_rows(buckets: &[Bucket]) -> String {
-    let mut out = String::from("| confidence | answers | mean confidence | accuracy | gap |\n|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| confidence | answers | mean confidence | accuracy | gap |\n|---|---|---|---|---|\n",
+    );
     for b in buckets {
         out.push_str(&format!(
             "| {:.1}–{:.1} | {} | {:.3} | {:.3} | {:+.3} |\n",
@@ -611,7 +719,8 @@ fn reliability_rows(buckets: &[Bucket]) -> String {
     out
 }
 
-const TABLE_HEAD: &str = "| run | accuracy (95% CI) | calls | mean cost | completed |\n|---|---|---|---|---|\n";
+const TABLE_HEAD: &str =
+    "| run | accuracy (95% CI) | calls | mean cost | completed |\n|---|---|---|---|---|\n";
 
 fn render(r: &Report) -> String {
     let mut md = String::new();

@@ -402,10 +402,20 @@ fn call_lines<'a>(
     if !read.is_empty() {
         lines.push(format!("    read {}", ids(&read, 8)));
     }
-    if let Some(text) = call.text.as_deref().filter(|t| !t.trim().is_empty()) {
-        lines.push(format!("    said \"{}\"", one_line(text, WIDTH - 12)));
-    }
     let extracted = edges.take(|e| e.from == call.id && e.kind == EdgeKind::Extracted);
+    // The output, unless a claim taken from it already says the same.
+    let collapse = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some(text) = call.text.as_deref().filter(|t| !t.trim().is_empty()) {
+        let said = collapse(text);
+        let repeated = extracted.iter().any(|e| {
+            g.nodes
+                .iter()
+                .any(|n| n.id == e.to && n.value.as_deref().map(collapse) == Some(said.clone()))
+        });
+        if !repeated {
+            lines.push(format!("    said \"{}\"", one_line(text, WIDTH - 12)));
+        }
+    }
     for e in extracted {
         let Some(node) = g.nodes.iter().find(|n| n.id == e.to) else {
             lines.push(format!("    extracted {} (missing)", e.to));

@@ -11,7 +11,15 @@ use std::process::Command;
 #[test]
 fn the_evaluation_passes_its_checks() {
     let out = Command::new(env!("CARGO_BIN_EXE_plexus"))
-        .args(["orchestrate", "eval", "--questions", "1200", "--seed", "7", "--json"])
+        .args([
+            "orchestrate",
+            "eval",
+            "--questions",
+            "1200",
+            "--seed",
+            "7",
+            "--json",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -26,7 +34,10 @@ fn the_evaluation_passes_its_checks() {
     assert!(checks.iter().all(|c| c["passed"] == true), "{checks:#?}");
     // The numbers behind the checks.
     let vote = report["vote"]["accuracy"].as_f64().unwrap();
-    assert!((vote - 0.847).abs() < 3.0 * (0.847 * 0.153 / 1200.0f64).sqrt(), "{vote}");
+    assert!(
+        (vote - 0.847).abs() < 3.0 * (0.847 * 0.153 / 1200.0f64).sqrt(),
+        "{vote}"
+    );
     assert!(report["vote_ece"].as_f64().unwrap() <= 0.05);
     assert!(report["calibration_isotonic_ece"].as_f64().unwrap() <= 0.05);
     assert!(

@@ -117,11 +117,18 @@ impl OrchestrateConfig {
     /// Parses the fields on their own (names are checked by [`OrchestrateConfig::check_models`]).
     pub fn parse(f: OrchestrateFields) -> Result<OrchestrateConfig, FieldError> {
         let strategy = match f.strategy.as_deref() {
-            None => return Err(bad("strategy", "is required: vote, cascade, mixture, debate, refine or best_of_n")),
+            None => {
+                return Err(bad(
+                    "strategy",
+                    "is required: vote, cascade, mixture, debate, refine or best_of_n",
+                ))
+            }
             Some(s) => Strategy::parse(s).ok_or_else(|| {
                 bad(
                     "strategy",
-                    format!("`{s}` is not one of vote, cascade, mixture, debate, refine, best_of_n"),
+                    format!(
+                        "`{s}` is not one of vote, cascade, mixture, debate, refine, best_of_n"
+                    ),
                 )
             })?,
         };
@@ -136,7 +143,10 @@ impl OrchestrateConfig {
         }
         let samples = f.samples.unwrap_or(1);
         if !(1..=MAX_SAMPLES).contains(&samples) {
-            return Err(bad("samples", format!("must be between 1 and {MAX_SAMPLES}")));
+            return Err(bad(
+                "samples",
+                format!("must be between 1 and {MAX_SAMPLES}"),
+            ));
         }
         let answer = match f.answer.as_deref() {
             None => AnswerKind::Text,
@@ -191,9 +201,14 @@ impl OrchestrateConfig {
                 .filter(|s| *s > 0.0)
                 .and_then(|s| Duration::try_from_secs_f64(s).ok())
                 .ok_or_else(|| bad("timeout", "must be a positive number of seconds"))?,
-            Some(serde_json::Value::String(s)) => parse_duration(s)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| bad("timeout", format!("`{s}` is not a duration such as 30s or 1500ms")))?,
+            Some(serde_json::Value::String(s)) => {
+                parse_duration(s).filter(|d| !d.is_zero()).ok_or_else(|| {
+                    bad(
+                        "timeout",
+                        format!("`{s}` is not a duration such as 30s or 1500ms"),
+                    )
+                })?
+            }
             Some(_) => return Err(bad("timeout", "must be a duration such as 30s, or seconds")),
         };
         let needs_judge = match strategy {
@@ -207,7 +222,10 @@ impl OrchestrateConfig {
             return Err(bad("judge", why));
         }
         if strategy == Strategy::Mixture && f.aggregator.is_none() {
-            return Err(bad("aggregator", "mixture needs an `aggregator` to synthesize the answers"));
+            return Err(bad(
+                "aggregator",
+                "mixture needs an `aggregator` to synthesize the answers",
+            ));
         }
         if strategy == Strategy::Refine && members.len() < 2 {
             return Err(bad(
@@ -284,7 +302,10 @@ impl OrchestrateConfig {
     ) -> Result<(), FieldError> {
         for (field, name) in self.named_models() {
             if Some(name) == own_name {
-                return Err(bad(field, format!("`{name}` is this orchestration model itself")));
+                return Err(bad(
+                    field,
+                    format!("`{name}` is this orchestration model itself"),
+                ));
             }
             match kind_of(name) {
                 ModelKind::Plain | ModelKind::Select => {}
@@ -315,7 +336,8 @@ mod tests {
 
     #[test]
     fn defaults_and_fields() {
-        let c = parse(json!({"strategy": "vote", "members": ["a", "b", "a"], "answer": "number"})).unwrap();
+        let c = parse(json!({"strategy": "vote", "members": ["a", "b", "a"], "answer": "number"}))
+            .unwrap();
         assert_eq!(c.quorum, 2, "a majority of the ballots by default");
         assert_eq!(c.samples, 1);
         assert_eq!(c.timeout, DEFAULT_TIMEOUT);
@@ -334,19 +356,67 @@ mod tests {
     fn errors_name_the_field() {
         for (v, field, text) in [
             (json!({"members": ["a"]}), "strategy", "required"),
-            (json!({"strategy": "chorus", "members": ["a"]}), "strategy", "chorus"),
+            (
+                json!({"strategy": "chorus", "members": ["a"]}),
+                "strategy",
+                "chorus",
+            ),
             (json!({"strategy": "vote"}), "members", "at least one"),
-            (json!({"strategy": "vote", "members": ["a"], "samples": 17}), "samples", "between 1 and 16"),
-            (json!({"strategy": "debate", "members": ["a"], "rounds": 6}), "rounds", "between 1 and 5"),
-            (json!({"strategy": "vote", "members": ["a", "b"], "quorum": 3}), "quorum", "more answers"),
-            (json!({"strategy": "vote", "members": ["a"], "answer": "text"}), "judge", "universal self-consistency"),
-            (json!({"strategy": "best_of_n", "members": ["a"]}), "judge", "best_of_n"),
-            (json!({"strategy": "mixture", "members": ["a"]}), "aggregator", "mixture"),
-            (json!({"strategy": "refine", "members": ["a"]}), "members", "two members"),
-            (json!({"strategy": "vote", "members": ["a", "b", "c", "d", "e"], "samples": 16, "answer": "number"}), "members", "at most 64"),
-            (json!({"strategy": "vote", "members": ["a"], "timeout": "soon"}), "timeout", "soon"),
-            (json!({"strategy": "vote", "members": ["a"], "budget_usd": 0}), "budget_usd", "positive"),
-            (json!({"strategy": "cascade", "members": ["a"], "escalate_below": 2}), "escalate_below", "between"),
+            (
+                json!({"strategy": "vote", "members": ["a"], "samples": 17}),
+                "samples",
+                "between 1 and 16",
+            ),
+            (
+                json!({"strategy": "debate", "members": ["a"], "rounds": 6}),
+                "rounds",
+                "between 1 and 5",
+            ),
+            (
+                json!({"strategy": "vote", "members": ["a", "b"], "quorum": 3}),
+                "quorum",
+                "more answers",
+            ),
+            (
+                json!({"strategy": "vote", "members": ["a"], "answer": "text"}),
+                "judge",
+                "universal self-consistency",
+            ),
+            (
+                json!({"strategy": "best_of_n", "members": ["a"]}),
+                "judge",
+                "best_of_n",
+            ),
+            (
+                json!({"strategy": "mixture", "members": ["a"]}),
+                "aggregator",
+                "mixture",
+            ),
+            (
+                json!({"strategy": "refine", "members": ["a"]}),
+                "members",
+                "two members",
+            ),
+            (
+                json!({"strategy": "vote", "members": ["a", "b", "c", "d", "e"], "samples": 16, "answer": "number"}),
+                "members",
+                "at most 64",
+            ),
+            (
+                json!({"strategy": "vote", "members": ["a"], "timeout": "soon"}),
+                "timeout",
+                "soon",
+            ),
+            (
+                json!({"strategy": "vote", "members": ["a"], "budget_usd": 0}),
+                "budget_usd",
+                "positive",
+            ),
+            (
+                json!({"strategy": "cascade", "members": ["a"], "escalate_below": 2}),
+                "escalate_below",
+                "between",
+            ),
         ] {
             let e = parse(v.clone()).unwrap_err();
             assert_eq!(e.field, field, "{v}: {e}");
@@ -356,7 +426,8 @@ mod tests {
 
     #[test]
     fn models_are_checked() {
-        let c = parse(json!({"strategy": "best_of_n", "members": ["a", "b"], "judge": "j"})).unwrap();
+        let c =
+            parse(json!({"strategy": "best_of_n", "members": ["a", "b"], "judge": "j"})).unwrap();
         let kind = |n: &str| match n {
             "a" | "j" => ModelKind::Plain,
             "b" => ModelKind::Select,
@@ -367,9 +438,11 @@ mod tests {
         let e = c.check_models(Some("a"), kind).unwrap_err();
         assert_eq!(e.field, "members[0]");
         assert!(e.message.contains("itself"));
-        let c = parse(json!({"strategy": "vote", "members": ["a", "council"], "answer": "number"})).unwrap();
+        let c = parse(json!({"strategy": "vote", "members": ["a", "council"], "answer": "number"}))
+            .unwrap();
         assert_eq!(c.check_models(None, kind).unwrap_err().field, "members[1]");
-        let c = parse(json!({"strategy": "vote", "members": ["a", "zz"], "answer": "number"})).unwrap();
+        let c =
+            parse(json!({"strategy": "vote", "members": ["a", "zz"], "answer": "number"})).unwrap();
         let e = c.check_models(None, kind).unwrap_err();
         assert!(e.message.contains("not a configured model"), "{e}");
     }

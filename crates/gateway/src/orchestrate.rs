@@ -283,7 +283,7 @@ impl Run<'_> {
             req.response_format = None;
         }
         if let Some(p) = &spec.prompt {
-            req.messages.push(Message::text(Role::User.into(), p.clone()));
+            req.messages.push(Message::text(Role::User, p.clone()));
         }
         let result = self
             .gateway
@@ -372,11 +372,21 @@ impl Run<'_> {
             temperature: self.sample_temperature(),
             reads: Vec::new(),
             about: Vec::new(),
-            salt: Some(format!("orchestrate:{}:{index}", self.spec.strategy.as_str())),
+            salt: Some(format!(
+                "orchestrate:{}:{index}",
+                self.spec.strategy.as_str()
+            )),
         }
     }
 
-    fn prompt_spec(&self, member: &str, role: Part, round: u32, prompt: String, reads: Vec<usize>) -> CallSpec {
+    fn prompt_spec(
+        &self,
+        member: &str,
+        role: Part,
+        round: u32,
+        prompt: String,
+        reads: Vec<usize>,
+    ) -> CallSpec {
         CallSpec {
             member: member.to_owned(),
             role,
@@ -531,7 +541,8 @@ impl Run<'_> {
                 }
                 if self.answer_kind() == AnswerKind::Text {
                     // Texts rarely match exactly: the judge's pick among n is the evidence.
-                    outcome.raw_confidence = outcome.raw_confidence.max(1.0 / candidates.len() as f64);
+                    outcome.raw_confidence =
+                        outcome.raw_confidence.max(1.0 / candidates.len() as f64);
                 }
                 outcome
             }
@@ -568,7 +579,8 @@ impl Run<'_> {
             // else the member's recorded accuracy.
             let confidence = if let Some(judge) = self.spec.judge.clone() {
                 let prompt = prompts::score(self.text(outcome.chosen));
-                let spec = self.prompt_spec(&judge, Part::Score, round, prompt, vec![outcome.chosen]);
+                let spec =
+                    self.prompt_spec(&judge, Part::Score, round, prompt, vec![outcome.chosen]);
                 let judged = self.phase(vec![spec], |_, _| false).await;
                 match self.board[judged[0]].score {
                     Some(s) => {
@@ -617,7 +629,9 @@ impl Run<'_> {
             return Err(not_enough(self.spec, last.len(), quorum));
         }
         let Some(aggregator) = self.spec.aggregator.clone() else {
-            return self.vote_over(&last).ok_or_else(|| not_enough(self.spec, 0, quorum));
+            return self
+                .vote_over(&last)
+                .ok_or_else(|| not_enough(self.spec, 0, quorum));
         };
         let texts: Vec<String> = last.iter().map(|&i| self.text(i).to_owned()).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -632,7 +646,9 @@ impl Run<'_> {
         let agg = ids[0];
         if self.board[agg].text.is_none() {
             // The aggregator failed: the last layer's plurality answers.
-            return self.vote_over(&last).ok_or_else(|| not_enough(self.spec, 0, quorum));
+            return self
+                .vote_over(&last)
+                .ok_or_else(|| not_enough(self.spec, 0, quorum));
         }
         let mut all = last.clone();
         all.push(agg);
@@ -653,7 +669,13 @@ impl Run<'_> {
                     let others: Vec<usize> = prev.iter().copied().filter(|&o| o != mine).collect();
                     let texts: Vec<&str> = others.iter().map(|&o| self.text(o)).collect();
                     let member = self.board[mine].spec.member.clone();
-                    let mut spec = self.prompt_spec(&member, Part::Revise, round, prompts::revise(&texts), others);
+                    let mut spec = self.prompt_spec(
+                        &member,
+                        Part::Revise,
+                        round,
+                        prompts::revise(&texts),
+                        others,
+                    );
                     spec.sample = self.board[mine].spec.sample;
                     spec.seed = self.board[mine].spec.seed;
                     spec
@@ -673,7 +695,8 @@ impl Run<'_> {
         if self.spec.judge.is_some() {
             Ok(self.judge_pick(&last, false, self.spec.rounds).await)
         } else {
-            self.vote_over(&last).ok_or_else(|| not_enough(self.spec, 0, quorum))
+            self.vote_over(&last)
+                .ok_or_else(|| not_enough(self.spec, 0, quorum))
         }
     }
 
@@ -692,7 +715,13 @@ impl Run<'_> {
         for cycle in 0..self.spec.rounds {
             let round = cycle * 2 + 1;
             let draft = self.text(current).to_owned();
-            let spec = self.prompt_spec(&critic, Part::Critique, round, prompts::critique(&draft), vec![current]);
+            let spec = self.prompt_spec(
+                &critic,
+                Part::Critique,
+                round,
+                prompts::critique(&draft),
+                vec![current],
+            );
             let crit = self.phase(vec![spec], |_, _| false).await[0];
             let Some(critique) = self.board[crit].text.clone() else {
                 break;
@@ -757,7 +786,7 @@ fn decided(done: &[&Entry], pending: usize, quorum: usize) -> bool {
             None => counts.push((a, 1)),
         }
     }
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     let lead = counts.first().map_or(0, |c| c.1);
     let second = counts.get(1).map_or(0, |c| c.1);
     lead > second + pending
@@ -867,7 +896,12 @@ fn budget_plan(
     for (model, reads) in &calls {
         match model_prices(rt, model) {
             Some((input, output)) => {
-                let prompt = prompt_tokens + if *reads > 0 { PROMPT_OVERHEAD_TOKENS } else { 0 };
+                let prompt = prompt_tokens
+                    + if *reads > 0 {
+                        PROMPT_OVERHEAD_TOKENS
+                    } else {
+                        0
+                    };
                 fixed += input * prompt as f64;
                 // A quoted answer's estimate can exceed its tokens (4 characters a token).
                 per_token += input * *reads as f64 * 1.5 + output;
@@ -939,7 +973,10 @@ fn graph(board: &[Entry], outcome: Option<&Outcome>, confidence: f64) -> Graph {
             served_by: e.served_by.clone(),
             status: Some(e.status),
             error: e.error.clone(),
-            text: e.text.as_deref().map(|t| truncate_chars(t, GRAPH_TEXT_CHARS)),
+            text: e
+                .text
+                .as_deref()
+                .map(|t| truncate_chars(t, GRAPH_TEXT_CHARS)),
             score: e.score,
             prompt_tokens: e.usage.prompt_tokens,
             completion_tokens: e.usage.completion_tokens,
@@ -966,7 +1003,11 @@ fn graph(board: &[Entry], outcome: Option<&Outcome>, confidence: f64) -> Graph {
                     value: Some(a.clone()),
                     ..Default::default()
                 });
-                edges.push(edge(format!("call-{i}"), format!("answer-{i}"), EdgeKind::Extracted));
+                edges.push(edge(
+                    format!("call-{i}"),
+                    format!("answer-{i}"),
+                    EdgeKind::Extracted,
+                ));
             }
         }
         if let Some(claim) = &e.claim {
@@ -979,7 +1020,11 @@ fn graph(board: &[Entry], outcome: Option<&Outcome>, confidence: f64) -> Graph {
                 score: e.score,
                 ..Default::default()
             });
-            edges.push(edge(format!("call-{i}"), format!("claim-{i}"), EdgeKind::Extracted));
+            edges.push(edge(
+                format!("call-{i}"),
+                format!("claim-{i}"),
+                EdgeKind::Extracted,
+            ));
             let kind = match e.spec.role {
                 Part::Critique => Some(EdgeKind::Critiqued),
                 Part::Score => Some(EdgeKind::Scored),
@@ -1091,7 +1136,10 @@ impl Gateway {
             plexus_core::config::model_kind(&rt.config.models, &rt.config.providers, name)
         })
         .map_err(|e| {
-            ApiError::invalid_request(format!("Invalid request: `{}`: {}", e.field, e.message), &e.field)
+            ApiError::invalid_request(
+                format!("Invalid request: `{}`: {}", e.field, e.message),
+                &e.field,
+            )
         })
     }
 
@@ -1213,9 +1261,8 @@ impl Gateway {
                 Strategy::Cascade => {
                     let mut order = spec.members.clone();
                     order.sort_by(|a, b| {
-                        let price = |m: &str| {
-                            model_prices(&rt, m).map_or(f64::INFINITY, |(i, o)| i + o)
-                        };
+                        let price =
+                            |m: &str| model_prices(&rt, m).map_or(f64::INFINITY, |(i, o)| i + o);
                         price(a).total_cmp(&price(b))
                     });
                     run.cascade(&order).await
@@ -1229,12 +1276,20 @@ impl Gateway {
         let board = std::mem::take(&mut run.board);
         drop(run);
         let usage = board.iter().fold(Usage::new(0, 0), |u, e| {
-            Usage::new(u.prompt_tokens + e.usage.prompt_tokens, u.completion_tokens + e.usage.completion_tokens)
+            Usage::new(
+                u.prompt_tokens + e.usage.prompt_tokens,
+                u.completion_tokens + e.usage.completion_tokens,
+            )
         });
         let cost: Nanos = board.iter().map(|e| e.cost).sum();
         let created = self.clock().now_unix_secs();
         let (confidence, raw, agreement, final_answer) = match &outcome {
-            Ok(o) => (o.raw_confidence, o.raw_confidence, o.agreement, o.final_answer.clone()),
+            Ok(o) => (
+                o.raw_confidence,
+                o.raw_confidence,
+                o.agreement,
+                o.final_answer.clone(),
+            ),
             Err(_) => (0.0, 0.0, 0.0, None),
         };
         let mut result = Orchestration {
@@ -1243,10 +1298,16 @@ impl Gateway {
             created,
             model: model.to_owned(),
             strategy: spec.strategy.as_str().into(),
-            status: if outcome.is_ok() { "completed" } else { "failed" }.into(),
-            error: outcome.as_ref().err().map(|e| {
-                serde_json::json!({"code": e.code.as_str(), "message": e.message})
-            }),
+            status: if outcome.is_ok() {
+                "completed"
+            } else {
+                "failed"
+            }
+            .into(),
+            error: outcome
+                .as_ref()
+                .err()
+                .map(|e| serde_json::json!({"code": e.code.as_str(), "message": e.message})),
             answer: None,
             final_answer: final_answer.clone(),
             confidence,
@@ -1309,7 +1370,9 @@ impl Gateway {
             composite.set_orchestration(json);
         }
         composite.finish(200, None, &served_by).await;
-        let body = serde_json::to_vec(&answer).map(Bytes::from).unwrap_or_default();
+        let body = serde_json::to_vec(&answer)
+            .map(Bytes::from)
+            .unwrap_or_default();
         let meta = AnswerMeta {
             served_by: Some(served_by),
             ..AnswerMeta::default()
@@ -1330,7 +1393,11 @@ impl Gateway {
         let done = self
             .run_orchestration(ctx, &model, &spec, &req.chat, "chat")
             .await?;
-        let Orchestrated { result, body, mut meta } = done;
+        let Orchestrated {
+            result,
+            body,
+            mut meta,
+        } = done;
         meta.orchestration = Some((result.id.clone(), result.confidence));
         if !req.chat.is_stream() {
             return Ok(Answer::Full(crate::FullAnswer {
@@ -1379,7 +1446,12 @@ impl Gateway {
                 .map(|c| c.name.clone());
             let quality = match selector {
                 Some(s) => self.predicted_quality(&s, m, &prompt).await,
-                None => rt.config.models.iter().find(|c| &c.name == m).and_then(|c| c.quality),
+                None => rt
+                    .config
+                    .models
+                    .iter()
+                    .find(|c| &c.name == m)
+                    .and_then(|c| c.quality),
             };
             let Some(q) = quality else { continue };
             if q < spec.escalate_below {
@@ -1393,4 +1465,3 @@ impl Gateway {
         best.map(|(m, q, _)| (m, q))
     }
 }
-

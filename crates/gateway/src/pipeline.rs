@@ -564,7 +564,12 @@ fn price_unknown(target: &Target) -> ApiError {
 impl Gateway {
     /// Runs a chat completion through the pipeline.
     pub async fn complete(&self, ctx: &CallCtx, req: ChatRequest) -> Result<Answer, Failure> {
-        let orchestration = self.inner.runtime.load().orchestration(&req.chat.model).cloned();
+        let orchestration = self
+            .inner
+            .runtime
+            .load()
+            .orchestration(&req.chat.model)
+            .cloned();
         if let Some(spec) = orchestration {
             let spec = (*spec).clone();
             return Box::pin(self.complete_orchestrated(ctx, spec, req)).await;

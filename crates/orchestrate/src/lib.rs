@@ -21,8 +21,7 @@ pub mod vote;
 
 pub use confidence::{
     answer_confidence, expected_calibration_error, reliability_table, vote_confidence, Bucket,
-    Calibrator,
-    ConfidenceParams,
+    Calibrator, ConfidenceParams,
 };
 pub use extract::{extract, AnswerKind};
 pub use vote::{plurality, Ballot, Member, TieBreak, VoteOutcome};

@@ -19,7 +19,11 @@ fn quote(text: &str) -> &str {
 fn blocks(tag: &str, answers: &[&str]) -> String {
     let mut out = String::new();
     for (i, a) in answers.iter().enumerate() {
-        out.push_str(&format!("<{tag} id=\"{}\">\n{}\n</{tag}>\n\n", i + 1, quote(a.trim())));
+        out.push_str(&format!(
+            "<{tag} id=\"{}\">\n{}\n</{tag}>\n\n",
+            i + 1,
+            quote(a.trim())
+        ));
     }
     out
 }
@@ -118,15 +122,19 @@ pub fn parse_score(reply: &str) -> Option<f64> {
                 .rev()
                 .find(|n| (0.0..=10.0).contains(n))
         })?;
-    (0.0..=10.0)
-        .contains(&value)
-        .then_some(value / 10.0)
+    (0.0..=10.0).contains(&value).then_some(value / 10.0)
 }
 
 /// A critique's verdict: `Some(true)` when it calls the draft right, `Some(false)` wrong.
 pub fn parse_verdict(critique: &str) -> Option<bool> {
     let lower = critique.to_ascii_lowercase();
-    let negative = ["is wrong", "is incorrect", "not correct", "does not follow", "error in"];
+    let negative = [
+        "is wrong",
+        "is incorrect",
+        "not correct",
+        "does not follow",
+        "error in",
+    ];
     let positive = ["is correct", "is right", "checks out", "no errors"];
     let last = |words: &[&str]| words.iter().filter_map(|w| lower.rfind(w)).max();
     match (last(&negative), last(&positive)) {
@@ -167,7 +175,10 @@ fn first_integer(s: &str) -> Option<usize> {
     if start > 24 {
         return None;
     }
-    let digits: String = s[start..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = s[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
 
@@ -196,7 +207,10 @@ mod tests {
 
     #[test]
     fn picks_and_scores_are_read_from_free_text() {
-        assert_eq!(parse_pick("After comparing the candidates, Best: 2", 3), Some(1));
+        assert_eq!(
+            parse_pick("After comparing the candidates, Best: 2", 3),
+            Some(1)
+        );
         assert_eq!(parse_pick("**Best:** 3.", 3), Some(2));
         assert_eq!(parse_pick("Candidate 2 is the best one", 3), Some(1));
         assert_eq!(parse_pick("Best: 7", 3), None);
@@ -233,7 +247,9 @@ mod tests {
         assert!(p.contains("Reply with \"Best: <id>\""));
         assert!(score("x").contains("Reply with \"Score: "));
         assert!(revise(&["one"]).contains("<answer id=\"1\">\none\n</answer>"));
-        assert!(critique("d").contains("<draft>\nd\n</draft>") && critique("d").contains("Critique"));
+        assert!(
+            critique("d").contains("<draft>\nd\n</draft>") && critique("d").contains("Critique")
+        );
         let long = "x".repeat(MAX_QUOTED_CHARS + 50);
         assert!(aggregate(&[&long]).len() < MAX_QUOTED_CHARS + 600);
     }

@@ -353,9 +353,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("stratgy"), "{e}");
-        let f: OrchestrateFields =
-            serde_json::from_value(json!({"strategy": "vote", "members": ["a", "a"], "timeout": "5s"}))
-                .unwrap();
+        let f: OrchestrateFields = serde_json::from_value(
+            json!({"strategy": "vote", "members": ["a", "a"], "timeout": "5s"}),
+        )
+        .unwrap();
         assert_eq!(f.members.unwrap().len(), 2);
     }
 }

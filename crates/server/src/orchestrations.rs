@@ -15,11 +15,13 @@ use plexus_core::orchestrate::OrchestrateConfig;
 use plexus_core::{ApiError, ErrorCode};
 use plexus_gateway::orchestrate::PER_REQUEST_MODEL;
 use plexus_protocol::openai::ChatCompletionRequest;
-use plexus_protocol::orchestration::{OrchestrateFields, Orchestration};
+use plexus_protocol::orchestration::OrchestrateFields;
 use serde_json::{Map, Value};
 
 /// Splits a request body into its chat request and its `orchestrate` fields.
-fn split(mut body: Map<String, Value>) -> Result<(Box<ChatCompletionRequest>, Option<OrchestrateFields>), ApiError> {
+fn split(
+    mut body: Map<String, Value>,
+) -> Result<(Box<ChatCompletionRequest>, Option<OrchestrateFields>), ApiError> {
     let mut fields = Map::new();
     for name in OrchestrateFields::NAMES {
         if let Some(v) = body.remove(name) {
@@ -33,9 +35,8 @@ fn split(mut body: Map<String, Value>) -> Result<(Box<ChatCompletionRequest>, Op
     if fields.is_empty() {
         return Ok((chat, None));
     }
-    let fields: OrchestrateFields = serde_json::from_value(Value::Object(fields)).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidRequest, format!("Invalid request: {e}"))
-    })?;
+    let fields: OrchestrateFields = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("Invalid request: {e}")))?;
     Ok((chat, Some(fields)))
 }
 
@@ -130,7 +131,11 @@ pub async fn create(
             ))
         }
         Err(failure) => {
-            let id = failure.meta.orchestration.as_ref().map(|(id, _)| id.clone());
+            let id = failure
+                .meta
+                .orchestration
+                .as_ref()
+                .map(|(id, _)| id.clone());
             let resp = failure_response(failure);
             Ok(match id {
                 Some(id) => with_orchestration_headers(resp, &id, None),
@@ -185,9 +190,12 @@ pub async fn get(
     let Some(json) = json else {
         return Err(not_found());
     };
-    let stored: Orchestration = serde_json::from_str(&json)
-        .map_err(|e| HttpError(ApiError::internal(format!("stored orchestration: {e}"))))?;
-    let mut resp = Json(&stored).into_response();
+    // Our own serialization, returned as stored (re-parsing would round its floats).
+    let mut resp = json.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-store"),

@@ -109,7 +109,13 @@ async fn new_key(gw: &Gateway, body: Value) -> String {
 }
 
 /// The inner calls' rows of `parent`, and the parent's own row.
-async fn rows(gw: &Gateway, parent: &str) -> (plexus_store::LoggedRequest, Vec<plexus_store::LoggedRequest>) {
+async fn rows(
+    gw: &Gateway,
+    parent: &str,
+) -> (
+    plexus_store::LoggedRequest,
+    Vec<plexus_store::LoggedRequest>,
+) {
     gw.state.writer().flush().await;
     let parent_row = gw.store.request_by_id(parent).await.unwrap().unwrap();
     let children = gw.store.requests_by_parent(parent).await.unwrap();
@@ -122,9 +128,15 @@ async fn a_vote_through_chat_completions_with_provenance_and_spend_on_inner_call
     let resp = gw.chat(ask("council")).await;
     assert_eq!(resp.status(), 200);
     let id = header(&resp, "x-plexus-orchestration-id").unwrap();
-    let confidence: f64 = header(&resp, "x-plexus-confidence").unwrap().parse().unwrap();
+    let confidence: f64 = header(&resp, "x-plexus-confidence")
+        .unwrap()
+        .parse()
+        .unwrap();
     let body: Value = resp.json().await.unwrap();
-    assert!(content(&body).contains("1,239") || content(&body).contains("1239"), "{body}");
+    assert!(
+        content(&body).contains("1,239") || content(&body).contains("1239"),
+        "{body}"
+    );
     assert_eq!(body["model"], "council");
     assert_eq!(body["object"], "chat.completion");
     let plexus = &body["plexus"];
@@ -207,13 +219,20 @@ async fn every_strategy_answers_through_the_orchestrations_endpoint() {
         for r in roles {
             assert!(call_roles.contains(&r), "{model}: {call_roles:?}");
         }
-        assert!(o["confidence"].as_f64().unwrap() > 0.5, "{model}: {}", o["confidence"]);
+        assert!(
+            o["confidence"].as_f64().unwrap() > 0.5,
+            "{model}: {}",
+            o["confidence"]
+        );
         assert_eq!(o["answer"]["model"], model);
         let total = o["usage"]["total_tokens"].as_u64().unwrap();
         let per_call: u64 = nodes
             .iter()
             .filter(|n| n["kind"] == "call")
-            .map(|n| n["prompt_tokens"].as_u64().unwrap_or(0) + n["completion_tokens"].as_u64().unwrap_or(0))
+            .map(|n| {
+                n["prompt_tokens"].as_u64().unwrap_or(0)
+                    + n["completion_tokens"].as_u64().unwrap_or(0)
+            })
             .sum();
         assert_eq!(total, per_call, "{model}");
         let (_, children) = rows(&gw, &id).await;
@@ -231,7 +250,12 @@ async fn per_request_parameters_and_their_errors() {
     body["members"] = json!(["right-a", "right-a", "wrong"]);
     body["samples"] = json!(2);
     body["answer"] = json!("number");
-    let resp = gw.post("/v1/orchestrations").json(&body).send().await.unwrap();
+    let resp = gw
+        .post("/v1/orchestrations")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let o: Value = resp.json().await.unwrap();
     assert_eq!(o["model"], "orchestration");
@@ -247,8 +271,16 @@ async fn per_request_parameters_and_their_errors() {
 
     for (patch, param, text) in [
         (json!({"strategy": "chorus"}), "strategy", "chorus"),
-        (json!({"members": ["right-a", "nope"]}), "members[1]", "not a configured model"),
-        (json!({"members": ["council"]}), "members[0]", "orchestration model"),
+        (
+            json!({"members": ["right-a", "nope"]}),
+            "members[1]",
+            "not a configured model",
+        ),
+        (
+            json!({"members": ["council"]}),
+            "members[0]",
+            "orchestration model",
+        ),
         (json!({"quorum": 9}), "quorum", "more answers"),
         (json!({"samples": 17}), "samples", "between 1 and 16"),
         (json!({"strategy": "best_of_n"}), "judge", "judge"),
@@ -262,13 +294,21 @@ async fn per_request_parameters_and_their_errors() {
         assert_eq!(resp.status(), 400, "{patch}");
         let e: Value = resp.json().await.unwrap();
         assert_eq!(e["error"]["param"], param, "{patch}: {e}");
-        assert!(e["error"]["message"].as_str().unwrap().contains(text), "{patch}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(text),
+            "{patch}: {e}"
+        );
     }
     let mut b = ask("council");
     b["strategy"] = json!("vote");
     let resp = gw.post("/v1/orchestrations").json(&b).send().await.unwrap();
     assert_eq!(resp.status(), 400);
-    let resp = gw.post("/v1/orchestrations").json(&ask("gpt")).send().await.unwrap();
+    let resp = gw
+        .post("/v1/orchestrations")
+        .json(&ask("gpt"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
     gw.shutdown().await;
 }
@@ -319,7 +359,11 @@ async fn quorum_under_faults_and_a_timeout_cancels_the_stragglers() {
     assert_eq!(slow["failed_calls"], 1, "{slow}");
     let (_, children) = rows(&gw, &id).await;
     let straggler = children.iter().find(|c| c.model == "slow").unwrap();
-    assert!(straggler.status == 499 || straggler.status == 504, "{}", straggler.status);
+    assert!(
+        straggler.status == 499 || straggler.status == 504,
+        "{}",
+        straggler.status
+    );
     gw.shutdown().await;
 }
 
@@ -378,10 +422,17 @@ async fn the_graph_is_readable_only_by_its_owner_and_members_follow_the_key() {
     assert_eq!(get_json(&gw, MASTER_KEY, &path).await.0, 200);
     let (status, e) = get_json(&gw, &bob, &path).await;
     assert_eq!(status, 404, "{e}");
-    assert_eq!(get_json(&gw, &alice, "/v1/orchestrations/req_nope").await.0, 404);
+    assert_eq!(
+        get_json(&gw, &alice, "/v1/orchestrations/req_nope").await.0,
+        404
+    );
 
     // A key limited to some models: the orchestration model itself, and each member, apply.
-    let limited = new_key(&gw, json!({"name": "limited", "models": ["council", "right-a", "right-b"]})).await;
+    let limited = new_key(
+        &gw,
+        json!({"name": "limited", "models": ["council", "right-a", "right-b"]}),
+    )
+    .await;
     let resp = gw
         .http
         .post(format!("{}/v1/chat/completions", gw.url))
@@ -418,7 +469,11 @@ fn upstream_bodies(gw: &Gateway, prefix: &str) -> Vec<Value> {
     gw.mock
         .requests()
         .into_iter()
-        .filter(|r| r.body["model"].as_str().is_some_and(|m| m.starts_with(prefix)))
+        .filter(|r| {
+            r.body["model"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(prefix))
+        })
         .map(|r| r.body)
         .collect()
 }
@@ -471,7 +526,10 @@ async fn the_budget_clamps_inner_output_and_bounds_the_spend() {
     assert!(sent.iter().all(|&m| (16..1000).contains(&m)), "{sent:?}");
     let (_, children) = rows(&gw, &id).await;
     let spent: plexus_protocol::money::Nanos = children.iter().map(|c| c.cost).sum();
-    assert!(spent <= plexus_protocol::money::Nanos::from_usd(0.0005), "{spent}");
+    assert!(
+        spent <= plexus_protocol::money::Nanos::from_usd(0.0005),
+        "{spent}"
+    );
     gw.shutdown().await;
 }
 

@@ -231,7 +231,7 @@ async fn a_composite_request_counts_once_and_its_steps_draw_from_its_reservation
     let ctx = CallCtx::client(principal, Some("composite-1".into()));
     let composite = gw
         .state
-        .begin_composite(&ctx, "priced", false, Nanos::from_usd(10.0))
+        .begin_composite(&ctx, "chat", "priced", false, Nanos::from_usd(10.0), None)
         .await
         .unwrap();
     // The composite holds the key's one slot: another client request waits its turn...
@@ -315,7 +315,7 @@ async fn a_dropped_composite_is_recorded_as_cancelled_and_frees_its_slot() {
     let ctx = CallCtx::client(principal, Some("dropped-composite".into()));
     let composite = gw
         .state
-        .begin_composite(&ctx, "gpt", true, Nanos::ZERO)
+        .begin_composite(&ctx, "chat", "gpt", true, Nanos::ZERO, None)
         .await
         .unwrap();
     assert_eq!(chat_as(&gw, &key, user("gpt", "hi")).await.status(), 429);
