@@ -40,6 +40,24 @@ enum OrchestrateSub {
     /// Run the evaluation: vote against its closed form, correlation, the cascade's frontier,
     /// mixture and debate against a vote, calibration, faults. Exits non-zero when a check fails.
     Eval(EvalArgs),
+    /// Fit a calibration map for an orchestration model's confidence from labelled answers,
+    /// for its `calibration:` setting.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Args, Debug)]
+struct CalibrateArgs {
+    /// JSON lines, one labelled answer each: `{"confidence": 0.93, "correct": true}` (the
+    /// `raw_confidence` of an orchestration, or its whole object with a `correct` field added).
+    #[arg(long)]
+    pairs: PathBuf,
+    /// `isotonic` (a monotone step map; needs a few hundred answers) or `platt` (two
+    /// parameters; fewer answers).
+    #[arg(long, default_value = "isotonic")]
+    method: String,
+    /// Where to write the map (JSON).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -65,7 +83,71 @@ struct EvalArgs {
 pub async fn run(cmd: OrchestrateCmd) -> Result<()> {
     match cmd.cmd {
         OrchestrateSub::Eval(args) => eval(args).await,
+        OrchestrateSub::Calibrate(args) => calibrate(&args),
     }
+}
+
+/// Reads labelled answers: `raw_confidence` (an orchestration's) or `confidence`, and
+/// `correct`.
+fn read_pairs(path: &std::path::Path) -> Result<Vec<(f64, bool)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut pairs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
+        let confidence = v
+            .get("raw_confidence")
+            .or_else(|| v.get("confidence"))
+            .and_then(serde_json::Value::as_f64)
+            .filter(|c| (0.0..=1.0).contains(c))
+            .with_context(|| {
+                format!(
+                    "{} line {}: needs `confidence` (or `raw_confidence`) from 0 to 1",
+                    path.display(),
+                    i + 1
+                )
+            })?;
+        let correct = v
+            .get("correct")
+            .and_then(serde_json::Value::as_bool)
+            .with_context(|| {
+                format!(
+                    "{} line {}: needs `correct` (true or false)",
+                    path.display(),
+                    i + 1
+                )
+            })?;
+        pairs.push((confidence, correct));
+    }
+    if pairs.is_empty() {
+        bail!("{} has no labelled answers", path.display());
+    }
+    Ok(pairs)
+}
+
+fn calibrate(args: &CalibrateArgs) -> Result<()> {
+    let pairs = read_pairs(&args.pairs)?;
+    let map = match args.method.as_str() {
+        "isotonic" => Calibrator::fit_isotonic(&pairs),
+        "platt" => Calibrator::fit_platt(&pairs),
+        other => bail!("--method must be isotonic or platt, not `{other}`"),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let after: Vec<(f64, bool)> = pairs.iter().map(|&(c, y)| (map.apply(c), y)).collect();
+    std::fs::write(&args.out, serde_json::to_string_pretty(&map)?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "{} labelled answers; ECE over 10 bins {:.4} raw, {:.4} calibrated (on the same answers); map written to {}",
+        pairs.len(),
+        expected_calibration_error(&pairs, 10),
+        expected_calibration_error(&after, 10),
+        args.out.display()
+    );
+    Ok(())
 }
 
 /// One arithmetic question and its answer (canonical, as the extractor writes it).

@@ -51,3 +51,51 @@ fn the_evaluation_passes_its_checks() {
     assert!(corr[4]["gain"].as_f64().unwrap().abs() < 0.03);
     assert!(report["inner_calls"].as_u64().unwrap() > 10_000);
 }
+
+#[test]
+fn calibrate_fits_a_map_from_labelled_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.jsonl");
+    // Answers reported at 0.9 are right 70% of the time; at 0.3, 30%.
+    let mut lines = String::new();
+    for i in 0..400 {
+        let (c, right) = if i % 2 == 0 {
+            (0.9, i % 20 < 14)
+        } else {
+            (0.3, i % 20 < 6)
+        };
+        lines.push_str(&format!(
+            "{{\"raw_confidence\": {c}, \"correct\": {right}}}\n"
+        ));
+    }
+    std::fs::write(&pairs, lines).unwrap();
+    let out = dir.path().join("map.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["orchestrate", "calibrate", "--pairs"])
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("400 labelled answers"), "{stdout}");
+    let map: plexus_orchestrate::Calibrator =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!((map.apply(0.9) - 0.7).abs() < 0.05, "{}", map.apply(0.9));
+
+    std::fs::write(&pairs, "{\"confidence\": 2}\n").unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["orchestrate", "calibrate", "--pairs"])
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("line 1"));
+}

@@ -83,6 +83,8 @@ pub struct OrchestrateConfig {
     pub budget: Option<Nanos>,
     pub timeout: Duration,
     pub skip_if_easy: bool,
+    /// A calibration map for the raw confidence (config only).
+    pub calibration: Option<std::path::PathBuf>,
 }
 
 /// What is wrong, and with which field (`strategy`, `members[2]`).
@@ -246,6 +248,7 @@ impl OrchestrateConfig {
             budget,
             timeout,
             skip_if_easy: f.skip_if_easy.unwrap_or(false),
+            calibration: f.calibration.map(std::path::PathBuf::from),
         };
         let calls = config.max_inner_calls();
         if calls > u64::from(MAX_INNER_CALLS) {

@@ -1122,15 +1122,18 @@ impl Gateway {
     /// The orchestration model of that name, if it is one.
     pub fn orchestration_config(&self, model: &str) -> Option<OrchestrateConfig> {
         self.runtime()
-            .config
-            .models
-            .iter()
-            .find(|m| m.name == model)
-            .and_then(|m| m.orchestrate.clone())
+            .orchestration(model)
+            .map(|r| r.config.clone())
     }
 
     /// Checks a per-request orchestration's models against the running config.
     pub fn check_orchestration(&self, spec: &OrchestrateConfig) -> Result<(), ApiError> {
+        if spec.calibration.is_some() {
+            return Err(ApiError::invalid_request(
+                "Invalid request: `calibration`: a calibration map can only be configured (it names a file on the gateway).",
+                "calibration",
+            ));
+        }
         let rt = self.runtime();
         spec.check_models(None, |name| {
             plexus_core::config::model_kind(&rt.config.models, &rt.config.providers, name)
@@ -1283,9 +1286,10 @@ impl Gateway {
         });
         let cost: Nanos = board.iter().map(|e| e.cost).sum();
         let created = self.clock().now_unix_secs();
+        let calibrator = rt.orchestration(model).and_then(|r| r.calibrator.as_ref());
         let (confidence, raw, agreement, final_answer) = match &outcome {
             Ok(o) => (
-                o.raw_confidence,
+                calibrator.map_or(o.raw_confidence, |c| c.apply(o.raw_confidence)),
                 o.raw_confidence,
                 o.agreement,
                 o.final_answer.clone(),

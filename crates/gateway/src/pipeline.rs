@@ -570,8 +570,8 @@ impl Gateway {
             .load()
             .orchestration(&req.chat.model)
             .cloned();
-        if let Some(spec) = orchestration {
-            let spec = (*spec).clone();
+        if let Some(route) = orchestration {
+            let spec = route.config.clone();
             return Box::pin(self.complete_orchestrated(ctx, spec, req)).await;
         }
         let mut admission =

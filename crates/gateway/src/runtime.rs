@@ -32,7 +32,7 @@ pub struct Runtime {
     /// The `select` models, by name.
     selectors: HashMap<String, Arc<crate::select::SelectRoute>>,
     /// Orchestration models by name.
-    orchestrations: HashMap<String, Arc<plexus_core::orchestrate::OrchestrateConfig>>,
+    orchestrations: HashMap<String, Arc<OrchestrationRoute>>,
     /// Metric handles for `provider/model` requests, per provider.
     direct: HashMap<String, Arc<TargetMetrics>>,
     /// SHA-256 of the master key, compared in constant time.
@@ -68,6 +68,21 @@ fn open_credentials(
         out.entry(r.provider.clone()).or_default().push(secret);
     }
     Ok(out)
+}
+
+/// An orchestration model: its settings and the calibration map of its confidence.
+#[derive(Debug, Clone)]
+pub struct OrchestrationRoute {
+    pub config: plexus_core::orchestrate::OrchestrateConfig,
+    pub calibrator: Option<plexus_orchestrate::Calibrator>,
+}
+
+/// Reads a calibration map (`plexus orchestrate calibrate` writes it).
+fn load_calibrator(path: &std::path::Path) -> Result<plexus_orchestrate::Calibrator, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a calibration map: {e}", path.display()))
 }
 
 /// What a target's tokens cost: the config's `price`, else the catalog's.
@@ -334,7 +349,19 @@ impl Runtime {
         let mut orchestrations = HashMap::new();
         for (i, m) in config.models.iter().enumerate() {
             if let Some(o) = &m.orchestrate {
-                orchestrations.insert(m.name.clone(), Arc::new(o.clone()));
+                let calibrator = match &o.calibration {
+                    None => None,
+                    Some(path) => Some(load_calibrator(path).map_err(|e| {
+                        StartupError::setting(format!("models[{i}].orchestrate.calibration"), e)
+                    })?),
+                };
+                orchestrations.insert(
+                    m.name.clone(),
+                    Arc::new(OrchestrationRoute {
+                        config: o.clone(),
+                        calibrator,
+                    }),
+                );
                 continue;
             }
             if let Some(select) = &m.select {
@@ -510,10 +537,7 @@ impl Runtime {
     }
 
     /// The orchestration model of that name, if it is one.
-    pub fn orchestration(
-        &self,
-        model: &str,
-    ) -> Option<&Arc<plexus_core::orchestrate::OrchestrateConfig>> {
+    pub fn orchestration(&self, model: &str) -> Option<&Arc<OrchestrationRoute>> {
         if self.orchestrations.is_empty() {
             return None;
         }

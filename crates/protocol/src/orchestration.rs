@@ -51,11 +51,15 @@ pub struct OrchestrateFields {
     /// Let the selector's quality predictor send an easy request to one model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_if_easy: Option<bool>,
+    /// Config only: a calibration map (JSON written by `plexus orchestrate calibrate`) applied
+    /// to the raw confidence. Refused in a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
 }
 
 impl OrchestrateFields {
     /// The names of the fields, as they appear at the top level of a request body.
-    pub const NAMES: [&'static str; 12] = [
+    pub const NAMES: [&'static str; 13] = [
         "strategy",
         "members",
         "samples",
@@ -68,6 +72,7 @@ impl OrchestrateFields {
         "budget_usd",
         "timeout",
         "skip_if_easy",
+        "calibration",
     ];
 }
 

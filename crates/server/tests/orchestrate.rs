@@ -578,3 +578,71 @@ async fn task_analysis_sends_an_easy_request_to_one_model() {
     assert_eq!(body["plexus"]["contributors"].as_array().unwrap().len(), 3);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_configured_calibration_map_recalibrates_the_confidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("council.json");
+    std::fs::write(&map, r#"{"method": "platt", "a": 1.0, "b": -1.0}"#).unwrap();
+    let extra = format!(
+        "{}  - name: calibrated\n    orchestrate: {{strategy: vote, members: [wrong, right-a, right-b], answer: number, calibration: '{}'}}\n",
+        models(),
+        map.display()
+    );
+    let gw = Gateway::start_with(&extra, "").await;
+    let resp = gw
+        .post("/v1/orchestrations")
+        .json(&ask("calibrated"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let header_confidence: f64 = header(&resp, "x-plexus-confidence")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let o: Value = resp.json().await.unwrap();
+    let raw = o["raw_confidence"].as_f64().unwrap();
+    let logit = (raw / (1.0 - raw)).ln();
+    let expected = 1.0 / (1.0 + (-(logit - 1.0)).exp());
+    assert!(
+        (o["confidence"].as_f64().unwrap() - expected).abs() < 1e-9,
+        "{o}"
+    );
+    assert!((header_confidence - expected).abs() < 1e-4);
+    assert!(expected < raw);
+
+    // A request cannot name a file on the gateway.
+    let mut body = ask("orchestration");
+    body["strategy"] = json!("vote");
+    body["members"] = json!(["right-a"]);
+    body["answer"] = json!("number");
+    body["calibration"] = json!("/etc/passwd");
+    let resp = gw
+        .post("/v1/orchestrations")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["param"], "calibration");
+    gw.shutdown().await;
+
+    // An unreadable map is a start-up error naming the key.
+    let yaml = common::config_yaml(
+        "http://127.0.0.1:9",
+        &format!(
+            "{}  - name: calibrated\n    orchestrate: {{strategy: vote, members: [right-a], answer: number, calibration: '{}'}}\n",
+            models(),
+            dir.path().join("missing.json").display()
+        ),
+        "",
+    );
+    let cfg = plexus_core::config::from_yaml_str(&yaml, &Default::default(), &|_| None).unwrap();
+    let err = plexus_server::Runtime::new(cfg).unwrap_err().to_string();
+    assert!(
+        err.contains("orchestrate.calibration") && err.contains("missing.json"),
+        "{err}"
+    );
+}
