@@ -349,6 +349,35 @@ fn add_demo(cfg: &mut Config, mock_url: &str) {
         });
         cfg.models.push(auto);
     }
+    // `model: demo-council`: a vote of three simulator models (one per wire format) that
+    // answer arithmetic right with probability 0.9, 0.8 and 0.7.
+    let quiz = [
+        ("demo-quiz-a", "demo-openai", "quiz-a+acc-0.9", 0.9),
+        ("demo-quiz-b", "demo-anthropic", "quiz-b+acc-0.8", 0.8),
+        ("demo-quiz-c", "demo-gemini", "quiz-c+acc-0.7", 0.7),
+    ];
+    if cfg.model("demo-council").is_none() && quiz.iter().all(|(m, ..)| cfg.model(m).is_none()) {
+        let mut members = Vec::new();
+        for (name, provider, upstream, quality) in quiz {
+            if let Some((idx, _)) = cfg.provider(provider) {
+                let mut m = ModelConfig::new(name, vec![TargetConfig::new(idx, upstream)]);
+                m.quality = Some(quality);
+                cfg.models.push(m);
+                members.push(name.to_owned());
+            }
+        }
+        let fields = plexus_protocol::orchestration::OrchestrateFields {
+            strategy: Some("vote".into()),
+            members: Some(members),
+            answer: Some("number".into()),
+            ..Default::default()
+        };
+        if let Ok(spec) = plexus_core::orchestrate::OrchestrateConfig::parse(fields) {
+            let mut council = ModelConfig::new("demo-council", Vec::new());
+            council.orchestrate = Some(spec);
+            cfg.models.push(council);
+        }
+    }
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
@@ -701,6 +730,7 @@ mod tests {
             "plexus audit verify",
             "plexus cache eval",
             "plexus route",
+            "plexus orchestrate",
         ];
         let mut online = 0;
         for (path, cmd) in all

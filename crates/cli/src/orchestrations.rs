@@ -175,6 +175,7 @@ fn contributors(o: &Orchestration, lines: &mut Vec<String>) {
                 if c.agrees { "yes" } else { "no" }.to_owned(),
                 c.calls.to_string(),
                 c.failed_calls.to_string(),
+                c.cancelled_calls.to_string(),
                 (c.prompt_tokens + c.completion_tokens).to_string(),
                 format!("{:.6}", c.cost_usd.usd()),
             ]
@@ -182,7 +183,15 @@ fn contributors(o: &Orchestration, lines: &mut Vec<String>) {
         .collect();
     let table = admin::table_right(
         &[
-            "MODEL", "ROLES", "ANSWER", "AGREES", "CALLS", "FAILED", "TOKENS", "COST USD",
+            "MODEL",
+            "ROLES",
+            "ANSWER",
+            "AGREES",
+            "CALLS",
+            "FAILED",
+            "CANCELLED",
+            "TOKENS",
+            "COST USD",
         ],
         &rows,
         4,
@@ -562,7 +571,7 @@ mod tests {
         let right: Vec<&str> = table[1].split_whitespace().collect();
         assert_eq!(
             right,
-            ["right-a", "answer", "1239", "yes", "1", "0", "40", "0.000100"]
+            ["right-a", "answer", "1239", "yes", "1", "0", "0", "40", "0.000100"]
         );
         let broken: Vec<&str> = table[2].split_whitespace().collect();
         assert_eq!(broken[..5], ["broken", "answer", "-", "no", "1"]);

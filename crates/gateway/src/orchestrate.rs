@@ -33,6 +33,8 @@ use plexus_protocol::orchestration::{
 };
 use std::time::Instant;
 
+/// The `error` of a call that was cancelled (decided without it, or past the timeout).
+const CANCELLED: &str = "cancelled";
 /// The `model` of a `POST /v1/orchestrations` that gives its parameters in the request.
 pub const PER_REQUEST_MODEL: &str = "orchestration";
 /// The fewest output tokens an inner call is given; a budget that cannot pay for that many per
@@ -223,7 +225,7 @@ impl Run<'_> {
                 request_id: String::new(),
                 served_by: None,
                 status: 499,
-                error: Some("cancelled".into()),
+                error: Some(CANCELLED.into()),
                 text: None,
                 answer: None,
                 claim: None,
@@ -1101,7 +1103,9 @@ fn contributors(board: &[Entry], final_answer: Option<&str>) -> Vec<Contributor>
             c.roles.push(role);
         }
         c.calls += 1;
-        if e.status != 200 {
+        if e.error.as_deref() == Some(CANCELLED) {
+            c.cancelled_calls += 1;
+        } else if e.status != 200 {
             c.failed_calls += 1;
         }
         if e.served_by.is_some() {

@@ -96,8 +96,12 @@ pub struct Contributor {
     pub agrees: bool,
     #[serde(default)]
     pub calls: u32,
+    /// Calls that failed (an error from the pipeline or the provider).
     #[serde(default)]
     pub failed_calls: u32,
+    /// Calls cancelled because the outcome was already decided or the timeout passed.
+    #[serde(default)]
+    pub cancelled_calls: u32,
     #[serde(default)]
     pub prompt_tokens: u64,
     #[serde(default)]
