@@ -1338,7 +1338,7 @@ impl Gateway {
                 return Err(Failure {
                     error,
                     meta: AnswerMeta {
-                        orchestration: Some((result.id, 0.0)),
+                        orchestration: Some((result.id, None)),
                         ..AnswerMeta::default()
                     },
                 });
@@ -1406,7 +1406,7 @@ impl Gateway {
             body,
             mut meta,
         } = done;
-        meta.orchestration = Some((result.id.clone(), result.confidence));
+        meta.orchestration = Some((result.id.clone(), Some(result.confidence)));
         if !req.chat.is_stream() {
             return Ok(Answer::Full(crate::FullAnswer {
                 meta,

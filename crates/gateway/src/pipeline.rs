@@ -107,9 +107,9 @@ pub struct AnswerMeta {
     pub limits: Snapshot,
     /// For a `select` model: the chosen candidate and a short reason (`x-plexus-route`).
     pub route: Option<String>,
-    /// For an orchestration: its id and calibrated confidence (`x-plexus-orchestration-id`,
-    /// `x-plexus-confidence`).
-    pub orchestration: Option<(String, f64)>,
+    /// For an orchestration: its id and, when it answered, its calibrated confidence
+    /// (`x-plexus-orchestration-id`, `x-plexus-confidence`).
+    pub orchestration: Option<(String, Option<f64>)>,
 }
 
 /// Runs a call's stages within its deadline, if it has one.

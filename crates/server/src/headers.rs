@@ -132,7 +132,7 @@ pub fn apply_meta(headers: &mut HeaderMap, meta: &AnswerMeta) {
         if let Ok(v) = HeaderValue::from_str(id) {
             headers.insert("x-plexus-orchestration-id", v);
         }
-        if let Ok(v) = HeaderValue::from_str(&format!("{confidence:.4}")) {
+        if let Some(Ok(v)) = confidence.map(|c| HeaderValue::from_str(&format!("{c:.4}"))) {
             headers.insert("x-plexus-confidence", v);
         }
     }

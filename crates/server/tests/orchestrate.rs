@@ -338,6 +338,10 @@ async fn quorum_under_faults_and_a_timeout_cancels_the_stragglers() {
     let resp = gw.chat(ask("council-failing")).await;
     assert_eq!(resp.status(), 502);
     let id = header(&resp, "x-plexus-orchestration-id").unwrap();
+    assert!(
+        header(&resp, "x-plexus-confidence").is_none(),
+        "no answer, no confidence"
+    );
     let e: Value = resp.json().await.unwrap();
     assert_eq!(e["error"]["code"], "quorum_not_met", "{e}");
     let (status, stored) = get_json(&gw, MASTER_KEY, &format!("/v1/orchestrations/{id}")).await;
