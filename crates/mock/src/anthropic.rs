@@ -155,9 +155,16 @@ fn input_of(body: &Value) -> Input<'_> {
 
     // The conversation ends with tool results when the last user turn carries some.
     if let Some(Value::Array(blocks)) = messages.last().and_then(|m| m.get("content")) {
-        let results: Vec<String> = blocks
+        let results: Vec<&Value> = blocks
             .iter()
             .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+            .collect();
+        input.tool_error = results
+            .iter()
+            .any(|b| b.get("is_error").and_then(Value::as_bool) == Some(true));
+        // `content` is a string or an array of blocks, of which the text ones count.
+        let results: Vec<String> = results
+            .iter()
             .map(|b| b.get("content").map(content_text).unwrap_or_default())
             .collect();
         if !results.is_empty() {

@@ -45,6 +45,8 @@ pub(crate) struct Knobs {
     pub context: Option<u32>,
     /// The `quiz` family's `acc-P`, `corr-P` and `wrong-K`.
     pub quiz: QuizKnobs,
+    /// The `+agent` directive: the agent behaviour on any model name.
+    pub agent: bool,
 }
 
 impl Knobs {
@@ -61,6 +63,7 @@ impl Knobs {
             fail_first: None,
             context: None,
             quiz: QuizKnobs::default(),
+            agent: false,
         };
         if let Some(p) = config.profiles.iter().find(|p| glob_match(&p.model, model)) {
             set(&mut k.latency_ms, p.latency_ms);
@@ -162,6 +165,7 @@ impl Knobs {
             "timeout" => self.fault = Some(Fault::Timeout),
             "reset" => self.fault = Some(Fault::Reset),
             "malformed" => self.fault = Some(Fault::Malformed),
+            "agent" => self.agent = true,
             _ => {}
         }
         let Some((key, value)) = split_numeric_suffix(&d) else {
@@ -268,6 +272,8 @@ pub(crate) struct Base {
     pub think: bool,
     /// Answers arithmetic questions, right with probability `acc` (see `quiz`).
     pub quiz: bool,
+    /// Drives an agent client's shell tool (see `agent`).
+    pub agent: bool,
 }
 
 impl Base {
@@ -284,6 +290,7 @@ impl Base {
             json: base.contains("json"),
             think: base.contains("think") || base.contains("reason"),
             quiz: base.contains("quiz"),
+            agent: base.contains("agent"),
         }
     }
 }
@@ -390,6 +397,16 @@ mod tests {
         assert!(!Base::of("plain+echo").echo);
         assert!(Base::of("my-quiz-a+acc-0.9").quiz);
         assert!(!Base::of("m+quiz").quiz);
+        assert!(Base::of("claude-agent").agent && Base::of("agent+tokens-3").agent);
+        assert!(!Base::of("claude-sonnet-4-5+agent").agent);
+    }
+
+    #[test]
+    fn agent_directive() {
+        let cfg = MockConfig::default();
+        assert!(!Knobs::resolve(&cfg, "claude-sonnet-4-5", &HeaderMap::new()).agent);
+        assert!(Knobs::resolve(&cfg, "claude-sonnet-4-5+agent", &HeaderMap::new()).agent);
+        assert!(Knobs::resolve(&cfg, "m+latency-5+Agent", &HeaderMap::new()).agent);
     }
 
     #[test]

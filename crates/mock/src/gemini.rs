@@ -135,6 +135,19 @@ fn function_response_text(resp: &Value) -> String {
     resp.to_string()
 }
 
+/// The text of a `functionResponse.response` that reports a failure: Gemini's convention
+/// is an `error` field instead of `output`.
+fn function_error(resp: &Value) -> Option<String> {
+    let error = resp.get("error").filter(|e| !e.is_null())?;
+    if ["result", "output", "content"]
+        .iter()
+        .any(|k| resp.get(*k).is_some())
+    {
+        return None;
+    }
+    Some(content_text(error))
+}
+
 fn input_of(body: &Value) -> Input<'_> {
     let mut input = Input::new();
     let mut transcript = Transcript::default();
@@ -172,13 +185,18 @@ fn input_of(body: &Value) -> Input<'_> {
     transcript.finish(&mut input);
 
     if let Some(last) = contents.last() {
-        let results: Vec<String> = last
+        let responses: Vec<&Value> = last
             .get("parts")
             .and_then(Value::as_array)
             .unwrap_or(&empty)
             .iter()
             .filter_map(|p| field(p, "functionResponse", "function_response"))
-            .map(|r| function_response_text(r.get("response").unwrap_or(&Value::Null)))
+            .map(|r| r.get("response").unwrap_or(&Value::Null))
+            .collect();
+        input.tool_error = responses.iter().any(|r| function_error(r).is_some());
+        let results: Vec<String> = responses
+            .iter()
+            .map(|r| function_error(r).unwrap_or_else(|| function_response_text(r)))
             .collect();
         if !results.is_empty() {
             input.tool_results = Some(results.join("; "));

@@ -256,6 +256,8 @@ pub(crate) struct Input<'a> {
     pub seed: Option<i64>,
     /// Contents of the tool results that end the conversation, if it ends with some.
     pub tool_results: Option<String>,
+    /// Whether one of those results reports a failure (Anthropic `is_error`, Gemini `error`).
+    pub tool_error: bool,
     pub tools: Vec<ToolSpec<'a>>,
     pub tool_mode: ToolMode<'a>,
     pub parallel_tool_calls: bool,
@@ -275,6 +277,7 @@ impl<'a> Input<'a> {
             first_user: String::new(),
             seed: None,
             tool_results: None,
+            tool_error: false,
             tools: Vec::new(),
             tool_mode: ToolMode::Auto,
             parallel_tool_calls: true,
@@ -407,6 +410,29 @@ fn one_choice(
         reasoning_tokens,
         seed,
     };
+
+    if base.agent || knobs.agent {
+        if let Some(results) = &input.tool_results {
+            let text = crate::agent::result_answer(results, input.tool_error);
+            finish_text(&mut out, Text::words(&text), input.max_tokens);
+            return out;
+        }
+        if let Some(call) =
+            crate::agent::shell_call(&input.tools, input.tool_mode, &input.last_user)
+        {
+            let args_json = serde_json::to_string(&call.args).unwrap_or_else(|_| "{}".to_owned());
+            out.output_tokens += u32::try_from(args_json.len() / 4)
+                .unwrap_or(u32::MAX)
+                .max(1);
+            out.tool_calls.push(ToolCallOut {
+                name: call.name,
+                args: call.args,
+                args_json,
+            });
+            out.finish = Finish::ToolCalls;
+            return out;
+        }
+    }
 
     if let Some(answer) = quiz {
         finish_text(&mut out, Text::words(answer), input.max_tokens);

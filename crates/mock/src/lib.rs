@@ -8,15 +8,35 @@
 //!   user message; `tool` calls the first offered tool (`parallel` anywhere in the name: the
 //!   first two) and acknowledges tool results; `json` answers a JSON object fitting the
 //!   requested schema; `think` / `reason` adds reasoning; `quiz` answers arithmetic (see
-//!   below). Anything else answers a deterministic sentence of `tokens` words derived from
-//!   the prompt.
-//! * directives: `latency-MS`, `ttft-MS`, `jitter-MS` (uniform extra delay, drawn per request), `tps-N`, `tokens-N`, `cached-N`, `fault-STATUS`,
+//!   below); `agent` drives an agent client's shell tool (see below). Anything else answers
+//!   a deterministic sentence of `tokens` words derived from the prompt.
+//! * directives: `agent` (the agent behaviour on any base, e.g.
+//!   `claude-sonnet-4-5+agent`), `latency-MS`, `ttft-MS`, `jitter-MS` (uniform extra delay, drawn per request), `tps-N`, `tokens-N`, `cached-N`, `fault-STATUS`,
 //!   `retry-after-S`, `timeout`, `reset`, `malformed`, `cut-after-N`, `stall-after-N`,
 //!   `fail-first-N`.
 //! * headers override both: `x-mock-latency-ms`, `x-mock-ttft-ms`, `x-mock-latency-jitter-ms`,
 //!   `x-mock-tokens-per-second`, `x-mock-tokens`, `x-mock-cached-tokens`, and `x-mock-fault`
 //!   (`429;retry-after=2`, `timeout`, `reset`, `malformed`, `cut-after=3`, `stall-after=2`,
 //!   `fail-first=2`, `500`).
+//!
+//! # The `agent` behaviour
+//!
+//! For agent clients (Claude Code, Codex) end to end, in every wire format. A model whose
+//! base contains `agent`, or any model with the `+agent` directive:
+//!
+//! * with tools offered (and `tool_choice` not ruling the tool out) and no tool result yet,
+//!   calls the client's shell tool with the first command quoted in backticks in the last
+//!   user message (`` Run `echo hi` `` → `echo hi`; a ```` ``` ```` fence gives the first
+//!   line of its content; `<system-reminder>`, `<environment_context>` and
+//!   `<user_instructions>` sections are skipped). The shell tool is the first offered tool
+//!   named `Bash` (input `{"command": "…"}`), `exec_command` (`{"cmd": "…"}`) or `shell`,
+//!   else the first whose schema has a `command` or `cmd` property; the property's schema
+//!   decides between a string and an array (`["bash", "-lc", "…"]`, Codex's `shell`). Other
+//!   required properties get dummy values. Without a command or a shell-like tool the model
+//!   behaves as its base says;
+//! * with the conversation ending in tool results, answers `The command printed: <result>`
+//!   (trimmed, at most 2000 characters; `The command failed: …` for an Anthropic
+//!   `is_error` or a Gemini `error` response).
 //!
 //! # The `quiz` family
 //!
@@ -56,6 +76,7 @@
 // Handlers return their error as the finished HTTP response; it is built on error paths only.
 #![allow(clippy::result_large_err)]
 
+mod agent;
 mod anthropic;
 mod behavior;
 mod common;

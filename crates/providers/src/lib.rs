@@ -17,6 +17,7 @@ pub mod anthropic;
 pub mod client;
 pub mod error;
 pub mod gemini;
+pub mod inbound_anthropic;
 pub mod openai;
 pub mod scrub;
 

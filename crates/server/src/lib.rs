@@ -13,6 +13,7 @@ pub mod error;
 mod feedback;
 mod headers;
 mod inbound;
+mod messages;
 mod middleware;
 mod orchestrations;
 mod pages;
@@ -44,6 +45,8 @@ pub fn app(state: AppState) -> Router {
         .route("/embeddings", post(embeddings::embeddings))
         .route("/v1/feedback", post(feedback::feedback))
         .route("/feedback", post(feedback::feedback))
+        .route("/v1/messages", post(messages::messages))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/orchestrations", post(orchestrations::create))
         .route("/orchestrations", post(orchestrations::create))
         .route("/v1/orchestrations/{id}", get(orchestrations::get))

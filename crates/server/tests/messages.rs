@@ -1,0 +1,210 @@
+//! The Anthropic Messages API in front of every provider kind: plain and streamed answers,
+//! tools, thinking, `count_tokens`, and errors in Anthropic's shape.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Gateway, MASTER_KEY};
+use serde_json::{json, Value};
+
+fn post(gw: &Gateway, path: &str, body: &Value) -> reqwest::RequestBuilder {
+    gw.http
+        .post(format!("{}{path}", gw.url))
+        .header("x-api-key", MASTER_KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(body)
+}
+
+/// `event:` names and parsed `data:` payloads of an SSE body.
+async fn events(resp: reqwest::Response) -> Vec<(String, Value)> {
+    let text = resp.text().await.unwrap();
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let mut name = String::new();
+            let mut data = Value::Null;
+            for line in e.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).unwrap();
+                }
+            }
+            (name, data)
+        })
+        .collect()
+}
+
+const MODELS: &str = "  - name: agent-oai\n    targets: [{provider: oai, model: gpt-4o-mini+agent}]\n  - name: agent-claude\n    targets: [{provider: claude, model: claude-sonnet-4-5+agent}]\n  - name: agent-gem\n    targets: [{provider: gem, model: gemini-2.5-flash+agent}]\n";
+
+#[tokio::test]
+async fn plain_and_streamed_answers_on_every_provider_kind() {
+    let gw = Gateway::start_with(MODELS, "").await;
+    for model in ["gpt", "sonnet", "flash"] {
+        let body = json!({
+            "model": model, "max_tokens": 64,
+            "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": "Say hello"}],
+            "metadata": {"user_id": "u-1"}, "context_management": {"edits": []}, "top_k": 5
+        });
+        let resp = post(&gw, "/v1/messages", &body).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{model}");
+        let m: Value = resp.json().await.unwrap();
+        assert_eq!(m["type"], "message", "{m}");
+        assert_eq!(m["role"], "assistant");
+        assert_eq!(m["model"], model, "the name the client asked for");
+        assert!(m["id"].as_str().unwrap().starts_with("msg_"));
+        assert_eq!(m["content"][0]["type"], "text");
+        assert!(!m["content"][0]["text"].as_str().unwrap().is_empty());
+        assert_eq!(m["stop_reason"], "end_turn");
+        assert!(m["usage"]["input_tokens"].as_u64().is_some());
+        assert!(m["usage"]["output_tokens"].as_u64().unwrap() > 0);
+
+        let mut body = body.clone();
+        body["stream"] = json!(true);
+        let resp = post(&gw, "/v1/messages", &body).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        let ev = events(resp).await;
+        let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names[0], "message_start", "{names:?}");
+        assert_eq!(names[1], "ping");
+        assert_eq!(names[2], "content_block_start");
+        assert_eq!(*names.last().unwrap(), "message_stop");
+        assert_eq!(names[names.len() - 2], "message_delta");
+        for (name, data) in &ev {
+            assert_eq!(data["type"], name.as_str(), "the event name is the data's type");
+        }
+        let text: String = ev
+            .iter()
+            .filter(|(n, d)| n == "content_block_delta" && d["delta"]["type"] == "text_delta")
+            .map(|(_, d)| d["delta"]["text"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(text, m["content"][0]["text"].as_str().unwrap(), "{model}");
+        let delta = &ev[ev.len() - 2].1;
+        assert_eq!(delta["delta"]["stop_reason"], "end_turn");
+        assert!(delta["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bash_tool_round_trip_on_every_provider_kind() {
+    let gw = Gateway::start_with(MODELS, "").await;
+    let tools = json!([{"name": "Bash", "description": "Run a shell command",
+        "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}},
+        {"type": "web_search_20250305", "name": "web_search", "max_uses": 1}]);
+    for model in ["agent-oai", "agent-claude", "agent-gem"] {
+        for stream in [false, true] {
+            let first = json!({"model": model, "max_tokens": 256, "tools": tools, "stream": stream,
+                "messages": [{"role": "user", "content": "Run `echo hi-42` and tell me what it printed."}]});
+            let resp = post(&gw, "/v1/messages", &first).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{model}");
+            let (id, input) = if stream {
+                let ev = events(resp).await;
+                let start = ev
+                    .iter()
+                    .find(|(n, d)| n == "content_block_start" && d["content_block"]["type"] == "tool_use")
+                    .unwrap_or_else(|| panic!("{model}: {ev:?}"));
+                let index = start.1["index"].clone();
+                let json: String = ev
+                    .iter()
+                    .filter(|(n, d)| n == "content_block_delta" && d["index"] == index)
+                    .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap().to_owned())
+                    .collect();
+                let stop = ev.iter().find(|(n, _)| n == "message_delta").unwrap();
+                assert_eq!(stop.1["delta"]["stop_reason"], "tool_use");
+                (
+                    start.1["content_block"]["id"].as_str().unwrap().to_owned(),
+                    serde_json::from_str::<Value>(&json).unwrap(),
+                )
+            } else {
+                let m: Value = resp.json().await.unwrap();
+                assert_eq!(m["stop_reason"], "tool_use", "{model}: {m}");
+                let call = m["content"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|b| b["type"] == "tool_use")
+                    .unwrap()
+                    .clone();
+                assert_eq!(call["name"], "Bash");
+                (call["id"].as_str().unwrap().to_owned(), call["input"].clone())
+            };
+            assert!(id.starts_with("toolu_"), "{id}");
+            assert_eq!(input, json!({"command": "echo hi-42"}), "{model}");
+
+            let second = json!({"model": model, "max_tokens": 256, "tools": tools,
+                "messages": [
+                    {"role": "user", "content": "Run `echo hi-42` and tell me what it printed."},
+                    {"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Bash", "input": input}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id,
+                        "content": [{"type": "text", "text": "hi-42\n"}]}]}
+                ]});
+            let resp = post(&gw, "/v1/messages", &second).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let m: Value = resp.json().await.unwrap();
+            assert!(m["content"][0]["text"].as_str().unwrap().contains("hi-42"), "{model}: {m}");
+            assert_eq!(m["stop_reason"], "end_turn");
+        }
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn errors_are_anthropic_shaped_and_count_tokens_answers() {
+    let gw = Gateway::start_with(MODELS, "").await;
+    // No key.
+    let resp = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .json(&json!({"model": "gpt", "max_tokens": 8, "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["type"], "error");
+    assert_eq!(e["error"]["type"], "authentication_error");
+    // Bad bodies.
+    for (body, text) in [
+        (json!({"model": "gpt", "messages": [{"role": "user", "content": "x"}]}), "max_tokens"),
+        (json!({"model": "gpt", "max_tokens": 8, "messages": []}), "messages"),
+        (json!({"model": "nope", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}), "nope"),
+    ] {
+        let resp = post(&gw, "/v1/messages", &body).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let e: Value = resp.json().await.unwrap();
+        assert!(status == 400 || status == 404, "{status}: {e}");
+        assert_eq!(e["type"], "error");
+        let kind = e["error"]["type"].as_str().unwrap();
+        assert!(kind == "invalid_request_error" || kind == "not_found_error", "{e}");
+        assert!(e["error"]["message"].as_str().unwrap().contains(text), "{e}");
+    }
+    // An upstream failure.
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        &json!({"model": "oai/gpt-4o-mini+fault-429", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 429);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["type"], "rate_limit_error", "{e}");
+
+    let resp = post(
+        &gw,
+        "/v1/messages/count_tokens",
+        &json!({"model": "gpt", "system": "You are terse.", "messages": [{"role": "user", "content": "Hello there, how are you today?"}]}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let c: Value = resp.json().await.unwrap();
+    let n = c["input_tokens"].as_u64().unwrap();
+    assert!((10..40).contains(&n), "{c}");
+    gw.shutdown().await;
+}
