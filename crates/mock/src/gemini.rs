@@ -184,12 +184,23 @@ fn input_of(body: &Value) -> Input<'_> {
     }
     transcript.finish(&mut input);
 
-    if let Some(last) = contents.last() {
-        let responses: Vec<&Value> = last
-            .get("parts")
-            .and_then(Value::as_array)
-            .unwrap_or(&empty)
+    // Function responses after the last model turn (a client may add text of its own after
+    // them).
+    {
+        let mut after_model: Vec<&Value> = contents
             .iter()
+            .rev()
+            .take_while(|c| c.get("role").and_then(Value::as_str) != Some("model"))
+            .collect();
+        after_model.reverse();
+        let responses: Vec<&Value> = after_model
+            .iter()
+            .flat_map(|c| {
+                c.get("parts")
+                    .and_then(Value::as_array)
+                    .unwrap_or(&empty)
+                    .iter()
+            })
             .filter_map(|p| field(p, "functionResponse", "function_response"))
             .map(|r| r.get("response").unwrap_or(&Value::Null))
             .collect();

@@ -163,10 +163,13 @@ fn input_of(body: &Value) -> Input<'_> {
     }
     transcript.finish(&mut input);
 
+    // Tool results after the last assistant turn (an agent client may add a user message of
+    // its own, such as a reminder, after them).
     let trailing: Vec<String> = messages
         .iter()
         .rev()
-        .take_while(|m| {
+        .take_while(|m| m.get("role").and_then(Value::as_str) != Some("assistant"))
+        .filter(|m| {
             matches!(
                 m.get("role").and_then(Value::as_str),
                 Some("tool" | "function")

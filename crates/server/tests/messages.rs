@@ -138,8 +138,10 @@ async fn a_bash_tool_round_trip_on_every_provider_kind() {
                 "messages": [
                     {"role": "user", "content": "Run `echo hi-42` and tell me what it printed."},
                     {"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Bash", "input": input}]},
+                    // As Claude Code sends it: a reminder after the tool's result.
                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id,
-                        "content": [{"type": "text", "text": "hi-42\n"}]}]}
+                        "content": [{"type": "text", "text": "hi-42\n"}]},
+                        {"type": "text", "text": "<system-reminder>Keep going.</system-reminder>"}]}
                 ]});
             let resp = post(&gw, "/v1/messages", &second).send().await.unwrap();
             assert_eq!(resp.status(), 200);
