@@ -590,6 +590,9 @@ pub struct Config {
     pub ca_bundle: Option<PathBuf>,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
+    /// `aliases:`, in config order: incoming model names (or glob patterns) that stand for a
+    /// configured model. See [`Config::alias`] for the precedence.
+    pub aliases: Vec<Alias>,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
     pub jwt: Option<JwtSettings>,
@@ -645,6 +648,70 @@ impl Config {
     pub fn model(&self, name: &str) -> Option<&ModelConfig> {
         self.models.iter().find(|m| m.name == name)
     }
+
+    /// The configured model an alias maps `name` to: an exact alias first, then the first
+    /// matching pattern in config order. A configured model name takes precedence over any
+    /// alias, and `provider/model` comes after both; the caller checks configured names first
+    /// (the gateway's `Runtime::canonical_model`).
+    pub fn alias(&self, name: &str) -> Option<&str> {
+        if self.aliases.is_empty() {
+            return None;
+        }
+        self.aliases
+            .iter()
+            .find(|a| !a.is_pattern() && a.pattern == name)
+            .or_else(|| {
+                self.aliases
+                    .iter()
+                    .find(|a| a.is_pattern() && glob_match(&a.pattern, name))
+            })
+            .map(|a| a.target.as_str())
+    }
+}
+
+/// One `aliases:` entry: an incoming model name, or a glob pattern, and the configured model it
+/// stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    /// The name, or a pattern where `*` matches any run of characters and `?` one character.
+    pub pattern: String,
+    /// The configured model (any kind: targets, `select` or `orchestrate`).
+    pub target: String,
+}
+
+impl Alias {
+    /// Whether the key is a glob pattern rather than an exact name.
+    pub fn is_pattern(&self) -> bool {
+        self.pattern.contains(['*', '?'])
+    }
+}
+
+/// Glob match with `*` (any run of characters) and `?` (one character), iterative so that long
+/// names cannot blow the stack.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
 }
 
 /// Values from the command line, which win over the environment and the file.
@@ -685,6 +752,38 @@ struct RawConfig {
     providers: Vec<RawProvider>,
     #[serde(default)]
     models: Vec<RawModel>,
+    #[serde(default)]
+    aliases: RawAliases,
+}
+
+/// `aliases:`: a map kept in file order (patterns apply in that order).
+#[derive(Debug, Default)]
+struct RawAliases(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for RawAliases {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawAliases;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map from model names or patterns to configured models")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<RawAliases, E> {
+                Ok(RawAliases::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawAliases, A::Error> {
+                let mut out = Vec::new();
+                while let Some((key, target)) = map.next_entry::<String, String>()? {
+                    out.push((key, target));
+                }
+                Ok(RawAliases(out))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -1573,6 +1672,8 @@ fn validate(
         }
     }
 
+    let aliases = validate_aliases(raw.aliases, &models)?;
+
     let raw_limits = raw.limits.unwrap_or_default();
     let global = RateLimits {
         rpm: raw_limits.rpm,
@@ -1719,6 +1820,7 @@ fn validate(
         ca_bundle: raw.ca_bundle,
         providers,
         models,
+        aliases,
         shutdown_grace,
         jwt,
         vault_key_file: raw.vault.and_then(|v| v.key_file),
@@ -1731,6 +1833,38 @@ fn validate(
         breaker,
         cache,
     })
+}
+
+/// `aliases:`: every key non-empty, unique and not a configured model name (it would never
+/// apply); every target a configured model.
+fn validate_aliases(raw: RawAliases, models: &[ModelConfig]) -> Result<Vec<Alias>, ConfigError> {
+    let mut aliases: Vec<Alias> = Vec::with_capacity(raw.0.len());
+    for (pattern, target) in raw.0 {
+        let key = format!("aliases[{pattern:?}]");
+        if pattern.trim().is_empty() {
+            return Err(invalid(
+                key,
+                "an alias needs a non-empty model name or pattern",
+            ));
+        }
+        if aliases.iter().any(|a| a.pattern == pattern) {
+            return Err(invalid(key, "listed twice"));
+        }
+        if models.iter().any(|m| m.name == pattern) {
+            return Err(invalid(
+                key,
+                format!("`{pattern}` is a configured model name, which takes precedence over aliases: this alias would never apply"),
+            ));
+        }
+        if !models.iter().any(|m| m.name == target) {
+            return Err(invalid(
+                key,
+                format!("`{target}` is not a configured model; an alias must point to one"),
+            ));
+        }
+        aliases.push(Alias { pattern, target });
+    }
+    Ok(aliases)
 }
 
 fn validate_inbound(i: RawInbound) -> Result<InboundSettings, ConfigError> {
@@ -2648,5 +2782,97 @@ models:
         assert_eq!(parse_size("32MiB"), Some(32 * 1024 * 1024));
         assert_eq!(parse_size("1KB"), Some(1000));
         assert_eq!(parse_size("many"), None);
+    }
+
+    const ALIASED: &str = "providers: [{name: p, kind: openai}]\nmodels:\n  - name: gpt\n    targets: [{provider: p, model: x}]\n  - name: auto\n    select: {candidates: [gpt]}\n  - name: quiz\n    orchestrate: {strategy: vote, members: [gpt, gpt], answer: number}\n";
+
+    #[test]
+    fn aliases_parse_in_order_to_any_kind_of_model() {
+        let cfg = from_yaml_str(
+            &format!("{ALIASED}aliases:\n  claude-sonnet-4-5-20250929: gpt\n  \"claude-haiku-*\": quiz\n  \"claude-*\": auto\n  \"gpt-?\": gpt\n"),
+            &Overrides::default(),
+            &|_| None,
+        )
+        .unwrap();
+        let got: Vec<(&str, &str, bool)> = cfg
+            .aliases
+            .iter()
+            .map(|a| (a.pattern.as_str(), a.target.as_str(), a.is_pattern()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("claude-sonnet-4-5-20250929", "gpt", false),
+                ("claude-haiku-*", "quiz", true),
+                ("claude-*", "auto", true),
+                ("gpt-?", "gpt", true),
+            ]
+        );
+        assert_eq!(cfg.alias("claude-sonnet-4-5-20250929"), Some("gpt"));
+        assert_eq!(cfg.alias("claude-haiku-4-5"), Some("quiz"));
+        assert_eq!(cfg.alias("claude-opus-4"), Some("auto"));
+        assert_eq!(cfg.alias("gpt-5"), Some("gpt"));
+        assert_eq!(cfg.alias("gpt-55"), None);
+        assert_eq!(cfg.alias("p/x"), None);
+        // No `aliases:`, or an empty one, is no aliases.
+        let cfg = from_yaml_str(ALIASED, &Overrides::default(), &|_| None).unwrap();
+        assert!(cfg.aliases.is_empty());
+        let cfg = from_yaml_str(
+            &format!("{ALIASED}aliases: ~\n"),
+            &Overrides::default(),
+            &|_| None,
+        )
+        .unwrap();
+        assert!(cfg.aliases.is_empty());
+        // Pattern order decides, exact names go first wherever they are listed.
+        let cfg = from_yaml_str(
+            &format!("{ALIASED}aliases:\n  \"claude-*\": auto\n  \"claude-haiku-*\": quiz\n  claude-haiku-3: gpt\n"),
+            &Overrides::default(),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(cfg.alias("claude-haiku-4"), Some("auto"));
+        assert_eq!(cfg.alias("claude-haiku-3"), Some("gpt"));
+    }
+
+    #[test]
+    fn alias_errors_name_the_key() {
+        for (aliases, key, message) in [
+            (
+                "aliases:\n  \"claude-*\": nope\n",
+                "aliases[\"claude-*\"]",
+                "`nope` is not a configured model",
+            ),
+            (
+                "aliases:\n  claude: p/x\n",
+                "aliases[\"claude\"]",
+                "`p/x` is not a configured model",
+            ),
+            (
+                "aliases:\n  gpt: auto\n",
+                "aliases[\"gpt\"]",
+                "would never apply",
+            ),
+            ("aliases:\n  \"\": gpt\n", "aliases[\"\"]", "non-empty"),
+            ("aliases:\n  claude: [gpt]\n", "aliases", "invalid type"),
+            ("aliases: [gpt]\n", "aliases", "invalid type"),
+        ] {
+            let err = config_err(&format!("{ALIASED}{aliases}"));
+            assert!(err.contains(&format!("`{key}")), "{aliases}: {err}");
+            assert!(err.contains(message), "{aliases}: {err}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("claude-*", "claude-sonnet-4-5"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("*sonnet*", "claude-sonnet-4-5"));
+        assert!(glob_match("m?del", "model"));
+        assert!(glob_match("m?del", "mödel"));
+        assert!(!glob_match("claude-*", "gpt-4o"));
+        assert!(!glob_match("a*b", "acbd"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("claude", "claude-x"));
     }
 }

@@ -60,9 +60,18 @@ impl Gateway {
     pub async fn embed(
         &self,
         ctx: &CallCtx,
-        req: EmbeddingRequest,
+        mut req: EmbeddingRequest,
         body: &[u8],
     ) -> Result<EmbedAnswer, Failure> {
+        {
+            // An alias (`aliases:`) becomes the configured model it stands for.
+            let rt = self.inner.runtime.load();
+            let canonical = rt.canonical_model(&req.model);
+            if canonical != req.model.as_str() {
+                let canonical = canonical.into_owned();
+                req.model = canonical;
+            }
+        }
         let mut admission = Admission::new(self, ctx, "embeddings", &req.model, false);
         let mut meta = AnswerMeta::default();
         // Boxed, as `complete`'s: moving a large state machine costs more than allocating it.

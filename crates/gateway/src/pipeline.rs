@@ -563,13 +563,19 @@ fn price_unknown(target: &Target) -> ApiError {
 
 impl Gateway {
     /// Runs a chat completion through the pipeline.
-    pub async fn complete(&self, ctx: &CallCtx, req: ChatRequest) -> Result<Answer, Failure> {
-        let orchestration = self
-            .inner
-            .runtime
-            .load()
-            .orchestration(&req.chat.model)
-            .cloned();
+    pub async fn complete(&self, ctx: &CallCtx, mut req: ChatRequest) -> Result<Answer, Failure> {
+        let orchestration = {
+            let rt = self.inner.runtime.load();
+            // An alias (`aliases:`) becomes the configured model it stands for, so that
+            // selection, orchestration, resolution, the key's allowed models, limits and the
+            // record all see that model.
+            let canonical = rt.canonical_model(&req.chat.model);
+            if canonical != req.chat.model.as_str() {
+                let canonical = canonical.into_owned();
+                req.chat.model = canonical;
+            }
+            rt.orchestration(&req.chat.model).cloned()
+        };
         if let Some(route) = orchestration {
             let spec = route.config.clone();
             return Box::pin(self.complete_orchestrated(ctx, spec, req)).await;

@@ -444,6 +444,24 @@ impl Runtime {
         })
     }
 
+    /// The configured model that `name` stands for: a configured model name is itself; else an
+    /// alias (`aliases:`; exact names before patterns, patterns in config order) is its target;
+    /// anything else (`provider/model`, unknown names) comes back unchanged. Never allocates;
+    /// without aliases there is no lookup at all.
+    pub fn canonical_model<'a>(&'a self, name: &'a str) -> Cow<'a, str> {
+        if self.config.aliases.is_empty() || self.is_configured(name) {
+            return Cow::Borrowed(name);
+        }
+        Cow::Borrowed(self.config.alias(name).unwrap_or(name))
+    }
+
+    /// Whether `name` is a configured model of any kind.
+    fn is_configured(&self, name: &str) -> bool {
+        self.models.contains_key(name)
+            || self.selectors.contains_key(name)
+            || self.orchestrations.contains_key(name)
+    }
+
     /// Resolves what the client sent as `model`: a configured model name wins; otherwise
     /// `provider/upstream_model` when the prefix before the first `/` is a configured provider.
     pub fn resolve(&self, model: &str) -> Result<Cow<'_, ModelRoute>, ApiError> {
@@ -604,5 +622,62 @@ mod tests {
         );
         assert_eq!(err.status(), 404);
         assert!(rt.resolve("oai/").is_err());
+    }
+
+    #[test]
+    fn aliases_come_after_configured_names_and_before_provider_models() {
+        let rt = runtime(
+            "providers: [{name: oai, kind: openai, api_key: k}]\n\
+             models:\n\
+             - {name: claude-x, targets: [{provider: oai, model: a}]}\n\
+             - {name: local, targets: [{provider: oai, model: b}]}\n\
+             - {name: flash, targets: [{provider: oai, model: c}]}\n\
+             - {name: auto, select: {candidates: [local, flash]}}\n\
+             aliases:\n  \
+               \"claude-*\": auto\n  \
+               \"claude-haiku-*\": flash\n  \
+               claude-haiku-3: local\n  \
+               \"oai/gpt-?\": local\n",
+        );
+        let canon = |name: &str| rt.canonical_model(name).into_owned();
+        // A configured name beats any pattern that matches it.
+        assert_eq!(canon("claude-x"), "claude-x");
+        assert_eq!(canon("local"), "local");
+        // An exact alias beats patterns, wherever it is listed.
+        assert_eq!(canon("claude-haiku-3"), "local");
+        // Patterns apply in config order: `claude-*` is listed first.
+        assert_eq!(canon("claude-haiku-4-5"), "auto");
+        assert_eq!(canon("claude-sonnet-4-5-20250929"), "auto");
+        // An alias beats `provider/model`; without a matching alias it still works.
+        assert_eq!(canon("oai/gpt-5"), "local");
+        assert_eq!(canon("oai/gpt-4o"), "oai/gpt-4o");
+        let t = rt.resolve(&canon("oai/gpt-4o")).unwrap().targets.clone();
+        assert_eq!(
+            (t[0].provider.name(), &*t[0].upstream_model),
+            ("oai", "gpt-4o")
+        );
+        let t = rt.resolve(&canon("oai/gpt-5")).unwrap().targets.clone();
+        assert_eq!(&*t[0].upstream_model, "b");
+        // Unknown names are unchanged (and then not found).
+        assert_eq!(canon("gemini-pro"), "gemini-pro");
+        assert!(rt.resolve(&canon("gemini-pro")).is_err());
+        // What a name stands for resolves to that model's route.
+        assert_eq!(
+            &*rt.resolve(&canon("claude-haiku-3")).unwrap().name,
+            "local"
+        );
+        assert!(rt.selector(&canon("claude-opus-4")).is_some());
+    }
+
+    #[test]
+    fn without_aliases_names_are_borrowed_unchanged() {
+        let rt = runtime(
+            "providers: [{name: oai, kind: openai, api_key: k}]\n\
+             models: [{name: gpt, targets: [{provider: oai, model: x}]}]",
+        );
+        for name in ["gpt", "claude-sonnet-4-5-20250929", "oai/gpt-4o"] {
+            let c = rt.canonical_model(name);
+            assert!(matches!(c, Cow::Borrowed(b) if std::ptr::eq(b, name)));
+        }
     }
 }

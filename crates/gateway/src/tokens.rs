@@ -102,6 +102,48 @@ pub fn count_prompt(kind: ProviderKind, model: &str, req: &ChatCompletionRequest
         + images * IMAGE_TOKENS
 }
 
+impl crate::Gateway {
+    /// The prompt tokens of `req` as the model that would serve it counts them (Anthropic's
+    /// `count_tokens`): a `select` model counts with its first candidate, an orchestration with
+    /// its first member. Checks the key may use the model.
+    pub fn count_prompt_tokens(
+        &self,
+        ctx: &crate::CallCtx,
+        req: &ChatCompletionRequest,
+    ) -> Result<u64, plexus_core::ApiError> {
+        let rt = self.runtime();
+        let mut model = rt.canonical_model(&req.model).into_owned();
+        crate::pipeline::check_model_access(&ctx.principal, &model)?;
+        for _ in 0..4 {
+            if let Some(s) = rt.selector(&model) {
+                match s.config.candidates.first() {
+                    Some(c) => model = c.clone(),
+                    None => break,
+                }
+            } else if let Some(o) = rt.orchestration(&model) {
+                match o.config.members.first() {
+                    Some(m) => model = m.clone(),
+                    None => break,
+                }
+            } else {
+                break;
+            }
+        }
+        let route = rt.resolve(&model)?;
+        let target = route.targets.first().ok_or_else(|| {
+            plexus_core::ApiError::new(
+                plexus_core::ErrorCode::ServiceUnavailable,
+                "The model has no target.",
+            )
+        })?;
+        Ok(count_prompt(
+            target.provider.kind(),
+            &target.upstream_model,
+            req,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -133,47 +175,5 @@ mod tests {
         assert_eq!(openai, text + 2 * PER_MESSAGE + REPLY_PRIMING);
         let claude = count_prompt(ProviderKind::Anthropic, "claude-sonnet-4", &req);
         assert!(claude > openai, "{claude} vs {openai}");
-    }
-}
-
-impl crate::Gateway {
-    /// The prompt tokens of `req` as the model that would serve it counts them (Anthropic's
-    /// `count_tokens`): a `select` model counts with its first candidate, an orchestration with
-    /// its first member. Checks the key may use the model.
-    pub fn count_prompt_tokens(
-        &self,
-        ctx: &crate::CallCtx,
-        req: &ChatCompletionRequest,
-    ) -> Result<u64, plexus_core::ApiError> {
-        crate::pipeline::check_model_access(&ctx.principal, &req.model)?;
-        let rt = self.runtime();
-        let mut model = req.model.clone();
-        for _ in 0..4 {
-            if let Some(s) = rt.selector(&model) {
-                match s.config.candidates.first() {
-                    Some(c) => model = c.clone(),
-                    None => break,
-                }
-            } else if let Some(o) = rt.orchestration(&model) {
-                match o.config.members.first() {
-                    Some(m) => model = m.clone(),
-                    None => break,
-                }
-            } else {
-                break;
-            }
-        }
-        let route = rt.resolve(&model)?;
-        let target = route.targets.first().ok_or_else(|| {
-            plexus_core::ApiError::new(
-                plexus_core::ErrorCode::ServiceUnavailable,
-                "The model has no target.",
-            )
-        })?;
-        Ok(count_prompt(
-            target.provider.kind(),
-            &target.upstream_model,
-            req,
-        ))
     }
 }
