@@ -1399,7 +1399,7 @@ impl Gateway {
     ) -> Result<Answer, Failure> {
         let model = req.chat.model.clone();
         let done = self
-            .run_orchestration(ctx, &model, &spec, &req.chat, "chat")
+            .run_orchestration(ctx, &model, &spec, &req.chat, req.endpoint())
             .await?;
         let Orchestrated {
             result,

@@ -51,6 +51,9 @@ pub const FALLBACK_MAX_OUTPUT: u32 = 4096;
 pub enum WireFormat {
     /// OpenAI Chat Completions (also the canonical form).
     OpenAiChat,
+    /// Anthropic Messages (`/v1/messages`), translated into the canonical form; the original
+    /// bytes are kept for the record.
+    AnthropicMessages,
     /// Made by the gateway itself (an inner or system call): no original bytes.
     Internal,
 }
@@ -72,6 +75,23 @@ impl ChatRequest {
             chat: chat.into(),
             wire: WireFormat::OpenAiChat,
             body,
+        }
+    }
+
+    /// An Anthropic Messages request, translated into `chat`; `body` is what arrived.
+    pub fn anthropic(chat: impl Into<Box<ChatCompletionRequest>>, body: Bytes) -> ChatRequest {
+        ChatRequest {
+            chat: chat.into(),
+            wire: WireFormat::AnthropicMessages,
+            body,
+        }
+    }
+
+    /// The endpoint its record is filed under.
+    pub fn endpoint(&self) -> &'static str {
+        match self.wire {
+            WireFormat::AnthropicMessages => "messages",
+            WireFormat::OpenAiChat | WireFormat::Internal => "chat",
         }
     }
 
@@ -581,7 +601,7 @@ impl Gateway {
             return Box::pin(self.complete_orchestrated(ctx, spec, req)).await;
         }
         let mut admission =
-            Admission::new(self, ctx, "chat", &req.chat.model, req.chat.is_stream());
+            Admission::new(self, ctx, req.endpoint(), &req.chat.model, req.chat.is_stream());
         let mut meta = AnswerMeta::default();
         // Boxed: the pipeline's state machine is large, and moving it through every layer of
         // awaits above it (callgrind: ~37 copies a request) costs far more than one allocation.

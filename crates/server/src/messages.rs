@@ -54,7 +54,10 @@ fn failure_response(f: Failure) -> Response {
 
 /// Parses a Messages request body: the `system` entries inside `messages` are taken out first
 /// (the typed roles are user and assistant), and errors name the parameter.
-fn parse(body: &[u8], count_only: bool) -> Result<(wire::MessagesRequest, Vec<(usize, String)>), ApiError> {
+fn parse(
+    body: &[u8],
+    count_only: bool,
+) -> Result<(wire::MessagesRequest, Vec<(usize, String)>), ApiError> {
     let mut value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidRequest,
@@ -171,7 +174,14 @@ async fn intake(
     ctx: &CallCtx,
     req: Request,
     count_only: bool,
-) -> Result<(Box<plexus_protocol::openai::ChatCompletionRequest>, String, Bytes), Response> {
+) -> Result<
+    (
+        Box<plexus_protocol::openai::ChatCompletionRequest>,
+        String,
+        Bytes,
+    ),
+    Response,
+> {
     let limit = gateway.runtime().config.max_request_bytes;
     let body = match read_body(req, limit).await {
         Ok(b) => b,
@@ -208,7 +218,7 @@ pub async fn messages(
         Err(resp) => return resp,
     };
     match gateway
-        .complete_detached(ctx, ChatRequest::openai(chat, body))
+        .complete_detached(ctx, ChatRequest::anthropic(chat, body))
         .await
     {
         Ok(Answer::Full(full)) => {

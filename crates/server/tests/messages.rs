@@ -64,7 +64,10 @@ async fn plain_and_streamed_answers_on_every_provider_kind() {
         body["stream"] = json!(true);
         let resp = post(&gw, "/v1/messages", &body).send().await.unwrap();
         assert_eq!(resp.status(), 200);
-        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        assert!(resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
         let ev = events(resp).await;
         let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names[0], "message_start", "{names:?}");
@@ -73,7 +76,11 @@ async fn plain_and_streamed_answers_on_every_provider_kind() {
         assert_eq!(*names.last().unwrap(), "message_stop");
         assert_eq!(names[names.len() - 2], "message_delta");
         for (name, data) in &ev {
-            assert_eq!(data["type"], name.as_str(), "the event name is the data's type");
+            assert_eq!(
+                data["type"],
+                name.as_str(),
+                "the event name is the data's type"
+            );
         }
         let text: String = ev
             .iter()
@@ -104,7 +111,9 @@ async fn a_bash_tool_round_trip_on_every_provider_kind() {
                 let ev = events(resp).await;
                 let start = ev
                     .iter()
-                    .find(|(n, d)| n == "content_block_start" && d["content_block"]["type"] == "tool_use")
+                    .find(|(n, d)| {
+                        n == "content_block_start" && d["content_block"]["type"] == "tool_use"
+                    })
                     .unwrap_or_else(|| panic!("{model}: {ev:?}"));
                 let index = start.1["index"].clone();
                 let json: String = ev
@@ -129,24 +138,30 @@ async fn a_bash_tool_round_trip_on_every_provider_kind() {
                     .unwrap()
                     .clone();
                 assert_eq!(call["name"], "Bash");
-                (call["id"].as_str().unwrap().to_owned(), call["input"].clone())
+                (
+                    call["id"].as_str().unwrap().to_owned(),
+                    call["input"].clone(),
+                )
             };
             assert!(id.starts_with("toolu_"), "{id}");
             assert_eq!(input, json!({"command": "echo hi-42"}), "{model}");
 
             let second = json!({"model": model, "max_tokens": 256, "tools": tools,
-                "messages": [
-                    {"role": "user", "content": "Run `echo hi-42` and tell me what it printed."},
-                    {"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Bash", "input": input}]},
-                    // As Claude Code sends it: a reminder after the tool's result.
-                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id,
-                        "content": [{"type": "text", "text": "hi-42\n"}]},
-                        {"type": "text", "text": "<system-reminder>Keep going.</system-reminder>"}]}
-                ]});
+            "messages": [
+                {"role": "user", "content": "Run `echo hi-42` and tell me what it printed."},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Bash", "input": input}]},
+                // As Claude Code sends it: a reminder after the tool's result.
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id,
+                    "content": [{"type": "text", "text": "hi-42\n"}]},
+                    {"type": "text", "text": "<system-reminder>Keep going.</system-reminder>"}]}
+            ]});
             let resp = post(&gw, "/v1/messages", &second).send().await.unwrap();
             assert_eq!(resp.status(), 200);
             let m: Value = resp.json().await.unwrap();
-            assert!(m["content"][0]["text"].as_str().unwrap().contains("hi-42"), "{model}: {m}");
+            assert!(
+                m["content"][0]["text"].as_str().unwrap().contains("hi-42"),
+                "{model}: {m}"
+            );
             assert_eq!(m["stop_reason"], "end_turn");
         }
     }
@@ -170,9 +185,18 @@ async fn errors_are_anthropic_shaped_and_count_tokens_answers() {
     assert_eq!(e["error"]["type"], "authentication_error");
     // Bad bodies.
     for (body, text) in [
-        (json!({"model": "gpt", "messages": [{"role": "user", "content": "x"}]}), "max_tokens"),
-        (json!({"model": "gpt", "max_tokens": 8, "messages": []}), "messages"),
-        (json!({"model": "nope", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}), "nope"),
+        (
+            json!({"model": "gpt", "messages": [{"role": "user", "content": "x"}]}),
+            "max_tokens",
+        ),
+        (
+            json!({"model": "gpt", "max_tokens": 8, "messages": []}),
+            "messages",
+        ),
+        (
+            json!({"model": "nope", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}),
+            "nope",
+        ),
     ] {
         let resp = post(&gw, "/v1/messages", &body).send().await.unwrap();
         let status = resp.status().as_u16();
@@ -180,8 +204,14 @@ async fn errors_are_anthropic_shaped_and_count_tokens_answers() {
         assert!(status == 400 || status == 404, "{status}: {e}");
         assert_eq!(e["type"], "error");
         let kind = e["error"]["type"].as_str().unwrap();
-        assert!(kind == "invalid_request_error" || kind == "not_found_error", "{e}");
-        assert!(e["error"]["message"].as_str().unwrap().contains(text), "{e}");
+        assert!(
+            kind == "invalid_request_error" || kind == "not_found_error",
+            "{e}"
+        );
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(text),
+            "{e}"
+        );
     }
     // An upstream failure.
     let resp = post(
