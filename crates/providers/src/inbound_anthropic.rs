@@ -867,3 +867,328 @@ pub fn error_body(status: u16, message: &str) -> wire::ErrorResponse {
         extra: wire::Extra::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn request(v: Value) -> (wire::MessagesRequest, Vec<(usize, String)>) {
+        let mut v = v;
+        let system = take_system_entries(&mut v);
+        (serde_json::from_value(v).unwrap(), system)
+    }
+
+    fn canonical(v: Value) -> Value {
+        let (req, system) = request(v);
+        let mut chat = to_canonical(&req).unwrap();
+        insert_system_entries(&mut chat, &req, system);
+        serde_json::to_value(chat).unwrap()
+    }
+
+    /// The request of the Messages API reference's tool-use example, with Claude Code's extras.
+    #[test]
+    fn a_tool_conversation_becomes_canonical() {
+        let c = canonical(json!({
+            "model": "claude-sonnet-4-5", "max_tokens": 1024,
+            "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+            "tools": [
+                {"name": "get_weather", "description": "Get the weather", "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}},
+                {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
+            ],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+            "messages": [
+                {"role": "user", "content": "What's the weather in Paris and London?"},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "Two cities.", "signature": "sig-1"},
+                    {"type": "text", "text": "Checking both."},
+                    {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"location": "Paris"}},
+                    {"type": "tool_use", "id": "toolu_02", "name": "get_weather", "input": {"location": "London"}}
+                ]},
+                {"role": "system", "content": "Mid-conversation note."},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_01", "content": "15 degrees"},
+                    {"type": "tool_result", "tool_use_id": "toolu_02", "content": [{"type": "text", "text": "rain"}], "is_error": true},
+                    {"type": "text", "text": "<system-reminder>go on</system-reminder>"}
+                ]}
+            ],
+            "thinking": {"type": "enabled", "budget_tokens": 4000},
+            "stop_sequences": ["\n\nHuman:"],
+            "metadata": {"user_id": "user-7"},
+            "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+            "top_k": 5, "stream": true
+        }));
+        assert_eq!(c["model"], "claude-sonnet-4-5");
+        assert_eq!(c["max_tokens"], 1024);
+        assert_eq!(c["reasoning_effort"], "medium");
+        assert_eq!(c["stop"], json!(["\n\nHuman:"]));
+        assert_eq!(c["user"], "user-7");
+        assert_eq!(c["stream"], true);
+        assert_eq!(c["stream_options"]["include_usage"], true);
+        assert_eq!(c["tool_choice"], "required");
+        assert_eq!(c["parallel_tool_calls"], false);
+        // Server tools and Anthropic-only fields are dropped, never forwarded.
+        assert_eq!(c["tools"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            c["tools"][0]["function"]["parameters"]["required"],
+            json!(["location"])
+        );
+        for dropped in [
+            "context_management",
+            "top_k",
+            "thinking",
+            "metadata",
+            "system",
+        ] {
+            assert!(c.get(dropped).is_none(), "{dropped}");
+        }
+        let m = c["messages"].as_array().unwrap();
+        let roles: Vec<&str> = m.iter().map(|x| x["role"].as_str().unwrap()).collect();
+        assert_eq!(
+            roles,
+            [
+                "system",
+                "user",
+                "assistant",
+                "system",
+                "tool",
+                "tool",
+                "user"
+            ]
+        );
+        assert_eq!(m[0]["content"], "You are Claude Code.");
+        assert_eq!(m[2]["content"], "Checking both.");
+        assert_eq!(m[2]["tool_calls"][1]["id"], "toolu_02");
+        assert_eq!(
+            m[2]["tool_calls"][1]["function"]["arguments"],
+            "{\"location\":\"London\"}"
+        );
+        assert_eq!(m[2]["thinking_blocks"][0]["signature"], "sig-1");
+        assert_eq!(m[3]["content"], "Mid-conversation note.");
+        assert_eq!(m[4]["tool_call_id"], "toolu_01");
+        assert_eq!(m[5]["content"], "Error: rain");
+        assert_eq!(m[6]["content"], "<system-reminder>go on</system-reminder>");
+    }
+
+    #[test]
+    fn images_documents_and_tool_choices() {
+        let c = canonical(json!({
+            "model": "m", "max_tokens": 10,
+            "tools": [{"name": "t", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "tool", "name": "t"},
+            "messages": [{"role": "user", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/a.jpg"}},
+                {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBER"}, "title": "a.pdf"},
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain words"}},
+                {"type": "text", "text": "Describe them."}
+            ]}]
+        }));
+        let parts = c["messages"][0]["content"].as_array().unwrap();
+        assert_eq!(parts[0]["image_url"]["url"], "data:image/png;base64,iVBOR");
+        assert_eq!(parts[1]["image_url"]["url"], "https://example.com/a.jpg");
+        assert_eq!(parts[2]["type"], "file");
+        assert_eq!(
+            parts[2]["file"]["file_data"],
+            "data:application/pdf;base64,JVBER"
+        );
+        assert_eq!(parts[3]["text"], "plain words");
+        assert_eq!(c["tool_choice"]["function"]["name"], "t");
+        for (choice, expected) in [("auto", json!("auto")), ("none", json!("none"))] {
+            let c = canonical(json!({"model": "m", "max_tokens": 5,
+                "tools": [{"name": "t", "input_schema": {"type": "object"}}],
+                "tool_choice": {"type": choice}, "messages": [{"role": "user", "content": "x"}]}));
+            assert_eq!(c["tool_choice"], expected);
+        }
+        assert_eq!(effort_for_budget(1024), "low");
+        assert_eq!(effort_for_budget(16000), "high");
+        let (req, _) = request(json!({"model": "m", "max_tokens": 5, "messages": []}));
+        assert_eq!(
+            to_canonical(&req).unwrap_err().param.as_deref(),
+            Some("messages")
+        );
+    }
+
+    #[test]
+    fn a_completion_becomes_a_message() {
+        let c: ChatCompletion = serde_json::from_value(json!({
+            "id": "chatcmpl-abc", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": "Let me check.",
+                "thinking_blocks": [{"type": "thinking", "thinking": "hmm", "signature": "s"}],
+                "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "Bash", "arguments": "{\"command\":\"ls\"}"}}]
+            }}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
+                      "prompt_tokens_details": {"cached_tokens": 60}}
+        }))
+        .unwrap();
+        let m = serde_json::to_value(from_completion(&c, "claude-sonnet-4-5-20250929")).unwrap();
+        assert_eq!(m["id"], "msg_abc");
+        assert_eq!(m["type"], "message");
+        assert_eq!(m["model"], "claude-sonnet-4-5-20250929");
+        assert_eq!(m["stop_reason"], "tool_use");
+        let kinds: Vec<&str> = m["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["thinking", "text", "tool_use"]);
+        assert_eq!(m["content"][0]["signature"], "s");
+        assert_eq!(m["content"][2]["id"], "toolu_1");
+        assert_eq!(m["content"][2]["input"], json!({"command": "ls"}));
+        assert_eq!(
+            m["usage"],
+            json!({"input_tokens": 40, "output_tokens": 20,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 60})
+        );
+        for (finish, stop) in [
+            ("stop", "end_turn"),
+            ("length", "max_tokens"),
+            ("content_filter", "refusal"),
+        ] {
+            assert_eq!(stop_reason(Some(finish)), stop);
+        }
+    }
+
+    fn chunk(v: Value) -> ChatCompletionChunk {
+        let mut base = json!({"id": "chatcmpl-9", "object": "chat.completion.chunk", "created": 1, "model": "x", "choices": []});
+        for (k, val) in v.as_object().unwrap() {
+            base[k] = val.clone();
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn names(events: &[wire::StreamEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| {
+                serde_json::to_value(e).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// An OpenAI upstream interleaving text with the fragments of two tool calls.
+    #[test]
+    fn interleaved_tool_calls_become_sequential_blocks() {
+        let mut t = EventTranslator::new("claude-x");
+        let mut events = Vec::new();
+        let tc = |i: u32, id: Option<&str>, name: Option<&str>, args: &str| json!({"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": args}});
+        for c in [
+            json!({"choices": [{"index": 0, "delta": {"role": "assistant", "reasoning_content": "think"}, "finish_reason": null}]}),
+            json!({"choices": [{"index": 0, "delta": {"content": "Running "}, "finish_reason": null}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [tc(0, Some("call_a"), Some("Bash"), "{\"comm")]}, "finish_reason": null}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [tc(1, Some("call_b"), Some("Bash"), "{\"command\":")]}, "finish_reason": null}]}),
+            json!({"choices": [{"index": 0, "delta": {"content": "both."}, "finish_reason": null}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [tc(0, None, None, "and\":\"ls\"}")]}, "finish_reason": null}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [tc(1, None, None, "\"pwd\"}")]}, "finish_reason": "tool_calls"}]}),
+            json!({"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 9, "total_tokens": 59}}),
+        ] {
+            events.extend(t.on_chunk(&chunk(c)));
+        }
+        events.extend(t.finish());
+        assert!(t.finish().is_empty(), "finishes once");
+        let n = names(&events);
+        assert_eq!(
+            n,
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta", // thinking 0
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta", // text 1
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop", // tool 2
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop", // tool 3
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        let v: Vec<Value> = events
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect();
+        assert_eq!(v[0]["message"]["id"], "msg_9");
+        assert_eq!(v[0]["message"]["model"], "claude-x");
+        assert_eq!(v[2]["content_block"]["type"], "thinking");
+        assert_eq!(
+            v[3]["delta"],
+            json!({"type": "thinking_delta", "thinking": "think"})
+        );
+        assert_eq!(
+            v[6]["delta"],
+            json!({"type": "text_delta", "text": "Running "})
+        );
+        assert_eq!(v[9]["index"], 2);
+        assert_eq!(
+            v[9]["content_block"],
+            json!({"type": "tool_use", "id": "toolu_a", "name": "Bash", "input": {}})
+        );
+        assert_eq!(
+            v[10]["delta"],
+            json!({"type": "input_json_delta", "partial_json": "{\"command\":\"ls\"}"})
+        );
+        assert_eq!(v[12]["content_block"]["id"], "toolu_b");
+        assert_eq!(v[13]["delta"]["partial_json"], "{\"command\":\"pwd\"}");
+        // Every start has its stop, in order, at increasing indexes.
+        let starts: Vec<u64> = v
+            .iter()
+            .filter(|e| e["type"] == "content_block_start")
+            .map(|e| e["index"].as_u64().unwrap())
+            .collect();
+        let stops: Vec<u64> = v
+            .iter()
+            .filter(|e| e["type"] == "content_block_stop")
+            .map(|e| e["index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(starts, [0, 1, 2, 3]);
+        assert_eq!(stops, starts);
+        assert_eq!(v[15]["delta"]["stop_reason"], "tool_use");
+        assert_eq!(v[15]["usage"]["output_tokens"], 9);
+        assert_eq!(v[15]["usage"]["input_tokens"], 50);
+    }
+
+    #[test]
+    fn thinking_signatures_and_an_empty_stream() {
+        let mut t = EventTranslator::new("m");
+        let events = t.on_chunk(&chunk(json!({"choices": [{"index": 0, "delta": {
+            "thinking_blocks": [{"type": "thinking", "thinking": "a", "signature": "sig"}]}, "finish_reason": null}]})));
+        let v: Vec<Value> = events
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect();
+        assert_eq!(
+            v[3]["delta"],
+            json!({"type": "thinking_delta", "thinking": "a"})
+        );
+        assert_eq!(
+            v[4]["delta"],
+            json!({"type": "signature_delta", "signature": "sig"})
+        );
+        // A stream that ends without a chunk still has a well-formed message.
+        let mut empty = EventTranslator::new("m");
+        assert_eq!(
+            names(&empty.finish()),
+            ["message_start", "ping", "message_delta", "message_stop"]
+        );
+        let err = error_body(503, "busy");
+        assert_eq!(
+            serde_json::to_value(err).unwrap(),
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})
+        );
+        assert_eq!(error_status(503), 529);
+        assert_eq!(error_type(401), "authentication_error");
+        assert_eq!(error_type(413), "request_too_large");
+    }
+}
