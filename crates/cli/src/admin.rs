@@ -1444,7 +1444,7 @@ fn since_at(s: &str, now: i64) -> Result<i64, String> {
     if let [y, m, d] = date[..] {
         if let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i64>(), m.parse::<i64>(), d.parse::<i64>()) {
             if (1..=12).contains(&m) && (1..=31).contains(&d) {
-                return Ok(days_from_civil(y, m, d) * 86_400);
+                return Ok(plexus_core::clock::days_from_civil(y, m, d) * 86_400);
             }
         }
     }
@@ -1499,34 +1499,8 @@ pub(crate) fn fmt_time(secs: i64, with_seconds: bool) -> String {
 
 /// Unix seconds as the UTC date `YYYY-MM-DD`.
 fn fmt_date(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let (y, m, d) = plexus_core::clock::civil_from_days(secs.div_euclid(86_400));
     format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// (year, month, day) → days since 1970-01-01 (the inverse of `civil_from_days`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 pub(crate) fn clip(s: &str, max: usize) -> String {
@@ -1616,8 +1590,8 @@ mod tests {
         assert_eq!(fmt_time(951_782_400, false), "2000-02-29 00:00Z");
         assert_eq!(fmt_time(1_735_689_599, true), "2024-12-31 23:59:59Z");
         for days in [-800_000, -1, 0, 11_016, 20_000, 2_000_000] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
+            let (y, m, d) = plexus_core::clock::civil_from_days(days);
+            assert_eq!(plexus_core::clock::days_from_civil(y, m, d), days);
         }
     }
 

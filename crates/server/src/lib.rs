@@ -118,9 +118,42 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-async fn list_models(State(state): State<AppState>, _auth: middleware::Auth) -> Json<ModelList> {
+/// `GET /v1/models`: the configured models, in OpenAI's shape, or in Anthropic's when the
+/// request carries `anthropic-version` (as Anthropic's SDKs and Claude Code send it).
+async fn list_models(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    auth: Result<middleware::Auth, HttpError>,
+) -> Response {
+    let anthropic = headers.contains_key("anthropic-version");
+    if let Err(HttpError(e)) = auth {
+        return if anthropic {
+            messages::error_response(&e)
+        } else {
+            HttpError(e).into_response()
+        };
+    }
     let rt = state.runtime();
     let created = state.started_unix();
+    if anthropic {
+        let data: Vec<serde_json::Value> = rt
+            .model_names()
+            .map(|(name, _)| {
+                serde_json::json!({
+                    "type": "model",
+                    "id": name,
+                    "display_name": name,
+                    "created_at": plexus_core::clock::rfc3339(created),
+                })
+            })
+            .collect();
+        let first = data.first().and_then(|m| m.get("id")).cloned();
+        let last = data.last().and_then(|m| m.get("id")).cloned();
+        return Json(serde_json::json!({
+            "data": data, "has_more": false, "first_id": first, "last_id": last,
+        }))
+        .into_response();
+    }
     let data = rt
         .model_names()
         .map(|(name, owner)| ModelObject {
@@ -134,6 +167,7 @@ async fn list_models(State(state): State<AppState>, _auth: middleware::Auth) -> 
         object: "list".into(),
         data,
     })
+    .into_response()
 }
 
 /// The documented paths (from the OpenAPI description), for hints on unknown routes.

@@ -240,3 +240,34 @@ async fn errors_are_anthropic_shaped_and_count_tokens_answers() {
     assert!((10..40).contains(&n), "{c}");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn models_are_listed_in_anthropic_shape_when_asked_so() {
+    let gw = Gateway::start_with(MODELS, "").await;
+    let get = |version: bool, key: &str| {
+        let mut r = gw
+            .http
+            .get(format!("{}/v1/models", gw.url))
+            .header("x-api-key", key.to_owned());
+        if version {
+            r = r.header("anthropic-version", "2023-06-01");
+        }
+        r.send()
+    };
+    let list: Value = get(true, MASTER_KEY).await.unwrap().json().await.unwrap();
+    assert_eq!(list["has_more"], false);
+    assert_eq!(list["data"][0]["type"], "model");
+    assert_eq!(list["data"][0]["id"], "gpt");
+    assert_eq!(list["first_id"], "gpt");
+    assert!(list["data"][0]["created_at"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    let openai: Value = get(false, MASTER_KEY).await.unwrap().json().await.unwrap();
+    assert_eq!(openai["object"], "list");
+    let resp = get(true, "sk-wrong").await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["type"], "authentication_error");
+    gw.shutdown().await;
+}
