@@ -6,6 +6,10 @@ embeddings cases are pointed at a model the demo serves through the OpenAI wire 
 so that the whole pipeline runs, `positive_data_acceptance` means "served", and the real answers
 are checked against the response schemas.
 
+- The Anthropic Messages routes (`POST /v1/messages` and `/v1/messages/count_tokens`) are
+  treated the same way, with the OpenAI-format `demo` model: their requests are translated onto
+  the same pipeline, and the demo's simulator takes every canonical field the translation
+  produces.
 - Schema-invalid (negative) cases keep their model. The gateway validates before it resolves
   the model, so they are still refused for what the gateway enforces; what it leaves to the
   upstream (an unknown `tool_choice` or `reasoning_effort` value, say) would reach the demo's
@@ -46,6 +50,11 @@ YEAR_SECONDS = 365 * 24 * 3600
 DEMO_MODELS = {
     "/v1/chat/completions": "demo",
     "/v1/embeddings": "demo-embed",
+    # The Anthropic Messages API runs the same pipeline: its cases go to the OpenAI-format demo
+    # model, which takes every canonical field the translation produces (documents as `file`
+    # parts, say, which the Anthropic and Gemini adapters may refuse).
+    "/v1/messages": "demo",
+    "/v1/messages/count_tokens": "demo",
 }
 
 

@@ -10,9 +10,9 @@ fuzzing phases; a fixed seed and a bounded number of examples per operation, set
 - every schema-valid request is accepted (`positive_data_acceptance`), and every schema-invalid
   one is rejected (`negative_data_rejection`): the spec says what the server enforces.
 
-`schemathesis_hooks.py` points half of the chat and embeddings cases at the demo's models, and
-every schema-valid orchestration at the demo's simulator, so the pipeline runs end to end; the
-test checks that it did.
+`schemathesis_hooks.py` points half of the chat, Anthropic Messages and embeddings cases at the
+demo's models, and every schema-valid orchestration at the demo's simulator, so the pipeline runs
+end to end; the test checks that it did.
 """
 
 from __future__ import annotations

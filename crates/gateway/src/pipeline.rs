@@ -600,8 +600,13 @@ impl Gateway {
             let spec = route.config.clone();
             return Box::pin(self.complete_orchestrated(ctx, spec, req)).await;
         }
-        let mut admission =
-            Admission::new(self, ctx, req.endpoint(), &req.chat.model, req.chat.is_stream());
+        let mut admission = Admission::new(
+            self,
+            ctx,
+            req.endpoint(),
+            &req.chat.model,
+            req.chat.is_stream(),
+        );
         let mut meta = AnswerMeta::default();
         // Boxed: the pipeline's state machine is large, and moving it through every layer of
         // awaits above it (callgrind: ~37 copies a request) costs far more than one allocation.

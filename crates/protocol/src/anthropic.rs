@@ -15,12 +15,18 @@ fn is_empty(extra: &Extra) -> bool {
     extra.is_empty()
 }
 
+/// A `u32` that may be spelled as a whole float (`2.0`), as JSON Schema's `integer` allows.
+fn whole_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    crate::whole::Int::<u32>::deserialize(d).map(|crate::whole::Int(v)| v)
+}
+
 /// `POST /v1/messages` request body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MessagesRequest {
     pub model: String,
     pub messages: Vec<Message>,
     /// Required by Anthropic.
+    #[serde(deserialize_with = "whole_u32")]
     pub max_tokens: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<System>,
@@ -34,7 +40,11 @@ pub struct MessagesRequest {
     pub temperature: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub top_k: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<Tool>>,
@@ -150,7 +160,11 @@ impl ToolChoice {
 pub struct ThinkingConfig {
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::whole::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub budget_tokens: Option<u32>,
     #[serde(flatten, skip_serializing_if = "is_empty")]
     pub extra: Extra,

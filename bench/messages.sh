@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The Anthropic Messages endpoint's cost: gateway CPU per request for the same prompt through
+# `/v1/chat/completions` and through `/v1/messages` (translated into the canonical request and
+# back, plain and streamed), on an OpenAI-format and an Anthropic-format simulator model.
+#
+# Usage: bench/messages.sh [seconds] [connections]   (defaults: 10, 16)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${1:-10}"
+CONNS="${2:-16}"
+. bench/lib.sh
+start_servers bench/plexus.yaml
+
+run() { # label path script model stream
+  local before after out reqs
+  before=$(cpu_ticks "$GW_PID")
+  out=$(BENCH_MODEL="$4" BENCH_STREAM="$5" $PIN_LOAD wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$3" "http://127.0.0.1:4000$2")
+  after=$(cpu_ticks "$GW_PID")
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  echo "$1: $(echo "$out" | awk '/Requests\/sec/ {print $2}') req/s, gateway CPU $(( (after - before) * 1000000 / TICKS / reqs )) µs/request $(echo "$out" | awk '/Non-2xx|Socket errors/ {print "(" $0 ")"}')"
+}
+
+run "chat, gpt (openai)" /v1/chat/completions bench/chat.lua gpt 0
+run "messages, gpt (openai)" /v1/messages bench/messages.lua gpt 0
+run "messages, gpt (openai), streamed" /v1/messages bench/messages.lua gpt 1
+run "chat, claude (anthropic)" /v1/chat/completions bench/chat.lua claude 0
+run "messages, claude (anthropic)" /v1/messages bench/messages.lua claude 0
+run "messages, claude (anthropic), streamed" /v1/messages bench/messages.lua claude 1
