@@ -703,6 +703,7 @@ impl Gateway {
         if let Some(r) = admission.record_mut() {
             r.request_body = record::keep_body(bodies, &req.body);
         }
+        let lenient = req.wire == WireFormat::AnthropicMessages;
         let ChatRequest { chat, .. } = req;
         // 2. authenticate: `ctx.principal`. 3. authorize
         check_model_access(&ctx.principal, &chat.model)?;
@@ -815,7 +816,7 @@ impl Gateway {
             let outcome = self
                 .dispatch(&rt, &route, ctx, tokens, |target: Target| {
                     async move {
-                        let ctx = convert(&target, created);
+                        let ctx = convert(&target, created, lenient);
                         let mut upstream = client.chat_stream(&target.provider, chat, &ctx).await?;
                         // The first event decides: a failure before it can still go elsewhere.
                         let first: ChunkStream = match upstream.chunks.next().await {
@@ -846,7 +847,7 @@ impl Gateway {
 
         let outcome = self
             .dispatch(&rt, &route, ctx, tokens, |target: Target| async move {
-                let ctx = convert(&target, created);
+                let ctx = convert(&target, created, lenient);
                 client.chat(&target.provider, chat, &ctx).await
             })
             .await;
@@ -1158,11 +1159,12 @@ impl Gateway {
 }
 
 /// The conversion context of a call to `target`.
-fn convert(target: &Target, created: i64) -> ConvertCtx<'_> {
+fn convert(target: &Target, created: i64, lenient: bool) -> ConvertCtx<'_> {
     ConvertCtx {
         upstream_model: &target.upstream_model,
         created,
         default_max_tokens: target.max_output_tokens().unwrap_or(FALLBACK_MAX_OUTPUT),
+        lenient,
     }
 }
 

@@ -1366,6 +1366,7 @@ mod tests {
             upstream_model: "claude-sonnet-4-5",
             created: CREATED,
             default_max_tokens: 64_000,
+            lenient: false,
         }
     }
 

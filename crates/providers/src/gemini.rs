@@ -66,7 +66,7 @@ fn unsupported(param: &str) -> ProviderError {
 /// Converts a chat completion request into a generateContent request body.
 pub fn to_request(
     req: &ChatCompletionRequest,
-    _ctx: &ConvertCtx,
+    ctx: &ConvertCtx,
 ) -> Result<GenerateContentRequest, ProviderError> {
     let mut out = GenerateContentRequest::default();
     let mut config = GenerationConfig::default();
@@ -78,8 +78,9 @@ pub fn to_request(
     out.contents = contents;
 
     if let Some(tools) = &req.tools {
-        // Gemini has no switch for one call at a time; refusing beats silently ignoring it.
-        if req.parallel_tool_calls == Some(false) && tools.len() > 1 {
+        // Gemini has no switch for one call at a time; refusing beats silently ignoring it,
+        // unless the client's format is one whose clients retry a refusal (then: dropped).
+        if req.parallel_tool_calls == Some(false) && tools.len() > 1 && !ctx.lenient {
             return Err(unsupported("parallel_tool_calls"));
         }
         let declarations = tools
@@ -1180,6 +1181,7 @@ mod tests {
             upstream_model: "gemini-2.5-flash",
             created: CREATED,
             default_max_tokens: 8192,
+            lenient: false,
         }
     }
 

@@ -33,6 +33,9 @@ pub struct ConvertCtx<'a> {
     /// Output cap to send when the client set none and the provider requires one
     /// (Anthropic): the catalog's max output for the model.
     pub default_max_tokens: u32,
+    /// The client speaks a format whose clients retry a 400 in a loop (Anthropic Messages):
+    /// what this provider cannot express is dropped, as documented, instead of refused.
+    pub lenient: bool,
 }
 
 /// A provider's error body, reduced to what the error mapping needs.

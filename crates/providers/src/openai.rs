@@ -169,6 +169,7 @@ mod tests {
             upstream_model: "gpt-4o-mini",
             created: 1,
             default_max_tokens: 4096,
+            lenient: false,
         }
     }
 

@@ -155,6 +155,7 @@ const CTX: ConvertCtx<'static> = ConvertCtx {
     upstream_model: "m",
     created: 0,
     default_max_tokens: 1024,
+    lenient: false,
 };
 
 async fn chat_error(client: &UpstreamClient, provider: &ProviderHandle) -> ProviderError {

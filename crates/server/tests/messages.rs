@@ -226,6 +226,24 @@ async fn errors_are_anthropic_shaped_and_count_tokens_answers() {
     let e: Value = resp.json().await.unwrap();
     assert_eq!(e["error"]["type"], "rate_limit_error", "{e}");
 
+    // What a provider cannot express is dropped for an Anthropic client, never refused:
+    // Gemini has no switch for one tool call at a time.
+    let two_tools = json!([
+        {"name": "a", "input_schema": {"type": "object"}},
+        {"name": "b", "input_schema": {"type": "object"}}
+    ]);
+    let resp = post(
+        &gw,
+        "/v1/messages",
+        &json!({"model": "flash", "max_tokens": 16, "tools": two_tools,
+            "tool_choice": {"type": "auto", "disable_parallel_tool_use": true},
+            "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+
     let resp = post(
         &gw,
         "/v1/messages/count_tokens",
