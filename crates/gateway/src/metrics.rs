@@ -185,6 +185,8 @@ impl EndpointMetrics {
 #[derive(Debug)]
 pub struct TargetMetrics {
     pub chat: EndpointMetrics,
+    /// Chat requests that arrived as Anthropic Messages (`/v1/messages`).
+    pub messages: EndpointMetrics,
     pub embeddings: EndpointMetrics,
 }
 
@@ -192,15 +194,16 @@ impl TargetMetrics {
     pub fn new(model: &str, provider: &str) -> Self {
         TargetMetrics {
             chat: EndpointMetrics::new("chat", model, provider),
+            messages: EndpointMetrics::new("messages", model, provider),
             embeddings: EndpointMetrics::new("embeddings", model, provider),
         }
     }
 
     fn for_endpoint(&self, endpoint: &str) -> &EndpointMetrics {
-        if endpoint == "embeddings" {
-            &self.embeddings
-        } else {
-            &self.chat
+        match endpoint {
+            "embeddings" => &self.embeddings,
+            "messages" => &self.messages,
+            _ => &self.chat,
         }
     }
 }

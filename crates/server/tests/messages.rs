@@ -289,3 +289,53 @@ async fn models_are_listed_in_anthropic_shape_when_asked_so() {
     assert_eq!(e["error"]["type"], "authentication_error");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_keys_budget_applies_and_metrics_name_the_endpoint() {
+    let gw = Gateway::start_with(MODELS, "").await;
+    let resp = gw
+        .http
+        .post(format!("{}/admin/keys", gw.url))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"name": "poor", "max_budget_usd": 0.000001}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let key: Value = resp.json().await.unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let body = json!({"model": "gpt", "max_tokens": 4096, "messages": [{"role": "user", "content": "x"}]});
+    let resp = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", &key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["type"], "error");
+    assert_eq!(e["error"]["type"], "rate_limit_error");
+    assert!(e["error"]["message"].as_str().unwrap().contains("budget"), "{e}");
+
+    let resp = post(&gw, "/v1/messages", &body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    gw.state.writer().flush().await;
+    let metrics = gw
+        .http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("plexus_requests_total")
+            && l.contains("endpoint=\"messages\"")
+            && l.contains("model=\"gpt\"")),
+        "{metrics}"
+    );
+    gw.shutdown().await;
+}
