@@ -31,6 +31,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use plexus_auth::roles::Principal;
 use plexus_cache::coalesce::{self, Flight};
+use plexus_core::config::ProviderKind;
 use plexus_core::log::RequestRecord;
 use plexus_core::{ApiError, ErrorCode};
 use plexus_limits::rate::{Snapshot, Subject};
@@ -67,6 +68,9 @@ pub struct ChatRequest {
     /// The original bytes (for the stored body and the prompt estimate); empty for inner
     /// calls.
     pub body: Bytes,
+    /// Headers of the client's to forward when the request is passed through in its own format
+    /// (Anthropic's `anthropic-beta`); empty otherwise.
+    pub forward_headers: Vec<(String, String)>,
 }
 
 impl ChatRequest {
@@ -75,15 +79,22 @@ impl ChatRequest {
             chat: chat.into(),
             wire: WireFormat::OpenAiChat,
             body,
+            forward_headers: Vec::new(),
         }
     }
 
-    /// An Anthropic Messages request, translated into `chat`; `body` is what arrived.
-    pub fn anthropic(chat: impl Into<Box<ChatCompletionRequest>>, body: Bytes) -> ChatRequest {
+    /// An Anthropic Messages request, translated into `chat`; `body` is what arrived. An
+    /// Anthropic target gets `body` itself (only `model` replaced) with `forward_headers`.
+    pub fn anthropic(
+        chat: impl Into<Box<ChatCompletionRequest>>,
+        body: Bytes,
+        forward_headers: Vec<(String, String)>,
+    ) -> ChatRequest {
         ChatRequest {
             chat: chat.into(),
             wire: WireFormat::AnthropicMessages,
             body,
+            forward_headers,
         }
     }
 
@@ -101,6 +112,7 @@ impl ChatRequest {
             chat: chat.into(),
             wire: WireFormat::Internal,
             body: Bytes::new(),
+            forward_headers: Vec::new(),
         }
     }
 
@@ -127,6 +139,10 @@ pub struct AnswerMeta {
     pub limits: Snapshot,
     /// For a `select` model: the chosen candidate and a short reason (`x-plexus-route`).
     pub route: Option<String>,
+    /// The answer is in the client's own format, passed through from the provider (an
+    /// Anthropic Messages body, or for a stream the provider's events in `native_tap`).
+    pub native: bool,
+    pub native_tap: Option<plexus_providers::client::Tap>,
     /// For an orchestration: its id and, when it answered, its calibrated confidence
     /// (`x-plexus-orchestration-id`, `x-plexus-confidence`).
     pub orchestration: Option<(String, Option<f64>)>,
@@ -704,7 +720,18 @@ impl Gateway {
             r.request_body = record::keep_body(bodies, &req.body);
         }
         let lenient = req.wire == WireFormat::AnthropicMessages;
-        let ChatRequest { chat, .. } = req;
+        let ChatRequest {
+            chat,
+            body: original,
+            forward_headers,
+            ..
+        } = req;
+        // A Messages request goes to an Anthropic target as it came (only `model` replaced).
+        let native = lenient.then_some(plexus_providers::client::NativeRequest {
+            body: &original,
+            headers: &forward_headers,
+        });
+        let tap = native.map(|_| plexus_providers::client::Tap::default());
         // 2. authenticate: `ctx.principal`. 3. authorize
         check_model_access(&ctx.principal, &chat.model)?;
         // 4. resolve (a `select` model decides here which candidate serves)
@@ -815,9 +842,20 @@ impl Gateway {
         if chat.is_stream() {
             let outcome = self
                 .dispatch(&rt, &route, ctx, tokens, |target: Target| {
+                    let tap = tap.clone();
                     async move {
                         let ctx = convert(&target, created, lenient);
-                        let mut upstream = client.chat_stream(&target.provider, chat, &ctx).await?;
+                        let mut upstream = match (native, tap) {
+                            (Some(n), Some(tap))
+                                if target.provider.kind() == ProviderKind::Anthropic =>
+                            {
+                                tap.clear();
+                                client
+                                    .anthropic_native_stream(&target.provider, &n, &ctx, tap)
+                                    .await?
+                            }
+                            _ => client.chat_stream(&target.provider, chat, &ctx).await?,
+                        };
                         // The first event decides: a failure before it can still go elsewhere.
                         let first: ChunkStream = match upstream.chunks.next().await {
                             Some(Err(e)) => return Err(e),
@@ -833,6 +871,12 @@ impl Gateway {
                 .await;
             let served = self.served_or_failed(outcome, admission, meta)?;
             let (upstream_request_id, chunks) = admission.serving(served);
+            if admission
+                .target()
+                .is_some_and(|t| t.provider.kind() == ProviderKind::Anthropic)
+            {
+                meta.native_tap = tap;
+            }
             if let Some(r) = admission.record_mut() {
                 r.upstream_request_id = upstream_request_id;
             }
@@ -848,7 +892,12 @@ impl Gateway {
         let outcome = self
             .dispatch(&rt, &route, ctx, tokens, |target: Target| async move {
                 let ctx = convert(&target, created, lenient);
-                client.chat(&target.provider, chat, &ctx).await
+                match native {
+                    Some(n) if target.provider.kind() == ProviderKind::Anthropic => {
+                        client.anthropic_native(&target.provider, &n, &ctx).await
+                    }
+                    _ => client.chat(&target.provider, chat, &ctx).await,
+                }
             })
             .await;
         let served = self.served_or_failed(outcome, admission, meta)?;
@@ -856,6 +905,10 @@ impl Gateway {
         let outcome = admission.serving(served);
         let (body, usage, estimated) = match outcome.response {
             ChatBody::Raw { bytes, usage } => (bytes, usage, false),
+            ChatBody::Native { bytes, usage } => {
+                meta.native = true;
+                (bytes, usage, false)
+            }
             ChatBody::Parsed(mut response) => {
                 let (usage, estimated) = match &response.usage {
                     Some(u) => (u.clone(), false),
@@ -883,7 +936,8 @@ impl Gateway {
             .take()
             .finish(Settlement::answered(&usage, estimated, first_byte_ns))
             .await;
-        if let (Some(fill), Some(served_by)) = (cache_fill, &meta.served_by) {
+        // The cache keeps canonical completions; a passed-through body is not one.
+        if let (Some(fill), Some(served_by), false) = (cache_fill, &meta.served_by, meta.native) {
             if let Ok(text) = std::str::from_utf8(&body) {
                 fill.complete(self, text.to_owned(), served_by.clone())
                     .await;

@@ -930,6 +930,17 @@ fn finish_reason(stop_reason: &str, has_tool_calls: bool) -> String {
 
 /// Anthropic usage → OpenAI usage. Anthropic's `input_tokens` excludes cached tokens, so the
 /// prompt total adds cache reads and cache writes.
+/// The usage of a Messages response body, in canonical form (a pass-through's billing).
+pub fn usage_of(bytes: &[u8]) -> Result<Usage, ProviderError> {
+    #[derive(serde::Deserialize)]
+    struct WithUsage {
+        #[serde(default)]
+        usage: wire::Usage,
+    }
+    let parsed: WithUsage = serde_json::from_slice(bytes).map_err(ProviderError::decode)?;
+    Ok(convert_usage(&parsed.usage))
+}
+
 fn convert_usage(usage: &wire::Usage) -> Usage {
     let input = usage.input_tokens.unwrap_or(0);
     let cache_read = usage.cache_read_input_tokens.unwrap_or(0);

@@ -341,7 +341,52 @@ pub struct ChatOutcome {
 #[derive(Debug)]
 pub enum ChatBody {
     Parsed(ChatCompletion),
-    Raw { bytes: Bytes, usage: Usage },
+    Raw {
+        bytes: Bytes,
+        usage: Usage,
+    },
+    /// A pass-through's answer in the provider's own format (Anthropic Messages), not OpenAI's.
+    Native {
+        bytes: Bytes,
+        usage: Usage,
+    },
+}
+
+/// A request passed through in the client's own format.
+#[derive(Debug, Clone, Copy)]
+pub struct NativeRequest<'a> {
+    /// The body the client sent.
+    pub body: &'a [u8],
+    /// The client's headers to forward (`anthropic-beta`).
+    pub headers: &'a [(String, String)],
+}
+
+/// The raw events of a passed-through stream, in order, for the client (the canonical chunks
+/// decoded from them are for accounting).
+#[derive(Debug, Clone, Default)]
+pub struct Tap(Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+impl Tap {
+    fn push(&self, event: &str, data: &str) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push((event.to_owned(), data.to_owned()));
+        }
+    }
+
+    /// Takes the events pushed so far: (event name, data).
+    pub fn drain(&self) -> Vec<(String, String)> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
+    /// Forgets what an earlier (failed) attempt pushed.
+    pub fn clear(&self) {
+        if let Ok(mut v) = self.0.lock() {
+            v.clear();
+        }
+    }
 }
 
 pub type ChunkStream =
@@ -557,11 +602,27 @@ impl UpstreamClient {
         url: reqwest::Url,
         body: Vec<u8>,
     ) -> Result<reqwest::Response, ProviderError> {
-        let request = self
-            .http
-            .post(url)
-            .headers(provider.next_headers())
-            .body(body);
+        self.send_with(provider, url, body, &[]).await
+    }
+
+    /// [`Self::send`] with the client's own headers added (a pass-through's `anthropic-beta`).
+    async fn send_with(
+        &self,
+        provider: &ProviderHandle,
+        url: reqwest::Url,
+        body: Vec<u8>,
+        extra_headers: &[(String, String)],
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut headers = provider.next_headers();
+        for (name, value) in extra_headers {
+            if let (Ok(n), Ok(v)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                reqwest::header::HeaderValue::from_str(value),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+        let request = self.http.post(url).headers(headers).body(body);
         let response = timeout(self.timeouts.first_byte, request.send())
             .await
             .map_err(|_| ProviderError::Timeout(TimeoutPhase::FirstByte))?
@@ -633,6 +694,65 @@ impl UpstreamClient {
         })
     }
 
+    /// An Anthropic Messages request passed through to an Anthropic provider: the client's body
+    /// with only `model` replaced, its `anthropic-beta` headers added; the provider's answer
+    /// comes back as it sent it, with the usage read for billing.
+    pub async fn anthropic_native(
+        &self,
+        provider: &ProviderHandle,
+        native: &NativeRequest<'_>,
+        ctx: &ConvertCtx<'_>,
+    ) -> Result<ChatOutcome, ProviderError> {
+        let run = async {
+            let body = crate::native::with_model(native.body, ctx.upstream_model)
+                .map_err(ProviderError::decode)?;
+            let url = provider.chat_url(ctx.upstream_model, false)?;
+            let response = self.send_with(provider, url, body, native.headers).await?;
+            let upstream_request_id = upstream_request_id(response.headers());
+            let bytes = read_limited(response, self.timeouts.first_byte, usize::MAX).await?;
+            let usage = anthropic::usage_of(&bytes)?;
+            Ok(ChatOutcome {
+                response: ChatBody::Native { bytes, usage },
+                upstream_request_id,
+            })
+        };
+        run.await.map_err(|e| provider.scrub_error(e))
+    }
+
+    /// The streamed form of [`Self::anthropic_native`]: the provider's events are decoded into
+    /// canonical chunks for accounting, and each event, as sent, is pushed into `tap` for the
+    /// client.
+    pub async fn anthropic_native_stream(
+        &self,
+        provider: &ProviderHandle,
+        native: &NativeRequest<'_>,
+        ctx: &ConvertCtx<'_>,
+        tap: Tap,
+    ) -> Result<ChatStream, ProviderError> {
+        let body = crate::native::with_model(native.body, ctx.upstream_model)
+            .map_err(|e| provider.scrub_error(ProviderError::decode(e)))?;
+        let url = provider
+            .chat_url(ctx.upstream_model, true)
+            .map_err(|e| provider.scrub_error(e))?;
+        let response = self
+            .send_with(provider, url, body, native.headers)
+            .await
+            .map_err(|e| provider.scrub_error(e))?;
+        let upstream_request_id = upstream_request_id(response.headers());
+        let decoder = Decoder::new(provider.kind(), ctx);
+        let chunks = decode_stream(
+            response,
+            decoder,
+            self.timeouts,
+            Arc::clone(&provider.scrubber),
+            Some(tap),
+        );
+        Ok(ChatStream {
+            upstream_request_id,
+            chunks,
+        })
+    }
+
     /// A streamed chat completion. Errors before the first chunk are returned here (so the
     /// caller can still answer with a proper status); later ones arrive in the stream.
     pub async fn chat_stream(
@@ -654,6 +774,7 @@ impl UpstreamClient {
             decoder,
             self.timeouts,
             Arc::clone(&provider.scrubber),
+            None,
         );
         Ok(ChatStream {
             upstream_request_id,
@@ -816,6 +937,7 @@ fn decode_stream(
     mut decoder: Decoder,
     timeouts: Timeouts,
     scrubber: Arc<Scrubber>,
+    tap: Option<Tap>,
 ) -> ChunkStream {
     use eventsource_stream::{EventStreamError, Eventsource};
     let mut events = response.bytes_stream().eventsource();
@@ -834,6 +956,9 @@ fn decode_stream(
             first = false;
             match next {
                 Some(Ok(event)) => {
+                    if let Some(tap) = &tap {
+                        tap.push(&event.event, &event.data);
+                    }
                     if let Err(e) = decoder.on_event(&event.event, &event.data, &mut out) {
                         yield Err(scrubber.scrub_error(e));
                         return;

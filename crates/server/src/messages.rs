@@ -127,8 +127,85 @@ fn error_event(err: &ApiError) -> wire::StreamEvent {
     })
 }
 
+/// A passed-through event with the client's model name in `message_start`.
+fn raw_event(out: &mut BytesMut, event: &str, data: &str, model: &str) {
+    let rewritten;
+    let data = if event == "message_start" {
+        match serde_json::from_str::<Value>(data) {
+            Ok(mut v) => {
+                if let Some(m) = v.get_mut("message").and_then(Value::as_object_mut) {
+                    m.insert("model".into(), Value::String(model.to_owned()));
+                }
+                rewritten = v.to_string();
+                rewritten.as_str()
+            }
+            Err(_) => data,
+        }
+    } else {
+        data
+    };
+    out.reserve(event.len() + data.len() + 16);
+    if !event.is_empty() {
+        out.put_slice(b"event: ");
+        out.put_slice(event.as_bytes());
+        out.put_slice(b"\n");
+    }
+    out.put_slice(b"data: ");
+    out.put_slice(data.as_bytes());
+    out.put_slice(b"\n\n");
+}
+
+/// An Anthropic target's own events, passed through (the chunks decoded from them are the
+/// gateway's accounting).
+fn native_stream_response(
+    mut answer: AnswerStream,
+    tap: plexus_providers::client::Tap,
+    model: String,
+) -> Response {
+    let meta = answer.meta.clone();
+    let body = async_stream::stream! {
+        while let Some(item) = answer.next().await {
+            let mut out = BytesMut::new();
+            for (event, data) in tap.drain() {
+                raw_event(&mut out, &event, &data, &model);
+            }
+            if let Err(err) = item {
+                sse_event(&mut out, &error_event(&err));
+                yield Ok::<Bytes, Infallible>(out.freeze());
+                return;
+            }
+            if !out.is_empty() {
+                yield Ok(out.freeze());
+            }
+        }
+        let mut out = BytesMut::new();
+        for (event, data) in tap.drain() {
+            raw_event(&mut out, &event, &data, &model);
+        }
+        if !out.is_empty() {
+            yield Ok(out.freeze());
+        }
+    };
+    sse_headers(Body::from_stream(body).into_response(), &meta)
+}
+
+fn sse_headers(mut resp: Response, meta: &plexus_gateway::AnswerMeta) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers::apply_meta(h, meta);
+    resp
+}
+
 /// An answer stream as Anthropic's event stream.
 fn stream_response(mut answer: AnswerStream, model: String) -> Response {
+    if let Some(tap) = answer.meta.native_tap.take() {
+        return native_stream_response(answer, tap, model);
+    }
     let meta = answer.meta.clone();
     let body = async_stream::stream! {
         let mut translator = convert::EventTranslator::new(&model);
@@ -156,16 +233,7 @@ fn stream_response(mut answer: AnswerStream, model: String) -> Response {
         }
         yield Ok(out.freeze());
     };
-    let mut resp = Body::from_stream(body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    headers::apply_meta(h, &meta);
-    resp
+    sse_headers(Body::from_stream(body).into_response(), &meta)
 }
 
 /// Reads and parses the body; a refusal is recorded like every request, then answered.
@@ -213,25 +281,42 @@ pub async fn messages(
         Ok(Call(ctx)) => ctx,
         Err(HttpError(e)) => return error_response(&e),
     };
+    // Beta features go to an Anthropic target with the request as it came.
+    let forward: Vec<(String, String)> = req
+        .headers()
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| ("anthropic-beta".to_owned(), v.to_owned()))
+        .collect();
     let (chat, model, body) = match intake(&gateway, &ctx, req, false).await {
         Ok(p) => p,
         Err(resp) => return resp,
     };
     match gateway
-        .complete_detached(ctx, ChatRequest::anthropic(chat, body))
+        .complete_detached(ctx, ChatRequest::anthropic(chat, body, forward))
         .await
     {
         Ok(Answer::Full(full)) => {
-            let completion = match full.completion() {
-                Ok(c) => c,
-                Err(e) => return error_response(&e),
+            let bytes = if full.meta.native {
+                // The provider's own answer, with the model name the client asked for.
+                match plexus_providers::native::with_model(&full.body, &model) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        return error_response(&ApiError::internal(format!(
+                            "unreadable answer: {e}"
+                        )))
+                    }
+                }
+            } else {
+                let completion = match full.completion() {
+                    Ok(c) => c,
+                    Err(e) => return error_response(&e),
+                };
+                serde_json::to_vec(&convert::from_completion(&completion, &model))
+                    .unwrap_or_default()
             };
-            let message = convert::from_completion(&completion, &model);
-            let mut resp = (
-                StatusCode::OK,
-                serde_json::to_vec(&message).unwrap_or_default(),
-            )
-                .into_response();
+            let mut resp = (StatusCode::OK, bytes).into_response();
             let h = resp.headers_mut();
             h.insert(
                 header::CONTENT_TYPE,
