@@ -539,10 +539,30 @@ fn user_part(part: &ContentPart, i: usize, j: usize) -> Result<Option<Part>, Pro
                         ),
                     )
                 })?;
+            if file_data.starts_with("https://") || file_data.starts_with("http://") {
+                // A document by URL (an Anthropic client's `document` with a `url` source).
+                return Ok(Some(Part {
+                    file_data: Some(FileData {
+                        mime_type: Some(
+                            match mime_from_url(file_data) {
+                                // No image extension: a document.
+                                "image/jpeg" if !file_data.to_ascii_lowercase().contains(".jp") => {
+                                    "application/pdf"
+                                }
+                                m => m,
+                            }
+                            .to_owned(),
+                        ),
+                        file_uri: file_data.to_owned(),
+                        extra: Extra::new(),
+                    }),
+                    ..Default::default()
+                }));
+            }
             let (mime_type, data) = parse_data_url(file_data).ok_or_else(|| {
                 invalid(
                     at("file.file_data"),
-                    "`file_data` must be `data:<media type>;base64,<data>`",
+                    "`file_data` must be an http(s) URL or `data:<media type>;base64,<data>`",
                 )
             })?;
             Ok(Some(inline_part(mime_type, data)))
@@ -2197,5 +2217,22 @@ mod tests {
         let not_found = fixture!("error-not-found.json").as_bytes();
         assert_eq!(upstream_status(404, not_found), 404);
         assert_eq!(upstream_status(429, body), 429);
+    }
+
+    #[test]
+    fn a_document_by_url_becomes_file_data() {
+        let req: ChatCompletionRequest = serde_json::from_value(json!({
+            "model": "gemini-2.5-flash",
+            "messages": [{"role": "user", "content": [
+                {"type": "file", "file": {"file_data": "https://example.com/paper"}},
+                {"type": "text", "text": "Summarize."}
+            ]}]
+        }))
+        .unwrap();
+        let wire = to_request(&req, &ctx()).unwrap();
+        let v = serde_json::to_value(&wire).unwrap();
+        let part = &v["contents"][0]["parts"][0]["fileData"];
+        assert_eq!(part["fileUri"], "https://example.com/paper");
+        assert_eq!(part["mimeType"], "application/pdf");
     }
 }
