@@ -71,19 +71,13 @@ fn media_url(source: &wire::Source) -> Option<String> {
 }
 
 /// A user block as a canonical content part (`None`: it has no equivalent and is dropped).
-fn user_part(block: &wire::ContentBlock, param: &str) -> Result<Option<ContentPart>, ApiError> {
-    Ok(match block {
+fn user_part(block: &wire::ContentBlock) -> Option<ContentPart> {
+    match block {
         wire::ContentBlock::Text(t) => Some(ContentPart::text(t.text.clone())),
         wire::ContentBlock::Image(img) => {
-            let url = media_url(&img.source).ok_or_else(|| {
-                invalid(
-                    format!("{param}.source.type"),
-                    format!(
-                        "image source `{}` is not supported; use base64 or url",
-                        img.source.kind
-                    ),
-                )
-            })?;
+            // A Files API id has no canonical form: dropped here (an Anthropic target, which
+            // gets the request as it came, still resolves it).
+            let url = media_url(&img.source)?;
             Some(ContentPart {
                 kind: "image_url".into(),
                 text: None,
@@ -98,15 +92,7 @@ fn user_part(block: &wire::ContentBlock, param: &str) -> Result<Option<ContentPa
                 None => doc.source.data.clone().unwrap_or_default(),
             })),
             _ => {
-                let url = media_url(&doc.source).ok_or_else(|| {
-                    invalid(
-                        format!("{param}.source.type"),
-                        format!(
-                            "document source `{}` is not supported; use base64, url or text",
-                            doc.source.kind
-                        ),
-                    )
-                })?;
+                let url = media_url(&doc.source)?;
                 let mut file = Map::new();
                 file.insert("file_data".into(), Value::String(url));
                 if let Some(t) = &doc.title {
@@ -124,7 +110,7 @@ fn user_part(block: &wire::ContentBlock, param: &str) -> Result<Option<ContentPa
         },
         // Server-tool results, search results and future block types have no canonical form.
         _ => None,
-    })
+    }
 }
 
 fn tool_result_text(content: Option<&wire::ToolResultContent>) -> String {
@@ -160,12 +146,7 @@ fn parts_content(parts: Vec<ContentPart>) -> MessageContent {
 
 /// Appends one Messages-API message as canonical messages: tool results become `tool`
 /// messages (before the rest of the user's turn), the rest one user or assistant message.
-fn push_message(
-    out: &mut Vec<Message>,
-    msg: &wire::Message,
-    i: usize,
-    role: &str,
-) -> Result<(), ApiError> {
+fn push_message(out: &mut Vec<Message>, msg: &wire::Message, role: &str) {
     let blocks: Vec<wire::ContentBlock> = match &msg.content {
         wire::MessageContent::Text(t) => vec![wire::ContentBlock::text(t.clone())],
         wire::MessageContent::Blocks(b) => b.clone(),
@@ -216,7 +197,7 @@ fn push_message(
         }
         _ => {
             let mut parts = Vec::new();
-            for (j, b) in blocks.iter().enumerate() {
+            for b in &blocks {
                 if let wire::ContentBlock::ToolResult(r) = b {
                     let mut text = tool_result_text(r.content.as_ref());
                     if r.is_error == Some(true) {
@@ -225,7 +206,7 @@ fn push_message(
                     let mut m = Message::text(Role::Tool, text);
                     m.tool_call_id = Some(r.tool_use_id.clone());
                     out.push(m);
-                } else if let Some(p) = user_part(b, &format!("messages[{i}].content[{j}]"))? {
+                } else if let Some(p) = user_part(b) {
                     parts.push(p);
                 }
             }
@@ -236,7 +217,6 @@ fn push_message(
             }
         }
     }
-    Ok(())
 }
 
 /// A Messages API request as the canonical request.
@@ -254,7 +234,7 @@ pub fn to_canonical(req: &wire::MessagesRequest) -> Result<ChatCompletionRequest
             messages.push(Message::text(Role::System, text));
         }
     }
-    for (i, m) in req.messages.iter().enumerate() {
+    for m in &req.messages {
         // Claude Code 2.1 sends `system` entries inside `messages`; the typed role has only
         // user and assistant, so they arrive in `extra` as a role the enum cannot hold. They
         // are read from the raw request instead (see `system_entries`).
@@ -262,7 +242,7 @@ pub fn to_canonical(req: &wire::MessagesRequest) -> Result<ChatCompletionRequest
             wire::Role::User => "user",
             wire::Role::Assistant => "assistant",
         };
-        push_message(&mut messages, m, i, role)?;
+        push_message(&mut messages, m, role);
     }
     if messages.iter().all(|m| m.role == Role::System) {
         return Err(invalid(
@@ -387,16 +367,15 @@ pub fn insert_system_entries(
         req.messages.first().is_some_and(|m| m.role == Role::System) && typed.system.is_some(),
     );
     let mut canonical = offset;
-    for (i, m) in typed.messages.iter().enumerate() {
+    for m in &typed.messages {
         starts.push(canonical);
         let mut one = Vec::new();
         let role = match m.role {
             wire::Role::User => "user",
             wire::Role::Assistant => "assistant",
         };
-        if push_message(&mut one, m, i, role).is_ok() {
-            canonical += one.len();
-        }
+        push_message(&mut one, m, role);
+        canonical += one.len();
     }
     starts.push(canonical);
     for (pos, text) in entries.into_iter().rev() {
@@ -1001,6 +980,13 @@ mod tests {
                 "tool_choice": {"type": choice}, "messages": [{"role": "user", "content": "x"}]}));
             assert_eq!(c["tool_choice"], expected);
         }
+        // A Files API id has no canonical form: the block is dropped, the request not refused.
+        let c = canonical(
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "file", "file_id": "file_011"}},
+            {"type": "text", "text": "What is it?"}]}]}),
+        );
+        assert_eq!(c["messages"][0]["content"], "What is it?");
         assert_eq!(effort_for_budget(1024), "low");
         assert_eq!(effort_for_budget(16000), "high");
         let (req, _) = request(json!({"model": "m", "max_tokens": 5, "messages": []}));
