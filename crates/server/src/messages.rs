@@ -166,11 +166,16 @@ fn native_stream_response(
     let body = async_stream::stream! {
         while let Some(item) = answer.next().await {
             let mut out = BytesMut::new();
+            let mut provider_error = false;
             for (event, data) in tap.drain() {
+                provider_error |= event == "error";
                 raw_event(&mut out, &event, &data, &model);
             }
             if let Err(err) = item {
-                sse_event(&mut out, &error_event(&err));
+                // The provider's own error event, when it sent one, already says it.
+                if !provider_error {
+                    sse_event(&mut out, &error_event(&err));
+                }
                 yield Ok::<Bytes, Infallible>(out.freeze());
                 return;
             }

@@ -420,3 +420,29 @@ async fn an_anthropic_target_gets_the_request_as_it_came() {
     }
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_failure_mid_stream_is_an_error_event() {
+    let gw = Gateway::start_with(MODELS, "").await;
+    for model in [
+        "oai/gpt-4o-mini+cut-after-2",
+        "claude/claude-sonnet-4-5+cut-after-2",
+    ] {
+        let body = json!({"model": model, "max_tokens": 64, "stream": true,
+            "messages": [{"role": "user", "content": "Say hello"}]});
+        let resp = post(&gw, "/v1/messages", &body).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{model}");
+        let ev = events(resp).await;
+        let (name, data) = ev.last().unwrap();
+        assert_eq!(name, "error", "{model}: {ev:?}");
+        assert_eq!(data["type"], "error");
+        assert!(data["error"]["type"].is_string());
+        assert_eq!(
+            ev.iter().filter(|(n, _)| n == "error").count(),
+            1,
+            "{model}"
+        );
+        assert!(!ev.iter().any(|(n, _)| n == "message_stop"), "{model}");
+    }
+    gw.shutdown().await;
+}
