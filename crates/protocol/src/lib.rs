@@ -10,4 +10,5 @@ pub mod gemini;
 pub mod money;
 pub mod openai;
 pub mod orchestration;
+pub mod responses;
 pub mod whole;
