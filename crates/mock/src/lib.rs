@@ -2,6 +2,23 @@
 //! Anthropic and Gemini wire formats, plain and streamed, with deterministic answers and
 //! injectable latency and faults. Used by tests, benchmarks and users' load tests.
 //!
+//! Endpoints: OpenAI `POST /v1/chat/completions`, `POST /v1/responses` (the Responses API),
+//! `POST /v1/embeddings`, `GET /v1/models[/{id}]`; Azure OpenAI
+//! `/openai/deployments/{deployment}/{chat/completions,embeddings}`; Anthropic
+//! `POST /v1/messages[/count_tokens]`; Gemini `/v1beta/models/{model}:{generateContent,
+//! streamGenerateContent,countTokens,embedContent,…}`. Every format's request is reduced to
+//! the same neutral input, so a conversation gets the same answer through any of them.
+//!
+//! The Responses endpoint takes `input` as a string or items (messages of any role,
+//! `function_call`, `function_call_output`), `instructions`, `function` tools (other tool
+//! types, such as `web_search` or Codex's `custom` and `namespace`, are ignored),
+//! `tool_choice`, `max_output_tokens` (`status: "incomplete"` when it cuts the answer),
+//! `text.format` JSON schemas, and `reasoning` (`effort: "none"` turns reasoning off; a
+//! `summary` returns the reasoning text as a summary). Streamed, it sends the semantic events
+//! (`response.created` … `response.completed` / `response.incomplete`) with a strictly
+//! increasing `sequence_number`. It is stateless: `previous_response_id`, `store` and
+//! `background` are echoed, not acted on.
+//!
 //! Behaviour comes from the model name, `base+directive+directive…`:
 //!
 //! * base keywords (substring of the part before the first `+`): `echo` repeats the last
@@ -85,6 +102,7 @@ mod gemini;
 mod gen;
 mod openai;
 mod quiz;
+mod responses;
 mod server;
 mod sse;
 mod state;
@@ -105,6 +123,7 @@ pub fn router(state: MockState) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/v1/chat/completions", post(openai::chat))
+        .route("/v1/responses", post(responses::responses))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
         .route(

@@ -108,7 +108,7 @@ pub(crate) async fn model(
     ))
 }
 
-fn openai_auth(state: &MockState, ctx: &Ctx) -> Result<(), Response> {
+pub(crate) fn openai_auth(state: &MockState, ctx: &Ctx) -> Result<(), Response> {
     match key_ok(state, bearer(&ctx.headers)) {
         Ok(()) => Ok(()),
         Err(KeyError::Missing) => Err(ctx.error_full(
