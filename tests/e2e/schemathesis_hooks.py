@@ -10,6 +10,9 @@ are checked against the response schemas.
   treated the same way, with the OpenAI-format `demo` model: their requests are translated onto
   the same pipeline, and the demo's simulator takes every canonical field the translation
   produces.
+- The OpenAI Responses route (`POST /v1/responses`) is treated the same way, with `demo`; its
+  `previous_response_id` and `background`, documented as refused with 400 in this version, are
+  dropped from every schema-valid body.
 - Schema-invalid (negative) cases keep their model. The gateway validates before it resolves
   the model, so they are still refused for what the gateway enforces; what it leaves to the
   upstream (an unknown `tool_choice` or `reasoning_effort` value, say) would reach the demo's
@@ -55,7 +58,13 @@ DEMO_MODELS = {
     # parts, say, which the Anthropic and Gemini adapters may refuse).
     "/v1/messages": "demo",
     "/v1/messages/count_tokens": "demo",
+    # The OpenAI Responses API too (translated onto the same pipeline).
+    "/v1/responses": "demo",
 }
+
+# Documented but refused by this version with 400 naming them (no stored responses yet), so a
+# schema-valid body that is to be served leaves them out.
+REFUSED = {"/v1/responses": ("previous_response_id", "background")}
 
 
 def _whole(value):
@@ -139,6 +148,9 @@ def map_case(context, case):
         return case
     if model is None or not isinstance(body, dict) or not _schema_valid_body(case):
         return case
+    if any(name in body for name in REFUSED.get(operation.path, ())):
+        body = {k: v for k, v in body.items() if k not in REFUSED[operation.path]}
+        case.body = body
     if not _picked(body):
         return case
     demo = {**body, "model": model}

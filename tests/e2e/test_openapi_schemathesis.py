@@ -93,5 +93,6 @@ def test_the_server_does_what_its_openapi_spec_says(demo, tmp_path):
     # The hooks sent generated requests through the whole pipeline to the demo's models.
     assert served(demo, "chat", "demo") >= 10
     assert served(demo, "embeddings", "demo-embed") >= 10
+    assert served(demo, "responses", "demo") >= 5
     # And ran orchestrations over the demo's quiz models (`POST /v1/orchestrations`).
     assert served(demo, "orchestration", None) >= 10

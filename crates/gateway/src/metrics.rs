@@ -187,6 +187,8 @@ pub struct TargetMetrics {
     pub chat: EndpointMetrics,
     /// Chat requests that arrived as Anthropic Messages (`/v1/messages`).
     pub messages: EndpointMetrics,
+    /// Chat requests that arrived as OpenAI Responses (`/v1/responses`).
+    pub responses: EndpointMetrics,
     pub embeddings: EndpointMetrics,
 }
 
@@ -195,6 +197,7 @@ impl TargetMetrics {
         TargetMetrics {
             chat: EndpointMetrics::new("chat", model, provider),
             messages: EndpointMetrics::new("messages", model, provider),
+            responses: EndpointMetrics::new("responses", model, provider),
             embeddings: EndpointMetrics::new("embeddings", model, provider),
         }
     }
@@ -203,6 +206,7 @@ impl TargetMetrics {
         match endpoint {
             "embeddings" => &self.embeddings,
             "messages" => &self.messages,
+            "responses" => &self.responses,
             _ => &self.chat,
         }
     }

@@ -55,6 +55,8 @@ pub enum WireFormat {
     /// Anthropic Messages (`/v1/messages`), translated into the canonical form; the original
     /// bytes are kept for the record.
     AnthropicMessages,
+    /// OpenAI Responses (`/v1/responses`), translated into the canonical form.
+    OpenAiResponses,
     /// Made by the gateway itself (an inner or system call): no original bytes.
     Internal,
 }
@@ -98,10 +100,21 @@ impl ChatRequest {
         }
     }
 
+    /// An OpenAI Responses request, translated into `chat`; `body` is what arrived.
+    pub fn responses(chat: impl Into<Box<ChatCompletionRequest>>, body: Bytes) -> ChatRequest {
+        ChatRequest {
+            chat: chat.into(),
+            wire: WireFormat::OpenAiResponses,
+            body,
+            forward_headers: Vec::new(),
+        }
+    }
+
     /// The endpoint its record is filed under.
     pub fn endpoint(&self) -> &'static str {
         match self.wire {
             WireFormat::AnthropicMessages => "messages",
+            WireFormat::OpenAiResponses => "responses",
             WireFormat::OpenAiChat | WireFormat::Internal => "chat",
         }
     }
@@ -719,7 +732,10 @@ impl Gateway {
         if let Some(r) = admission.record_mut() {
             r.request_body = record::keep_body(bodies, &req.body);
         }
-        let lenient = req.wire == WireFormat::AnthropicMessages;
+        let lenient = matches!(
+            req.wire,
+            WireFormat::AnthropicMessages | WireFormat::OpenAiResponses
+        );
         let ChatRequest {
             chat,
             body: original,
@@ -727,10 +743,12 @@ impl Gateway {
             ..
         } = req;
         // A Messages request goes to an Anthropic target as it came (only `model` replaced).
-        let native = lenient.then_some(plexus_providers::client::NativeRequest {
-            body: &original,
-            headers: &forward_headers,
-        });
+        let native = (req.wire == WireFormat::AnthropicMessages).then_some(
+            plexus_providers::client::NativeRequest {
+                body: &original,
+                headers: &forward_headers,
+            },
+        );
         let tap = native.map(|_| plexus_providers::client::Tap::default());
         // 2. authenticate: `ctx.principal`. 3. authorize
         check_model_access(&ctx.principal, &chat.model)?;

@@ -17,6 +17,7 @@ mod messages;
 mod middleware;
 mod orchestrations;
 mod pages;
+mod responses;
 mod serve;
 mod sse;
 
@@ -47,6 +48,8 @@ pub fn app(state: AppState) -> Router {
         .route("/feedback", post(feedback::feedback))
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .route("/v1/responses", post(responses::create))
+        .route("/responses", post(responses::create))
         .route("/v1/orchestrations", post(orchestrations::create))
         .route("/orchestrations", post(orchestrations::create))
         .route("/v1/orchestrations/{id}", get(orchestrations::get))
@@ -239,6 +242,7 @@ mod tests {
             "/feedback",
             "/orchestrations",
             "/orchestrations/{id}",
+            "/responses",
         ];
         let documented = documented_paths();
         let mut routes = 0;
