@@ -1,6 +1,9 @@
 """Shared fixtures: start the plexus binary (`$PLEXUS_BIN`) and hand tests its base URL."""
 
 import os
+import shutil
+import sqlite3
+import time
 import pathlib
 import subprocess
 import threading
@@ -83,3 +86,52 @@ def mock_server(start_plexus):
 @pytest.fixture(scope="session")
 def mock_url(mock_server):
     return mock_server.url
+
+
+AGENTS = pathlib.Path(__file__).resolve().parents[2] / ".cache" / "npm-agents"
+
+
+def npm_agent(binary: str, package: str) -> str:
+    """An agent CLI from npm (`claude`, `codex`), installed once into `.cache/npm-agents`."""
+    path = AGENTS / "node_modules" / ".bin" / binary
+    if not path.exists():
+        if not shutil.which("npm"):
+            pytest.fail(f"npm is needed to install {package}")
+        AGENTS.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "install", "--prefix", str(AGENTS), "--no-audit", "--no-fund", package],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return str(path)
+
+
+def agent_providers(mock_url: str) -> list:
+    """The simulator as one provider of each wire format."""
+    return [
+        {"name": "oai", "kind": "openai", "base_url": f"{mock_url}/v1", "api_key": "sk-up"},
+        {"name": "claude", "kind": "anthropic", "base_url": mock_url, "api_key": "sk-ant-up"},
+        {"name": "gem", "kind": "gemini", "base_url": mock_url, "api_key": "gem-up"},
+    ]
+
+
+AGENT_MODELS = [
+    {"name": "agent-oai", "targets": [{"provider": "oai", "model": "gpt-4o-mini+agent"}]},
+    {"name": "agent-claude", "targets": [{"provider": "claude", "model": "claude-sonnet-4-5+agent"}]},
+    {"name": "agent-gem", "targets": [{"provider": "gem", "model": "gemini-2.5-flash+agent"}]},
+]
+
+
+def logged_rows(database, model: str, at_least: int) -> list:
+    """The request log's (model, endpoint, status, stream, provider) rows for `model`, once there
+    are `at_least` (the log is written in batches, in the background)."""
+    deadline = time.monotonic() + 10
+    while True:
+        rows = sqlite3.connect(database).execute(
+            "SELECT model, endpoint, status, stream, provider FROM request_log WHERE model = ? ORDER BY id",
+            (model,),
+        ).fetchall()
+        if len(rows) >= at_least or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)

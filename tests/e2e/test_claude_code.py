@@ -14,34 +14,17 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
-import sqlite3
 import subprocess
-import time
 
 import pytest
 
-from conftest import Running
+from conftest import AGENT_MODELS, Running, agent_providers, logged_rows, npm_agent
 
 KEY = "sk-plexus-e2e-claude-code"
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-PREFIX = ROOT / ".cache" / "npm-agents"
-VERSION = "@anthropic-ai/claude-code@2"
 
 
 def claude_bin() -> str:
-    binary = PREFIX / "node_modules" / ".bin" / "claude"
-    if not binary.exists():
-        if not shutil.which("npm"):
-            pytest.fail("npm is needed to install Claude Code")
-        PREFIX.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["npm", "install", "--prefix", str(PREFIX), "--no-audit", "--no-fund", VERSION],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    return str(binary)
+    return npm_agent("claude", "@anthropic-ai/claude-code@2")
 
 
 def config(mock_url: str, database: str) -> dict:
@@ -49,16 +32,8 @@ def config(mock_url: str, database: str) -> dict:
         "listen": "127.0.0.1:0",
         "database": f"sqlite://{database}",
         "master_key": KEY,
-        "providers": [
-            {"name": "oai", "kind": "openai", "base_url": f"{mock_url}/v1", "api_key": "sk-up"},
-            {"name": "claude", "kind": "anthropic", "base_url": mock_url, "api_key": "sk-ant-up"},
-            {"name": "gem", "kind": "gemini", "base_url": mock_url, "api_key": "gem-up"},
-        ],
-        "models": [
-            {"name": "agent-oai", "targets": [{"provider": "oai", "model": "gpt-4o-mini+agent"}]},
-            {"name": "agent-claude", "targets": [{"provider": "claude", "model": "claude-sonnet-4-5+agent"}]},
-            {"name": "agent-gem", "targets": [{"provider": "gem", "model": "gemini-2.5-flash+agent"}]},
-        ],
+        "providers": agent_providers(mock_url),
+        "models": AGENT_MODELS,
         # Claude Code's own model names reach the simulator models through aliases.
         "aliases": {"claude-haiku-*": "agent-oai", "claude-*": "agent-claude"},
     }
@@ -98,20 +73,6 @@ def run_claude(url: str, model: str, prompt: str, tmp: pathlib.Path) -> subproce
     )
 
 
-def rows_of(database: pathlib.Path, model: str, at_least: int) -> list:
-    """The request log's rows for `model` once there are `at_least` (the log is written in
-    batches, in the background)."""
-    deadline = time.monotonic() + 10
-    while True:
-        rows = sqlite3.connect(database).execute(
-            "SELECT model, endpoint, status, stream, provider FROM request_log WHERE model = ? ORDER BY id",
-            (model,),
-        ).fetchall()
-        if len(rows) >= at_least or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("model", ["agent-oai", "agent-claude", "agent-gem"])
 def test_claude_code_runs_a_bash_round_trip(gateway, model, tmp_path):
     url, database = gateway
@@ -120,7 +81,7 @@ def test_claude_code_runs_a_bash_round_trip(gateway, model, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     # 42 exists only in the shell's output: the command ran, and its output came back.
     assert f"plexus-{tag}-42" in done.stdout, (done.stdout, done.stderr[-2000:])
-    rows = rows_of(database, model, 2)
+    rows = logged_rows(database, model, 2)
     # The tool call, then the answer with the result: both through /v1/messages, streamed.
     assert len(rows) >= 2, rows
     assert all(r[1] == "messages" and r[2] == 200 and r[3] == 1 for r in rows), rows
@@ -131,5 +92,5 @@ def test_claude_codes_own_model_names_follow_the_aliases(gateway, tmp_path):
     done = run_claude(url, "claude-sonnet-4-5-20250929", "Run `echo aliased-$((40+2))` and tell me its output.", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "aliased-42" in done.stdout, (done.stdout, done.stderr[-2000:])
-    rows = rows_of(database, "agent-claude", 4)
+    rows = logged_rows(database, "agent-claude", 4)
     assert all(r[4] == "claude" for r in rows), rows

@@ -13,35 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
-import shutil
-import sqlite3
 import subprocess
-import time
 
 import pytest
 
-from conftest import Running
+from conftest import AGENT_MODELS, Running, agent_providers, logged_rows, npm_agent
 
 KEY = "sk-plexus-e2e-codex"
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-PREFIX = ROOT / ".cache" / "npm-agents"
-PACKAGE = "@openai/codex"
 
 
 def codex_bin() -> str:
-    binary = PREFIX / "node_modules" / ".bin" / "codex"
-    if not binary.exists():
-        if not shutil.which("npm"):
-            pytest.fail("npm is needed to install Codex")
-        PREFIX.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["npm", "install", "--prefix", str(PREFIX), "--no-audit", "--no-fund", PACKAGE],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    return str(binary)
+    return npm_agent("codex", "@openai/codex")
 
 
 def config(mock_url: str, database: str) -> dict:
@@ -49,16 +31,8 @@ def config(mock_url: str, database: str) -> dict:
         "listen": "127.0.0.1:0",
         "database": f"sqlite://{database}",
         "master_key": KEY,
-        "providers": [
-            {"name": "oai", "kind": "openai", "base_url": f"{mock_url}/v1", "api_key": "sk-up"},
-            {"name": "claude", "kind": "anthropic", "base_url": mock_url, "api_key": "sk-ant-up"},
-            {"name": "gem", "kind": "gemini", "base_url": mock_url, "api_key": "gem-up"},
-        ],
-        "models": [
-            {"name": "agent-oai", "targets": [{"provider": "oai", "model": "gpt-4o-mini+agent"}]},
-            {"name": "agent-claude", "targets": [{"provider": "claude", "model": "claude-sonnet-4-5+agent"}]},
-            {"name": "agent-gem", "targets": [{"provider": "gem", "model": "gemini-2.5-flash+agent"}]},
-        ],
+        "providers": agent_providers(mock_url),
+        "models": AGENT_MODELS,
     }
 
 
@@ -73,19 +47,6 @@ def gateway(tmp_path_factory):
     yield running.url, database
     running.stop()
     mock.stop()
-
-
-def rows_of(database: pathlib.Path, model: str, at_least: int) -> list:
-    """The request log's rows for `model` once there are `at_least` (written in the background)."""
-    deadline = time.monotonic() + 10
-    while True:
-        rows = sqlite3.connect(database).execute(
-            "SELECT model, endpoint, status, stream FROM request_log WHERE model = ? ORDER BY id",
-            (model,),
-        ).fetchall()
-        if len(rows) >= at_least or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("model", ["agent-oai", "agent-claude", "agent-gem"])
@@ -121,6 +82,6 @@ def test_codex_runs_a_shell_round_trip(gateway, model, tmp_path):
     # 42 exists only in the shell's output: the command ran, and its output came back.
     assert f"The command printed:" in done.stdout + done.stderr, (done.stdout, done.stderr[-2000:])
     assert f"codex-{tag}-42" in done.stdout, (done.stdout, done.stderr[-2000:])
-    rows = rows_of(database, model, 2)
+    rows = logged_rows(database, model, 2)
     assert len(rows) >= 2, rows
     assert all(r[1] == "responses" and r[2] == 200 for r in rows), rows

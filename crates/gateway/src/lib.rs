@@ -34,7 +34,9 @@ pub use composite::{Composite, Drawdown};
 pub use ctx::{AccessNote, CacheControls, CallCtx, Origin, Parent, SelectionHints};
 pub use embed::EmbedAnswer;
 pub use error::StartupError;
-pub use pipeline::{Answer, AnswerMeta, ChatRequest, Failure, FullAnswer, WireFormat};
+pub use pipeline::{
+    Answer, AnswerMeta, ChatRequest, Failure, FullAnswer, NativeEvents, WireFormat,
+};
 pub use runtime::Runtime;
 pub use stream::AnswerStream;
 

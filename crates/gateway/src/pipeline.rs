@@ -155,7 +155,7 @@ pub struct AnswerMeta {
     /// The answer is in the client's own format, passed through from the provider (an
     /// Anthropic Messages body, or for a stream the provider's events in `native_tap`).
     pub native: bool,
-    pub native_tap: Option<plexus_providers::client::Tap>,
+    pub native_tap: Option<NativeEvents>,
     /// For an orchestration: its id and, when it answered, its calibrated confidence
     /// (`x-plexus-orchestration-id`, `x-plexus-confidence`).
     pub orchestration: Option<(String, Option<f64>)>,
@@ -191,7 +191,25 @@ pub struct FullAnswer {
     pub cost: Nanos,
 }
 
+/// A passed-through stream's events as the provider sent them, in order: (event name, data).
+/// The chunks the stream yields are the gateway's decoded copies, for its accounting.
+#[derive(Debug, Clone, Default)]
+pub struct NativeEvents(plexus_providers::client::Tap);
+
+impl NativeEvents {
+    /// Takes the events received so far.
+    pub fn drain(&self) -> Vec<(String, String)> {
+        self.0.drain()
+    }
+}
+
 impl FullAnswer {
+    /// A passed-through body (`meta.native`) under the model name the client asked for.
+    pub fn native_body_as(&self, model: &str) -> Result<Vec<u8>, ApiError> {
+        plexus_providers::native::with_model(&self.body, model)
+            .map_err(|e| ApiError::internal(format!("unreadable answer: {e}")))
+    }
+
     /// The answer parsed (for callers that read it rather than forward it).
     pub fn completion(&self) -> Result<ChatCompletion, ApiError> {
         serde_json::from_slice(&self.body)
@@ -893,7 +911,7 @@ impl Gateway {
                 .target()
                 .is_some_and(|t| t.provider.kind() == ProviderKind::Anthropic)
             {
-                meta.native_tap = tap;
+                meta.native_tap = tap.map(NativeEvents);
             }
             if let Some(r) = admission.record_mut() {
                 r.upstream_request_id = upstream_request_id;

@@ -17,8 +17,6 @@ pub mod anthropic;
 pub mod client;
 pub mod error;
 pub mod gemini;
-pub mod inbound_anthropic;
-pub mod inbound_responses;
 pub mod native;
 pub mod openai;
 pub mod scrub;

@@ -13,6 +13,8 @@ pub mod error;
 mod feedback;
 mod headers;
 mod inbound;
+mod inbound_anthropic;
+mod inbound_responses;
 mod messages;
 mod middleware;
 mod orchestrations;

@@ -2,12 +2,13 @@
 //! and `POST /v1/messages/count_tokens`, on every provider kind. The request is translated into
 //! the canonical one and runs through `Gateway::complete` like any chat request (auth, limits,
 //! budgets, the cache, `model: auto`, orchestration models, retries, fallbacks, recording); the
-//! answer is translated back (`plexus_providers::inbound_anthropic`). Every error, including
+//! answer is translated back (`inbound_anthropic.rs`). Every error, including
 //! authentication and a failure mid-stream, is in Anthropic's shape with Anthropic's status.
 
 use crate::chat::read_body;
 use crate::error::HttpError;
 use crate::headers;
+use crate::inbound_anthropic as convert;
 use crate::middleware::Call;
 use crate::AppState;
 use axum::body::Body;
@@ -19,7 +20,6 @@ use futures::StreamExt;
 use plexus_core::{ApiError, ErrorCode};
 use plexus_gateway::{Answer, AnswerStream, CallCtx, ChatRequest, Failure};
 use plexus_protocol::anthropic as wire;
-use plexus_providers::inbound_anthropic as convert;
 use serde_json::Value;
 use std::convert::Infallible;
 
@@ -159,7 +159,7 @@ fn raw_event(out: &mut BytesMut, event: &str, data: &str, model: &str) {
 /// gateway's accounting).
 fn native_stream_response(
     mut answer: AnswerStream,
-    tap: plexus_providers::client::Tap,
+    tap: plexus_gateway::NativeEvents,
     model: String,
 ) -> Response {
     let meta = answer.meta.clone();
@@ -305,13 +305,9 @@ pub async fn messages(
         Ok(Answer::Full(full)) => {
             let bytes = if full.meta.native {
                 // The provider's own answer, with the model name the client asked for.
-                match plexus_providers::native::with_model(&full.body, &model) {
+                match full.native_body_as(&model) {
                     Ok(b) => b,
-                    Err(e) => {
-                        return error_response(&ApiError::internal(format!(
-                            "unreadable answer: {e}"
-                        )))
-                    }
+                    Err(e) => return error_response(&e),
                 }
             } else {
                 let completion = match full.completion() {

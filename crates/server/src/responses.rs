@@ -1,11 +1,12 @@
 //! The OpenAI Responses API in front of the gateway: `POST /v1/responses`, plain and streamed,
 //! on every provider kind. The request is translated into the canonical one and runs through
 //! `Gateway::complete` like any chat request; the answer comes back as a `response` object or
-//! the Responses stream's semantic events (`plexus_providers::inbound_responses`). Errors are
+//! the Responses stream's semantic events (`inbound_responses.rs`). Errors are
 //! OpenAI-shaped.
 
 use crate::chat::{failure_response, intake, json_response};
 use crate::error::HttpError;
+use crate::inbound_responses as convert;
 use crate::middleware::Call;
 use crate::{headers, AppState};
 use axum::body::Body;
@@ -17,7 +18,6 @@ use futures::StreamExt;
 use plexus_core::ApiError;
 use plexus_gateway::{Answer, AnswerStream, ChatRequest};
 use plexus_protocol::responses::ResponsesRequest;
-use plexus_providers::inbound_responses as convert;
 use serde_json::Value;
 use std::convert::Infallible;
 
