@@ -311,6 +311,7 @@ fn add_demo(cfg: &mut Config, mock_url: &str) {
             preset: None,
             supports_n: true,
             stream_usage: true,
+            responses: kind == ProviderKind::OpenAi,
         });
     }
     let models = [
@@ -443,7 +444,21 @@ async fn serve(args: ServeArgs) -> Result<()> {
         std::time::Duration::from_secs(3600),
         retention_stop.clone(),
     ));
+    // When the signal came: background runs get what is left of the grace period after the
+    // connections have drained.
+    let grace = opts.grace;
+    let signalled = std::sync::Arc::new(std::sync::OnceLock::new());
+    let mark = signalled.clone();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = mark.set(tokio::time::Instant::now());
+    };
     let result = plexus_server::serve(state, Listener::Tcp(listener), opts, shutdown).await;
+    let left = signalled
+        .get()
+        .map(|at| grace.saturating_sub(at.elapsed()))
+        .unwrap_or_default();
+    background.drain_background_runs(left).await;
     reload.abort();
     retention_stop.cancel();
     let _ = retention.await;

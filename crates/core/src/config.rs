@@ -178,6 +178,9 @@ pub struct ProviderConfig {
     pub preset: Option<&'static str>,
     pub supports_n: bool,
     pub stream_usage: bool,
+    /// The provider serves the OpenAI Responses API (`responses:`, default true for `kind:
+    /// openai`): `/v1/responses` requests reach it as sent, without translation.
+    pub responses: bool,
 }
 
 /// A target's price in USD per million tokens, overriding the catalog.
@@ -599,8 +602,8 @@ pub struct Config {
     /// File holding the vault's key-encryption key (base64 of 32 bytes); the environment
     /// variable `PLEXUS_ENCRYPTION_KEY` takes precedence.
     pub vault_key_file: Option<PathBuf>,
-    /// Request records older than this are deleted (`retention.requests`); `None` keeps them.
-    pub request_retention: Option<Duration>,
+    /// How long request records, stored responses and bodies are kept (`retention:`).
+    pub retention: Retention,
     /// Whether request and response bodies are stored in the request log.
     pub request_bodies: BodyLogging,
     /// Process log settings (`log:`).
@@ -789,8 +792,70 @@ impl<'de> Deserialize<'de> for RawAliases {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRetention {
-    /// How long request records are kept, e.g. `30d`.
+    /// How long request records are kept, e.g. `30d`, or `forever`.
     requests: Option<String>,
+    /// How long stored Responses API responses are kept.
+    responses: Option<String>,
+    /// How long request and response bodies stay in the request log.
+    bodies: Option<String>,
+}
+
+/// How long stored data is kept (`retention:`); `None` keeps it (`forever`). A housekeeping
+/// pass on every instance deletes what is older.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Request records (`retention.requests`, default `forever`: spend reports and budgets
+    /// read them).
+    pub requests: Option<Duration>,
+    /// Stored Responses API responses, with their input items (`retention.responses`,
+    /// default `30d`, as at OpenAI).
+    pub responses: Option<Duration>,
+    /// Request and response bodies in the request log (`retention.bodies`, default `30d`);
+    /// the records themselves stay.
+    pub bodies: Option<Duration>,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        const DAY: u64 = 86_400;
+        Retention {
+            requests: None,
+            responses: Some(Duration::from_secs(30 * DAY)),
+            bodies: Some(Duration::from_secs(30 * DAY)),
+        }
+    }
+}
+
+impl RawRetention {
+    fn parse(self) -> Result<Retention, ConfigError> {
+        fn one(
+            text: Option<String>,
+            key: &str,
+            default: Option<Duration>,
+        ) -> Result<Option<Duration>, ConfigError> {
+            let Some(text) = text else {
+                return Ok(default);
+            };
+            if text.trim() == "forever" {
+                return Ok(None);
+            }
+            match parse_duration(&text) {
+                Some(d) if d >= Duration::from_secs(60) => Ok(Some(d)),
+                _ => Err(invalid(
+                    key,
+                    format!(
+                        "`{text}` is not a duration of at least a minute (e.g. 30d) or `forever`"
+                    ),
+                )),
+            }
+        }
+        let default = Retention::default();
+        Ok(Retention {
+            requests: one(self.requests, "retention.requests", default.requests)?,
+            responses: one(self.responses, "retention.responses", default.responses)?,
+            bodies: one(self.bodies, "retention.bodies", default.bodies)?,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -864,6 +929,7 @@ struct RawProvider {
     headers: BTreeMap<String, String>,
     supports_n: Option<bool>,
     stream_usage: Option<bool>,
+    responses: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1149,6 +1215,7 @@ pub fn embedded_default(
                 headers: BTreeMap::new(),
                 supports_n: None,
                 stream_usage: None,
+                responses: None,
             });
         }
     }
@@ -1164,6 +1231,7 @@ pub fn embedded_default(
                 headers: BTreeMap::new(),
                 supports_n: None,
                 stream_usage: None,
+                responses: None,
             });
         }
     }
@@ -1462,6 +1530,7 @@ fn validate(
             stream_usage: p
                 .stream_usage
                 .unwrap_or(preset.map(|pr| pr.stream_usage).unwrap_or(true)),
+            responses: p.responses.unwrap_or(kind == ProviderKind::OpenAi),
         });
     }
 
@@ -1791,17 +1860,9 @@ fn validate(
         }
     };
 
-    let request_retention = match raw.retention.and_then(|r| r.requests) {
-        None => None,
-        Some(text) => match parse_duration(&text) {
-            Some(d) if d >= Duration::from_secs(60) => Some(d),
-            _ => {
-                return Err(invalid(
-                    "retention.requests",
-                    format!("`{text}` is not a duration of at least a minute (e.g. 30d)"),
-                ))
-            }
-        },
+    let retention = match raw.retention {
+        None => Retention::default(),
+        Some(r) => r.parse()?,
     };
 
     let tls = raw.tls.map(|t| TlsConfig {
@@ -1824,7 +1885,7 @@ fn validate(
         shutdown_grace,
         jwt,
         vault_key_file: raw.vault.and_then(|v| v.key_file),
-        request_retention,
+        retention,
         request_bodies: raw.request_bodies,
         log: raw.log,
         redis,
@@ -2468,7 +2529,36 @@ models:
             &|_| None,
         )
         .unwrap();
-        assert_eq!(cfg.request_retention, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(
+            cfg.retention,
+            Retention {
+                requests: Some(Duration::from_secs(30 * 86400)),
+                ..Retention::default()
+            }
+        );
+        let defaults = from_yaml_str("{}", &Overrides::default(), &|_| None).unwrap();
+        assert_eq!(defaults.retention.requests, None);
+        assert_eq!(
+            defaults.retention.responses,
+            Some(Duration::from_secs(30 * 86400))
+        );
+        let forever = from_yaml_str(
+            "retention: {responses: forever, bodies: 2h}",
+            &Overrides::default(),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(forever.retention.responses, None);
+        assert_eq!(forever.retention.bodies, Some(Duration::from_secs(7200)));
+        for (yaml, key) in [
+            ("retention: {responses: never}", "retention.responses"),
+            ("retention: {bodies: 10s}", "retention.bodies"),
+        ] {
+            let err = from_yaml_str(yaml, &Overrides::default(), &|_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
         assert_eq!(cfg.vault_key_file, Some(PathBuf::from("/etc/plexus/kek")));
         let err = from_yaml_str("retention: {requests: 5s}", &Overrides::default(), &|_| {
             None

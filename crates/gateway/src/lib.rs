@@ -11,6 +11,7 @@
 //! translates wire formats and headers into a [`CallCtx`] and a request, and back.
 #![forbid(unsafe_code)]
 
+pub mod background;
 pub mod cache;
 pub mod composite;
 pub mod ctx;
@@ -27,6 +28,7 @@ mod record;
 pub mod runtime;
 pub mod select;
 pub mod semantic;
+mod stored;
 pub mod stream;
 mod tokens;
 
@@ -84,6 +86,10 @@ struct Inner {
     started_unix: i64,
     /// The model selector's state across requests and reloads.
     selection: select::SelectionState,
+    /// The background runs this instance drives.
+    background: background::BackgroundRuns,
+    /// Stored responses whose write has not landed yet.
+    pending_responses: stored::PendingWrites,
 }
 
 impl Gateway {
@@ -153,6 +159,8 @@ impl Gateway {
                 clock,
                 started_unix,
                 selection: select::SelectionState::new(),
+                background: background::BackgroundRuns::new(),
+                pending_responses: stored::PendingWrites::default(),
             }),
         };
         gateway.inner.tasks.spawn(select::follow_feedback(
@@ -368,22 +376,40 @@ pub async fn rotate_kek(
     Ok((rewrapped, already))
 }
 
-/// Background upkeep until `stop`: deletes request records past the retention, warns (log,
+/// Deletes what is past its retention (`retention:`): request records, stored responses,
+/// and the bodies kept in request records.
+pub async fn apply_retention(gateway: &Gateway, now_ms: i64) {
+    fn report(what: &str, done: Result<u64, plexus_store::StoreError>) {
+        match done {
+            Ok(n) if n > 0 => tracing::info!(message = "Retention pass.", what, rows = n),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(message = "Retention pass failed.", what, error = %e),
+        }
+    }
+    let retention = gateway.runtime().config.retention;
+    let store = gateway.store();
+    let cutoff = |keep: Duration| now_ms.saturating_sub(keep.as_millis() as i64);
+    if let Some(keep) = retention.requests {
+        let done = store.delete_requests_before(cutoff(keep)).await;
+        report("request records", done);
+    }
+    if let Some(keep) = retention.responses {
+        let done = store.delete_responses_before(cutoff(keep)).await;
+        report("stored responses", done);
+    }
+    if let Some(keep) = retention.bodies {
+        let done = store.clear_bodies_before(cutoff(keep)).await;
+        report("request bodies", done);
+    }
+}
+
+/// Background upkeep until `stop`: deletes what is past its retention, warns (log,
 /// metric, audit entry) about provider credentials expiring within a week, and reloads the
 /// runtime when a credential in use has expired, so it leaves the rotation.
 pub async fn run_housekeeping(gateway: Gateway, every: Duration, stop: CancellationToken) {
     loop {
         let now = gateway.clock().now_unix_ms();
-        if let Some(keep) = gateway.runtime().config.request_retention {
-            let cutoff = now - keep.as_millis() as i64;
-            match gateway.store().delete_requests_before(cutoff).await {
-                Ok(n) if n > 0 => {
-                    tracing::info!(message = "Deleted expired request records.", rows = n)
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(message = "Retention pass failed.", error = %e),
-            }
-        }
+        apply_retention(&gateway, now).await;
         check_credentials(&gateway, now).await;
         let forgotten = gateway.limiter().purge_idle();
         if forgotten > 0 {

@@ -31,12 +31,13 @@ use bytes::Bytes;
 use futures::StreamExt;
 use plexus_auth::roles::Principal;
 use plexus_cache::coalesce::{self, Flight};
-use plexus_core::config::ProviderKind;
+use plexus_core::config::{ProviderConfig, ProviderKind};
 use plexus_core::log::RequestRecord;
 use plexus_core::{ApiError, ErrorCode};
 use plexus_limits::rate::{Snapshot, Subject};
 use plexus_protocol::money::Nanos;
 use plexus_protocol::openai::{ChatCompletion, ChatCompletionRequest, Usage};
+pub use plexus_providers::client::NativeApi;
 use plexus_providers::client::{ChatBody, ChunkStream};
 use plexus_providers::ConvertCtx;
 use plexus_router::health::{InFlight, Outcome};
@@ -153,7 +154,8 @@ pub struct AnswerMeta {
     /// For a `select` model: the chosen candidate and a short reason (`x-plexus-route`).
     pub route: Option<String>,
     /// The answer is in the client's own format, passed through from the provider (an
-    /// Anthropic Messages body, or for a stream the provider's events in `native_tap`).
+    /// Anthropic Messages body or an OpenAI Responses `response` object, or for a stream the
+    /// provider's events in `native_tap`; see [`native_api`]).
     pub native: bool,
     pub native_tap: Option<NativeEvents>,
     /// For an orchestration: its id and, when it answered, its calibrated confidence
@@ -184,7 +186,8 @@ pub(crate) async fn within_deadline<T>(
 #[derive(Debug)]
 pub struct FullAnswer {
     pub meta: AnswerMeta,
-    /// An OpenAI chat completion as JSON: the provider's own bytes when it spoke OpenAI.
+    /// An OpenAI chat completion as JSON: the provider's own bytes when it spoke OpenAI; with
+    /// `meta.native`, the provider's answer in the client's own format.
     pub body: Bytes,
     pub usage: Usage,
     /// What the call cost (0 for a cache hit).
@@ -760,13 +763,17 @@ impl Gateway {
             forward_headers,
             ..
         } = req;
-        // A Messages request goes to an Anthropic target as it came (only `model` replaced).
-        let native = (req.wire == WireFormat::AnthropicMessages).then_some(
-            plexus_providers::client::NativeRequest {
-                body: &original,
-                headers: &forward_headers,
-            },
-        );
+        // A Messages or Responses request goes to a target that speaks its API as it came
+        // (only `model` replaced); see `native_api`.
+        let wire = req.wire;
+        let native = matches!(
+            wire,
+            WireFormat::AnthropicMessages | WireFormat::OpenAiResponses
+        )
+        .then_some(plexus_providers::client::NativeRequest {
+            body: &original,
+            headers: &forward_headers,
+        });
         let tap = native.map(|_| plexus_providers::client::Tap::default());
         // 2. authenticate: `ctx.principal`. 3. authorize
         check_model_access(&ctx.principal, &chat.model)?;
@@ -881,14 +888,20 @@ impl Gateway {
                     let tap = tap.clone();
                     async move {
                         let ctx = convert(&target, created, lenient);
-                        let mut upstream = match (native, tap) {
-                            (Some(n), Some(tap))
-                                if target.provider.kind() == ProviderKind::Anthropic =>
-                            {
+                        let api = native_api(wire, &target.provider.config);
+                        let mut upstream = match (native, tap, api) {
+                            (Some(n), Some(tap), Some(api)) => {
+                                // An earlier attempt's events are not this answer's.
                                 tap.clear();
-                                client
-                                    .anthropic_native_stream(&target.provider, &n, &ctx, tap)
-                                    .await?
+                                let p = &target.provider;
+                                match api {
+                                    NativeApi::AnthropicMessages => {
+                                        client.anthropic_native_stream(p, &n, &ctx, tap).await?
+                                    }
+                                    NativeApi::OpenAiResponses => {
+                                        client.responses_native_stream(p, &n, &ctx, tap).await?
+                                    }
+                                }
                             }
                             _ => client.chat_stream(&target.provider, chat, &ctx).await?,
                         };
@@ -909,7 +922,7 @@ impl Gateway {
             let (upstream_request_id, chunks) = admission.serving(served);
             if admission
                 .target()
-                .is_some_and(|t| t.provider.kind() == ProviderKind::Anthropic)
+                .is_some_and(|t| native_api(wire, &t.provider.config).is_some())
             {
                 meta.native_tap = tap.map(NativeEvents);
             }
@@ -928,11 +941,15 @@ impl Gateway {
         let outcome = self
             .dispatch(&rt, &route, ctx, tokens, |target: Target| async move {
                 let ctx = convert(&target, created, lenient);
-                match native {
-                    Some(n) if target.provider.kind() == ProviderKind::Anthropic => {
-                        client.anthropic_native(&target.provider, &n, &ctx).await
+                let p = &target.provider;
+                match (native, native_api(wire, &p.config)) {
+                    (Some(n), Some(NativeApi::AnthropicMessages)) => {
+                        client.anthropic_native(p, &n, &ctx).await
                     }
-                    _ => client.chat(&target.provider, chat, &ctx).await,
+                    (Some(n), Some(NativeApi::OpenAiResponses)) => {
+                        client.responses_native(p, &n, &ctx).await
+                    }
+                    _ => client.chat(p, chat, &ctx).await,
                 }
             })
             .await;
@@ -964,6 +981,20 @@ impl Gateway {
                 (bytes, usage, estimated)
             }
         };
+        // The cache keeps canonical completions: a passed-through Responses answer is
+        // converted into one; an Anthropic Messages body is not cached.
+        let cache_text = match (&cache_fill, meta.native) {
+            (None, _) => None,
+            (Some(_), false) => std::str::from_utf8(&body).ok().map(str::to_owned),
+            (Some(_), true) if wire == WireFormat::OpenAiResponses => admission
+                .target()
+                .and_then(|t| {
+                    let ctx = convert(t, created, lenient);
+                    plexus_providers::responses_native::from_response(&body, &ctx).ok()
+                })
+                .and_then(|c| serde_json::to_string(&c).ok()),
+            (Some(_), true) => None,
+        };
         if let Some(r) = admission.record_mut() {
             r.upstream_request_id = outcome.upstream_request_id;
             r.response_body = record::keep_body(bodies, &body);
@@ -972,12 +1003,9 @@ impl Gateway {
             .take()
             .finish(Settlement::answered(&usage, estimated, first_byte_ns))
             .await;
-        // The cache keeps canonical completions; a passed-through body is not one.
-        if let (Some(fill), Some(served_by), false) = (cache_fill, &meta.served_by, meta.native) {
-            if let Ok(text) = std::str::from_utf8(&body) {
-                fill.complete(self, text.to_owned(), served_by.clone())
-                    .await;
-            }
+        if let (Some(fill), Some(served_by), Some(text)) = (cache_fill, &meta.served_by, cache_text)
+        {
+            fill.complete(self, text, served_by.clone()).await;
         }
         Ok(Answer::Full(FullAnswer {
             meta: std::mem::take(meta),
@@ -1248,6 +1276,24 @@ impl Gateway {
     }
 }
 
+/// Whether a request that arrived in `wire` goes to `provider` as it came, in the API both
+/// speak (only `model` replaced): Anthropic Messages to an Anthropic provider; OpenAI
+/// Responses to an OpenAI or OpenAI-compatible provider whose `responses` is on. `None`:
+/// the canonical request is translated into the provider's format.
+pub fn native_api(wire: WireFormat, provider: &ProviderConfig) -> Option<NativeApi> {
+    match (wire, provider.kind) {
+        (WireFormat::AnthropicMessages, ProviderKind::Anthropic) => {
+            Some(NativeApi::AnthropicMessages)
+        }
+        (WireFormat::OpenAiResponses, ProviderKind::OpenAi | ProviderKind::OpenAiCompatible)
+            if provider.responses =>
+        {
+            Some(NativeApi::OpenAiResponses)
+        }
+        _ => None,
+    }
+}
+
 /// The conversion context of a call to `target`.
 fn convert(target: &Target, created: i64, lenient: bool) -> ConvertCtx<'_> {
     ConvertCtx {
@@ -1282,6 +1328,55 @@ mod tests {
 
     fn parse(body: &[u8]) -> ChatCompletionRequest {
         serde_json::from_slice(body).unwrap()
+    }
+
+    #[test]
+    fn what_goes_through_natively() {
+        let provider = |kind: ProviderKind, responses: bool| ProviderConfig {
+            name: "p".into(),
+            kind,
+            base_url: "http://127.0.0.1:1".into(),
+            api_key: None,
+            api_version: None,
+            headers: Vec::new(),
+            preset: None,
+            supports_n: true,
+            stream_usage: true,
+            responses,
+        };
+        use NativeApi::{AnthropicMessages as Messages, OpenAiResponses as Responses};
+        use ProviderKind::*;
+        let cases = [
+            (
+                WireFormat::AnthropicMessages,
+                Anthropic,
+                false,
+                Some(Messages),
+            ),
+            (WireFormat::AnthropicMessages, OpenAi, true, None),
+            (WireFormat::OpenAiResponses, OpenAi, true, Some(Responses)),
+            (
+                WireFormat::OpenAiResponses,
+                OpenAiCompatible,
+                true,
+                Some(Responses),
+            ),
+            (WireFormat::OpenAiResponses, OpenAi, false, None),
+            (WireFormat::OpenAiResponses, OpenAiCompatible, false, None),
+            // Azure and the others always translate, whatever `responses` says.
+            (WireFormat::OpenAiResponses, Azure, true, None),
+            (WireFormat::OpenAiResponses, Anthropic, true, None),
+            (WireFormat::OpenAiResponses, Gemini, true, None),
+            (WireFormat::OpenAiChat, OpenAi, true, None),
+            (WireFormat::Internal, OpenAi, true, None),
+        ];
+        for (wire, kind, responses, expected) in cases {
+            assert_eq!(
+                native_api(wire, &provider(kind, responses)),
+                expected,
+                "{wire:?} to {kind:?} (responses: {responses})"
+            );
+        }
     }
 
     #[test]

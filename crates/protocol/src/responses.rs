@@ -126,6 +126,8 @@ pub struct Response {
     pub usage: Option<ResponseUsage>,
     #[serde(default)]
     pub metadata: Map<String, Value>,
+    #[serde(default)]
+    pub background: bool,
     #[serde(flatten, skip_serializing_if = "Map::is_empty")]
     pub extra: Extra,
 }

@@ -6,7 +6,8 @@
 
 use crate::scrub::Scrubber;
 use crate::{
-    anthropic, gemini, openai, ConvertCtx, ProviderError, TimeoutPhase, UpstreamErrorBody,
+    anthropic, gemini, openai, responses_native, ConvertCtx, ProviderError, TimeoutPhase,
+    UpstreamErrorBody,
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -163,6 +164,9 @@ pub struct ProviderHandle {
     next: std::sync::atomic::AtomicUsize,
     /// The chat URL when it does not depend on the model (parsed once, cloned per request).
     static_chat_url: Option<reqwest::Url>,
+    /// The Responses API URL (`{base_url}/responses`) of an OpenAI or OpenAI-compatible
+    /// provider.
+    responses_url: Option<reqwest::Url>,
     /// Removes every credential above from upstream error text (built once, used on error
     /// paths only).
     scrubber: Arc<Scrubber>,
@@ -203,11 +207,18 @@ impl ProviderHandle {
             }
             ProviderKind::Azure | ProviderKind::Gemini => None,
         };
+        let responses_url = match config.kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+                reqwest::Url::parse(&format!("{}/responses", config.base_url)).ok()
+            }
+            _ => None,
+        };
         Ok(Arc::new(ProviderHandle {
             config,
             header_sets,
             next: std::sync::atomic::AtomicUsize::new(0),
             static_chat_url,
+            responses_url,
             scrubber,
         }))
     }
@@ -270,6 +281,22 @@ impl ProviderHandle {
                 format!("{base}/v1beta/models/{model}:streamGenerateContent?alt=sse")
             }
             ProviderKind::Gemini => format!("{base}/v1beta/models/{model}:generateContent"),
+        }
+    }
+
+    /// Where a passed-through request goes: the chat URL for a Messages request, the
+    /// Responses API for a Responses request (OpenAI and OpenAI-compatible providers only).
+    fn native_url(&self, api: NativeApi, model: &str) -> Result<reqwest::Url, ProviderError> {
+        match api {
+            NativeApi::AnthropicMessages => self.chat_url(model, false),
+            NativeApi::OpenAiResponses => {
+                self.responses_url
+                    .clone()
+                    .ok_or(ProviderError::Unsupported {
+                        param: "responses",
+                        provider: self.kind().as_str(),
+                    })
+            }
         }
     }
 
@@ -350,6 +377,15 @@ pub enum ChatBody {
         bytes: Bytes,
         usage: Usage,
     },
+}
+
+/// The API a passed-through request speaks, the client's and the provider's alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeApi {
+    /// Anthropic Messages (`/v1/messages`) to an Anthropic provider.
+    AnthropicMessages,
+    /// OpenAI Responses (`/responses`) to an OpenAI or OpenAI-compatible provider.
+    OpenAiResponses,
 }
 
 /// A request passed through in the client's own format.
@@ -703,20 +739,8 @@ impl UpstreamClient {
         native: &NativeRequest<'_>,
         ctx: &ConvertCtx<'_>,
     ) -> Result<ChatOutcome, ProviderError> {
-        let run = async {
-            let body = crate::native::with_model(native.body, ctx.upstream_model)
-                .map_err(ProviderError::decode)?;
-            let url = provider.chat_url(ctx.upstream_model, false)?;
-            let response = self.send_with(provider, url, body, native.headers).await?;
-            let upstream_request_id = upstream_request_id(response.headers());
-            let bytes = read_limited(response, self.timeouts.first_byte, usize::MAX).await?;
-            let usage = anthropic::usage_of(&bytes)?;
-            Ok(ChatOutcome {
-                response: ChatBody::Native { bytes, usage },
-                upstream_request_id,
-            })
-        };
-        run.await.map_err(|e| provider.scrub_error(e))
+        self.native(provider, NativeApi::AnthropicMessages, native, ctx)
+            .await
     }
 
     /// The streamed form of [`Self::anthropic_native`]: the provider's events are decoded into
@@ -729,17 +753,81 @@ impl UpstreamClient {
         ctx: &ConvertCtx<'_>,
         tap: Tap,
     ) -> Result<ChatStream, ProviderError> {
-        let body = crate::native::with_model(native.body, ctx.upstream_model)
-            .map_err(|e| provider.scrub_error(ProviderError::decode(e)))?;
-        let url = provider
-            .chat_url(ctx.upstream_model, true)
-            .map_err(|e| provider.scrub_error(e))?;
+        self.native_stream(provider, NativeApi::AnthropicMessages, native, ctx, tap)
+            .await
+    }
+
+    /// An OpenAI Responses request passed through to a provider that serves the Responses API
+    /// (`{base_url}/responses`): the client's body with only `model` replaced; the provider's
+    /// `response` object comes back as it sent it, with the usage read for billing.
+    pub async fn responses_native(
+        &self,
+        provider: &ProviderHandle,
+        native: &NativeRequest<'_>,
+        ctx: &ConvertCtx<'_>,
+    ) -> Result<ChatOutcome, ProviderError> {
+        self.native(provider, NativeApi::OpenAiResponses, native, ctx)
+            .await
+    }
+
+    /// The streamed form of [`Self::responses_native`] (the body already asks for a stream):
+    /// the semantic events are decoded into canonical chunks for accounting, and each event,
+    /// as sent, is pushed into `tap` for the client.
+    pub async fn responses_native_stream(
+        &self,
+        provider: &ProviderHandle,
+        native: &NativeRequest<'_>,
+        ctx: &ConvertCtx<'_>,
+        tap: Tap,
+    ) -> Result<ChatStream, ProviderError> {
+        self.native_stream(provider, NativeApi::OpenAiResponses, native, ctx, tap)
+            .await
+    }
+
+    /// A passed-through request, non-streamed.
+    async fn native(
+        &self,
+        provider: &ProviderHandle,
+        api: NativeApi,
+        native: &NativeRequest<'_>,
+        ctx: &ConvertCtx<'_>,
+    ) -> Result<ChatOutcome, ProviderError> {
+        let run = async {
+            let response = self.send_native(provider, api, native, ctx).await?;
+            let upstream_request_id = upstream_request_id(response.headers());
+            let bytes = read_limited(response, self.timeouts.first_byte, usize::MAX).await?;
+            let usage = match api {
+                NativeApi::AnthropicMessages => anthropic::usage_of(&bytes)?,
+                NativeApi::OpenAiResponses => responses_native::usage_of(&bytes)?,
+            };
+            Ok(ChatOutcome {
+                response: ChatBody::Native { bytes, usage },
+                upstream_request_id,
+            })
+        };
+        run.await.map_err(|e| provider.scrub_error(e))
+    }
+
+    /// A passed-through request, streamed: decoded for accounting, each raw event into `tap`.
+    async fn native_stream(
+        &self,
+        provider: &ProviderHandle,
+        api: NativeApi,
+        native: &NativeRequest<'_>,
+        ctx: &ConvertCtx<'_>,
+        tap: Tap,
+    ) -> Result<ChatStream, ProviderError> {
         let response = self
-            .send_with(provider, url, body, native.headers)
+            .send_native(provider, api, native, ctx)
             .await
             .map_err(|e| provider.scrub_error(e))?;
         let upstream_request_id = upstream_request_id(response.headers());
-        let decoder = Decoder::new(provider.kind(), ctx);
+        let decoder = match api {
+            NativeApi::AnthropicMessages => Decoder::new(provider.kind(), ctx),
+            NativeApi::OpenAiResponses => {
+                Decoder::Responses(responses_native::StreamState::new(ctx))
+            }
+        };
         let chunks = decode_stream(
             response,
             decoder,
@@ -751,6 +839,20 @@ impl UpstreamClient {
             upstream_request_id,
             chunks,
         })
+    }
+
+    /// Sends the client's body with only `model` replaced (errors unscrubbed).
+    async fn send_native(
+        &self,
+        provider: &ProviderHandle,
+        api: NativeApi,
+        native: &NativeRequest<'_>,
+        ctx: &ConvertCtx<'_>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let body = crate::native::with_model(native.body, ctx.upstream_model)
+            .map_err(ProviderError::decode)?;
+        let url = provider.native_url(api, ctx.upstream_model)?;
+        self.send_with(provider, url, body, native.headers).await
     }
 
     /// A streamed chat completion. Errors before the first chunk are returned here (so the
@@ -872,6 +974,8 @@ enum Decoder {
     OpenAi(openai::StreamState),
     Anthropic(anthropic::StreamState),
     Gemini(gemini::StreamState),
+    /// A passed-through Responses API stream.
+    Responses(responses_native::StreamState),
 }
 
 impl Decoder {
@@ -895,6 +999,7 @@ impl Decoder {
             Decoder::OpenAi(s) => out.extend(s.on_event(event, data)?),
             Decoder::Anthropic(s) => out.extend(s.on_event(event, data)?),
             Decoder::Gemini(s) => out.extend(s.on_event(event, data)?),
+            Decoder::Responses(s) => out.extend(s.on_event(event, data)?),
         }
         Ok(())
     }
@@ -904,6 +1009,7 @@ impl Decoder {
         let done = match self {
             Decoder::OpenAi(s) => s.is_done(),
             Decoder::Anthropic(s) => s.is_done(),
+            Decoder::Responses(s) => s.is_done(),
             Decoder::Gemini(s) => {
                 let done = s.is_done();
                 if done {
@@ -925,6 +1031,7 @@ impl Decoder {
         match self {
             Decoder::OpenAi(s) => s.is_done(),
             Decoder::Anthropic(s) => s.is_done(),
+            Decoder::Responses(s) => s.is_done(),
             // Gemini signals the end only by closing the stream.
             Decoder::Gemini(_) => false,
         }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod gemini;
 pub mod native;
 pub mod openai;
+pub mod responses_native;
 pub mod scrub;
 
 pub use error::{parse_retry_after, ProviderError, TimeoutPhase};

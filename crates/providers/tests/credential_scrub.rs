@@ -126,6 +126,7 @@ fn config(kind: ProviderKind, base_url: String, api_key: Option<&str>) -> Provid
         preset: None,
         supports_n: true,
         stream_usage: true,
+        responses: kind == ProviderKind::OpenAi,
     }
 }
 

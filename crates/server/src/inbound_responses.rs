@@ -162,14 +162,17 @@ fn push_item(out: &mut Vec<Message>, item: &Value) {
     }
 }
 
-/// The conversation of a request: `history` (a stored conversation, rebuilt by the caller
-/// for `previous_response_id`), then `instructions` first as a system message, then the input.
-pub fn messages(req: &ResponsesRequest, history: Vec<Message>) -> Vec<Message> {
+/// The conversation of a request: `instructions` first as a system message, then `history`
+/// (the items of a stored conversation, for `previous_response_id`), then the input.
+/// Instructions of earlier turns are not carried over, as at OpenAI.
+pub fn messages(req: &ResponsesRequest, history: &[Value]) -> Vec<Message> {
     let mut out = Vec::new();
     if let Some(i) = req.instructions.as_ref().filter(|i| !i.is_empty()) {
         out.push(Message::text(Role::System, i.clone()));
     }
-    out.extend(history.into_iter().filter(|m| m.role != Role::System));
+    for item in history {
+        push_item(&mut out, item);
+    }
     match &req.input {
         Input::Text(t) => out.push(Message::text(Role::User, t.clone())),
         Input::Items(items) => {
@@ -181,10 +184,87 @@ pub fn messages(req: &ResponsesRequest, history: Vec<Message>) -> Vec<Message> {
     out
 }
 
+/// A request's input as items: a string input is one user message.
+pub fn input_items(input: &Input) -> Vec<Value> {
+    match input {
+        Input::Text(t) => vec![json!({
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": t}]
+        })],
+        Input::Items(items) => items.clone(),
+    }
+}
+
+/// One stored turn's items as the next turn's history: its input items, then its output
+/// items. Ids are dropped except on reasoning items (a provider resolves those by id); the
+/// rest were given by Plexus or a provider that would not know them again.
+pub fn turn_history(input: &[Value], output: &[Value], out: &mut Vec<Value>) {
+    for item in input.iter().chain(output) {
+        let mut item = item.clone();
+        if let Some(o) = item.as_object_mut() {
+            if o.get("type").and_then(Value::as_str) != Some("reasoning") {
+                o.remove("id");
+            }
+        }
+        out.push(item);
+    }
+}
+
+/// Items as `GET /v1/responses/{id}/input_items` lists them: each with an `id` (its own, else
+/// one derived from the response id and its position, stable across reads), messages with
+/// `type`, `status` and content parts.
+pub fn listed_items(response_id: &str, items: &[Value]) -> Vec<Value> {
+    let tag = short(response_id);
+    items
+        .iter()
+        .enumerate()
+        .map(|(n, item)| {
+            let mut item = match item {
+                Value::Object(o) => o.clone(),
+                other => {
+                    let mut o = Map::new();
+                    o.insert("value".into(), other.clone());
+                    o
+                }
+            };
+            let kind = match item.get("type").and_then(Value::as_str) {
+                Some(k) => k.to_owned(),
+                None => {
+                    item.insert("type".into(), json!("message"));
+                    "message".to_owned()
+                }
+            };
+            if kind == "message" {
+                let output = item.get("role").and_then(Value::as_str) == Some("assistant");
+                if let Some(Value::String(text)) = item.get("content") {
+                    let part = if output {
+                        json!([{"type": "output_text", "text": text, "annotations": []}])
+                    } else {
+                        json!([{"type": "input_text", "text": text}])
+                    };
+                    item.insert("content".into(), part);
+                }
+                item.entry("status").or_insert(json!("completed"));
+            }
+            if !item.contains_key("id") {
+                let prefix = match kind.as_str() {
+                    "message" => "msg",
+                    "function_call" => "fc",
+                    "function_call_output" => "fco",
+                    "reasoning" => "rs",
+                    _ => "item",
+                };
+                item.insert("id".into(), json!(format!("{prefix}_{tag}_in{n}")));
+            }
+            Value::Object(item)
+        })
+        .collect()
+}
+
 /// A Responses request as the canonical request (`history`: see [`messages`]).
 pub fn to_canonical(
     req: &ResponsesRequest,
-    history: Vec<Message>,
+    history: &[Value],
 ) -> Result<ChatCompletionRequest, ApiError> {
     if req.model.is_empty() {
         return Err(invalid("model", "`model` must not be empty."));
@@ -330,6 +410,7 @@ pub struct Echo {
     pub tool_choice: Value,
     pub parallel_tool_calls: bool,
     pub metadata: Map<String, Value>,
+    pub background: bool,
 }
 
 impl Echo {
@@ -348,6 +429,7 @@ impl Echo {
             tool_choice: req.tool_choice.clone().unwrap_or_else(|| json!("auto")),
             parallel_tool_calls: req.parallel_tool_calls.unwrap_or(true),
             metadata: req.metadata.clone().unwrap_or_default(),
+            background: req.background.unwrap_or(false),
         }
     }
 
@@ -379,6 +461,7 @@ impl Echo {
             tools: self.tools.clone(),
             usage,
             metadata: self.metadata.clone(),
+            background: self.background,
             extra: Map::new(),
         }
     }
@@ -661,7 +744,7 @@ mod tests {
             "text": {"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}, "strict": true}},
             "max_output_tokens": 500, "store": false, "stream": true, "include": ["reasoning.encrypted_content"]
         }));
-        let c = serde_json::to_value(to_canonical(&r, Vec::new()).unwrap()).unwrap();
+        let c = serde_json::to_value(to_canonical(&r, &[]).unwrap()).unwrap();
         let roles: Vec<&str> = c["messages"]
             .as_array()
             .unwrap()
@@ -692,10 +775,11 @@ mod tests {
         // A string input and a stored history.
         let r = req(json!({"model": "m", "input": "Again?"}));
         let history = vec![
-            Message::text(Role::User, "Hi"),
-            Message::text(Role::Assistant, "Hello"),
+            json!({"role": "user", "content": "Hi"}),
+            json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hello"}]}),
+            json!({"type": "reasoning", "id": "rs_1", "summary": []}),
         ];
-        let c = serde_json::to_value(to_canonical(&r, history).unwrap()).unwrap();
+        let c = serde_json::to_value(to_canonical(&r, &history).unwrap()).unwrap();
         let roles: Vec<&str> = c["messages"]
             .as_array()
             .unwrap()
@@ -703,7 +787,7 @@ mod tests {
             .map(|m| m["role"].as_str().unwrap())
             .collect();
         assert_eq!(roles, ["user", "assistant", "user"]);
-        let err = to_canonical(&req(json!({"model": "m", "input": []})), Vec::new()).unwrap_err();
+        let err = to_canonical(&req(json!({"model": "m", "input": []})), &[]).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("input"));
     }
 

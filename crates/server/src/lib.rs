@@ -52,6 +52,15 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/responses", post(responses::create))
         .route("/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
+        .route("/v1/responses/{id}/cancel", post(responses::cancel))
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses::input_items),
+        )
         .route("/v1/orchestrations", post(orchestrations::create))
         .route("/orchestrations", post(orchestrations::create))
         .route("/v1/orchestrations/{id}", get(orchestrations::get))

@@ -116,21 +116,327 @@ async fn a_shell_round_trip_on_every_provider_kind() {
             .unwrap_or_default();
         assert!(text.contains("hi-7"), "{model}: {r}");
     }
-    for (body, param) in [
-        (json!({"model": "gpt", "input": []}), "input"),
+    for (body, status, param) in [
+        (json!({"model": "gpt", "input": []}), 400, "input"),
         (
-            json!({"model": "gpt", "input": "x", "previous_response_id": "resp_1"}),
+            json!({"model": "gpt", "input": "x", "previous_response_id": "resp_nope"}),
+            404,
             "previous_response_id",
         ),
         (
-            json!({"model": "gpt", "input": "x", "background": true}),
-            "background",
+            json!({"model": "gpt", "input": "x", "background": true, "store": false}),
+            400,
+            "store",
+        ),
+        (
+            json!({"model": "gpt", "input": "x", "background": true, "stream": true}),
+            400,
+            "stream",
         ),
     ] {
         let resp = post(&gw, &body).send().await.unwrap();
-        assert_eq!(resp.status(), 400);
+        assert_eq!(resp.status(), status, "{body}");
         let e: Value = resp.json().await.unwrap();
         assert_eq!(e["error"]["param"], param, "{e}");
     }
     gw.shutdown().await;
+}
+
+const SLOW: &str = "  - name: slow-gpt\n    targets: [{provider: oai, model: gpt-4o-mini+latency-4000}]\n  - name: slow-claude\n    targets: [{provider: claude, model: claude-sonnet-4-5+latency-4000}]\n  - name: quick-claude\n    targets: [{provider: claude, model: claude-sonnet-4-5+latency-300}]\n";
+
+fn get(gw: &Gateway, path: &str, key: &str) -> reqwest::RequestBuilder {
+    gw.http.get(format!("{}{path}", gw.url)).bearer_auth(key)
+}
+
+async fn json_of(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+async fn new_key(gw: &Gateway) -> String {
+    let (status, key) = json_of(
+        gw.http
+            .post(format!("{}/admin/keys", gw.url))
+            .bearer_auth(MASTER_KEY)
+            .json(&json!({"name": "someone-else"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    key["key"].as_str().unwrap().to_owned()
+}
+
+/// The text of a response's assistant message.
+fn output_text(r: &Value) -> String {
+    r["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["type"] == "message")
+        .flat_map(|o| o["content"].as_array().unwrap().iter())
+        .filter_map(|c| c["text"].as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn stored_responses_continue_and_belong_to_their_key() {
+    let gw = Gateway::start_with(MODELS, "").await;
+    let other = new_key(&gw).await;
+    for model in ["gpt", "sonnet", "flash"] {
+        for stream in [false, true] {
+            let marker = format!("zebra-{model}-{stream}");
+            let first = json!({"model": model, "input": format!("Remember the word {marker}."),
+                "instructions": "Only in turn one."});
+            let (status, r1) = json_of(post(&gw, &first)).await;
+            assert_eq!(status, 200, "{r1}");
+            assert_eq!(r1["store"], true);
+            let id1 = r1["id"].as_str().unwrap().to_owned();
+            let answer1 = output_text(&r1);
+            assert!(!answer1.is_empty());
+
+            // The second turn continues the first: the provider receives turn one's input and
+            // answer, not its instructions.
+            let before = gw.mock.requests().len();
+            let second = json!({"model": model, "input": "Which word?", "previous_response_id": id1,
+                "stream": stream});
+            let resp = post(&gw, &second).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let r2 = if stream {
+                let ev = events(resp).await;
+                let (kind, last) = ev.last().unwrap();
+                assert_eq!(kind, "response.completed", "{ev:?}");
+                last["response"].clone()
+            } else {
+                resp.json().await.unwrap()
+            };
+            assert_eq!(r2["previous_response_id"], id1.as_str(), "{r2}");
+            let sent = gw.mock.requests()[before..].to_vec();
+            assert_eq!(sent.len(), 1, "{model}");
+            let upstream = sent[0].body.to_string();
+            assert!(upstream.contains(&marker), "{model}: {upstream}");
+            let first_words: String = answer1.chars().take(20).collect();
+            assert!(upstream.contains(&first_words), "{model}: {upstream}");
+            assert!(upstream.contains("Which word?"));
+            assert!(
+                !upstream.contains("Only in turn one."),
+                "{model}: {upstream}"
+            );
+            assert!(!upstream.contains("previous_response_id"), "{upstream}");
+            let id2 = r2["id"].as_str().unwrap().to_owned();
+
+            // Read back, as the client got it (a streamed one is stored once it ends).
+            let mut stored = Value::Null;
+            for _ in 0..50 {
+                let (status, r) =
+                    json_of(get(&gw, &format!("/v1/responses/{id2}"), MASTER_KEY)).await;
+                if status == 200 {
+                    stored = r;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert_eq!(stored["id"], id2.as_str());
+            assert_eq!(stored["status"], "completed");
+            assert_eq!(output_text(&stored), output_text(&r2));
+
+            // The items it came from: turn one's input and output, then its own, newest first.
+            let (status, items) = json_of(get(
+                &gw,
+                &format!("/v1/responses/{id2}/input_items"),
+                MASTER_KEY,
+            ))
+            .await;
+            assert_eq!(status, 200, "{items}");
+            let data = items["data"].as_array().unwrap();
+            assert_eq!(data.len(), 3, "{items}");
+            assert_eq!(data[0]["content"][0]["text"], "Which word?");
+            assert_eq!(data[0]["role"], "user");
+            assert_eq!(data[1]["role"], "assistant");
+            assert!(data[2]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains(&marker));
+            assert_eq!(items["has_more"], false);
+            let (_, page) = json_of(get(
+                &gw,
+                &format!("/v1/responses/{id2}/input_items?order=asc&limit=2"),
+                MASTER_KEY,
+            ))
+            .await;
+            assert_eq!(page["data"].as_array().unwrap().len(), 2);
+            assert_eq!(page["has_more"], true);
+            assert_eq!(page["first_id"], data[2]["id"]);
+            let after = page["last_id"].as_str().unwrap();
+            let (_, rest) = json_of(get(
+                &gw,
+                &format!("/v1/responses/{id2}/input_items?order=asc&after={after}"),
+                MASTER_KEY,
+            ))
+            .await;
+            assert_eq!(rest["data"][0]["id"], data[0]["id"], "{rest}");
+
+            // Another key sees none of it.
+            for path in [
+                format!("/v1/responses/{id2}"),
+                format!("/v1/responses/{id2}/input_items"),
+            ] {
+                let (status, e) = json_of(get(&gw, &path, &other)).await;
+                assert_eq!(status, 404, "{e}");
+            }
+            let (status, e) = json_of(
+                gw.http
+                    .post(format!("{}/v1/responses", gw.url))
+                    .bearer_auth(&other)
+                    .json(&json!({"model": model, "input": "x", "previous_response_id": id2})),
+            )
+            .await;
+            assert_eq!(
+                (status, e["error"]["param"].as_str()),
+                (404, Some("previous_response_id")),
+                "{e}"
+            );
+            let (status, _) = json_of(
+                gw.http
+                    .delete(format!("{}/v1/responses/{id2}", gw.url))
+                    .bearer_auth(&other),
+            )
+            .await;
+            assert_eq!(status, 404);
+
+            // Deleted, it is gone for its owner too.
+            let (status, d) = json_of(
+                gw.http
+                    .delete(format!("{}/v1/responses/{id2}", gw.url))
+                    .bearer_auth(MASTER_KEY),
+            )
+            .await;
+            assert_eq!((status, &d["deleted"]), (200, &json!(true)), "{d}");
+            let (status, _) = json_of(get(&gw, &format!("/v1/responses/{id2}"), MASTER_KEY)).await;
+            assert_eq!(status, 404);
+        }
+    }
+    // `store: false` keeps nothing.
+    let (_, r) = json_of(post(
+        &gw,
+        &json!({"model": "sonnet", "input": "x", "store": false}),
+    ))
+    .await;
+    assert_eq!(r["store"], false);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (status, _) = json_of(get(
+        &gw,
+        &format!("/v1/responses/{}", r["id"].as_str().unwrap()),
+        MASTER_KEY,
+    ))
+    .await;
+    assert_eq!(status, 404);
+    gw.shutdown().await;
+}
+
+/// Polls a response until its status is one of `until`.
+async fn poll(gw: &Gateway, id: &str, until: &[&str]) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, r) = json_of(get(gw, &format!("/v1/responses/{id}"), MASTER_KEY)).await;
+        assert_eq!(status, 200, "{r}");
+        if until.contains(&r["status"].as_str().unwrap()) {
+            return r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn background_runs_are_reported_cancelled_and_interrupted_from_any_instance() {
+    let a = Gateway::start_with(&format!("{MODELS}{SLOW}"), "").await;
+    let b = Gateway::start_beside(&a, &format!("{MODELS}{SLOW}"), "").await;
+
+    // A run finishes; the other instance reports it.
+    let (status, queued) = json_of(post(
+        &a,
+        &json!({"model": "quick-claude", "input": "Hi", "background": true}),
+    ))
+    .await;
+    assert_eq!(status, 200, "{queued}");
+    assert_eq!(queued["status"], "queued");
+    assert_eq!(queued["background"], true);
+    let id = queued["id"].as_str().unwrap().to_owned();
+    let (_, seen) = json_of(get(&b, &format!("/v1/responses/{id}"), MASTER_KEY)).await;
+    assert!(
+        ["queued", "in_progress"].contains(&seen["status"].as_str().unwrap()),
+        "{seen}"
+    );
+    let done = poll(&b, &id, &["completed"]).await;
+    assert!(!output_text(&done).is_empty(), "{done}");
+    assert!(done["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    // A finished run cannot be cancelled; a foreground one never can.
+    let cancel = |gw: &Gateway, id: &str| {
+        gw.http
+            .post(format!("{}/v1/responses/{id}/cancel", gw.url))
+            .bearer_auth(MASTER_KEY)
+    };
+    let (status, _) = json_of(cancel(&a, &id)).await;
+    assert_eq!(status, 400);
+    let (_, fg) = json_of(post(&a, &json!({"model": "sonnet", "input": "x"}))).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (status, e) = json_of(cancel(&a, fg["id"].as_str().unwrap())).await;
+    assert_eq!(status, 400, "{e}");
+
+    // Cancelled from the other instance: the running one stops the upstream call.
+    for model in ["slow-gpt", "slow-claude"] {
+        let (_, queued) = json_of(post(
+            &a,
+            &json!({"model": model, "input": "Hi", "background": true}),
+        ))
+        .await;
+        let id = queued["id"].as_str().unwrap().to_owned();
+        poll(&a, &id, &["in_progress"]).await;
+        assert_eq!(a.state.background_runs(), 1);
+        let (status, c) = json_of(cancel(&b, &id)).await;
+        assert_eq!(
+            (status, c["status"].as_str()),
+            (200, Some("cancelled")),
+            "{c}"
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        while a.state.background_runs() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the run did not stop"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // Cancelling again returns it; it stays cancelled.
+        let (status, again) = json_of(cancel(&a, &id)).await;
+        assert_eq!((status, again["status"].as_str()), (200, Some("cancelled")));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let (_, r) = json_of(get(&a, &format!("/v1/responses/{id}"), MASTER_KEY)).await;
+        assert_eq!(r["status"], "cancelled", "{r}");
+        // The call is recorded once, as cancelled by the client.
+        a.state.writer().flush().await;
+        let rows = a.store.recent_requests(50).await.unwrap();
+        let ours: Vec<_> = rows
+            .iter()
+            .filter(|r| r.request_id == format!("req_{}", id.trim_start_matches("resp_")))
+            .collect();
+        assert_eq!(ours.len(), 1, "{ours:?}");
+        assert_eq!(ours[0].status, 499, "{:?}", ours[0]);
+    }
+
+    // A run alive at shutdown ends `incomplete`.
+    let (_, queued) = json_of(post(
+        &a,
+        &json!({"model": "slow-claude", "input": "Hi", "background": true}),
+    ))
+    .await;
+    let id = queued["id"].as_str().unwrap().to_owned();
+    poll(&a, &id, &["in_progress"]).await;
+    a.state.cancel_in_flight();
+    a.state.shutdown().await;
+    let r = poll(&b, &id, &["incomplete"]).await;
+    assert_eq!(r["incomplete_details"]["reason"], "interrupted", "{r}");
+    assert_eq!(r["incomplete_details"]["cause"], "shutdown", "{r}");
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -9,12 +9,14 @@
 #![forbid(unsafe_code)]
 
 mod identities;
+mod responses;
 mod writer;
 
 pub use identities::{
     AuditEntry, AuditQuery, CredentialRecord, KeyFilter, KeyRecord, KeyUpdate, NewKey, OrgRecord,
     TeamRecord, UserRecord,
 };
+pub use responses::{StoredResponse, MAX_CHAIN, RUNNING};
 pub use writer::{LogWriter, WriterHandle};
 
 use plexus_core::log::RequestRecord;

@@ -7,8 +7,8 @@ use plexus_core::log::RequestRecord;
 use plexus_protocol::admin::{Limits, LimitsPatch};
 use plexus_protocol::money::Nanos;
 use plexus_store::{
-    AuditEntry, AuditQuery, FeedbackRow, KeyFilter, KeyRecord, Store, StoreError, TeamRecord,
-    UserRecord,
+    AuditEntry, AuditQuery, FeedbackRow, KeyFilter, KeyRecord, Store, StoreError, StoredResponse,
+    TeamRecord, UserRecord, RUNNING,
 };
 use sqlx::postgres::PgConnectOptions;
 use std::str::FromStr;
@@ -868,3 +868,121 @@ async fn feedback(store: &Store) {
     assert!(store.feedback_for("nope").await.unwrap().is_none());
 }
 both!(feedback_upsert_and_pages, feedback);
+
+fn stored(id: &str, previous: Option<&str>, status: &str, created_at_ms: i64) -> StoredResponse {
+    StoredResponse {
+        id: id.into(),
+        key_id: "k1".into(),
+        previous_response_id: previous.map(str::to_owned),
+        status: status.into(),
+        background: status == "queued",
+        input_items: format!(r#"[{{"type":"message","role":"user","content":"{id}"}}]"#),
+        response: format!(r#"{{"id":"{id}","output":[]}}"#),
+        interrupted: None,
+        instance_id: Some("i1".into()),
+        heartbeat_ms: Some(created_at_ms),
+        created_at_ms,
+        updated_at_ms: created_at_ms,
+    }
+}
+
+async fn responses(store: &Store) {
+    store
+        .put_response(&stored("r1", None, "completed", 10))
+        .await
+        .unwrap();
+    store
+        .put_response(&stored("r2", Some("r1"), "completed", 20))
+        .await
+        .unwrap();
+    store
+        .put_response(&stored("r3", Some("r2"), "completed", 30))
+        .await
+        .unwrap();
+    store
+        .put_response(&stored("other", None, "completed", 30))
+        .await
+        .unwrap();
+    let chain = store.response_chain("r3").await.unwrap();
+    assert_eq!(
+        chain.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["r1", "r2", "r3"],
+        "oldest first"
+    );
+    assert_eq!(chain[2], stored("r3", Some("r2"), "completed", 30));
+    assert!(store.response_chain("nope").await.unwrap().is_empty());
+    assert_eq!(store.response_chain("r1").await.unwrap().len(), 1);
+
+    // A background run: queued → in_progress; a cancel and a finish cannot both win.
+    store
+        .put_response(&stored("bg", None, "queued", 40))
+        .await
+        .unwrap();
+    assert!(store
+        .transition_response("bg", &RUNNING, "in_progress", None, 41)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .still_running(&["bg".into(), "r1".into()], 42, true)
+            .await
+            .unwrap(),
+        ["bg"]
+    );
+    assert_eq!(
+        store
+            .response_by_id("bg")
+            .await
+            .unwrap()
+            .unwrap()
+            .heartbeat_ms,
+        Some(42)
+    );
+    assert!(store
+        .transition_response("bg", &RUNNING, "cancelled", None, 43)
+        .await
+        .unwrap());
+    assert!(!store
+        .finish_response("bg", "completed", "{}", 44)
+        .await
+        .unwrap());
+    let bg = store.response_by_id("bg").await.unwrap().unwrap();
+    assert_eq!((bg.status.as_str(), bg.updated_at_ms), ("cancelled", 43));
+    assert!(store
+        .still_running(&["bg".into()], 45, false)
+        .await
+        .unwrap()
+        .is_empty());
+
+    store
+        .put_response(&stored("bg2", None, "queued", 50))
+        .await
+        .unwrap();
+    assert!(store
+        .finish_response("bg2", "completed", r#"{"done":true}"#, 51)
+        .await
+        .unwrap());
+    assert!(!store
+        .transition_response("bg2", &RUNNING, "incomplete", Some("shutdown"), 52)
+        .await
+        .unwrap());
+    let bg2 = store.response_by_id("bg2").await.unwrap().unwrap();
+    assert_eq!(bg2.response, r#"{"done":true}"#);
+    assert_eq!(bg2.interrupted, None);
+
+    // Retention keeps running runs; deleting breaks the chain there.
+    store
+        .put_response(&stored("old-running", None, "queued", 1))
+        .await
+        .unwrap();
+    assert_eq!(store.delete_responses_before(25).await.unwrap(), 2);
+    assert!(store.response_by_id("old-running").await.unwrap().is_some());
+    assert_eq!(
+        store.response_chain("r3").await.unwrap().len(),
+        1,
+        "r2 is gone: the chain stops at r3"
+    );
+    assert!(store.delete_response("r3").await.unwrap());
+    assert!(!store.delete_response("r3").await.unwrap());
+}
+both!(stored_responses, responses);

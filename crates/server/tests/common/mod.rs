@@ -143,9 +143,35 @@ impl Gateway {
         .await
     }
 
+    /// A second instance beside `other`: the same SQLite database and upstream simulator.
+    #[allow(dead_code)]
+    pub async fn start_beside(other: &Gateway, extra_models: &str, extra_top: &str) -> Gateway {
+        let db = other.sqlite_path().expect("beside a SQLite gateway");
+        Gateway::start_full_on(
+            Backend::Sqlite,
+            Some(&other.mock.url()),
+            Some(&db),
+            true,
+            extra_models,
+            extra_top,
+        )
+        .await
+    }
+
     async fn start_full(
         backend: Backend,
         mock_url: Option<&str>,
+        master_key: bool,
+        extra_models: &str,
+        extra_top: &str,
+    ) -> Gateway {
+        Gateway::start_full_on(backend, mock_url, None, master_key, extra_models, extra_top).await
+    }
+
+    async fn start_full_on(
+        backend: Backend,
+        mock_url: Option<&str>,
+        sqlite_file: Option<&std::path::Path>,
         master_key: bool,
         extra_models: &str,
         extra_top: &str,
@@ -164,7 +190,10 @@ impl Gateway {
         let mut cfg = from_yaml_str(&yaml, &Overrides::default(), &|_| None).unwrap();
         let (store, schema) = match backend {
             Backend::Sqlite => {
-                cfg.database = format!("sqlite://{}", dir.path().join("plexus.db").display());
+                let file = sqlite_file
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_else(|| dir.path().join("plexus.db"));
+                cfg.database = format!("sqlite://{}", file.display());
                 (Store::connect(&cfg.database).await.unwrap(), None)
             }
             Backend::Postgres => {
