@@ -440,3 +440,43 @@ async fn background_runs_are_reported_cancelled_and_interrupted_from_any_instanc
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn retention_deletes_stored_responses_and_clears_bodies_but_keeps_records() {
+    let gw = Gateway::start_with(
+        "",
+        "request_bodies: full\nretention: {responses: 1m, bodies: 2m}",
+    )
+    .await;
+    let (_, r) = json_of(post(
+        &gw,
+        &json!({"model": "sonnet", "input": "keep me a while"}),
+    ))
+    .await;
+    let id = r["id"].as_str().unwrap().to_owned();
+    let request_id = format!("req_{}", id.trim_start_matches("resp_"));
+    gw.state.writer().flush().await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let now = gw.state.clock().now_unix_ms();
+
+    // Within every retention: nothing goes.
+    plexus_gateway::apply_retention(&gw.state, now).await;
+    let (status, _) = json_of(get(&gw, &format!("/v1/responses/{id}"), MASTER_KEY)).await;
+    assert_eq!(status, 200);
+    let logged = gw.store.request_by_id(&request_id).await.unwrap().unwrap();
+    assert!(logged.request_body.is_some());
+
+    // Past the responses' retention, within the bodies'.
+    plexus_gateway::apply_retention(&gw.state, now + 90_000).await;
+    let (status, _) = json_of(get(&gw, &format!("/v1/responses/{id}"), MASTER_KEY)).await;
+    assert_eq!(status, 404);
+    let logged = gw.store.request_by_id(&request_id).await.unwrap().unwrap();
+    assert!(logged.request_body.is_some() && logged.response_body.is_some());
+
+    // Past the bodies' retention: the record stays (requests are kept by default), bare.
+    plexus_gateway::apply_retention(&gw.state, now + 150_000).await;
+    let logged = gw.store.request_by_id(&request_id).await.unwrap().unwrap();
+    assert_eq!((logged.request_body, logged.response_body), (None, None));
+    assert!(logged.completion_tokens > 0);
+    gw.shutdown().await;
+}
