@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Gateway, MASTER_KEY};
+use common::{Backend, Gateway, MASTER_KEY};
 use serde_json::{json, Value};
 
 const MODELS: &str = "  - name: agent-oai\n    targets: [{provider: oai, model: gpt-4o-mini+agent}]\n  - name: agent-claude\n    targets: [{provider: claude, model: claude-sonnet-4-5+agent}]\n  - name: agent-gem\n    targets: [{provider: gem, model: gemini-2.5-flash+agent}]\n";
@@ -179,8 +179,17 @@ fn output_text(r: &Value) -> String {
 }
 
 #[tokio::test]
-async fn stored_responses_continue_and_belong_to_their_key() {
-    let gw = Gateway::start_with(MODELS, "").await;
+async fn stored_responses_continue_and_belong_to_their_key_on_sqlite() {
+    stored_responses_continue_and_belong_to_their_key(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn stored_responses_continue_and_belong_to_their_key_on_postgres() {
+    stored_responses_continue_and_belong_to_their_key(Backend::Postgres).await;
+}
+
+async fn stored_responses_continue_and_belong_to_their_key(backend: Backend) {
+    let gw = Gateway::start_on(backend, MODELS, "").await;
     let other = new_key(&gw).await;
     for model in ["gpt", "sonnet", "flash"] {
         for stream in [false, true] {
@@ -478,5 +487,42 @@ async fn retention_deletes_stored_responses_and_clears_bodies_but_keeps_records(
     let logged = gw.store.request_by_id(&request_id).await.unwrap().unwrap();
     assert_eq!((logged.request_body, logged.response_body), (None, None));
     assert!(logged.completion_tokens > 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_whose_instance_died_is_reported_incomplete() {
+    let gw = Gateway::start().await;
+    let now = gw.state.clock().now_unix_ms();
+    let row = |id: &str, heartbeat_ms: i64| plexus_store::StoredResponse {
+        id: id.into(),
+        key_id: "master".into(),
+        previous_response_id: None,
+        status: "in_progress".into(),
+        background: true,
+        input_items: "[]".into(),
+        response: json!({"id": id, "object": "response", "status": "queued", "output": []})
+            .to_string(),
+        interrupted: None,
+        instance_id: Some("inst_gone".into()),
+        heartbeat_ms: Some(heartbeat_ms),
+        created_at_ms: now - 120_000,
+        updated_at_ms: now - 120_000,
+    };
+    gw.store
+        .put_response(&row("resp_lost", now - 60_000))
+        .await
+        .unwrap();
+    gw.store
+        .put_response(&row("resp_alive", now - 2_000))
+        .await
+        .unwrap();
+    let (_, lost) = json_of(get(&gw, "/v1/responses/resp_lost", MASTER_KEY)).await;
+    assert_eq!(lost["status"], "incomplete", "{lost}");
+    assert_eq!(lost["incomplete_details"]["cause"], "instance_lost");
+    let stored = gw.store.response_by_id("resp_lost").await.unwrap().unwrap();
+    assert_eq!(stored.status, "incomplete", "written, for every instance");
+    let (_, alive) = json_of(get(&gw, "/v1/responses/resp_alive", MASTER_KEY)).await;
+    assert_eq!(alive["status"], "in_progress", "{alive}");
     gw.shutdown().await;
 }
