@@ -1,7 +1,8 @@
 //! Stored responses (the Responses API's `store: true`), written behind the answer.
 //!
-//! The answer never waits for the write: the row is kept in memory until the write lands, so a
-//! follow-up on this instance (`previous_response_id`, `GET`) sees it at once. A follow-up on
+//! The answer never waits for the write: the row is kept in memory until its write lands, so a
+//! follow-up on this instance (`previous_response_id`, `GET`) sees it at once. Rows are written
+//! in batches, one transaction each, by a task that runs while rows are queued. A follow-up on
 //! another instance that arrives before the write lands waits briefly for it
 //! ([`Gateway::response_chain`]).
 
@@ -14,53 +15,53 @@ use std::time::Duration;
 /// How long a lookup of an unknown id waits for another instance's write to land.
 const CROSS_INSTANCE_WAIT: Duration = Duration::from_millis(300);
 const WRITE_ATTEMPTS: u32 = 3;
+const BATCH: usize = 256;
 
 #[derive(Default)]
-pub(crate) struct PendingWrites(Mutex<HashMap<String, Arc<StoredResponse>>>);
+pub(crate) struct PendingWrites(Mutex<Pending>);
+
+#[derive(Default)]
+struct Pending {
+    /// Every row not yet written, by id.
+    rows: HashMap<String, Arc<StoredResponse>>,
+    /// The ids to write, in order.
+    queue: Vec<String>,
+    /// Whether the writing task runs.
+    writing: bool,
+}
 
 impl PendingWrites {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<StoredResponse>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         match self.0.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
+
+    fn get(&self, id: &str) -> Option<Arc<StoredResponse>> {
+        self.lock().rows.get(id).cloned()
+    }
 }
 
 impl Gateway {
     /// Stores `row` without waiting: visible on this instance at once, in the database when
-    /// the write lands (retried; shutdown waits for it).
+    /// its batch is written (retried; shutdown waits for it).
     pub fn save_response(&self, row: StoredResponse) {
-        let row = Arc::new(row);
-        self.inner
-            .pending_responses
-            .lock()
-            .insert(row.id.clone(), row.clone());
-        let gateway = self.clone();
-        self.tasks().spawn(async move {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match gateway.store().put_response(&row).await {
-                    Ok(()) => break,
-                    Err(e) if attempt < WRITE_ATTEMPTS => {
-                        tracing::debug!(message = "Retrying a stored response's write.", error = %e);
-                        tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(message = "Cannot store a response.", response_id = %row.id, error = %e);
-                        break;
-                    }
-                }
-            }
-            gateway.inner.pending_responses.lock().remove(&row.id);
-        });
+        let start = {
+            let mut pending = self.inner.pending_responses.lock();
+            pending.queue.push(row.id.clone());
+            pending.rows.insert(row.id.clone(), Arc::new(row));
+            !std::mem::replace(&mut pending.writing, true)
+        };
+        if start {
+            self.tasks().spawn(write_pending(self.clone()));
+        }
     }
 
     /// One stored response, whether its write has landed or not.
     pub async fn stored_response(&self, id: &str) -> Result<Option<StoredResponse>, StoreError> {
-        if let Some(row) = self.inner.pending_responses.lock().get(id) {
-            return Ok(Some(StoredResponse::clone(row)));
+        if let Some(row) = self.inner.pending_responses.get(id) {
+            return Ok(Some(StoredResponse::clone(&row)));
         }
         self.store().response_by_id(id).await
     }
@@ -72,14 +73,11 @@ impl Gateway {
     pub async fn response_chain(&self, id: &str) -> Result<Vec<StoredResponse>, StoreError> {
         let mut tail = Vec::new();
         let mut head = id.to_owned();
-        // Rows still in memory first (a chain written faster than its writes land).
-        loop {
-            let pending = self.inner.pending_responses.lock().get(&head).cloned();
-            let Some(row) = pending else { break };
-            let previous = row.previous_response_id.clone();
+        // Rows still in memory first (a chain continued faster than its writes land).
+        while let Some(row) = self.inner.pending_responses.get(&head) {
             tail.push(StoredResponse::clone(&row));
-            match previous {
-                Some(p) if tail.len() < plexus_store::MAX_CHAIN as usize => head = p,
+            match &row.previous_response_id {
+                Some(p) if tail.len() < plexus_store::MAX_CHAIN as usize => head = p.clone(),
                 _ => {
                     tail.reverse();
                     return Ok(tail);
@@ -97,5 +95,49 @@ impl Gateway {
         tail.reverse();
         stored.extend(tail);
         Ok(stored)
+    }
+}
+
+/// Writes the queued rows in batches until none is left.
+async fn write_pending(gateway: Gateway) {
+    loop {
+        let batch: Vec<Arc<StoredResponse>> = {
+            let mut pending = gateway.inner.pending_responses.lock();
+            if pending.queue.is_empty() {
+                pending.writing = false;
+                return;
+            }
+            let n = pending.queue.len().min(BATCH);
+            let ids: Vec<String> = pending.queue.drain(..n).collect();
+            ids.iter()
+                .filter_map(|id| pending.rows.get(id).cloned())
+                .collect()
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match gateway.store().put_responses(&batch).await {
+                Ok(()) => break,
+                Err(e) if attempt < WRITE_ATTEMPTS => {
+                    tracing::debug!(message = "Retrying stored responses' write.", error = %e);
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    tracing::error!(message = "Cannot store responses.", rows = batch.len(), error = %e);
+                    break;
+                }
+            }
+        }
+        let mut pending = gateway.inner.pending_responses.lock();
+        for row in &batch {
+            // A row saved again meanwhile stays until its own write.
+            if pending
+                .rows
+                .get(&row.id)
+                .is_some_and(|current| Arc::ptr_eq(current, row))
+            {
+                pending.rows.remove(&row.id);
+            }
+        }
     }
 }

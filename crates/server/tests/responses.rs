@@ -526,3 +526,31 @@ async fn a_run_whose_instance_died_is_reported_incomplete() {
     assert_eq!(alive["status"], "in_progress", "{alive}");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn concurrent_stored_responses_are_all_written() {
+    let gw = Gateway::start().await;
+    let ids: Vec<String> = futures::future::join_all((0..120).map(|i| {
+        let gw = &gw;
+        async move {
+            let (status, r) = json_of(post(
+                gw,
+                &json!({"model": "sonnet", "input": format!("n{i}")}),
+            ))
+            .await;
+            assert_eq!(status, 200, "{r}");
+            r["id"].as_str().unwrap().to_owned()
+        }
+    }))
+    .await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !gw.state.background_idle() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for id in &ids {
+        let row = gw.store.response_by_id(id).await.unwrap();
+        assert!(row.is_some_and(|r| r.status == "completed"), "{id}");
+    }
+    gw.shutdown().await;
+}

@@ -69,6 +69,14 @@ pub const MAX_CHAIN: i64 = 1000;
 impl Store {
     /// Writes a response; an existing row with the same id is replaced (a retried write).
     pub async fn put_response(&self, r: &StoredResponse) -> Result<(), StoreError> {
+        self.put_responses(std::slice::from_ref(r)).await
+    }
+
+    /// Writes responses in one transaction (see [`Store::put_response`]).
+    pub async fn put_responses<R>(&self, rows: &[R]) -> Result<(), StoreError>
+    where
+        R: std::borrow::Borrow<StoredResponse> + Sync,
+    {
         const SQLITE: &str = concat!(
             "INSERT OR REPLACE INTO responses (",
             response_columns!(),
@@ -85,21 +93,26 @@ impl Store {
         );
         macro_rules! run {
             ($pool:expr, $q:expr) => {{
-                sqlx::query($q)
-                    .bind(r.id.as_str())
-                    .bind(r.key_id.as_str())
-                    .bind(r.previous_response_id.as_deref())
-                    .bind(r.status.as_str())
-                    .bind(r.background)
-                    .bind(r.input_items.as_str())
-                    .bind(r.response.as_str())
-                    .bind(r.interrupted.as_deref())
-                    .bind(r.instance_id.as_deref())
-                    .bind(r.heartbeat_ms)
-                    .bind(r.created_at_ms)
-                    .bind(r.updated_at_ms)
-                    .execute($pool)
-                    .await?;
+                let mut tx = $pool.begin().await?;
+                for r in rows.iter().map(std::borrow::Borrow::borrow) {
+                    let r: &StoredResponse = r;
+                    sqlx::query($q)
+                        .bind(r.id.as_str())
+                        .bind(r.key_id.as_str())
+                        .bind(r.previous_response_id.as_deref())
+                        .bind(r.status.as_str())
+                        .bind(r.background)
+                        .bind(r.input_items.as_str())
+                        .bind(r.response.as_str())
+                        .bind(r.interrupted.as_deref())
+                        .bind(r.instance_id.as_deref())
+                        .bind(r.heartbeat_ms)
+                        .bind(r.created_at_ms)
+                        .bind(r.updated_at_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
             }};
         }
         match &self.db {
