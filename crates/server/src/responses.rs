@@ -270,6 +270,11 @@ fn stream_response(mut answer: AnswerStream, echo: convert::Echo, keep: Option<K
                 Err(err) => {
                     let mut out = BytesMut::new();
                     for (k, d) in translator.failed(err.code.as_str(), &err.message) {
+                        if let (Some(keep), true) = (&keep, k == "response.failed") {
+                            if let Some(r) = d.get("response") {
+                                keep.save(r);
+                            }
+                        }
                         sse_value(&mut out, &k, &d);
                     }
                     yield Ok(out.freeze());
@@ -286,7 +291,8 @@ fn stream_response(mut answer: AnswerStream, echo: convert::Echo, keep: Option<K
         }
         let mut out = BytesMut::new();
         for (k, d) in translator.finish() {
-            if let (Some(keep), true) = (&keep, is_lifecycle(&k)) {
+            let ended = matches!(k.as_str(), "response.completed" | "response.incomplete");
+            if let (Some(keep), true) = (&keep, ended) {
                 if let Some(r) = d.get("response") {
                     keep.save(r);
                 }
