@@ -10,9 +10,21 @@ are checked against the response schemas.
   treated the same way, with the OpenAI-format `demo` model: their requests are translated onto
   the same pipeline, and the demo's simulator takes every canonical field the translation
   produces.
-- The OpenAI Responses route (`POST /v1/responses`) is treated the same way, with `demo`; its
-  `previous_response_id` and `background`, documented as refused with 400 in this version, are
-  dropped from every schema-valid body.
+- The OpenAI Responses route (`POST /v1/responses`) is treated the same way, with `demo`. Its
+  schema-valid bodies are adjusted for what the gateway documents but a JSON Schema cannot say:
+  `previous_response_id` must name a stored response of the caller's (any other id is 404
+  `param: previous_response_id`), which a generator cannot know, so it is dropped (the Rust and
+  SDK tests continue real conversations); and `background: true` needs `store` and no `stream`
+  (400 `param: store` / `param: stream` otherwise), so with `background: true` a `store: false`
+  and a `stream: true` are dropped, and the background path (a `queued` response, checked
+  against the response schema) stays in the run.
+- The stored-response routes (`/v1/responses/{id}` and below) get random ids, which are 404, as
+  documented, and ids of responses the run created. A schema-valid cancel
+  (`POST /v1/responses/{id}/cancel`) is refused with 400 unless the response is a background run
+  still going, a state no schema can express, so each one is pointed at a new, slow background
+  run of the demo's simulator (`+latency-20000`) and cancels it for real (200, `cancelled`). A
+  schema-valid `after` of `input_items` must be an item id of that list (400 `param: after`
+  otherwise), which a generator cannot know either, so it is dropped.
 - Schema-invalid (negative) cases keep their model. The gateway validates before it resolves
   the model, so they are still refused for what the gateway enforces; what it leaves to the
   upstream (an unknown `tool_choice` or `reasoning_effort` value, say) would reach the demo's
@@ -38,6 +50,7 @@ are checked against the response schemas.
 import json
 import math
 import time
+import urllib.request
 import zlib
 
 import schemathesis
@@ -62,9 +75,15 @@ DEMO_MODELS = {
     "/v1/responses": "demo",
 }
 
-# Documented but refused by this version with 400 naming them (no stored responses yet), so a
-# schema-valid body that is to be served leaves them out.
-REFUSED = {"/v1/responses": ("previous_response_id", "background")}
+# Fields a schema-valid body cannot fill in right, because they name stored state (a response
+# of the caller's): any other value is 404 by design, so a body that is to be served leaves them
+# out.
+UNKNOWABLE = {"/v1/responses": ("previous_response_id",)}
+# The same for query parameters: `after` must be an item id of the listed response (else 400).
+UNKNOWABLE_QUERY = {("GET", "/v1/responses/{id}/input_items"): ("after",)}
+CANCEL = ("POST", "/v1/responses/{id}/cancel")
+# A background run that is still going when its cancel arrives.
+SLOW_MODEL = "demo-openai/gpt-4o-mini+latency-20000"
 
 
 def _whole(value):
@@ -81,6 +100,27 @@ def _schema_valid_body(case):
     body = meta.components.get(ParameterLocation.BODY)
     mode = body.mode if body is not None else meta.generation.mode
     return mode == GenerationMode.POSITIVE
+
+
+def _mode_of(case, location):
+    meta = case.meta
+    if meta is None:
+        return None
+    component = meta.components.get(location)
+    return component.mode if component is not None else meta.generation.mode
+
+
+def _schema_valid_case(case):
+    """Every part of the request (path, query, headers, body) generated schema-valid."""
+    meta = case.meta
+    if meta is None:
+        return False
+    modes = [c.mode for c in meta.components.values()] or [meta.generation.mode]
+    return all(m == GenerationMode.POSITIVE for m in modes)
+
+
+def _schema_valid_query(case):
+    return _mode_of(case, ParameterLocation.QUERY) == GenerationMode.POSITIVE
 
 
 def _picked(body):
@@ -123,9 +163,43 @@ def _runnable_orchestration(body):
     return out
 
 
+def _consistent_background(body):
+    """A schema-valid `background: true` body made acceptable: it needs `store` and no `stream`."""
+    if body.get("background") is not True:
+        return body
+    return {
+        k: v
+        for k, v in body.items()
+        if not (k == "store" and v is False) and not (k == "stream" and v is True)
+    }
+
+
+def _running_background_response(base_url):
+    """The id of a new background response of the demo that is still running (open mode: the
+    same anonymous principal as the generated request)."""
+    request = urllib.request.Request(
+        f"{base_url.rstrip('/')}/v1/responses",
+        data=json.dumps({"model": SLOW_MODEL, "input": "Wait.", "background": True}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())["id"]
+
+
 @schemathesis.hook
 def map_case(context, case):
     operation = context.operation
+    route = (operation.method.upper(), operation.path) if operation is not None else None
+    if route == CANCEL and _schema_valid_case(case):
+        case.path_parameters = {
+            **(case.path_parameters or {}),
+            "id": _running_background_response(operation.base_url),
+        }
+        return case
+    if route in UNKNOWABLE_QUERY and _schema_valid_query(case) and isinstance(case.query, dict):
+        case.query = {k: v for k, v in case.query.items() if k not in UNKNOWABLE_QUERY[route]}
+        return case
     model = DEMO_MODELS.get(operation.path) if operation is not None else None
     body = case.body
     if (
@@ -148,8 +222,9 @@ def map_case(context, case):
         return case
     if model is None or not isinstance(body, dict) or not _schema_valid_body(case):
         return case
-    if any(name in body for name in REFUSED.get(operation.path, ())):
-        body = {k: v for k, v in body.items() if k not in REFUSED[operation.path]}
+    if operation.path in UNKNOWABLE:
+        body = {k: v for k, v in body.items() if k not in UNKNOWABLE[operation.path]}
+        body = _consistent_background(body)
         case.body = body
     if not _picked(body):
         return case

@@ -5,15 +5,23 @@
 One gateway process and one simulator process serve the whole module. Behaviours the simulator
 derives from the upstream model name (`+agent`, `+tokens-N`) are reached by direct
 `provider/model` addressing or configured `agent-*` models. The same gateway has a `select`
-model (`auto`) and an orchestration model (`council`, a vote of quiz models), so that the
-pipeline is shown to apply to `/v1/responses`. Not in this version (and refused with 400):
-`previous_response_id` and `background`.
+model (`auto`) and an orchestration model (`council`, a vote of quiz models), a response cache
+and key budgets, so that the pipeline is shown to apply to `/v1/responses`.
+
+Stored responses through the SDK, on every provider kind: `previous_response_id` (two- and
+three-turn conversations, plain and streamed, the earlier turns rebuilt from the database),
+`responses.retrieve`, `responses.delete`, `responses.input_items.list` (order, pagination),
+ownership (another key sees 404 for all of it), and background runs (`background=True`: queued,
+polled until completed; `responses.cancel` on a slow model, configured as `slow-*` with the
+simulator's `+latency-4000`).
 """
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+import uuid
 from dataclasses import dataclass
 
 import openai
@@ -56,6 +64,7 @@ def gateway_config(mock_url: str, database: str) -> dict:
 
     models = [priced(f.model, f.provider, f.upstream) for f in FORMATS]
     models += [priced(f"agent-{f.name}", f.provider, f"{f.upstream}+agent") for f in FORMATS]
+    models += [priced(f"slow-{f.name}", f.provider, f"{f.upstream}+latency-4000") for f in FORMATS]
     models += [
         priced("mini", "oai", "sim-mini", 0.1, quality=0.6),
         priced("pro", "oai", "sim-pro", 10.0, quality=0.9),
@@ -86,6 +95,9 @@ def gateway_config(mock_url: str, database: str) -> dict:
             for f in FORMATS
         ],
         "models": models,
+        # Exact-match cache: only requests with temperature 0 are cached (nondeterministic off),
+        # so the other tests, which send none, always reach the simulator.
+        "cache": {"ttl": "1h"},
     }
 
 
@@ -159,7 +171,8 @@ def test_plain_response(client, fmt):
     assert response.model == fmt.model, "the name the client asked for"
     assert response.output_text
     assert response.output[0].type == "message" and response.output[0].role == "assistant"
-    assert response.store is False, "responses are not stored in this version"
+    assert response.store is True, "stored by default"
+    assert response.background is False and response.previous_response_id is None
     assert response.metadata == {"trace": "t-1"}
     usage = response.usage
     assert usage.input_tokens > 0 and usage.output_tokens > 0
@@ -238,8 +251,8 @@ def test_function_round_trip_with_an_agent_model(client, fmt, stream):
 # --------------------------------------------------------------------------------------------
 
 
-def test_previous_response_id_is_refused(client):
-    with pytest.raises(openai.BadRequestError) as e:
+def test_unknown_previous_response_id(client):
+    with pytest.raises(openai.NotFoundError) as e:
         client.responses.create(model="gpt", input="x", previous_response_id="resp_123")
     assert e.value.body["param"] == "previous_response_id"
 
@@ -256,15 +269,20 @@ def test_bad_key(gateway):
             c.responses.create(model="gpt", input="x")
 
 
-def test_virtual_key_limits_apply(gateway, client):
+def new_key(gateway: str, **settings) -> str:
+    """A new virtual key (`POST /admin/keys`) with these settings."""
     request = urllib.request.Request(
         f"{gateway}/admin/keys",
-        data=json.dumps({"name": "responses-e2e-rpm", "rpm": 1}).encode(),
+        data=json.dumps(settings).encode(),
         headers={"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as r:
-        key = json.loads(r.read())["key"]
+        return json.loads(r.read())["key"]
+
+
+def test_virtual_key_limits_apply(gateway, client):
+    key = new_key(gateway, name="responses-e2e-rpm", rpm=1)
     with sdk(gateway, key) as limited:
         assert limited.responses.create(model="gpt", input="one").output_text
         with pytest.raises(openai.RateLimitError) as e:
@@ -294,3 +312,265 @@ def test_orchestration_model(client, stream):
         response = client.responses.create(**kwargs)
     assert "1,239" in response.output_text or "1239" in response.output_text, response.output
     assert response.model == "council"
+
+
+def test_a_cache_hit(client, fmt):
+    """The same request with temperature 0, twice: the second answer comes from the cache."""
+    kwargs = dict(
+        model=fmt.model, input=f"Cache me {uuid.uuid4().hex[:8]}", temperature=0, store=False
+    )
+    first = client.responses.with_raw_response.create(**kwargs)
+    assert first.headers.get("x-plexus-cache") != "hit"
+    second = client.responses.with_raw_response.create(**kwargs)
+    assert second.headers.get("x-plexus-cache") == "hit", dict(second.headers)
+    a, b = first.parse(), second.parse()
+    assert b.output_text == a.output_text and b.status == "completed"
+    assert b.id != a.id, "a hit is a response of its own"
+
+
+def test_a_key_budget_is_enforced(gateway, fmt):
+    """A key with a tiny budget is served until it has spent it, then refused with 429
+    `budget_exceeded` (`insufficient_quota`)."""
+    key = new_key(gateway, name=f"responses-e2e-budget-{fmt.name}", max_budget_usd=0.0003)
+    served = 0
+    with sdk(gateway, key) as limited:
+        with pytest.raises(openai.RateLimitError) as e:
+            for _ in range(20):
+                r = limited.responses.create(
+                    model=fmt.model, input="Spend a little", max_output_tokens=16
+                )
+                assert r.output_text
+                served += 1
+    assert served >= 1, "the budget admits a first request"
+    assert e.value.code == "budget_exceeded", e.value.body
+    assert e.value.type == "insufficient_quota", e.value.body
+
+
+# --------------------------------------------------------------------------------------------
+# Stored responses: previous_response_id, retrieve, input_items, delete, ownership
+# --------------------------------------------------------------------------------------------
+
+
+def stored(client: openai.OpenAI, response_id: str):
+    """`responses.retrieve`, once the response is stored (written behind the answer)."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            return client.responses.retrieve(response_id)
+        except openai.NotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def create(client: openai.OpenAI, stream: bool, **kwargs):
+    """A whole response, created plain or streamed (the final event's response)."""
+    if stream:
+        _, final, text = streamed(client, **kwargs)
+        assert text == final.output_text
+        return final
+    return client.responses.create(**kwargs)
+
+
+def texts(item) -> str:
+    return "".join(getattr(part, "text", "") or "" for part in item.content)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_previous_response_id_continues_a_conversation(client, fmt, stream):
+    marker = f"zebra{uuid.uuid4().hex[:10]}"
+    turn1 = f"Remember the secret word {marker}, please; I will ask for it later on."
+    r1 = create(client, stream, model=fmt.model, input=turn1, instructions="Only in turn one.")
+    assert r1.status == "completed" and r1.store is True and r1.output_text
+    assert r1.previous_response_id is None
+
+    r2 = create(client, stream, model=fmt.model, input="Which word?", previous_response_id=r1.id)
+    assert r2.id != r1.id and r2.previous_response_id == r1.id
+    assert r2.status == "completed" and r2.output_text and r2.model == fmt.model
+
+    # The upstream call of turn two carried turn one (the simulator counts the prompt's
+    # characters): more input tokens than the same question alone.
+    alone = client.responses.create(model=fmt.model, input="Which word?", store=False)
+    extra = r2.usage.input_tokens - alone.usage.input_tokens
+    assert extra >= len(turn1) // 4, (r2.usage, alone.usage)
+    assert r2.output_text != alone.output_text, "a different prompt, a different answer"
+
+    # Read back as created.
+    got = stored(client, r2.id)
+    assert got.id == r2.id and got.status == "completed"
+    assert got.output_text == r2.output_text
+    assert got.previous_response_id == r1.id and got.model == fmt.model
+    assert got.usage.output_tokens == r2.usage.output_tokens
+
+    # The items it was generated from: turn one's input and output, then turn two's input,
+    # newest first.
+    page = client.responses.input_items.list(r2.id)
+    items = page.data
+    assert [i.type for i in items] == ["message"] * 3, items
+    assert [i.role for i in items] == ["user", "assistant", "user"], items
+    assert texts(items[0]) == "Which word?"
+    assert texts(items[1]) == r1.output_text
+    assert marker in texts(items[2])
+    assert "Only in turn one." not in json.dumps([i.model_dump() for i in items])
+    assert page.has_more is False
+    assert page.first_id == items[0].id and page.last_id == items[2].id
+    assert len({i.id for i in items}) == 3, "every item has its own id"
+
+    # Oldest first.
+    ascending = client.responses.input_items.list(r2.id, order="asc").data
+    assert [i.id for i in ascending] == [i.id for i in reversed(items)]
+
+    # One at a time: `limit` and `after` by hand, then the SDK's own pagination.
+    first = client.responses.input_items.list(r2.id, limit=1)
+    assert [i.id for i in first.data] == [items[0].id] and first.has_more is True
+    second = client.responses.input_items.list(r2.id, limit=1, after=first.last_id)
+    assert [i.id for i in second.data] == [items[1].id] and second.has_more is True
+    last = client.responses.input_items.list(r2.id, limit=1, after=second.last_id)
+    assert [i.id for i in last.data] == [items[2].id] and last.has_more is False
+    paged = client.responses.input_items.list(r2.id, limit=1, order="asc")
+    assert [i.id for i in paged] == [i.id for i in ascending], "auto-pagination"
+
+    # Turn one's own list holds its input only.
+    own = client.responses.input_items.list(r1.id).data
+    assert len(own) == 1 and marker in texts(own[0])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_three_turn_chain(client, fmt, stream):
+    r1 = create(client, stream, model=fmt.model, input="Turn one: apples.")
+    r2 = create(
+        client, stream, model=fmt.model, input="Turn two: pears.", previous_response_id=r1.id
+    )
+    r3 = create(
+        client, stream, model=fmt.model, input="Turn three: plums.", previous_response_id=r2.id
+    )
+    assert r3.previous_response_id == r2.id and r3.status == "completed" and r3.output_text
+    assert r3.usage.input_tokens > r2.usage.input_tokens > r1.usage.input_tokens
+
+    items = client.responses.input_items.list(r3.id, order="asc").data
+    assert [(i.type, i.role) for i in items] == [
+        ("message", "user"),
+        ("message", "assistant"),
+        ("message", "user"),
+        ("message", "assistant"),
+        ("message", "user"),
+    ], items
+    assert [texts(i) for i in items] == [
+        "Turn one: apples.",
+        r1.output_text,
+        "Turn two: pears.",
+        r2.output_text,
+        "Turn three: plums.",
+    ]
+    assert stored(client, r3.id).output_text == r3.output_text
+
+
+def assert_not_found(c: openai.OpenAI, response_id: str, cancel: bool = False):
+    """Every read and write of `response_id` is a 404 for `c`."""
+    calls = [c.responses.retrieve, c.responses.input_items.list, c.responses.delete]
+    if cancel:
+        calls.append(c.responses.cancel)
+    for call in calls:
+        with pytest.raises(openai.NotFoundError):
+            call(response_id)
+
+
+def test_delete_and_store_false(client, fmt):
+    r = client.responses.create(model=fmt.model, input="Delete me")
+    assert stored(client, r.id).id == r.id
+    raw = client.responses.with_raw_response.delete(r.id)
+    assert json.loads(raw.text) == {"id": r.id, "object": "response", "deleted": True}
+    assert_not_found(client, r.id)
+    with pytest.raises(openai.NotFoundError) as e:
+        client.responses.create(model=fmt.model, input="x", previous_response_id=r.id)
+    assert e.value.body["param"] == "previous_response_id"
+
+    kept = client.responses.create(model=fmt.model, input="Forget me", store=False)
+    assert kept.store is False and kept.output_text
+    time.sleep(0.2)  # a stored response would be written by now
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(kept.id)
+
+
+def test_another_key_cannot_see_or_continue_a_response(gateway, client, fmt):
+    r = client.responses.create(model=fmt.model, input="Mine alone")
+    stored(client, r.id)
+    with sdk(gateway, new_key(gateway, name=f"responses-e2e-other-{fmt.name}")) as other:
+        # The other key works, but none of the owner's response exists for it.
+        assert other.responses.create(model=fmt.model, input="Hello").output_text
+        assert_not_found(other, r.id, cancel=True)
+        with pytest.raises(openai.NotFoundError) as e:
+            other.responses.create(model=fmt.model, input="x", previous_response_id=r.id)
+        assert e.value.body["param"] == "previous_response_id"
+    # The owner still has it, whole.
+    assert client.responses.retrieve(r.id).output_text == r.output_text
+
+
+# --------------------------------------------------------------------------------------------
+# Background runs
+# --------------------------------------------------------------------------------------------
+
+
+def poll(client: openai.OpenAI, response_id: str, until: tuple, seconds: float = 20):
+    """`responses.retrieve` until the status is one of `until` (bounded)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        r = client.responses.retrieve(response_id)
+        if r.status in until:
+            return r
+        assert time.monotonic() < deadline, f"still {r.status}: {r}"
+        time.sleep(0.05)
+
+
+def test_background_run_completes(client, fmt):
+    queued = client.responses.create(model=fmt.model, input="In the background", background=True)
+    assert queued.status == "queued" and queued.background is True
+    assert queued.id.startswith("resp_") and queued.model == fmt.model
+    assert queued.output == []
+    done = poll(client, queued.id, ("completed", "failed", "incomplete"))
+    assert done.status == "completed", done.error
+    assert done.id == queued.id and done.background is True
+    assert done.output_text
+    assert done.usage.input_tokens > 0 and done.usage.output_tokens > 0
+    # Ended: it cannot be cancelled any more, and it can be continued.
+    with pytest.raises(openai.BadRequestError):
+        client.responses.cancel(queued.id)
+    follow = client.responses.create(
+        model=fmt.model, input="And then?", previous_response_id=queued.id
+    )
+    assert follow.previous_response_id == queued.id and follow.output_text
+    assert len(client.responses.input_items.list(follow.id).data) == 3
+
+
+def test_background_run_is_cancelled(client, fmt):
+    queued = client.responses.create(model=f"slow-{fmt.name}", input="Slowly", background=True)
+    assert queued.status == "queued"
+    poll(client, queued.id, ("in_progress",), seconds=3)
+    # Still running: it cannot be continued yet.
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model=fmt.model, input="x", previous_response_id=queued.id)
+    assert e.value.body["param"] == "previous_response_id"
+    cancelled = client.responses.cancel(queued.id)
+    assert cancelled.id == queued.id and cancelled.status == "cancelled"
+    # Cancelling a cancelled response returns it.
+    assert client.responses.cancel(queued.id).status == "cancelled"
+    time.sleep(1)
+    assert client.responses.retrieve(queued.id).status == "cancelled"
+
+
+def test_cancel_needs_a_background_response(client):
+    r = client.responses.create(model="gpt", input="In the foreground")
+    stored(client, r.id)
+    with pytest.raises(openai.BadRequestError):
+        client.responses.cancel(r.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.cancel("resp_does_not_exist")
+
+
+def test_background_needs_store_and_no_stream(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model="gpt", input="x", background=True, store=False)
+    assert e.value.body["param"] == "store"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model="gpt", input="x", background=True, stream=True)
+    assert e.value.body["param"] == "stream"

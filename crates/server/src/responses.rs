@@ -25,7 +25,6 @@ use plexus_gateway::{Answer, AnswerMeta, AnswerStream, CallCtx, ChatRequest, Gat
 use plexus_protocol::money::Nanos;
 use plexus_protocol::responses::ResponsesRequest;
 use plexus_store::{StoredResponse, RUNNING};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 
@@ -76,6 +75,17 @@ fn as_ours(response: &mut Value, echo: &convert::Echo) {
         );
         o.insert("store".into(), json!(echo.store));
         o.insert("background".into(), json!(echo.background));
+        // What a provider sent as null (or left out) that the object always has.
+        let mut fill = |key: &str, value: Value| {
+            if o.get(key).is_none_or(Value::is_null) {
+                o.insert(key.into(), value);
+            }
+        };
+        fill("metadata", Value::Object(echo.metadata.clone()));
+        fill("parallel_tool_calls", json!(echo.parallel_tool_calls));
+        fill("tools", Value::Array(echo.tools.clone()));
+        fill("tool_choice", echo.tool_choice.clone());
+        fill("output", json!([]));
     }
 }
 
@@ -534,10 +544,16 @@ fn json_value(v: &Value) -> Response {
     resp
 }
 
-#[derive(Debug, Deserialize)]
-pub struct RetrieveQuery {
-    #[serde(default)]
-    stream: Option<bool>,
+/// A query's parameters as sent (never a rejection outside the API's error shape); the last
+/// value of a repeated one wins.
+type Params = Query<Vec<(String, String)>>;
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// `GET /v1/responses/{id}`.
@@ -545,13 +561,22 @@ pub async fn retrieve(
     State(gateway): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
-    Query(q): Query<RetrieveQuery>,
+    Query(params): Params,
 ) -> Result<Response, HttpError> {
-    if q.stream == Some(true) {
-        return Err(HttpError(ApiError::invalid_request(
-            "Streaming a stored response again is not supported; read it whole.",
-            "stream",
-        )));
+    match param(&params, "stream") {
+        None | Some("false") => {}
+        Some("true") => {
+            return Err(HttpError(ApiError::invalid_request(
+                "Streaming a stored response again is not supported; read it whole.",
+                "stream",
+            )))
+        }
+        Some(_) => {
+            return Err(HttpError(ApiError::invalid_request(
+                "`stream` must be `true` or `false`.",
+                "stream",
+            )))
+        }
     }
     let row = owned(&gateway, &principal, &id).await?;
     Ok(json_value(&reported(&gateway, row).await))
@@ -613,22 +638,15 @@ pub async fn cancel(
     Ok(json_value(&reported(&gateway, row).await))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ItemsQuery {
-    after: Option<String>,
-    limit: Option<String>,
-    order: Option<String>,
-}
-
 /// `GET /v1/responses/{id}/input_items`: the items the response was generated from (the
 /// conversation it continues, then its own input), newest first unless `order=asc`.
 pub async fn input_items(
     State(gateway): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
-    Query(q): Query<ItemsQuery>,
+    Query(params): Params,
 ) -> Result<Response, HttpError> {
-    let limit = match q.limit.as_deref().map(str::parse::<usize>) {
+    let limit = match param(&params, "limit").map(str::parse::<usize>) {
         None => 20,
         Some(Ok(n)) if (1..=100).contains(&n) => n,
         Some(_) => {
@@ -638,7 +656,7 @@ pub async fn input_items(
             )))
         }
     };
-    let ascending = match q.order.as_deref() {
+    let ascending = match param(&params, "order") {
         None | Some("desc") => false,
         Some("asc") => true,
         Some(_) => {
@@ -664,11 +682,11 @@ pub async fn input_items(
     if !ascending {
         items.reverse();
     }
-    let start = match &q.after {
+    let start = match param(&params, "after") {
         None => 0,
         Some(after) => items
             .iter()
-            .position(|i| i.get("id").and_then(Value::as_str) == Some(after.as_str()))
+            .position(|i| i.get("id").and_then(Value::as_str) == Some(after))
             .map(|p| p + 1)
             .ok_or_else(|| {
                 HttpError(ApiError::invalid_request(

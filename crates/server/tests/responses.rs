@@ -554,3 +554,43 @@ async fn concurrent_stored_responses_are_all_written() {
     }
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn bad_query_parameters_are_json_errors_naming_them() {
+    let gw = Gateway::start().await;
+    let (_, r) = json_of(post(&gw, &json!({"model": "sonnet", "input": "x"}))).await;
+    let id = r["id"].as_str().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    for (query, param) in [
+        (format!("/v1/responses/{id}?stream=true"), "stream"),
+        (
+            format!("/v1/responses/{id}?stream=null&stream=null"),
+            "stream",
+        ),
+        (format!("/v1/responses/{id}/input_items?limit=0"), "limit"),
+        (format!("/v1/responses/{id}/input_items?limit=101"), "limit"),
+        (
+            format!("/v1/responses/{id}/input_items?order=null&order=null"),
+            "order",
+        ),
+        (
+            format!("/v1/responses/{id}/input_items?after=msg_nope"),
+            "after",
+        ),
+    ] {
+        let (status, e) = json_of(get(&gw, &query, MASTER_KEY)).await;
+        assert_eq!(
+            (status, e["error"]["param"].as_str()),
+            (400, Some(param)),
+            "{query}: {e}"
+        );
+    }
+    let (status, _) = json_of(get(
+        &gw,
+        &format!("/v1/responses/{id}?stream=false"),
+        MASTER_KEY,
+    ))
+    .await;
+    assert_eq!(status, 200);
+    gw.shutdown().await;
+}
