@@ -11,4 +11,5 @@ pub mod money;
 pub mod openai;
 pub mod orchestration;
 pub mod responses;
+pub mod sse;
 pub mod whole;

@@ -1046,14 +1046,30 @@ fn decode_stream(
     scrubber: Arc<Scrubber>,
     tap: Option<Tap>,
 ) -> ChunkStream {
-    use eventsource_stream::{EventStreamError, Eventsource};
-    let mut events = response.bytes_stream().eventsource();
+    let mut body = response.bytes_stream();
+    let mut sse = plexus_protocol::sse::SseDecoder::new();
     let stream = async_stream::stream! {
         let mut out: Vec<ChatCompletionChunk> = Vec::with_capacity(4);
         let mut first = true;
         loop {
+            // The events the bytes so far complete, then more bytes.
+            while let Some(event) = sse.next_event() {
+                if let Some(tap) = &tap {
+                    tap.push(&event.event, &event.data);
+                }
+                if let Err(e) = decoder.on_event(&event.event, &event.data, &mut out) {
+                    yield Err(scrubber.scrub_error(e));
+                    return;
+                }
+                for chunk in out.drain(..) {
+                    yield Ok(chunk);
+                }
+                if decoder.is_done() {
+                    return;
+                }
+            }
             let wait = if first { timeouts.first_byte } else { timeouts.idle };
-            let next = match timeout(wait, events.next()).await {
+            let next = match timeout(wait, body.next()).await {
                 Ok(next) => next,
                 Err(_) => {
                     yield Err(ProviderError::Timeout(if first { TimeoutPhase::FirstByte } else { TimeoutPhase::Idle }));
@@ -1062,27 +1078,9 @@ fn decode_stream(
             };
             first = false;
             match next {
-                Some(Ok(event)) => {
-                    if let Some(tap) = &tap {
-                        tap.push(&event.event, &event.data);
-                    }
-                    if let Err(e) = decoder.on_event(&event.event, &event.data, &mut out) {
-                        yield Err(scrubber.scrub_error(e));
-                        return;
-                    }
-                    for chunk in out.drain(..) {
-                        yield Ok(chunk);
-                    }
-                    if decoder.is_done() {
-                        return;
-                    }
-                }
+                Some(Ok(bytes)) => sse.feed(&bytes),
                 Some(Err(e)) => {
-                    let cause = match e {
-                        EventStreamError::Transport(e) => body_failure(e).to_owned(),
-                        other => other.to_string(),
-                    };
-                    let e = ProviderError::Stream(format!("the stream broke: {cause}"));
+                    let e = ProviderError::Stream(format!("the stream broke: {}", body_failure(e)));
                     yield Err(scrubber.scrub_error(e));
                     return;
                 }

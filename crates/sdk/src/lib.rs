@@ -36,7 +36,6 @@ pub use plexus_protocol::orchestration::{
     OrchestrationRequest, PlexusSummary,
 };
 
-use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 use rand::Rng;
 use reqwest::StatusCode;
@@ -183,23 +182,33 @@ impl Client {
                     .json(&req)
             })
             .await?;
-        let mut events = resp.bytes_stream().eventsource();
+        let mut body = resp.bytes_stream();
         let stream = async_stream_like(move |tx| async move {
-            while let Some(event) = events.next().await {
-                let item = match event {
-                    Ok(ev) if ev.data.trim() == "[DONE]" => return,
-                    Ok(ev) => match serde_json::from_str::<ChatCompletionChunk>(&ev.data) {
+            let mut sse = plexus_protocol::sse::SseDecoder::new();
+            loop {
+                while let Some(ev) = sse.next_event() {
+                    if ev.data.trim() == "[DONE]" {
+                        return;
+                    }
+                    let item = match serde_json::from_str::<ChatCompletionChunk>(&ev.data) {
                         Ok(chunk) => Ok(chunk),
                         Err(_) => match serde_json::from_str::<ErrorResponse>(&ev.data) {
                             Ok(err) => Err(Error::Stream(err)),
                             Err(e) => Err(Error::Decode(e.to_string())),
                         },
-                    },
-                    Err(e) => Err(Error::Decode(e.to_string())),
-                };
-                let stop = item.is_err();
-                if tx.send(item).await.is_err() || stop {
-                    return;
+                    };
+                    let stop = item.is_err();
+                    if tx.send(item).await.is_err() || stop {
+                        return;
+                    }
+                }
+                match body.next().await {
+                    Some(Ok(bytes)) => sse.feed(&bytes),
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(Error::Http(e))).await;
+                        return;
+                    }
+                    None => break,
                 }
             }
             let _ = tx
