@@ -21,6 +21,7 @@ use plexus_protocol::openai::{
 use plexus_protocol::responses::{
     Input, OutputTokensDetails, Response, ResponseUsage, ResponsesRequest, TokensDetails,
 };
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 fn invalid(param: &str, message: impl Into<String>) -> ApiError {
@@ -506,94 +507,151 @@ struct Call {
     arguments: String,
 }
 
-/// Canonical stream chunks → Responses stream events (`(type, data)`), each with its
-/// `sequence_number`. Text streams as it comes; function calls are gathered by index and sent
-/// (added, arguments delta, done) when the choice finishes.
+/// Where translated stream events go: the server frames them as SSE as they come; tests
+/// collect them as values.
+pub trait EventSink {
+    fn event<T: Serialize>(&mut self, kind: &'static str, data: &T);
+}
+
+impl EventSink for Vec<(String, Value)> {
+    fn event<T: Serialize>(&mut self, kind: &'static str, data: &T) {
+        self.push((
+            kind.to_owned(),
+            serde_json::to_value(data).unwrap_or(Value::Null),
+        ));
+    }
+}
+
+/// An event's data with its `type` and `sequence_number` first.
+#[derive(Serialize)]
+struct Sequenced<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    sequence_number: u64,
+    #[serde(flatten)]
+    data: &'a T,
+}
+
+/// `response.created`, `.in_progress`, `.completed`, `.incomplete`, `.failed`.
+#[derive(Serialize)]
+struct WithResponse<'a> {
+    response: &'a Response,
+}
+
+/// `response.output_text.delta`, the most frequent event: written without a JSON tree.
+#[derive(Serialize)]
+struct TextDelta<'a> {
+    item_id: &'a str,
+    output_index: u32,
+    content_index: u32,
+    delta: &'a str,
+    logprobs: [(); 0],
+}
+
+/// Canonical stream chunks → Responses stream events, each with its `sequence_number`. Text
+/// streams as it comes; function calls are gathered by index and sent (added, arguments
+/// delta, done) when the choice finishes.
 #[derive(Debug)]
 pub struct EventTranslator {
     echo: Echo,
     sequence: u64,
     started: bool,
+    /// `msg_<id>`, the text item's id.
+    message_id: String,
     text: Option<String>,
     calls: Vec<(u32, Call)>,
     finish: Option<String>,
     usage: Option<oai::Usage>,
     output: Vec<Value>,
+    /// The response of the closing event, once sent.
+    last: Option<Response>,
 }
 
 impl EventTranslator {
     pub fn new(echo: Echo) -> Self {
+        let message_id = format!("msg_{}", short(&echo.id));
         EventTranslator {
             echo,
             sequence: 0,
             started: false,
+            message_id,
             text: None,
             calls: Vec::new(),
             finish: None,
             usage: None,
             output: Vec::new(),
+            last: None,
         }
     }
 
-    fn event(&mut self, kind: &str, mut data: Value) -> (String, Value) {
-        if let Some(o) = data.as_object_mut() {
-            o.insert("type".into(), Value::String(kind.to_owned()));
-            o.insert("sequence_number".into(), Value::from(self.sequence));
-        }
+    fn emit<T: Serialize>(&mut self, out: &mut impl EventSink, kind: &'static str, data: &T) {
+        out.event(
+            kind,
+            &Sequenced {
+                kind,
+                sequence_number: self.sequence,
+                data,
+            },
+        );
         self.sequence += 1;
-        (kind.to_owned(), data)
+    }
+
+    /// The response of the closing event (`completed`, `incomplete` or `failed`), once it was
+    /// sent.
+    pub fn take_last(&mut self) -> Option<Response> {
+        self.last.take()
     }
 
     /// `response.created` and `response.in_progress`, once.
-    pub fn start(&mut self) -> Vec<(String, Value)> {
+    pub fn start(&mut self, out: &mut impl EventSink) {
         if self.started {
-            return Vec::new();
+            return;
         }
         self.started = true;
-        let r = serde_json::to_value(self.echo.response("in_progress", Vec::new(), None))
-            .unwrap_or(Value::Null);
-        vec![
-            self.event("response.created", json!({ "response": r })),
-            self.event("response.in_progress", json!({ "response": r })),
-        ]
-    }
-
-    fn message_id(&self) -> String {
-        format!("msg_{}", short(&self.echo.id))
+        let r = self.echo.response("in_progress", Vec::new(), None);
+        self.emit(out, "response.created", &WithResponse { response: &r });
+        self.emit(out, "response.in_progress", &WithResponse { response: &r });
     }
 
     /// The events for one canonical chunk.
-    pub fn on_chunk(&mut self, chunk: &ChatCompletionChunk) -> Vec<(String, Value)> {
-        let mut out = self.start();
+    pub fn on_chunk(&mut self, chunk: &ChatCompletionChunk, out: &mut impl EventSink) {
+        self.start(out);
         if let Some(u) = &chunk.usage {
             self.usage = Some(u.clone());
         }
         let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
-            return out;
+            return;
         };
         if let Some(t) = choice.delta.content.as_ref().filter(|t| !t.is_empty()) {
             if self.text.is_none() {
                 self.text = Some(String::new());
-                let id = self.message_id();
+                let id = &self.message_id;
                 let item = json!({"type": "message", "id": id, "status": "in_progress", "role": "assistant", "content": []});
-                out.push(self.event(
-                    "response.output_item.added",
-                    json!({"output_index": 0, "item": item}),
-                ));
-                out.push(self.event(
-                    "response.content_part.added",
-                    json!({"item_id": id, "output_index": 0, "content_index": 0,
-                           "part": {"type": "output_text", "text": "", "annotations": []}}),
-                ));
+                let added = json!({"output_index": 0, "item": item});
+                let part = json!({"item_id": id, "output_index": 0, "content_index": 0,
+                       "part": {"type": "output_text", "text": "", "annotations": []}});
+                self.emit(out, "response.output_item.added", &added);
+                self.emit(out, "response.content_part.added", &part);
             }
             if let Some(text) = self.text.as_mut() {
                 text.push_str(t);
             }
-            let id = self.message_id();
-            out.push(self.event(
+            let delta = TextDelta {
+                item_id: &self.message_id,
+                output_index: 0,
+                content_index: 0,
+                delta: t,
+                logprobs: [],
+            };
+            out.event(
                 "response.output_text.delta",
-                json!({"item_id": id, "output_index": 0, "content_index": 0, "delta": t, "logprobs": []}),
-            ));
+                &Sequenced {
+                    kind: "response.output_text.delta",
+                    sequence_number: self.sequence,
+                    data: &delta,
+                },
+            );
+            self.sequence += 1;
         }
         for tc in choice.delta.tool_calls.iter().flatten() {
             let pos = match self.calls.iter().position(|(k, _)| *k == tc.index) {
@@ -623,29 +681,25 @@ impl EventTranslator {
         if let Some(f) = &choice.finish_reason {
             self.finish = Some(f.clone());
         }
-        out
     }
 
     /// The closing events: the text's done events, the gathered calls, `response.completed`
     /// (or `response.incomplete`) with the whole response.
-    pub fn finish(&mut self) -> Vec<(String, Value)> {
-        let mut out = self.start();
+    pub fn finish(&mut self, out: &mut impl EventSink) {
+        self.start(out);
         if let Some(text) = self.text.take() {
-            let id = self.message_id();
-            out.push(self.event(
-                "response.output_text.done",
-                json!({"item_id": id, "output_index": 0, "content_index": 0, "text": text, "logprobs": []}),
-            ));
-            out.push(self.event(
-                "response.content_part.done",
-                json!({"item_id": id, "output_index": 0, "content_index": 0,
-                       "part": {"type": "output_text", "text": text, "annotations": []}}),
-            ));
+            let id = self.message_id.clone();
+            let done = json!({"item_id": id, "output_index": 0, "content_index": 0, "text": text, "logprobs": []});
+            self.emit(out, "response.output_text.done", &done);
+            let part = json!({"item_id": id, "output_index": 0, "content_index": 0,
+                       "part": {"type": "output_text", "text": text, "annotations": []}});
+            self.emit(out, "response.content_part.done", &part);
             let item = message_item(&id, &text, "completed");
-            out.push(self.event(
+            self.emit(
+                out,
                 "response.output_item.done",
-                json!({"output_index": 0, "item": item}),
-            ));
+                &json!({"output_index": 0, "item": item}),
+            );
             self.output.push(item);
         }
         self.calls.sort_by_key(|(k, _)| *k);
@@ -659,23 +713,27 @@ impl EventTranslator {
                 c.call_id
             };
             let added = call_item(&id, &call_id, &c.name, "", "in_progress");
-            out.push(self.event(
+            self.emit(
+                out,
                 "response.output_item.added",
-                json!({"output_index": index, "item": added}),
-            ));
-            out.push(self.event(
+                &json!({"output_index": index, "item": added}),
+            );
+            self.emit(
+                out,
                 "response.function_call_arguments.delta",
-                json!({"item_id": id, "output_index": index, "delta": c.arguments}),
-            ));
-            out.push(self.event(
+                &json!({"item_id": id, "output_index": index, "delta": c.arguments}),
+            );
+            self.emit(
+                out,
                 "response.function_call_arguments.done",
-                json!({"item_id": id, "output_index": index, "arguments": c.arguments}),
-            ));
+                &json!({"item_id": id, "output_index": index, "arguments": c.arguments}),
+            );
             let done = call_item(&id, &call_id, &c.name, &c.arguments, "completed");
-            out.push(self.event(
+            self.emit(
+                out,
                 "response.output_item.done",
-                json!({"output_index": index, "item": done}),
-            ));
+                &json!({"output_index": index, "item": done}),
+            );
             self.output.push(done);
         }
         let status = if self.finish.as_deref() == Some("length") {
@@ -688,26 +746,24 @@ impl EventTranslator {
             std::mem::take(&mut self.output),
             Some(usage(self.usage.as_ref())),
         );
-        let r = serde_json::to_value(r).unwrap_or(Value::Null);
         let kind = if status == "incomplete" {
             "response.incomplete"
         } else {
             "response.completed"
         };
-        out.push(self.event(kind, json!({ "response": r })));
-        out
+        self.emit(out, kind, &WithResponse { response: &r });
+        self.last = Some(r);
     }
 
     /// A failure mid-stream: `response.failed` with the error.
-    pub fn failed(&mut self, code: &str, message: &str) -> Vec<(String, Value)> {
-        let mut out = self.start();
+    pub fn failed(&mut self, code: &str, message: &str, out: &mut impl EventSink) {
+        self.start(out);
         let mut r = self
             .echo
             .response("failed", std::mem::take(&mut self.output), None);
         r.error = Some(json!({"code": code, "message": message}));
-        let r = serde_json::to_value(r).unwrap_or(Value::Null);
-        out.push(self.event("response.failed", json!({ "response": r })));
-        out
+        self.emit(out, "response.failed", &WithResponse { response: &r });
+        self.last = Some(r);
     }
 }
 
@@ -838,9 +894,10 @@ mod tests {
             json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}, "finish_reason": "tool_calls"}]}),
             json!({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}),
         ] {
-            ev.extend(t.on_chunk(&chunk(c)));
+            t.on_chunk(&chunk(c), &mut ev);
         }
-        ev.extend(t.finish());
+        t.finish(&mut ev);
+        assert_eq!(t.take_last().unwrap().status, "completed");
         let kinds: Vec<&str> = ev.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             kinds,
@@ -872,7 +929,8 @@ mod tests {
         assert_eq!(done["output"][1]["call_id"], "call_1");
         assert_eq!(done["usage"]["output_tokens"], 4);
         let mut t = EventTranslator::new(echo());
-        let failed = t.failed("upstream_error", "boom");
+        let mut failed = Vec::new();
+        t.failed("upstream_error", "boom", &mut failed);
         assert_eq!(failed.last().unwrap().0, "response.failed");
         assert_eq!(
             failed.last().unwrap().1["response"]["error"]["code"],

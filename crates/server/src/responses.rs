@@ -261,6 +261,27 @@ fn sse_response(
     resp
 }
 
+/// Translated events, framed as SSE as they come.
+struct SseSink(BytesMut);
+
+impl SseSink {
+    fn take(&mut self) -> Bytes {
+        self.0.split().freeze()
+    }
+}
+
+impl convert::EventSink for SseSink {
+    fn event<T: serde::Serialize>(&mut self, kind: &'static str, data: &T) {
+        let out = &mut self.0;
+        out.put_slice(b"event: ");
+        out.put_slice(kind.as_bytes());
+        out.put_slice(b"\ndata: ");
+        // Writing into memory cannot fail, and the events' types always serialize.
+        let _ = serde_json::to_writer((&mut *out).writer(), data);
+        out.put_slice(b"\n\n");
+    }
+}
+
 /// A translated stream: canonical chunks become the Responses stream's semantic events.
 fn stream_response(mut answer: AnswerStream, echo: convert::Echo, keep: Option<Keep>) -> Response {
     if let Some(tap) = answer.meta.native_tap.take() {
@@ -269,47 +290,32 @@ fn stream_response(mut answer: AnswerStream, echo: convert::Echo, keep: Option<K
     let meta = answer.meta.clone();
     let body = async_stream::stream! {
         let mut translator = convert::EventTranslator::new(echo);
-        let mut out = BytesMut::new();
-        for (k, d) in translator.start() {
-            sse_value(&mut out, &k, &d);
-        }
-        yield Ok::<Bytes, Infallible>(out.freeze());
+        let mut sink = SseSink(BytesMut::with_capacity(1024));
+        translator.start(&mut sink);
+        yield Ok::<Bytes, Infallible>(sink.take());
+        let mut failed = false;
         while let Some(item) = answer.next().await {
-            let events = match item {
-                Ok(chunk) => translator.on_chunk(&chunk),
+            match item {
+                Ok(chunk) => translator.on_chunk(&chunk, &mut sink),
                 Err(err) => {
-                    let mut out = BytesMut::new();
-                    for (k, d) in translator.failed(err.code.as_str(), &err.message) {
-                        if let (Some(keep), true) = (&keep, k == "response.failed") {
-                            if let Some(r) = d.get("response") {
-                                keep.save(r);
-                            }
-                        }
-                        sse_value(&mut out, &k, &d);
-                    }
-                    yield Ok(out.freeze());
-                    return;
-                }
-            };
-            if !events.is_empty() {
-                let mut out = BytesMut::new();
-                for (k, d) in &events {
-                    sse_value(&mut out, k, d);
-                }
-                yield Ok(out.freeze());
-            }
-        }
-        let mut out = BytesMut::new();
-        for (k, d) in translator.finish() {
-            let ended = matches!(k.as_str(), "response.completed" | "response.incomplete");
-            if let (Some(keep), true) = (&keep, ended) {
-                if let Some(r) = d.get("response") {
-                    keep.save(r);
+                    translator.failed(err.code.as_str(), &err.message, &mut sink);
+                    failed = true;
+                    break;
                 }
             }
-            sse_value(&mut out, &k, &d);
+            if !sink.0.is_empty() {
+                yield Ok(sink.take());
+            }
         }
-        yield Ok(out.freeze());
+        if !failed {
+            translator.finish(&mut sink);
+        }
+        if let (Some(keep), Some(r)) = (&keep, translator.take_last()) {
+            if let Ok(r) = serde_json::to_value(r) {
+                keep.save(&r);
+            }
+        }
+        yield Ok(sink.take());
     };
     sse_response(body, &meta)
 }
