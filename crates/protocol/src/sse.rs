@@ -78,7 +78,7 @@ impl SseDecoder {
                 self.after_cr = false;
             }
             let rest = &self.buf[self.pos..];
-            let end = rest.iter().position(|&b| b == b'\n' || b == b'\r')?;
+            let end = memchr::memchr2(b'\n', b'\r', rest)?;
             let mut next = self.pos + end + 1;
             if rest[end] == b'\r' {
                 match rest.get(end + 1) {
@@ -87,8 +87,12 @@ impl SseDecoder {
                     None => self.after_cr = true,
                 }
             }
-            let line = String::from_utf8_lossy(&rest[..end]);
-            let dispatched = self.fields.line(&line);
+            // Valid UTF-8 (the rule) is checked fast; anything else is replaced, as the
+            // standard says.
+            let dispatched = match std::str::from_utf8(&rest[..end]) {
+                Ok(line) => self.fields.line(line),
+                Err(_) => self.fields.line(&String::from_utf8_lossy(&rest[..end])),
+            };
             self.pos = next;
             if dispatched.is_some() {
                 return dispatched;
