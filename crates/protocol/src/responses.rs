@@ -17,8 +17,14 @@ pub enum Input {
     Items(Vec<Value>),
 }
 
+impl Default for Input {
+    fn default() -> Input {
+        Input::Text(String::new())
+    }
+}
+
 /// `POST /v1/responses` request body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResponsesRequest {
     pub model: String,
     pub input: Input,
@@ -130,6 +136,43 @@ pub struct Response {
     pub background: bool,
     #[serde(flatten, skip_serializing_if = "Map::is_empty")]
     pub extra: Extra,
+}
+
+/// A page of `GET /v1/responses/{id}/input_items`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ItemList {
+    /// `list`.
+    pub object: String,
+    /// Input items (`message`, `function_call`, `function_call_output`, ...), each with an `id`.
+    pub data: Vec<Value>,
+    pub first_id: Option<String>,
+    pub last_id: Option<String>,
+    pub has_more: bool,
+}
+
+/// The query of `GET /v1/responses/{id}/input_items`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemsQuery {
+    /// 1 to 100; the server's default is 20.
+    pub limit: Option<u32>,
+    /// `asc` or `desc` (the server's default).
+    pub order: Option<String>,
+    /// An item id: the page starts after it.
+    pub after: Option<String>,
+}
+
+impl Response {
+    /// The text of the response's assistant messages, concatenated.
+    pub fn output_text(&self) -> String {
+        self.output
+            .iter()
+            .filter(|o| o.get("type").and_then(Value::as_str) == Some("message"))
+            .filter_map(|o| o.get("content").and_then(Value::as_array))
+            .flatten()
+            .filter(|c| c.get("type").and_then(Value::as_str) == Some("output_text"))
+            .filter_map(|c| c.get("text").and_then(Value::as_str))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ pub use plexus_protocol::orchestration::{
     Contributor, EdgeKind, Graph, GraphEdge, GraphNode, NodeKind, OrchestrateFields, Orchestration,
     OrchestrationRequest, PlexusSummary,
 };
+pub use plexus_protocol::responses::{
+    Input as ResponsesInput, ItemList, ItemsQuery, Response as ResponseObject, ResponsesRequest,
+};
 
 use futures::{Stream, StreamExt};
 use rand::Rng;
@@ -282,6 +285,73 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
     }
 
+    /// `POST /v1/responses` (the OpenAI Responses API), not streamed (`stream` is cleared).
+    /// With `background: Some(true)` the answer is the `queued` response: poll
+    /// [`Client::response`] until its `status` ends. Retried like [`Client::chat`].
+    pub async fn create_response(
+        &self,
+        request: &ResponsesRequest,
+    ) -> Result<ResponseObject, Error> {
+        let mut req = request.clone();
+        req.stream = None;
+        let resp = self
+            .send(|| self.request(reqwest::Method::POST, "/responses").json(&req))
+            .await?;
+        decode(resp).await
+    }
+
+    /// A stored response (`GET /v1/responses/{id}`): for a background run, its current status.
+    /// Only the key that created it may read it; for any other, as for an unknown id, an
+    /// [`Error::Api`] with status 404.
+    pub async fn response(&self, id: &str) -> Result<ResponseObject, Error> {
+        let path = format!("/responses/{}", admin::seg(id));
+        let resp = self
+            .send(|| self.request(reqwest::Method::GET, &path))
+            .await?;
+        decode(resp).await
+    }
+
+    /// Cancels a background run (`POST /v1/responses/{id}/cancel`), from any instance.
+    pub async fn cancel_response(&self, id: &str) -> Result<ResponseObject, Error> {
+        let path = format!("/responses/{}/cancel", admin::seg(id));
+        let resp = self
+            .send(|| self.request(reqwest::Method::POST, &path))
+            .await?;
+        decode(resp).await
+    }
+
+    /// Deletes a stored response (`DELETE /v1/responses/{id}`).
+    pub async fn delete_response(&self, id: &str) -> Result<(), Error> {
+        let path = format!("/responses/{}", admin::seg(id));
+        self.send(|| self.request(reqwest::Method::DELETE, &path))
+            .await?;
+        Ok(())
+    }
+
+    /// A page of the items a response was generated from
+    /// (`GET /v1/responses/{id}/input_items`).
+    pub async fn response_input_items(
+        &self,
+        id: &str,
+        query: &ItemsQuery,
+    ) -> Result<ItemList, Error> {
+        let path = format!("/responses/{}/input_items", admin::seg(id));
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(limit) = query.limit {
+            params.push(("limit", limit.to_string()));
+        }
+        if let Some(order) = &query.order {
+            params.push(("order", order.clone()));
+        }
+        if let Some(after) = &query.after {
+            params.push(("after", after.clone()));
+        }
+        let resp = self
+            .send(|| self.request(reqwest::Method::GET, &path).query(&params))
+            .await?;
+        decode(resp).await
+    }
+
     pub async fn models(&self) -> Result<ModelList, Error> {
         let resp = self
             .send(|| self.request(reqwest::Method::GET, "/models"))
@@ -289,6 +359,12 @@ impl Client {
         let bytes = resp.bytes().await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
     }
+}
+
+/// A successful answer's JSON body.
+async fn decode<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, Error> {
+    let bytes = resp.bytes().await?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
 }
 
 fn is_retryable(status: StatusCode) -> bool {

@@ -594,3 +594,63 @@ async fn bad_query_parameters_are_json_errors_naming_them() {
     assert_eq!(status, 200);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_rust_sdk_speaks_the_responses_api() {
+    use plexus_sdk::{Client, Error, ItemsQuery, ResponsesInput, ResponsesRequest};
+    let gw = Gateway::start_with(SLOW, "").await;
+    let client = Client::new(&format!("{}/v1", gw.url), Some(MASTER_KEY))
+        .unwrap()
+        .with_max_retries(0);
+    let request = |input: &str, previous: Option<String>| ResponsesRequest {
+        model: "sonnet".into(),
+        input: ResponsesInput::Text(input.into()),
+        previous_response_id: previous,
+        ..Default::default()
+    };
+    let r1 = client
+        .create_response(&request("Remember kiwi.", None))
+        .await
+        .unwrap();
+    assert_eq!(r1.status, "completed");
+    assert!(!r1.output_text().is_empty());
+    let r2 = client
+        .create_response(&request("Which fruit?", Some(r1.id.clone())))
+        .await
+        .unwrap();
+    assert_eq!(r2.previous_response_id.as_deref(), Some(r1.id.as_str()));
+    assert_eq!(
+        client.response(&r2.id).await.unwrap().output_text(),
+        r2.output_text()
+    );
+    let page = client
+        .response_input_items(
+            &r2.id,
+            &ItemsQuery {
+                limit: Some(2),
+                order: Some("asc".into()),
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.data.len(), 2);
+    assert!(page.has_more);
+    assert_eq!(page.data[0]["content"][0]["text"], "Remember kiwi.");
+
+    // In the background, cancelled.
+    let mut slow = request("Take your time.", None);
+    slow.model = "slow-claude".into();
+    slow.background = Some(true);
+    let queued = client.create_response(&slow).await.unwrap();
+    assert_eq!(queued.status, "queued");
+    let cancelled = client.cancel_response(&queued.id).await.unwrap();
+    assert_eq!(cancelled.status, "cancelled");
+
+    client.delete_response(&r2.id).await.unwrap();
+    match client.response(&r2.id).await.unwrap_err() {
+        Error::Api { status, .. } => assert_eq!(status, 404),
+        other => panic!("{other:?}"),
+    }
+    gw.shutdown().await;
+}
