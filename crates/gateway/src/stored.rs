@@ -58,6 +58,17 @@ impl Gateway {
         }
     }
 
+    /// Waits until `id`'s write has landed (for at most 5 s), so that a change to its row
+    /// (a delete) is not undone by the write.
+    pub async fn response_written(&self, id: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.inner.pending_responses.get(id).is_some()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// One stored response, whether its write has landed or not.
     pub async fn stored_response(&self, id: &str) -> Result<Option<StoredResponse>, StoreError> {
         if let Some(row) = self.inner.pending_responses.get(id) {

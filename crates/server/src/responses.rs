@@ -604,6 +604,7 @@ pub async fn delete(
             .map_err(store_error)?;
         gateway.stop_background_run(&id);
     }
+    gateway.response_written(&id).await;
     store.delete_response(&id).await.map_err(store_error)?;
     Ok(json_value(
         &json!({"id": id, "object": "response", "deleted": true}),

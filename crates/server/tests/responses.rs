@@ -552,6 +552,35 @@ async fn concurrent_stored_responses_are_all_written() {
         let row = gw.store.response_by_id(id).await.unwrap();
         assert!(row.is_some_and(|r| r.status == "completed"), "{id}");
     }
+    // A delete waits for the row's write (else the write would bring the row back): once
+    // `response_written` returns, the row is in the database.
+    for i in 0..20 {
+        let id = format!("resp_direct{i}");
+        let row = plexus_store::StoredResponse {
+            id: id.clone(),
+            key_id: "master".into(),
+            previous_response_id: None,
+            status: "completed".into(),
+            background: false,
+            input_items: "[]".into(),
+            response: "{}".into(),
+            interrupted: None,
+            instance_id: None,
+            heartbeat_ms: None,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+        };
+        gw.state.save_response(row);
+        assert!(
+            gw.state.stored_response(&id).await.unwrap().is_some(),
+            "visible at once"
+        );
+        gw.state.response_written(&id).await;
+        assert!(
+            gw.store.response_by_id(&id).await.unwrap().is_some(),
+            "{id}"
+        );
+    }
     gw.shutdown().await;
 }
 
