@@ -191,7 +191,14 @@ async fn plan(
 }
 
 /// The row of a stored response.
-fn row(gateway: &Gateway, owner: &str, plan_items: &[Value], response: &Value) -> StoredResponse {
+/// The row of a stored response; `text` is `response` serialized (when the caller has it).
+fn row(
+    gateway: &Gateway,
+    owner: &str,
+    plan_items: &[Value],
+    response: &Value,
+    text: Option<String>,
+) -> StoredResponse {
     let now = gateway.clock().now_unix_ms();
     let str_field = |k: &str| response.get(k).and_then(Value::as_str).map(str::to_owned);
     StoredResponse {
@@ -201,7 +208,7 @@ fn row(gateway: &Gateway, owner: &str, plan_items: &[Value], response: &Value) -
         status: str_field("status").unwrap_or_else(|| "completed".into()),
         background: response.get("background").and_then(Value::as_bool) == Some(true),
         input_items: serde_json::to_string(plan_items).unwrap_or_else(|_| "[]".into()),
-        response: response.to_string(),
+        response: text.unwrap_or_else(|| response.to_string()),
         interrupted: None,
         instance_id: None,
         heartbeat_ms: None,
@@ -240,7 +247,17 @@ struct Keep {
 
 impl Keep {
     fn save(&self, response: &Value) {
-        let row = row(&self.gateway, &self.owner, &self.input_items, response);
+        self.save_text(response, None);
+    }
+
+    fn save_text(&self, response: &Value, text: Option<String>) {
+        let row = row(
+            &self.gateway,
+            &self.owner,
+            &self.input_items,
+            response,
+            text,
+        );
         self.gateway.save_response(row);
     }
 }
@@ -424,12 +441,15 @@ pub async fn create(
     match gateway.complete_detached(ctx, request).await {
         Ok(Answer::Full(full)) => {
             let response = answered(&full, &echo).map_err(HttpError)?;
-            if let Some(keep) = &keep {
-                keep.save(&response);
-            }
-            let bytes = serde_json::to_vec(&response)
+            let text = serde_json::to_string(&response)
                 .map_err(|e| HttpError(ApiError::internal(format!("cannot encode: {e}"))))?;
-            Ok(json_response(Bytes::from(bytes), full.cost, &full.meta))
+            let body = Bytes::from(text);
+            if let Some(keep) = &keep {
+                // One serialization for the client and the row (the row gets a copy).
+                let stored = std::str::from_utf8(&body).map(str::to_owned).ok();
+                keep.save_text(&response, stored);
+            }
+            Ok(json_response(body, full.cost, &full.meta))
         }
         Ok(Answer::Stream(stream)) => Ok(stream_response(stream, echo, keep)),
         Err(f) => Ok(failure_response(f)),
@@ -447,7 +467,7 @@ async fn start_background(
 ) -> Result<Response, HttpError> {
     let queued = serde_json::to_value(echo.response("queued", Vec::new(), None))
         .map_err(|e| HttpError(ApiError::internal(format!("cannot encode: {e}"))))?;
-    let mut status_row = row(&gateway, &ctx.principal.id, &input_items, &queued);
+    let mut status_row = row(&gateway, &ctx.principal.id, &input_items, &queued, None);
     status_row.instance_id = Some(gateway.instance_id().to_owned());
     status_row.heartbeat_ms = Some(status_row.created_at_ms);
     if let Err(e) = gateway.store().put_response(&status_row).await {
