@@ -366,6 +366,13 @@ fn native_stream_response(
             let ended = !matches!(event, "response.created" | "response.in_progress" | "response.queued");
             ended.then(|| v.get("response").cloned()).flatten()
         };
+        // The closing response is stored before the client can read it, so a follow-up
+        // (`previous_response_id`) finds it.
+        let save = |last: &mut Option<Value>| {
+            if let (Some(keep), Some(r)) = (&keep, last.take()) {
+                keep.save(&r);
+            }
+        };
         let mut last = None;
         let mut ended = false;
         while let Some(item) = answer.next().await {
@@ -377,6 +384,7 @@ fn native_stream_response(
                     last = Some(r);
                 }
             }
+            save(&mut last);
             if let Err(err) = item {
                 if !provider_error {
                     let data = json!({"type": "error", "code": err.code.as_str(), "message": err.message, "param": null});
@@ -397,12 +405,10 @@ fn native_stream_response(
                     last = Some(r);
                 }
             }
+            save(&mut last);
             if !out.is_empty() {
                 yield Ok(out.freeze());
             }
-        }
-        if let (Some(keep), Some(r)) = (&keep, &last) {
-            keep.save(r);
         }
     };
     sse_response(body, &meta)
