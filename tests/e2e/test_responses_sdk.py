@@ -574,3 +574,45 @@ def test_background_needs_store_and_no_stream(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.responses.create(model="gpt", input="x", background=True, stream=True)
     assert e.value.body["param"] == "stream"
+
+
+# --------------------------------------------------------------------------------------------
+# Shutdown: the real binary, SIGTERM
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_background_run_alive_at_shutdown_ends_incomplete(tmp_path):
+    """`plexus serve` gets SIGTERM while a background run is in progress: after the grace period
+    the run is stopped and its row says `incomplete`, which the next process on the same
+    database reports. A run that ends within the grace period completes."""
+    mock = Running(["mock", "--listen", "127.0.0.1:0"])
+    try:
+        config = gateway_config(mock.url, str(tmp_path / "plexus.db"))
+        config["shutdown_grace"] = "1500ms"
+        path = tmp_path / "plexus.yaml"
+        path.write_text(json.dumps(config))
+        first = Running(["serve", "--config", str(path)])
+        with sdk(first.url) as c:
+            slow = c.responses.create(model="slow-anthropic", input="Take long", background=True)
+            quick = c.responses.create(
+                model=ANTHROPIC.variant("latency-600"), input="Be quick", background=True
+            )
+            deadline = time.monotonic() + 5
+            while c.responses.retrieve(slow.id).status != "in_progress":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        started = time.monotonic()
+        first.stop()  # SIGTERM; waits for the process to exit
+        assert time.monotonic() - started < 8, "shutdown is bounded by the grace period"
+        second = Running(["serve", "--config", str(path)])
+        try:
+            with sdk(second.url) as c:
+                interrupted = c.responses.retrieve(slow.id)
+                assert interrupted.status == "incomplete", interrupted
+                assert interrupted.incomplete_details.reason == "interrupted"
+                finished = c.responses.retrieve(quick.id)
+                assert finished.status == "completed" and finished.output_text, finished
+        finally:
+            second.stop()
+    finally:
+        mock.stop()
