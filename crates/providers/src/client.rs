@@ -403,9 +403,9 @@ pub struct NativeRequest<'a> {
 pub struct Tap(Arc<std::sync::Mutex<Vec<(String, String)>>>);
 
 impl Tap {
-    fn push(&self, event: &str, data: &str) {
+    fn push(&self, event: String, data: String) {
         if let Ok(mut v) = self.0.lock() {
-            v.push((event.to_owned(), data.to_owned()));
+            v.push((event, data));
         }
     }
 
@@ -1054,10 +1054,12 @@ fn decode_stream(
         loop {
             // The events the bytes so far complete, then more bytes.
             while let Some(event) = sse.next_event() {
+                let decoded = decoder.on_event(&event.event, &event.data, &mut out);
+                // The raw event reaches the tap before its chunks (or its error) go out.
                 if let Some(tap) = &tap {
-                    tap.push(&event.event, &event.data);
+                    tap.push(event.event, event.data);
                 }
-                if let Err(e) = decoder.on_event(&event.event, &event.data, &mut out) {
+                if let Err(e) = decoded {
                     yield Err(scrubber.scrub_error(e));
                     return;
                 }
