@@ -88,11 +88,15 @@ impl Gateway {
             let started = store
                 .transition_response(&id, &["queued"], "in_progress", None, now)
                 .await;
+            let active = metrics::gauge!("plexus_background_runs_active");
+            active.increment(1.0);
+            let mut ended = "finished";
             if matches!(started, Ok(true)) {
                 tokio::select! {
                     biased;
-                    _ = token.cancelled() => {}
+                    _ = token.cancelled() => ended = "cancelled",
                     _ = gateway.in_flight_stop().cancelled() => {
+                        ended = "interrupted";
                         let now = gateway.clock().now_unix_ms();
                         let ended = store
                             .transition_response(&id, &RUNNING, "incomplete", Some("shutdown"), now)
@@ -103,9 +107,15 @@ impl Gateway {
                     }
                     () = work => {}
                 }
-            } else if let Err(e) = started {
-                tracing::warn!(message = "Cannot start a background run.", response_id = %id, error = %e);
+            } else {
+                ended = "cancelled";
+                if let Err(e) = started {
+                    ended = "failed";
+                    tracing::warn!(message = "Cannot start a background run.", response_id = %id, error = %e);
+                }
             }
+            active.decrement(1.0);
+            metrics::counter!("plexus_background_runs_total", "ended" => ended).increment(1);
             gateway.inner.background.lock().runs.remove(&id);
         });
     }

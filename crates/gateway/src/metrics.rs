@@ -101,6 +101,18 @@ fn describe() {
         "plexus_upstream_failures_total",
         "Failed upstream attempts, by provider and failure class."
     );
+    describe_counter!(
+        "plexus_stored_responses_total",
+        "Stored Responses API responses written, by outcome (written, failed)."
+    );
+    describe_counter!(
+        "plexus_background_runs_total",
+        "Background runs this instance drove, by how they ended (finished, cancelled, interrupted, failed)."
+    );
+    metrics::describe_gauge!(
+        "plexus_background_runs_active",
+        "Background runs this instance drives now."
+    );
 }
 
 /// Metric handles of one (endpoint, model, provider), each registered on its first use and

@@ -128,12 +128,18 @@ async fn write_pending(gateway: Gateway) {
         loop {
             attempt += 1;
             match gateway.store().put_responses(&batch).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    metrics::counter!("plexus_stored_responses_total", "outcome" => "written")
+                        .increment(batch.len() as u64);
+                    break;
+                }
                 Err(e) if attempt < WRITE_ATTEMPTS => {
                     tracing::debug!(message = "Retrying stored responses' write.", error = %e);
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
                 }
                 Err(e) => {
+                    metrics::counter!("plexus_stored_responses_total", "outcome" => "failed")
+                        .increment(batch.len() as u64);
                     tracing::error!(message = "Cannot store responses.", rows = batch.len(), error = %e);
                     break;
                 }

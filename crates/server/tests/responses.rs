@@ -433,6 +433,25 @@ async fn background_runs_are_reported_cancelled_and_interrupted_from_any_instanc
         assert_eq!(ours[0].status, 499, "{:?}", ours[0]);
     }
 
+    // Counted: runs by how they ended, and the stored responses written.
+    let metrics = a
+        .http
+        .get(format!("{}/metrics", a.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "plexus_background_runs_total{ended=\"cancelled\"}",
+        "plexus_background_runs_total{ended=\"finished\"}",
+        "plexus_stored_responses_total{outcome=\"written\"}",
+        "plexus_background_runs_active",
+    ] {
+        assert!(metrics.contains(series), "{series}: {metrics}");
+    }
+
     // A run alive at shutdown ends `incomplete`.
     let (_, queued) = json_of(post(
         &a,
