@@ -702,3 +702,44 @@ async fn the_rust_sdk_speaks_the_responses_api() {
     }
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_background_run_refused_by_a_budget_ends_failed_with_its_code() {
+    let gw = Gateway::start().await;
+    let (status, key) = json_of(
+        gw.http
+            .post(format!("{}/admin/keys", gw.url))
+            .bearer_auth(MASTER_KEY)
+            .json(&json!({"name": "poor", "max_budget_usd": 0.000001})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    let key = key["key"].as_str().unwrap().to_owned();
+    let (status, queued) = json_of(
+        gw.http
+            .post(format!("{}/v1/responses", gw.url))
+            .bearer_auth(&key)
+            .json(
+                &json!({"model": "gpt", "input": "x", "max_output_tokens": 4096,
+                "background": true}),
+            ),
+    )
+    .await;
+    assert_eq!(
+        (status, queued["status"].as_str()),
+        (200, Some("queued")),
+        "{queued}"
+    );
+    let id = queued["id"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let failed = loop {
+        let (_, r) = json_of(get(&gw, &format!("/v1/responses/{id}"), &key)).await;
+        if r["status"] == "failed" {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(failed["error"]["code"], "budget_exceeded", "{failed}");
+    gw.shutdown().await;
+}
