@@ -893,15 +893,9 @@ impl Gateway {
                             (Some(n), Some(tap), Some(api)) => {
                                 // An earlier attempt's events are not this answer's.
                                 tap.clear();
-                                let p = &target.provider;
-                                match api {
-                                    NativeApi::AnthropicMessages => {
-                                        client.anthropic_native_stream(p, &n, &ctx, tap).await?
-                                    }
-                                    NativeApi::OpenAiResponses => {
-                                        client.responses_native_stream(p, &n, &ctx, tap).await?
-                                    }
-                                }
+                                client
+                                    .native_stream(&target.provider, api, &n, &ctx, tap)
+                                    .await?
                             }
                             _ => client.chat_stream(&target.provider, chat, &ctx).await?,
                         };
@@ -943,12 +937,7 @@ impl Gateway {
                 let ctx = convert(&target, created, lenient);
                 let p = &target.provider;
                 match (native, native_api(wire, &p.config)) {
-                    (Some(n), Some(NativeApi::AnthropicMessages)) => {
-                        client.anthropic_native(p, &n, &ctx).await
-                    }
-                    (Some(n), Some(NativeApi::OpenAiResponses)) => {
-                        client.responses_native(p, &n, &ctx).await
-                    }
+                    (Some(n), Some(api)) => client.native(p, api, &n, &ctx).await,
                     _ => client.chat(p, chat, &ctx).await,
                 }
             })

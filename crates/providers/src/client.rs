@@ -730,62 +730,10 @@ impl UpstreamClient {
         })
     }
 
-    /// An Anthropic Messages request passed through to an Anthropic provider: the client's body
-    /// with only `model` replaced, its `anthropic-beta` headers added; the provider's answer
-    /// comes back as it sent it, with the usage read for billing.
-    pub async fn anthropic_native(
-        &self,
-        provider: &ProviderHandle,
-        native: &NativeRequest<'_>,
-        ctx: &ConvertCtx<'_>,
-    ) -> Result<ChatOutcome, ProviderError> {
-        self.native(provider, NativeApi::AnthropicMessages, native, ctx)
-            .await
-    }
-
-    /// The streamed form of [`Self::anthropic_native`]: the provider's events are decoded into
-    /// canonical chunks for accounting, and each event, as sent, is pushed into `tap` for the
-    /// client.
-    pub async fn anthropic_native_stream(
-        &self,
-        provider: &ProviderHandle,
-        native: &NativeRequest<'_>,
-        ctx: &ConvertCtx<'_>,
-        tap: Tap,
-    ) -> Result<ChatStream, ProviderError> {
-        self.native_stream(provider, NativeApi::AnthropicMessages, native, ctx, tap)
-            .await
-    }
-
-    /// An OpenAI Responses request passed through to a provider that serves the Responses API
-    /// (`{base_url}/responses`): the client's body with only `model` replaced; the provider's
-    /// `response` object comes back as it sent it, with the usage read for billing.
-    pub async fn responses_native(
-        &self,
-        provider: &ProviderHandle,
-        native: &NativeRequest<'_>,
-        ctx: &ConvertCtx<'_>,
-    ) -> Result<ChatOutcome, ProviderError> {
-        self.native(provider, NativeApi::OpenAiResponses, native, ctx)
-            .await
-    }
-
-    /// The streamed form of [`Self::responses_native`] (the body already asks for a stream):
-    /// the semantic events are decoded into canonical chunks for accounting, and each event,
-    /// as sent, is pushed into `tap` for the client.
-    pub async fn responses_native_stream(
-        &self,
-        provider: &ProviderHandle,
-        native: &NativeRequest<'_>,
-        ctx: &ConvertCtx<'_>,
-        tap: Tap,
-    ) -> Result<ChatStream, ProviderError> {
-        self.native_stream(provider, NativeApi::OpenAiResponses, native, ctx, tap)
-            .await
-    }
-
-    /// A passed-through request, non-streamed.
-    async fn native(
+    /// A request passed through in the client's own wire format (`api`): the client's body with
+    /// only `model` replaced (plus, for Anthropic, its `anthropic-beta` headers); the provider's
+    /// answer comes back as it sent it, with the usage read for billing.
+    pub async fn native(
         &self,
         provider: &ProviderHandle,
         api: NativeApi,
@@ -809,7 +757,7 @@ impl UpstreamClient {
     }
 
     /// A passed-through request, streamed: decoded for accounting, each raw event into `tap`.
-    async fn native_stream(
+    pub async fn native_stream(
         &self,
         provider: &ProviderHandle,
         api: NativeApi,

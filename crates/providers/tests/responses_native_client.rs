@@ -7,7 +7,7 @@ use futures::StreamExt;
 use plexus_core::config::{ProviderConfig, ProviderKind, Timeouts};
 use plexus_mock::{MockConfig, MockServer};
 use plexus_providers::client::{
-    ChatBody, ClientOptions, NativeRequest, ProviderHandle, Tap, UpstreamClient,
+    ChatBody, ClientOptions, NativeApi, NativeRequest, ProviderHandle, Tap, UpstreamClient,
 };
 use plexus_providers::{ConvertCtx, ProviderError};
 use secrecy::SecretString;
@@ -77,7 +77,12 @@ async fn a_plain_answer_comes_back_as_sent_with_its_usage() {
         headers: &[],
     };
     let out = client()
-        .responses_native(&provider, &native, &ctx("gpt-4o-mini"))
+        .native(
+            &provider,
+            NativeApi::OpenAiResponses,
+            &native,
+            &ctx("gpt-4o-mini"),
+        )
         .await
         .unwrap();
     let ChatBody::Native { bytes, usage } = out.response else {
@@ -109,7 +114,12 @@ async fn a_plain_answer_comes_back_as_sent_with_its_usage() {
 
     // Upstream errors map as on the chat path.
     let err = client()
-        .responses_native(&provider, &native, &ctx("gpt-4o-mini+fault-429"))
+        .native(
+            &provider,
+            NativeApi::OpenAiResponses,
+            &native,
+            &ctx("gpt-4o-mini+fault-429"),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -134,7 +144,13 @@ async fn a_stream_is_decoded_for_accounting_and_tapped_for_the_client() {
     };
     let tap = Tap::default();
     let mut stream = client()
-        .responses_native_stream(&provider, &native, &ctx("gpt-4o-mini"), tap.clone())
+        .native_stream(
+            &provider,
+            NativeApi::OpenAiResponses,
+            &native,
+            &ctx("gpt-4o-mini"),
+            tap.clone(),
+        )
         .await
         .unwrap();
     let mut chunks = Vec::new();
@@ -184,8 +200,9 @@ async fn a_stream_is_decoded_for_accounting_and_tapped_for_the_client() {
     // A stream cut short is an error after what arrived.
     let tap = Tap::default();
     let mut stream = client()
-        .responses_native_stream(
+        .native_stream(
             &provider,
+            NativeApi::OpenAiResponses,
             &native,
             &ctx("gpt-4o-mini+cut-after-2"),
             tap.clone(),
@@ -247,7 +264,12 @@ async fn only_openai_kinds_serve_it_and_errors_are_scrubbed() {
         headers: &[],
     };
     let err = client()
-        .responses_native(&provider, &native, &ctx("gpt-4o-mini"))
+        .native(
+            &provider,
+            NativeApi::OpenAiResponses,
+            &native,
+            &ctx("gpt-4o-mini"),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -256,7 +278,13 @@ async fn only_openai_kinds_serve_it_and_errors_are_scrubbed() {
     );
     assert!(!err.to_string().contains(KEY), "{err}");
     let err = client()
-        .responses_native_stream(&provider, &native, &ctx("gpt-4o-mini"), Tap::default())
+        .native_stream(
+            &provider,
+            NativeApi::OpenAiResponses,
+            &native,
+            &ctx("gpt-4o-mini"),
+            Tap::default(),
+        )
         .await
         .err()
         .unwrap();
@@ -270,7 +298,7 @@ async fn only_openai_kinds_serve_it_and_errors_are_scrubbed() {
     ] {
         let provider = ProviderHandle::new(config(kind, format!("http://{addr}"))).unwrap();
         let err = client()
-            .responses_native(&provider, &native, &ctx("m"))
+            .native(&provider, NativeApi::OpenAiResponses, &native, &ctx("m"))
             .await
             .unwrap_err();
         assert!(

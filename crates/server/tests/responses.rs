@@ -331,7 +331,7 @@ async fn stored_responses_continue_and_belong_to_their_key(backend: Backend) {
     ))
     .await;
     assert_eq!(r["store"], false);
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    wait_idle(&gw).await;
     let (status, _) = json_of(get(
         &gw,
         &format!("/v1/responses/{}", r["id"].as_str().unwrap()),
@@ -340,6 +340,19 @@ async fn stored_responses_continue_and_belong_to_their_key(backend: Backend) {
     .await;
     assert_eq!(status, 404);
     gw.shutdown().await;
+}
+
+/// Waits (at most 10 s) until no background job of the gateway runs: stored responses are
+/// written.
+async fn wait_idle(gw: &Gateway) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !gw.state.background_idle() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "background jobs still running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Polls a response until its status is one of `until`.
@@ -388,7 +401,6 @@ async fn background_runs_are_reported_cancelled_and_interrupted_from_any_instanc
     let (status, _) = json_of(cancel(&a, &id)).await;
     assert_eq!(status, 400);
     let (_, fg) = json_of(post(&a, &json!({"model": "sonnet", "input": "x"}))).await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let (status, e) = json_of(cancel(&a, fg["id"].as_str().unwrap())).await;
     assert_eq!(status, 400, "{e}");
 
@@ -419,7 +431,6 @@ async fn background_runs_are_reported_cancelled_and_interrupted_from_any_instanc
         // Cancelling again returns it; it stays cancelled.
         let (status, again) = json_of(cancel(&a, &id)).await;
         assert_eq!((status, again["status"].as_str()), (200, Some("cancelled")));
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let (_, r) = json_of(get(&a, &format!("/v1/responses/{id}"), MASTER_KEY)).await;
         assert_eq!(r["status"], "cancelled", "{r}");
         // The call is recorded once, as cancelled by the client.
@@ -484,7 +495,7 @@ async fn retention_deletes_stored_responses_and_clears_bodies_but_keeps_records(
     let id = r["id"].as_str().unwrap().to_owned();
     let request_id = format!("req_{}", id.trim_start_matches("resp_"));
     gw.state.writer().flush().await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    gw.state.response_written(&id).await;
     let now = gw.state.clock().now_unix_ms();
 
     // Within every retention: nothing goes.
@@ -562,11 +573,7 @@ async fn concurrent_stored_responses_are_all_written() {
         }
     }))
     .await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !gw.state.background_idle() {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_idle(&gw).await;
     for id in &ids {
         let row = gw.store.response_by_id(id).await.unwrap();
         assert!(row.is_some_and(|r| r.status == "completed"), "{id}");
@@ -608,7 +615,7 @@ async fn bad_query_parameters_are_json_errors_naming_them() {
     let gw = Gateway::start().await;
     let (_, r) = json_of(post(&gw, &json!({"model": "sonnet", "input": "x"}))).await;
     let id = r["id"].as_str().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    gw.state.response_written(id).await;
     for (query, param) in [
         (format!("/v1/responses/{id}?stream=true"), "stream"),
         (
