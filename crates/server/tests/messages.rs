@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Gateway, MASTER_KEY};
+use common::{sse_events, Gateway, MASTER_KEY};
 use serde_json::{json, Value};
 
 fn post(gw: &Gateway, path: &str, body: &Value) -> reqwest::RequestBuilder {
@@ -16,25 +16,6 @@ fn post(gw: &Gateway, path: &str, body: &Value) -> reqwest::RequestBuilder {
 }
 
 /// `event:` names and parsed `data:` payloads of an SSE body.
-async fn events(resp: reqwest::Response) -> Vec<(String, Value)> {
-    let text = resp.text().await.unwrap();
-    text.split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let mut name = String::new();
-            let mut data = Value::Null;
-            for line in e.lines() {
-                if let Some(n) = line.strip_prefix("event: ") {
-                    name = n.to_owned();
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data = serde_json::from_str(d).unwrap();
-                }
-            }
-            (name, data)
-        })
-        .collect()
-}
-
 const MODELS: &str = "  - name: agent-oai\n    targets: [{provider: oai, model: gpt-4o-mini+agent}]\n  - name: agent-claude\n    targets: [{provider: claude, model: claude-sonnet-4-5+agent}]\n  - name: agent-gem\n    targets: [{provider: gem, model: gemini-2.5-flash+agent}]\n";
 
 #[tokio::test]
@@ -68,7 +49,7 @@ async fn plain_and_streamed_answers_on_every_provider_kind() {
             .to_str()
             .unwrap()
             .starts_with("text/event-stream"));
-        let ev = events(resp).await;
+        let ev = sse_events(resp).await;
         let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names[0], "message_start", "{names:?}");
         assert!(names.contains(&"ping"), "{names:?}");
@@ -108,7 +89,7 @@ async fn a_bash_tool_round_trip_on_every_provider_kind() {
             let resp = post(&gw, "/v1/messages", &first).send().await.unwrap();
             assert_eq!(resp.status(), 200, "{model}");
             let (id, input) = if stream {
-                let ev = events(resp).await;
+                let ev = sse_events(resp).await;
                 let start = ev
                     .iter()
                     .find(|(n, d)| {
@@ -384,7 +365,7 @@ async fn an_anthropic_target_gets_the_request_as_it_came() {
             Some("context-management-2025-06-27")
         );
         if stream {
-            let ev = events(resp).await;
+            let ev = sse_events(resp).await;
             assert_eq!(ev[0].0, "message_start");
             assert_eq!(
                 ev[0].1["message"]["model"], "sonnet",
@@ -432,7 +413,7 @@ async fn a_failure_mid_stream_is_an_error_event() {
             "messages": [{"role": "user", "content": "Say hello"}]});
         let resp = post(&gw, "/v1/messages", &body).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{model}");
-        let ev = events(resp).await;
+        let ev = sse_events(resp).await;
         let (name, data) = ev.last().unwrap();
         assert_eq!(name, "error", "{model}: {ev:?}");
         assert_eq!(data["type"], "error");

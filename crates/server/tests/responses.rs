@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, Gateway, MASTER_KEY};
+use common::{sse_events, Backend, Gateway, MASTER_KEY};
 use serde_json::{json, Value};
 
 const MODELS: &str = "  - name: agent-oai\n    targets: [{provider: oai, model: gpt-4o-mini+agent}]\n  - name: agent-claude\n    targets: [{provider: claude, model: claude-sonnet-4-5+agent}]\n  - name: agent-gem\n    targets: [{provider: gem, model: gemini-2.5-flash+agent}]\n";
@@ -13,25 +13,6 @@ fn post(gw: &Gateway, body: &Value) -> reqwest::RequestBuilder {
         .post(format!("{}/v1/responses", gw.url))
         .bearer_auth(MASTER_KEY)
         .json(body)
-}
-
-async fn events(resp: reqwest::Response) -> Vec<(String, Value)> {
-    let text = resp.text().await.unwrap();
-    text.split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let mut name = String::new();
-            let mut data = Value::Null;
-            for line in e.lines() {
-                if let Some(n) = line.strip_prefix("event: ") {
-                    name = n.to_owned();
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data = serde_json::from_str(d).unwrap();
-                }
-            }
-            (name, data)
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -58,7 +39,7 @@ async fn plain_and_streamed_responses_on_every_provider_kind() {
         b["stream"] = json!(true);
         let resp = post(&gw, &b).send().await.unwrap();
         assert_eq!(resp.status(), 200);
-        let ev = events(resp).await;
+        let ev = sse_events(resp).await;
         assert_eq!(ev[0].0, "response.created");
         assert_eq!(ev.last().unwrap().0, "response.completed");
         let deltas: String = ev
@@ -211,7 +192,7 @@ async fn stored_responses_continue_and_belong_to_their_key(backend: Backend) {
             let resp = post(&gw, &second).send().await.unwrap();
             assert_eq!(resp.status(), 200);
             let r2 = if stream {
-                let ev = events(resp).await;
+                let ev = sse_events(resp).await;
                 let (kind, last) = ev.last().unwrap();
                 assert_eq!(kind, "response.completed", "{ev:?}");
                 last["response"].clone()

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Gateway, MASTER_KEY};
+use common::{sse_events, Gateway, MASTER_KEY};
 use serde_json::{json, Value};
 
 fn post(gw: &Gateway, body: &Value, request_id: &str) -> reqwest::RequestBuilder {
@@ -14,25 +14,6 @@ fn post(gw: &Gateway, body: &Value, request_id: &str) -> reqwest::RequestBuilder
         .bearer_auth(MASTER_KEY)
         .header("x-request-id", request_id)
         .json(body)
-}
-
-async fn events(resp: reqwest::Response) -> Vec<(String, Value)> {
-    let text = resp.text().await.unwrap();
-    text.split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let mut name = String::new();
-            let mut data = Value::Null;
-            for line in e.lines() {
-                if let Some(n) = line.strip_prefix("event: ") {
-                    name = n.to_owned();
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data = serde_json::from_str(d).unwrap();
-                }
-            }
-            (name, data)
-        })
-        .collect()
 }
 
 /// A request with fields no translation knows.
@@ -102,7 +83,7 @@ async fn an_openai_target_gets_the_request_as_it_came() {
         assert_eq!(up.body, expected);
 
         let (input_tokens, output_tokens) = if stream {
-            let ev = events(resp).await;
+            let ev = sse_events(resp).await;
             assert_eq!(ev[0].0, "response.created", "{ev:?}");
             let (last, done) = ev.last().unwrap();
             assert_eq!(last, "response.completed", "{ev:?}");
@@ -194,7 +175,7 @@ async fn providers_without_the_responses_api_get_a_translated_call() {
                 assert_eq!(sent[0].body["a_future_field"], json!({"x": 1}), "{model}");
             }
             if stream {
-                let ev = events(resp).await;
+                let ev = sse_events(resp).await;
                 assert_eq!(
                     ev.last().unwrap().0,
                     "response.completed",

@@ -328,3 +328,23 @@ pub async fn sse_data(resp: reqwest::Response) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// An SSE body as its events: (event name, data parsed as JSON).
+pub async fn sse_events(resp: reqwest::Response) -> Vec<(String, serde_json::Value)> {
+    let text = resp.text().await.unwrap();
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let mut name = String::new();
+            let mut data = serde_json::Value::Null;
+            for line in e.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).unwrap();
+                }
+            }
+            (name, data)
+        })
+        .collect()
+}
